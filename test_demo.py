@@ -1,0 +1,255 @@
+"""NTIRE Efficient Super-Resolution test harness (x4), compatible with the official ``test_demo.py``.
+
+    python test_demo.py                                  # built-in data, best model whose checkpoint is present
+    python test_demo.py --data_dir DATA --model_id 0     # official layouts (DIV2K / LSDIR valid, test)
+    python test_demo.py --hr_dir HR [--lr_dir LR]        # any folder, mode "custom"
+
+Writes SR images to ``save_dir/<model name>/<mode>/``, merges figures into ``results.json`` (and the table
+``results.txt``) and logs to ``save_dir/test_demo.log``. See README.md for every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from utils.checkpoint import load_weights
+from utils.datasets import ImagePair, ensure_builtin_dataset, official_pairs, pair_folders
+from utils.errors import HarnessError
+from utils.evaluation import evaluate_mode
+from utils.fileio import sha256_of
+from utils.inference import describe_device
+from utils.logger import get_logger
+from utils.model_summary import OFFICIAL_INPUT_DIM, summarize
+from utils.results import load_results, merge_results, write_results
+
+REPO_ROOT = Path(__file__).resolve().parent
+SCALE = 4
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A submitted model: how to build it, its default checkpoint (relative to the repository) and input range."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    checkpoint: str
+    data_range: float
+    origin: str
+
+
+def _build_rfdn() -> nn.Module:
+    from models.team00_RFDN import RFDN
+
+    return RFDN()
+
+
+MODEL_ZOO: dict[int, ZooEntry] = {
+    0: ZooEntry(
+        "RFDN_baseline",
+        _build_rfdn,
+        "model_zoo/team00_rfdn.pth",
+        255.0,
+        "the official NTIRE Efficient-SR challenge repository (file model_zoo/team00_rfdn.pth there)",
+    ),
+}
+# Tried in this order when --model_id is not given: the best model whose checkpoint is present.
+DEFAULT_MODEL_ORDER: tuple[int, ...] = (0,)
+
+
+def _known_models() -> str:
+    return ", ".join(f"{i} ({e.name})" for i, e in sorted(MODEL_ZOO.items()))
+
+
+def _missing_checkpoint(entry: ZooEntry, path: Path) -> HarnessError:
+    return HarnessError(
+        f"{entry.checkpoint} not found: {entry.name}'s checkpoint is not shipped here; download it from "
+        f"{entry.origin} and put it at {path}, or pass --model_path"
+    )
+
+
+def default_model_id() -> int:
+    """The first model of DEFAULT_MODEL_ORDER whose default checkpoint exists."""
+    for model_id in DEFAULT_MODEL_ORDER:
+        if (REPO_ROOT / MODEL_ZOO[model_id].checkpoint).is_file():
+            return model_id
+    fallback = MODEL_ZOO[DEFAULT_MODEL_ORDER[-1]]
+    raise _missing_checkpoint(fallback, REPO_ROOT / fallback.checkpoint)
+
+
+def checkpoint_path(args: Any, model_id: int) -> Path:
+    model_path = getattr(args, "model_path", None)
+    return Path(model_path) if model_path else REPO_ROOT / MODEL_ZOO[model_id].checkpoint
+
+
+def select_model(args: Any, device: torch.device) -> tuple[nn.Module, str, float, int | None]:
+    """(model in eval mode on ``device``, its name, input data range, tile size) as the official harness.
+
+    ``args`` needs only ``model_id`` and ``model_path``; a ``model_id`` of None picks the default model.
+    """
+    model_id = getattr(args, "model_id", None)
+    if model_id is None:
+        model_id = default_model_id()
+    if model_id not in MODEL_ZOO:
+        raise HarnessError(f"--model_id {model_id}: unknown model; known ids: {_known_models()}")
+    entry = MODEL_ZOO[model_id]
+    path = checkpoint_path(args, model_id)
+    if not path.is_file():
+        if getattr(args, "model_path", None):
+            raise HarnessError(f"--model_path {path}: checkpoint file not found")
+        raise _missing_checkpoint(entry, path)
+    model = load_weights(entry.build(), path, entry.name)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad = False
+    name = f"{model_id:02}_{entry.name}"
+    if getattr(args, "model_path", None) and path.resolve() != (REPO_ROOT / entry.checkpoint).resolve():
+        name += f"@{path.stem}"  # another checkpoint of the same architecture gets its own results entry
+    return model.to(device), name, entry.data_range, getattr(args, "tile", None)
+
+
+def select_dataset(data_dir: str, mode: str) -> list[ImagePair]:
+    """The image pairs of one official mode (``valid``, ``test``, ``hybrid_test``) under ``data_dir``."""
+    return official_pairs(data_dir, mode)
+
+
+def plan_modes(args: argparse.Namespace) -> list[tuple[str, list[ImagePair]]]:
+    """Which modes to run, with their image pairs, all checked before the model is even loaded."""
+    if (args.include_test or args.hybrid_test) and not args.data_dir:
+        raise HarnessError("--include_test and --hybrid_test need --data_dir (the folder holding the official data)")
+    if args.lr_dir and not args.hr_dir:
+        raise HarnessError("--lr_dir needs --hr_dir (the HR images it is scored against)")
+    plan = []
+    if args.data_dir:
+        plan.append(("valid", select_dataset(args.data_dir, "valid")))
+        if args.include_test:
+            plan.append(("test", select_dataset(args.data_dir, "test")))
+        if args.hybrid_test:
+            plan.append(("hybrid_test", select_dataset(args.data_dir, "hybrid_test")))
+    if args.hr_dir:
+        plan.append(("custom", pair_folders(args.hr_dir, args.lr_dir, SCALE)))
+    if not plan:
+        plan.append(("builtin", ensure_builtin_dataset()))
+    return plan
+
+
+def resolve_device(requested: str | None) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if requested is None:
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(requested)
+
+
+def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Evaluate one model on every planned mode and merge its figures into ``args.results_json``."""
+    if args.tile is not None and args.tile <= args.tile_overlap:
+        raise HarnessError(f"--tile {args.tile}: must be larger than --tile_overlap ({args.tile_overlap})")
+    device = resolve_device(args.device)
+    plan = plan_modes(args)
+    load_results(args.results_json)  # a corrupt results file stops us before any work, and is left as it is
+    model, model_name, data_range, tile = select_model(args, device)
+    torch.backends.cudnn.benchmark = False
+    logger = get_logger("NTIRE-EfficientSR", Path(args.save_dir) / "test_demo.log")
+    logger.info(f"{model_name} on {describe_device(device)}: {', '.join(f'{m} ({len(p)} images)' for m, p in plan)}")
+
+    entry: dict[str, Any] = {}
+    for mode, pairs in plan:
+        entry.update(
+            evaluate_mode(
+                model,
+                pairs,
+                mode,
+                data_range=data_range,
+                device=device,
+                save_dir=Path(args.save_dir) / model_name,
+                logger=logger,
+                scale=SCALE,
+                tile=tile,
+                tile_overlap=args.tile_overlap,
+                ssim=args.ssim,
+                warmup=args.warmup,
+            )
+        )
+        entry[f"{mode}_data"] = str(pairs[0].hr_path.parent)
+
+    summary = summarize(model, OFFICIAL_INPUT_DIM)
+    path = checkpoint_path(args, int(model_name[:2]))
+    entry.update(
+        {
+            "activations": summary.activations / 10**6,
+            "num_conv": summary.num_conv,
+            "flops": summary.flops / 10**9,
+            "num_parameters": summary.num_parameters / 10**6,
+            "device": describe_device(device),
+            "model_path": str(path),
+            "checkpoint_sha256": sha256_of(path),
+        }
+    )
+    logger.info(f"{'#Activations':>16s} : {entry['activations']:<.4f} [M]")
+    logger.info(f"{'#Conv2d':>16s} : {entry['num_conv']:<d}")
+    logger.info(f"{'FLOPs':>16s} : {entry['flops']:<.4f} [G]")
+    logger.info(f"{'#Params':>16s} : {entry['num_parameters']:<.4f} [M]")
+
+    results = merge_results(load_results(args.results_json), model_name, entry)
+    txt_path = write_results(args.results_json, results)
+    logger.info(f"results: {args.results_json} and {txt_path}")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        "NTIRE-EfficientSR", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data_dir", default=None, type=str, help="folder with the official data layouts (default: built-in data)"
+    )
+    parser.add_argument("--save_dir", default="results", type=str, help="where SR images and the log go (default: results)")
+    parser.add_argument(
+        "--model_id", default=None, type=int, help=f"model to run; known: {_known_models()} (default: best available)"
+    )
+    parser.add_argument(
+        "--model_path", default=None, type=str, help="evaluate this checkpoint instead of the model's default one"
+    )
+    parser.add_argument("--include_test", action="store_true", help="also run the test set (needs its HR images)")
+    parser.add_argument("--hybrid_test", action="store_true", help="also run the LSDIR+DIV2K hybrid test set (NTIRE 2023)")
+    parser.add_argument("--ssim", action="store_true", help="also compute SSIM, and Y-channel PSNR/SSIM (BT.601)")
+    parser.add_argument("--hr_dir", default=None, type=str, help="any folder of HR images, evaluated as mode 'custom'")
+    parser.add_argument(
+        "--lr_dir", default=None, type=str, help="its LR images (NAMEx4.* or NAME.*); default: bicubic x4 of the HR"
+    )
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
+    parser.add_argument("--tile", default=None, type=int, help="tiled inference with LR tiles of this size (for large images)")
+    parser.add_argument("--tile_overlap", default=32, type=int, help="overlap of neighbouring tiles in LR pixels (default: 32)")
+    parser.add_argument("--warmup", default=2, type=int, help="untimed passes on the first image of each mode (default: 2)")
+    parser.add_argument(
+        "--results_json",
+        default="results.json",
+        type=str,
+        help="results file, merged with what it holds (default: ./results.json)",
+    )
+    return parser.parse_args(argv)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        main(args)
+    except HarnessError as err:
+        print(f"test_demo.py: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("test_demo.py: interrupted; results.json left as it was", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

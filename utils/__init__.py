@@ -1,0 +1,1 @@
+"""Shared helpers of the harness: image I/O, resizing, metrics, model summary, data layouts, logging."""

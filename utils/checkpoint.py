@@ -1,0 +1,72 @@
+"""Safe checkpoint reading: ``torch.load(weights_only=True)`` only, and one-line errors on mismatch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+import torch.nn as nn
+
+from utils.errors import HarnessError
+
+# keys under which common training codes nest the weights (self-describing checkpoints, BasicSR, ...)
+NESTED_STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a state dict on CPU; accepts a plain state dict or one nested under a known key."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise HarnessError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or unsafe files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HarnessError(
+            f"{path}: not a loadable weights-only checkpoint (expected a state dict saved with torch.save; "
+            f"pickled modules are refused): {reason[:200]}"
+        ) from None
+    if isinstance(obj, Mapping):
+        for key in NESTED_STATE_DICT_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise HarnessError(f"{path}: holds no state dict (expected a mapping of parameter names to tensors)")
+    state = dict(obj)
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
+    """One line naming what keeps ``state`` from loading into ``model`` with strict=True; None if it fits."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if not (missing or unexpected or wrong_shape):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if wrong_shape:
+        k = wrong_shape[0]
+        parts.append(
+            f"{len(wrong_shape)} with another shape (e.g. {k}: checkpoint {tuple(state[k].shape)} "
+            f"vs model {tuple(expected[k].shape)})"
+        )
+    return "; ".join(parts)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, arch: str) -> nn.Module:
+    """Load the checkpoint at ``path`` into ``model`` (strict), or raise a one-line HarnessError."""
+    state = read_state_dict(path)
+    mismatch = describe_mismatch(model, state)
+    if mismatch:
+        raise HarnessError(f"{path}: checkpoint does not fit {arch}: {mismatch}")
+    model.load_state_dict(state, strict=True)
+    return model

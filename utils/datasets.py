@@ -1,0 +1,133 @@
+"""Evaluation data: the official layouts, any HR/LR folder pair, and the built-in default set.
+
+Pairs are found by listing files, never by hard-coded index ranges: an HR image ``NAME.ext`` is paired with
+the LR image ``NAMEx4.*`` (DIV2K naming) or ``NAME.*`` in the LR folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from utils.errors import HarnessError
+from utils.image import imread_uint, imsave, list_images, modcrop
+from utils.imresize import bicubic_downsample
+
+SCALE = 4
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One evaluation image: its HR file and its LR file (``None``: LR is made from the HR by bicubic x4)."""
+
+    hr_path: Path
+    lr_path: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.hr_path.stem
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one official edition keeps the HR and LR images of one mode, relative to ``--data_dir``."""
+
+    hr: str
+    lr: str
+    edition: str
+
+
+OFFICIAL_LAYOUTS: dict[str, tuple[Layout, ...]] = {
+    "valid": (
+        Layout("DIV2K_LSDIR_valid_HR", "DIV2K_LSDIR_valid_LR", "NTIRE 2024 and later"),
+        Layout("DIV2K_valid_HR", "DIV2K_valid_LR", "NTIRE 2023"),
+        Layout("DIV2K_valid_HR", "DIV2K_valid_LR_bicubic/X4", "DIV2K download"),
+    ),
+    "test": (
+        Layout("DIV2K_LSDIR_test_HR", "DIV2K_LSDIR_test_LR", "NTIRE 2024 and later"),
+        Layout("DIV2K_test_HR", "DIV2K_test_LR", "NTIRE 2023"),
+    ),
+    "hybrid_test": (Layout("LSDIR_DIV2K_test_HR", "LSDIR_DIV2K_test_LR", "NTIRE 2023 hybrid test"),),
+}
+
+
+def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, scale: int = SCALE) -> list[ImagePair]:
+    """Pair every image of ``hr_dir`` with its LR image in ``lr_dir`` (or with none, if ``lr_dir`` is None)."""
+    hr_dir = Path(hr_dir)
+    if not hr_dir.is_dir():
+        raise HarnessError(f"{hr_dir}: HR folder not found")
+    hr_images = list_images(hr_dir)
+    if not hr_images:
+        raise HarnessError(f"{hr_dir}: HR folder holds no images (expected .png/.bmp/.jpg/.tif files)")
+    if lr_dir is None:
+        return [ImagePair(p, None) for p in hr_images]
+    lr_dir = Path(lr_dir)
+    if not lr_dir.is_dir():
+        raise HarnessError(f"{lr_dir}: LR folder not found")
+    lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
+    pairs = []
+    for hr in hr_images:
+        lr = lr_by_stem.get(f"{hr.stem}x{scale}") or lr_by_stem.get(hr.stem)
+        if lr is None:
+            raise HarnessError(f"{hr}: no LR image {hr.stem}x{scale}.* or {hr.stem}.* in {lr_dir}")
+        pairs.append(ImagePair(hr, lr))
+    return pairs
+
+
+def find_official_layout(data_dir: str | os.PathLike, mode: str) -> Layout:
+    """The first layout of ``mode`` whose HR and LR folders both exist under ``data_dir``."""
+    if mode not in OFFICIAL_LAYOUTS:
+        raise HarnessError(f"unknown mode {mode!r}: expected one of {', '.join(OFFICIAL_LAYOUTS)}")
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise HarnessError(f"--data_dir {data_dir}: folder not found")
+    for layout in OFFICIAL_LAYOUTS[mode]:
+        if (data_dir / layout.hr).is_dir() and (data_dir / layout.lr).is_dir():
+            return layout
+    expected = " or ".join(f"{lay.hr}/ + {lay.lr}/ ({lay.edition})" for lay in OFFICIAL_LAYOUTS[mode])
+    raise HarnessError(f"--data_dir {data_dir}: no {mode} data found; expected {expected}")
+
+
+def official_pairs(data_dir: str | os.PathLike, mode: str) -> list[ImagePair]:
+    layout = find_official_layout(data_dir, mode)
+    return pair_folders(Path(data_dir) / layout.hr, Path(data_dir) / layout.lr)
+
+
+def load_pair(pair: ImagePair, scale: int = SCALE) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) as RGB uint8; HR cropped to a multiple of ``scale``; sizes checked against each other."""
+    hr = modcrop(imread_uint(pair.hr_path), scale)
+    lr = bicubic_downsample(hr, scale) if pair.lr_path is None else imread_uint(pair.lr_path)
+    if (lr.shape[0] * scale, lr.shape[1] * scale) != hr.shape[:2]:
+        raise HarnessError(
+            f"{pair.lr_path}: LR is {lr.shape[1]}x{lr.shape[0]} but HR {pair.hr_path.name} cropped to a multiple of "
+            f"{scale} is {hr.shape[1]}x{hr.shape[0]} (expected exactly {scale}x the LR size)"
+        )
+    return lr, hr
+
+
+# --- built-in default data --------------------------------------------------------------------------------
+
+BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "camera")  # photographs shipped by scikit-image
+BUILTIN_ROOT = Path(__file__).resolve().parent.parent / "data" / "builtin_x4"
+
+
+def ensure_builtin_dataset(root: str | os.PathLike = BUILTIN_ROOT) -> list[ImagePair]:
+    """Write (once) and return the default set: scikit-image photos cropped to a multiple of 4, LR by bicubic x4.
+
+    ``camera`` is grayscale on purpose: real data folders have such files.
+    """
+    from skimage import data as skimage_data  # imported here: only the default run needs it
+
+    root = Path(root)
+    pairs = []
+    for name in BUILTIN_IMAGES:
+        hr_path, lr_path = root / "HR" / f"{name}.png", root / "LR_bicubic" / f"X{SCALE}" / f"{name}x{SCALE}.png"
+        if not (hr_path.is_file() and lr_path.is_file()):
+            hr = modcrop(getattr(skimage_data, name)(), SCALE)
+            imsave(hr, hr_path)
+            imsave(bicubic_downsample(hr, SCALE), lr_path)
+        pairs.append(ImagePair(hr_path, lr_path))
+    return pairs
