@@ -150,8 +150,8 @@ def resolve_device(requested: str | None) -> torch.device:
 
 def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Evaluate one model on every planned mode and merge its figures into ``args.results_json``."""
-    if args.tile is not None and args.tile <= args.tile_overlap:
-        raise HarnessError(f"--tile {args.tile}: must be larger than --tile_overlap ({args.tile_overlap})")
+    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
+        raise HarnessError(f"--tile {args.tile} / --tile_overlap {args.tile_overlap}: expected 0 <= overlap < tile")
     device = resolve_device(args.device)
     plan = plan_modes(args)
     load_results(args.results_json)  # a corrupt results file stops us before any work, and is left as it is

@@ -12,6 +12,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from utils.datasets import ImagePair, load_pair
+from utils.errors import HarnessError
 from utils.image import imsave, tensor2uint, uint2tensor4
 from utils.inference import Stopwatch, forward, peak_memory_mib, reset_peak_memory
 from utils.metrics import calculate_psnr, calculate_ssim, rgb2y
@@ -19,6 +20,14 @@ from utils.metrics import calculate_psnr, calculate_ssim, rgb2y
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def _model_failure(pair: ImagePair, lr_tensor: torch.Tensor, err: RuntimeError) -> HarnessError:
+    """One line for a forward pass that failed on one image (input too small for the network, out of memory)."""
+    h, w = lr_tensor.shape[-2:]
+    hint = "; try --tile N" if isinstance(err, torch.OutOfMemoryError) else ""
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return HarnessError(f"{pair.lr_path or pair.hr_path}: the model failed on this {w}x{h} LR input: {reason}{hint}")
 
 
 @torch.inference_mode()
@@ -49,10 +58,13 @@ def evaluate_mode(
     for index, pair in enumerate(tqdm(pairs, desc=mode, unit="img", leave=False)):
         img_lr, img_hr = load_pair(pair, scale)
         lr_tensor = uint2tensor4(img_lr, data_range).to(device)
-        if index == 0:  # warm-up: kernels, allocator and caches, before anything is timed
-            for _ in range(warmup):
-                forward(lr_tensor, model, tile, tile_overlap, scale)
-        sr_tensor, runtime_ms = stopwatch.time(forward, lr_tensor, model, tile, tile_overlap, scale)
+        try:
+            if index == 0:  # warm-up: kernels, allocator and caches, before anything is timed
+                for _ in range(warmup):
+                    forward(lr_tensor, model, tile, tile_overlap, scale)
+            sr_tensor, runtime_ms = stopwatch.time(forward, lr_tensor, model, tile, tile_overlap, scale)
+        except RuntimeError as err:
+            raise _model_failure(pair, lr_tensor, err) from None
         img_sr = tensor2uint(sr_tensor, data_range)
 
         psnr = calculate_psnr(img_sr, img_hr, border=border)

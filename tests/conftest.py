@@ -1,0 +1,52 @@
+"""Shared fixtures. Third-party data is looked for in ../shared; tests needing it skip with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.team00_RFDN import RFDN
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+SHARED_RFDN = SHARED / "model_zoo" / "team00_rfdn.pth"
+SHARED_BENCHMARK = SHARED / "benchmark"
+
+
+def require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs {what} at {path} (third-party data in ../shared, absent here)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def rfdn_checkpoint() -> Path:
+    """The official RFDN checkpoint (third-party)."""
+    return require(SHARED_RFDN, "the official RFDN checkpoint team00_rfdn.pth")
+
+
+@pytest.fixture(scope="session")
+def benchmark_dir() -> Path:
+    return require(SHARED_BENCHMARK, "the Set5/Set14/BSD68 benchmark images")
+
+
+@pytest.fixture(scope="session")
+def random_rfdn_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised RFDN state dict: exercises the harness without third-party weights."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "rfdn_random.pth"
+    torch.save(RFDN().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def any_rfdn_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The official checkpoint where present, else random weights of the same architecture."""
+    if SHARED_RFDN.is_file():
+        return SHARED_RFDN
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt_any") / "rfdn_random.pth"
+    torch.save(RFDN().state_dict(), path)
+    return path

@@ -1,0 +1,37 @@
+import torch.nn as nn
+
+from models.team00_RFDN import RFDN
+from utils.model_summary import count_parameters, summarize
+
+
+def test_hand_counted_network() -> None:
+    act = nn.LeakyReLU(0.1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), act, nn.Conv2d(8, 4, 1, groups=2), act, nn.PixelShuffle(2))
+    s = summarize(model, (3, 16, 16))
+    pixels = 16 * 16
+    assert s.flops == 3 * 3 * 3 * 8 * pixels + 8 * pixels + (8 * 4 // 2) * pixels + 4 * pixels
+    assert s.activations == 8 * pixels + 4 * pixels
+    assert s.num_conv == 2
+    assert s.num_parameters == count_parameters(model) == (3 * 9 * 8 + 8) + (4 * 4 + 4)
+
+
+def test_strided_transposed_and_linear_layers() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.ConvTranspose2d(4, 2, 2, stride=2), nn.Flatten(), nn.Linear(2 * 8 * 8, 5)
+    )
+    s = summarize(model, (2, 8, 8))
+    assert s.flops == 9 * 2 * 4 * 16 + 4 * 4 * 2 * 16 + 128 * 5
+    assert s.activations == 4 * 16 + 2 * 64 + 5
+    assert s.num_conv == 2
+
+
+def test_rfdn_reproduces_the_official_figures() -> None:
+    """Official NTIRE figures for RFDN at 3x256x256: 0.433 M params, 27.10 G FLOPs, 112.03 M activations, 64 convs."""
+    model = RFDN()
+    model.train()
+    s = summarize(model)
+    assert round(s.num_parameters / 1e6, 3) == 0.433 and s.num_parameters == 433_448
+    assert round(s.flops / 1e9, 2) == 27.10
+    assert round(s.activations / 1e6, 2) == 112.03
+    assert s.num_conv == 64
+    assert model.training  # mode restored

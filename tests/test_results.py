@@ -1,0 +1,47 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from utils.errors import HarnessError
+from utils.fileio import atomic_write, atomic_write_json
+from utils.results import format_table, load_results, merge_results, write_results
+
+
+def test_merge_keeps_other_models_and_modes() -> None:
+    old = {"00_RFDN": {"valid_ave_psnr": 29.0, "flops": 27.1}, "13_PRFDN": {"valid_ave_psnr": 29.1}}
+    merged = merge_results(old, "00_RFDN", {"custom_ave_psnr": 30.2, "flops": 27.2})
+    assert merged["00_RFDN"] == {"valid_ave_psnr": 29.0, "flops": 27.2, "custom_ave_psnr": 30.2}
+    assert merged["13_PRFDN"] == {"valid_ave_psnr": 29.1}
+    assert old["00_RFDN"] == {"valid_ave_psnr": 29.0, "flops": 27.1}  # input not mutated
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "results.json"
+    atomic_write_json(target, {"a": 1})
+
+    def failing(tmp: str) -> None:
+        Path(tmp).write_text('{"half": ')
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, failing)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left
+
+
+def test_corrupt_results_file_is_an_error_not_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / "results.json"
+    target.write_text("{not json")
+    with pytest.raises(HarnessError, match="not readable JSON"):
+        load_results(target)
+    assert load_results(tmp_path / "absent.json") == {}
+
+
+def test_table_has_a_row_per_model_and_mode(tmp_path: Path) -> None:
+    entry = {"valid_ave_psnr": 29.0, "valid_ave_runtime": 12.5, "test_ave_psnr": 28.0, "num_parameters": 0.433, "num_conv": 64}
+    txt = write_results(tmp_path / "results.json", {"00_RFDN_baseline": entry})
+    lines = txt.read_text().splitlines()
+    assert lines[0].split("\t")[0].strip() == "Model" and len(lines) == 3
+    assert "valid" in lines[1] and "29.00" in lines[1] and "12.50" in lines[1]
+    assert format_table({}) == lines[0] + "\n"

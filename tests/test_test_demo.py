@@ -1,0 +1,274 @@
+"""test_demo.py as users run it: official flags, keys and layouts, the new flags, and every bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import test_demo
+from models.team00_RFDN import RFDN
+from utils.datasets import ensure_builtin_dataset
+from utils.image import imread_uint, imsave
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL_KEYS = ("num_parameters", "flops", "activations", "num_conv")
+
+
+def _mode_keys(mode: str) -> tuple[str, ...]:
+    return (f"{mode}_psnr", f"{mode}_ave_psnr", f"{mode}_runtime", f"{mode}_ave_runtime", f"{mode}_memory")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a temp folder, as the official harness writes results.json in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _small_official_data(root: Path, hr: str, lr: str, names: list[str], lr_suffix: str = "x4") -> None:
+    """A tiny official-layout folder from the built-in images, under the official names."""
+    builtin = {p.name: p for p in ensure_builtin_dataset()}
+    for name, source in zip(names, ["chelsea", "coffee"], strict=False):
+        imsave(imread_uint(builtin[source].hr_path)[:96, :128], root / hr / f"{name}.png")
+        imsave(imread_uint(builtin[source].lr_path)[:24, :32], root / lr / f"{name}{lr_suffix}.png")
+
+
+def _run(*argv: str) -> int:
+    return test_demo.cli(["--device", "cpu", "--warmup", "0", *argv])
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("test_demo.py: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_select_model_official_signature(random_rfdn_checkpoint: Path) -> None:
+    args = argparse.Namespace(model_id=0, model_path=str(random_rfdn_checkpoint))
+    model, name, data_range, tile = test_demo.select_model(args, torch.device("cpu"))
+    assert isinstance(model, RFDN) and not model.training
+    assert name == "00_RFDN_baseline@rfdn_random" and data_range == 255.0 and tile is None
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_official_2023_layout_with_test_set(workdir: Path, random_rfdn_checkpoint: Path) -> None:
+    data = workdir / "data"
+    _small_official_data(data, "DIV2K_valid_HR", "DIV2K_valid_LR", ["0801", "0802"])
+    _small_official_data(data, "DIV2K_test_HR", "DIV2K_test_LR", ["0901"], lr_suffix="")  # 2023 test LR: no x4
+    rc = _run(
+        "--data_dir",
+        str(data),
+        "--save_dir",
+        "out",
+        "--model_id",
+        "0",
+        "--model_path",
+        str(random_rfdn_checkpoint),
+        "--include_test",
+    )
+    assert rc == 0
+    results = json.loads((workdir / "results.json").read_text())
+    entry = results["00_RFDN_baseline@rfdn_random"]
+    for key in (*_mode_keys("valid"), *_mode_keys("test"), *OFFICIAL_KEYS):
+        assert key in entry, key
+    assert len(entry["valid_psnr"]) == 2 and len(entry["test_psnr"]) == 1
+    assert entry["valid_ave_psnr"] == pytest.approx(np.mean(entry["valid_psnr"]))
+    assert entry["num_conv"] == 64 and entry["flops"] == pytest.approx(27.10, abs=0.005)
+    assert entry["valid_memory_kind"] == "cpu_peak_rss" and entry["device"].startswith("cpu")
+    saved = workdir / "out" / "00_RFDN_baseline@rfdn_random"
+    assert sorted(p.name for p in (saved / "valid").iterdir()) == ["0801.png", "0802.png"]
+    assert imread_uint(saved / "test" / "0901.png").shape == (96, 128, 3)
+    assert (workdir / "out" / "test_demo.log").read_text().count("PSNR") >= 3
+    assert "valid" in (workdir / "results.txt").read_text()
+
+
+def test_later_layout_with_ssim_and_hybrid(workdir: Path, random_rfdn_checkpoint: Path) -> None:
+    data = workdir / "data"
+    _small_official_data(data, "DIV2K_LSDIR_valid_HR", "DIV2K_LSDIR_valid_LR", ["0801"])
+    _small_official_data(data, "LSDIR_DIV2K_test_HR", "LSDIR_DIV2K_test_LR", ["0001"])
+    assert (
+        _run("--data_dir", str(data), "--model_path", str(random_rfdn_checkpoint), "--model_id", "0", "--ssim", "--hybrid_test")
+        == 0
+    )
+    entry = json.loads((workdir / "results.json").read_text())["00_RFDN_baseline@rfdn_random"]
+    for mode in ("valid", "hybrid_test"):
+        for key in ("ave_ssim", "ave_psnr_y", "ave_ssim_y"):
+            assert f"{mode}_{key}" in entry
+        assert 0 < entry[f"{mode}_ave_ssim"] <= 1
+
+
+def test_custom_folders_and_results_merge(workdir: Path, random_rfdn_checkpoint: Path) -> None:
+    hr_dir = ensure_builtin_dataset()[0].hr_path.parent
+    workdir.joinpath("results.json").write_text(json.dumps({"99_other": {"valid_ave_psnr": 1.0}}))
+    other = workdir / "other.pth"
+    torch.manual_seed(1)
+    torch.save(RFDN().state_dict(), other)
+    assert _run("--hr_dir", str(hr_dir), "--model_id", "0", "--model_path", str(random_rfdn_checkpoint)) == 0
+    assert (
+        _run("--hr_dir", str(hr_dir), "--model_id", "0", "--model_path", str(other), "--tile", "48", "--tile_overlap", "16") == 0
+    )
+    results = json.loads((workdir / "results.json").read_text())
+    assert set(results) == {"99_other", "00_RFDN_baseline@rfdn_random", "00_RFDN_baseline@other"}
+    assert results["00_RFDN_baseline@other"]["custom_ave_psnr"] != results["00_RFDN_baseline@rfdn_random"]["custom_ave_psnr"]
+    assert len(results["00_RFDN_baseline@other"]["custom_psnr"]) == 5
+    assert results["00_RFDN_baseline@other"]["checkpoint_sha256"] != results["00_RFDN_baseline@rfdn_random"]["checkpoint_sha256"]
+
+
+def test_custom_lr_dir_equals_generated_lr(workdir: Path, random_rfdn_checkpoint: Path) -> None:
+    pairs = ensure_builtin_dataset()
+    hr_dir, lr_dir = pairs[0].hr_path.parent, pairs[0].lr_path.parent
+    common = ("--model_id", "0", "--model_path", str(random_rfdn_checkpoint), "--hr_dir", str(hr_dir))
+    assert _run(*common, "--results_json", "generated.json") == 0
+    assert _run(*common, "--lr_dir", str(lr_dir), "--results_json", "given.json") == 0
+    generated = json.loads(Path("generated.json").read_text())["00_RFDN_baseline@rfdn_random"]["custom_psnr"]
+    given = json.loads(Path("given.json").read_text())["00_RFDN_baseline@rfdn_random"]["custom_psnr"]
+    assert generated == given
+
+
+# --- bad input: one line naming the culprit, exit code 2, results.json untouched -------------------------
+
+
+@pytest.fixture
+def previous_results(workdir: Path) -> Path:
+    path = workdir / "results.json"
+    path.write_text('{"00_RFDN_baseline": {"valid_ave_psnr": 26.9}}\n')
+    return path
+
+
+def _bad(previous_results: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    before = previous_results.read_bytes()
+    assert _run(*argv) == 2
+    assert previous_results.read_bytes() == before
+    return _error_line(capsys)
+
+
+def test_missing_and_empty_data_folders(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    ckpt = ("--model_path", str(random_rfdn_checkpoint), "--model_id", "0")
+    assert "nowhere: folder not found" in _bad(previous_results, capsys, "--data_dir", "nowhere", *ckpt)
+    Path("empty").mkdir()
+    line = _bad(previous_results, capsys, "--data_dir", "empty", *ckpt)
+    assert "no valid data found" in line and "DIV2K_LSDIR_valid_HR/" in line and "DIV2K_valid_HR/" in line
+    Path("emptyhr").mkdir()
+    assert "emptyhr: HR folder holds no images" in _bad(previous_results, capsys, "--hr_dir", "emptyhr", *ckpt)
+
+
+def test_size_mismatch_and_corrupt_image_name_the_file(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    ckpt = ("--model_path", str(random_rfdn_checkpoint), "--model_id", "0")
+    imsave(np.zeros((96, 96, 3), np.uint8), Path("hr/a.png"))
+    imsave(np.zeros((25, 24, 3), np.uint8), Path("lr/ax4.png"))
+    assert "ax4.png: LR is 24x25 but HR a.png" in _bad(previous_results, capsys, "--hr_dir", "hr", "--lr_dir", "lr", *ckpt)
+    Path("hr/b.png").write_bytes(b"\x89PNG truncated")
+    imsave(np.zeros((24, 24, 3), np.uint8), Path("lr/ax4.png"))
+    imsave(np.zeros((24, 24, 3), np.uint8), Path("lr/bx4.png"))
+    assert "b.png: unreadable or corrupt image" in _bad(previous_results, capsys, "--hr_dir", "hr", "--lr_dir", "lr", *ckpt)
+
+
+def test_image_too_small_for_the_network(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    imsave(np.zeros((32, 32, 3), np.uint8), Path("tiny/t.png"))  # LR 8x8: below what RFDN's ESA pooling takes
+    line = _bad(previous_results, capsys, "--hr_dir", "tiny", "--model_id", "0", "--model_path", str(random_rfdn_checkpoint))
+    assert "t.png: the model failed on this 8x8 LR input" in line
+
+
+def test_unknown_model_lists_the_known_ones(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _bad(previous_results, capsys, "--model_id", "7")
+    assert "--model_id 7: unknown model; known ids: 0 (RFDN_baseline)" in line
+
+
+def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = RFDN(nf=48).state_dict()
+    del wrong["fea_conv.bias"]
+    torch.save(wrong, "wrong.pth")
+    line = _bad(previous_results, capsys, "--model_id", "0", "--model_path", "wrong.pth")
+    assert "wrong.pth: checkpoint does not fit RFDN_baseline: 1 missing (e.g. fea_conv.bias)" in line
+    assert "with another shape (e.g. fea_conv.weight: checkpoint (48, 3, 3, 3) vs model (50, 3, 3, 3))" in line
+    Path("corrupt.pth").write_bytes(b"garbage" * 10)
+    assert "corrupt.pth: not a loadable weights-only checkpoint" in _bad(
+        previous_results, capsys, "--model_id", "0", "--model_path", "corrupt.pth"
+    )
+    torch.save(RFDN(), "pickled_module.pth")  # a whole pickled module: refused by weights_only loading
+    assert "pickled_module.pth: not a loadable weights-only checkpoint" in _bad(
+        previous_results, capsys, "--model_id", "0", "--model_path", "pickled_module.pth"
+    )
+    assert "--model_path absent.pth: checkpoint file not found" in _bad(
+        previous_results, capsys, "--model_id", "0", "--model_path", "absent.pth"
+    )
+
+
+def test_flag_combinations(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--include_test and --hybrid_test need --data_dir" in _bad(previous_results, capsys, "--include_test")
+    assert "--lr_dir needs --hr_dir" in _bad(previous_results, capsys, "--lr_dir", "x")
+    assert "expected 0 <= overlap < tile" in _bad(previous_results, capsys, "--tile", "16", "--tile_overlap", "16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_requested_without_cuda(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert test_demo.cli(["--device", "cuda"]) == 2
+    assert "--device cuda: CUDA is not available" in _error_line(capsys)
+
+
+def test_corrupt_results_file_is_kept(workdir: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path) -> None:
+    Path("results.json").write_text("{broken")
+    assert _run("--model_id", "0", "--model_path", str(random_rfdn_checkpoint)) == 2
+    assert "results.json: existing results file is not readable JSON" in _error_line(capsys)
+    assert Path("results.json").read_text() == "{broken"
+
+
+# --- the default run on a fresh machine ------------------------------------------------------------------
+
+
+def _fresh_copy(tmp_path: Path) -> Path:
+    """The repository as a clean clone has it: no generated data, results, caches or checkpoints."""
+    clone = tmp_path / "clone"
+    generated = {REPO_ROOT / n for n in ("results", "results.json", "results.txt", ".git", "data/builtin_x4")}
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        caches = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+        return {n for n in names if Path(folder, n) in generated or n in caches or n.endswith((".pth", ".log"))}
+
+    shutil.copytree(REPO_ROOT, clone, ignore=ignore)
+    return clone
+
+
+def _python(clone: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "test_demo.py", *argv], cwd=clone, capture_output=True, text=True, timeout=600)
+
+
+def test_default_run_without_any_checkpoint_says_where_to_get_it(tmp_path: Path) -> None:
+    clone = _fresh_copy(tmp_path)
+    done = _python(clone)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert (
+        "model_zoo/team00_rfdn.pth not found" in done.stderr and "official NTIRE Efficient-SR challenge repository" in done.stderr
+    )
+    assert not (clone / "results.json").exists()
+
+
+def test_default_run_on_a_fresh_clone(tmp_path: Path, any_rfdn_checkpoint: Path) -> None:
+    """No arguments: built-in data generated from scikit-image, the model whose checkpoint is present."""
+    clone = _fresh_copy(tmp_path)
+    shutil.copy(any_rfdn_checkpoint, clone / "model_zoo" / "team00_rfdn.pth")
+    done = _python(clone, "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads((clone / "results.json").read_text())["00_RFDN_baseline"]
+    assert len(entry["builtin_psnr"]) == 5 and all(np.isfinite(entry["builtin_psnr"]))
+    assert sorted(p.name for p in (clone / "data" / "builtin_x4" / "HR").iterdir())[0] == "astronaut.png"
+    assert len(list((clone / "results" / "00_RFDN_baseline" / "builtin").glob("*.png"))) == 5
+    if any_rfdn_checkpoint.name == "team00_rfdn.pth":  # the real weights: far better than bicubic on photos
+        assert entry["builtin_ave_psnr"] > 28.0
