@@ -20,29 +20,30 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import load_weights
-from utils.datasets import ImagePair, ensure_builtin_dataset, official_pairs, pair_folders
+from utils.checkpoint import describe_mismatch, load_weights, read_state_dict
+from utils.datasets import SCALE, ImagePair, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
 from utils.evaluation import evaluate_mode
 from utils.fileio import sha256_of
-from utils.inference import describe_device
+from utils.inference import TILE_MODES, check_tiling, describe_device
 from utils.logger import get_logger
 from utils.model_summary import OFFICIAL_INPUT_DIM, summarize
 from utils.results import load_results, merge_results, write_results
 
 REPO_ROOT = Path(__file__).resolve().parent
-SCALE = 4
 
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A submitted model: how to build it, its default checkpoint (relative to the repository) and input range."""
+    """A submitted model: how to build it, its default checkpoint (relative to the repository), input range,
+    where its checkpoint comes from, and the tile size its team asked for (None: whole images)."""
 
     name: str
     build: Callable[[], nn.Module]
     checkpoint: str
     data_range: float
     origin: str
+    tile: int | None = None
 
 
 def _build_rfdn() -> nn.Module:
@@ -84,6 +85,30 @@ def default_model_id() -> int:
     raise _missing_checkpoint(fallback, REPO_ROOT / fallback.checkpoint)
 
 
+def model_id_for_checkpoint(path: Path) -> int:
+    """The first model of DEFAULT_MODEL_ORDER whose architecture the checkpoint at ``path`` fits."""
+    state = read_state_dict(path)
+    for model_id in DEFAULT_MODEL_ORDER:
+        if describe_mismatch(MODEL_ZOO[model_id].build(), state) is None:
+            return model_id
+    raise HarnessError(f"--model_path {path}: fits none of the known models ({_known_models()}); pass --model_id")
+
+
+def resolve_model_id(args: Any) -> int:
+    """``args.model_id``, checked; if None, the model ``args.model_path`` fits, or the best one available."""
+    model_id = getattr(args, "model_id", None)
+    model_path = getattr(args, "model_path", None)
+    if model_id is None:
+        if not model_path:
+            return default_model_id()
+        if not Path(model_path).is_file():
+            raise HarnessError(f"--model_path {model_path}: checkpoint file not found")
+        return model_id_for_checkpoint(Path(model_path))
+    if model_id not in MODEL_ZOO:
+        raise HarnessError(f"--model_id {model_id}: unknown model; known ids: {_known_models()}")
+    return model_id
+
+
 def checkpoint_path(args: Any, model_id: int) -> Path:
     model_path = getattr(args, "model_path", None)
     return Path(model_path) if model_path else REPO_ROOT / MODEL_ZOO[model_id].checkpoint
@@ -92,13 +117,10 @@ def checkpoint_path(args: Any, model_id: int) -> Path:
 def select_model(args: Any, device: torch.device) -> tuple[nn.Module, str, float, int | None]:
     """(model in eval mode on ``device``, its name, input data range, tile size) as the official harness.
 
-    ``args`` needs only ``model_id`` and ``model_path``; a ``model_id`` of None picks the default model.
+    ``args`` needs only ``model_id`` and ``model_path``; a ``model_id`` of None picks the model as
+    ``resolve_model_id`` does. ``args.tile``, if present and set, overrides the model's own tile size.
     """
-    model_id = getattr(args, "model_id", None)
-    if model_id is None:
-        model_id = default_model_id()
-    if model_id not in MODEL_ZOO:
-        raise HarnessError(f"--model_id {model_id}: unknown model; known ids: {_known_models()}")
+    model_id = resolve_model_id(args)
     entry = MODEL_ZOO[model_id]
     path = checkpoint_path(args, model_id)
     if not path.is_file():
@@ -112,7 +134,8 @@ def select_model(args: Any, device: torch.device) -> tuple[nn.Module, str, float
     name = f"{model_id:02}_{entry.name}"
     if getattr(args, "model_path", None) and path.resolve() != (REPO_ROOT / entry.checkpoint).resolve():
         name += f"@{path.stem}"  # another checkpoint of the same architecture gets its own results entry
-    return model.to(device), name, entry.data_range, getattr(args, "tile", None)
+    tile = getattr(args, "tile", None)
+    return model.to(device), name, entry.data_range, entry.tile if tile is None else tile
 
 
 def select_dataset(data_dir: str, mode: str) -> list[ImagePair]:
@@ -126,13 +149,17 @@ def plan_modes(args: argparse.Namespace) -> list[tuple[str, list[ImagePair]]]:
         raise HarnessError("--include_test and --hybrid_test need --data_dir (the folder holding the official data)")
     if args.lr_dir and not args.hr_dir:
         raise HarnessError("--lr_dir needs --hr_dir (the HR images it is scored against)")
+    if args.hybrid_test and args.include_test:
+        raise HarnessError(
+            "--hybrid_test runs the hybrid test set instead of valid and test, as the official harness: drop --include_test"
+        )
     plan = []
-    if args.data_dir:
+    if args.hybrid_test:
+        plan.append(("hybrid_test", select_dataset(args.data_dir, "hybrid_test")))
+    elif args.data_dir:
         plan.append(("valid", select_dataset(args.data_dir, "valid")))
         if args.include_test:
             plan.append(("test", select_dataset(args.data_dir, "test")))
-        if args.hybrid_test:
-            plan.append(("hybrid_test", select_dataset(args.data_dir, "hybrid_test")))
     if args.hr_dir:
         plan.append(("custom", pair_folders(args.hr_dir, args.lr_dir, SCALE)))
     if not plan:
@@ -148,13 +175,28 @@ def resolve_device(requested: str | None) -> torch.device:
     return torch.device(requested)
 
 
+def prepare_outputs(save_dir: str, results_json: str) -> None:
+    """Create the output folders now, so that an unusable path stops the run before any work."""
+    for flag, folder in (("--save_dir", Path(save_dir)), ("--results_json", Path(results_json).parent)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise HarnessError(f"{flag} {folder}: cannot create this folder ({err.strerror or err})") from None
+    if Path(results_json).is_dir():
+        raise HarnessError(f"--results_json {results_json}: is a folder; expected a file name")
+    load_results(results_json)  # a corrupt results file stops us before any work, and is left as it is
+
+
 def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Evaluate one model on every planned mode and merge its figures into ``args.results_json``."""
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile:
-        raise HarnessError(f"--tile {args.tile} / --tile_overlap {args.tile_overlap}: expected 0 <= overlap < tile")
+    try:
+        check_tiling(args.tile, args.tile_overlap, args.tile_mode)
+    except ValueError as err:
+        raise HarnessError(f"--tile / --tile_overlap / --tile_mode: {err}") from None
     device = resolve_device(args.device)
     plan = plan_modes(args)
-    load_results(args.results_json)  # a corrupt results file stops us before any work, and is left as it is
+    prepare_outputs(args.save_dir, args.results_json)
+    args.model_id = resolve_model_id(args)
     model, model_name, data_range, tile = select_model(args, device)
     torch.backends.cudnn.benchmark = False
     logger = get_logger("NTIRE-EfficientSR", Path(args.save_dir) / "test_demo.log")
@@ -181,7 +223,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         entry[f"{mode}_data"] = str(pairs[0].hr_path.parent)
 
     summary = summarize(model, OFFICIAL_INPUT_DIM)
-    path = checkpoint_path(args, int(model_name[:2]))
+    path = checkpoint_path(args, args.model_id)
     entry.update(
         {
             "activations": summary.activations / 10**6,
@@ -198,7 +240,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     logger.info(f"{'FLOPs':>16s} : {entry['flops']:<.4f} [G]")
     logger.info(f"{'#Params':>16s} : {entry['num_parameters']:<.4f} [M]")
 
-    results = merge_results(load_results(args.results_json), model_name, entry)
+    results = merge_results(load_results(args.results_json), model_name, entry, [mode for mode, _ in plan])
     txt_path = write_results(args.results_json, results)
     logger.info(f"results: {args.results_json} and {txt_path}")
     return results
@@ -219,7 +261,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model_path", default=None, type=str, help="evaluate this checkpoint instead of the model's default one"
     )
     parser.add_argument("--include_test", action="store_true", help="also run the test set (needs its HR images)")
-    parser.add_argument("--hybrid_test", action="store_true", help="also run the LSDIR+DIV2K hybrid test set (NTIRE 2023)")
+    parser.add_argument(
+        "--hybrid_test", action="store_true", help="run the LSDIR+DIV2K hybrid test set (NTIRE 2023) instead of valid"
+    )
     parser.add_argument("--ssim", action="store_true", help="also compute SSIM, and Y-channel PSNR/SSIM (BT.601)")
     parser.add_argument("--hr_dir", default=None, type=str, help="any folder of HR images, evaluated as mode 'custom'")
     parser.add_argument(
@@ -228,6 +272,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--tile", default=None, type=int, help="tiled inference with LR tiles of this size (for large images)")
     parser.add_argument("--tile_overlap", default=32, type=int, help="overlap of neighbouring tiles in LR pixels (default: 32)")
+    parser.add_argument(
+        "--tile_mode",
+        default="average",
+        choices=TILE_MODES,
+        help="average: the official tiling (overlaps averaged); stitch: tiles cut at mid-overlap (default: average)",
+    )
     parser.add_argument("--warmup", default=2, type=int, help="untimed passes on the first image of each mode (default: 2)")
     parser.add_argument(
         "--results_json",
@@ -243,6 +293,9 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         main(args)
     except HarnessError as err:
+        print(f"test_demo.py: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file system failure nothing above foresaw: still one line
         print(f"test_demo.py: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,24 +23,43 @@ def _local_model() -> nn.Module:
 def test_tiles_reassemble_a_local_model_exactly() -> None:
     model, img = _local_model(), torch.rand(1, 3, 37, 53)
     whole = forward(img, model)
-    tiled = forward(img, model, tile=16, tile_overlap=8)
+    tiled = forward(img, model, tile=16, tile_overlap=8, tile_mode="stitch")
     assert tiled.shape == whole.shape == (1, 3, 148, 212)
     torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=0)
     with pytest.raises(AssertionError):  # a too-small overlap does show the seams: the check can fail
-        torch.testing.assert_close(forward(img, model, tile=16, tile_overlap=2), whole, atol=1e-6, rtol=0)
+        torch.testing.assert_close(forward(img, model, tile=16, tile_overlap=2, tile_mode="stitch"), whole, atol=1e-6, rtol=0)
+    with pytest.raises(AssertionError):  # the official averaging mixes in tile-edge pixels: close, not exact
+        torch.testing.assert_close(forward(img, model, tile=16, tile_overlap=8), whole, atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_official_averaging_is_exact_for_a_pointwise_model() -> None:
+    torch.manual_seed(0)
+    model, img = nn.Sequential(nn.Conv2d(3, 48, 1), nn.PixelShuffle(4)), torch.rand(1, 3, 37, 53)
+    torch.testing.assert_close(forward(img, model, tile=16, tile_overlap=5), forward(img, model), atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_overlap_wider_than_a_clipped_tile_stays_finite() -> None:
+    """A 20-pixel-high strip with tile 64 and overlap 32: the official code would divide by zero here."""
+    img = torch.rand(1, 3, 20, 100)
+    for mode in ("average", "stitch"):
+        out = forward(img, _local_model(), tile=64, tile_overlap=32, tile_mode=mode)
+        assert out.shape == (1, 3, 80, 400) and torch.isfinite(out).all()
 
 
 @torch.no_grad()
 def test_tile_larger_than_image_is_whole_image() -> None:
     model, img = _local_model(), torch.rand(1, 3, 20, 24)
-    torch.testing.assert_close(forward(img, model, tile=64, tile_overlap=8), forward(img, model))
+    torch.testing.assert_close(forward(img, model, tile=64, tile_overlap=8, tile_mode="stitch"), forward(img, model))
+    torch.testing.assert_close(forward(img, model, tile=64, tile_overlap=8), forward(img, model, tile=20, tile_overlap=8))
 
 
 def test_overlap_must_be_smaller_than_tile() -> None:
     with pytest.raises(ValueError, match="overlap"):
         forward(torch.rand(1, 3, 20, 20), _local_model(), tile=8, tile_overlap=8)
-    # an axis the tile covers whole needs no overlap: a wide strip with a large overlap is fine
-    assert forward(torch.rand(1, 3, 10, 60), _local_model(), tile=32, tile_overlap=16).shape == (1, 3, 40, 240)
+    with pytest.raises(ValueError, match="tile mode"):
+        forward(torch.rand(1, 3, 20, 20), _local_model(), tile=8, tile_overlap=2, tile_mode="blend")
 
 
 def test_tile_spans_cover_each_pixel_once() -> None:
@@ -60,8 +79,9 @@ def test_tiled_rfdn_on_a_large_image_within_a_tenth_of_a_db(rfdn_checkpoint: Pat
     hr = modcrop(skimage_data.hubble_deep_field(), 4)  # 872x1000 HR, 218x250 LR
     lr = uint2tensor4(bicubic_downsample(hr), 255.0)
     psnr_whole = calculate_psnr(tensor2uint(forward(lr, model), 255.0), hr, border=4)
-    psnr_tiled = calculate_psnr(tensor2uint(forward(lr, model, tile=96, tile_overlap=24), 255.0), hr, border=4)
-    assert abs(psnr_tiled - psnr_whole) < 0.1
+    for mode in ("average", "stitch"):
+        tiled = forward(lr, model, tile=96, tile_overlap=24, tile_mode=mode)
+        assert abs(calculate_psnr(tensor2uint(tiled, 255.0), hr, border=4) - psnr_whole) < 0.1
 
 
 def test_cpu_stopwatch_and_memory_are_labelled() -> None:

@@ -15,13 +15,26 @@ def test_hand_counted_network() -> None:
     assert s.num_parameters == count_parameters(model) == (3 * 9 * 8 + 8) + (4 * 4 + 4)
 
 
-def test_strided_transposed_and_linear_layers() -> None:
+def test_official_rules_for_other_layers() -> None:
+    """BatchNorm2d x2 when affine; upsampling, pooling and Conv1d count 0; transposed conv per output position;
+    Linear as batch * input.shape[1] * output.shape[1]; only Conv2d/ConvTranspose2d count as activations."""
     model = nn.Sequential(
-        nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.ConvTranspose2d(4, 2, 2, stride=2), nn.Flatten(), nn.Linear(2 * 8 * 8, 5)
+        nn.Conv2d(2, 4, 3, stride=2, padding=1),  # 8x8 -> 4x4
+        nn.BatchNorm2d(4),
+        nn.Upsample(scale_factor=2),  # 4x4 -> 8x8
+        nn.MaxPool2d(2),  # -> 4x4
+        nn.ConvTranspose2d(4, 2, 2, stride=2),  # -> 8x8
+        nn.Flatten(2),  # (1, 2, 64)
+        nn.Conv1d(2, 3, 1),  # (1, 3, 64)
+        nn.Linear(64, 5),  # (1, 3, 5)
     )
     s = summarize(model, (2, 8, 8))
-    assert s.flops == 9 * 2 * 4 * 16 + 4 * 4 * 2 * 16 + 128 * 5
-    assert s.activations == 4 * 16 + 2 * 64 + 5
+    conv = 9 * 2 * 4 * 16
+    batchnorm = 2 * 4 * 16
+    transposed = 2 * 2 * 4 * 2 * 64  # per output position
+    linear = 1 * 3 * 3  # batch * input.shape[1] * output.shape[1], as the official hook computes it
+    assert s.flops == conv + batchnorm + transposed + linear
+    assert s.activations == 4 * 16 + 2 * 64
     assert s.num_conv == 2
 
 

@@ -10,10 +10,16 @@ from utils.results import format_table, load_results, merge_results, write_resul
 
 def test_merge_keeps_other_models_and_modes() -> None:
     old = {"00_RFDN": {"valid_ave_psnr": 29.0, "flops": 27.1}, "13_PRFDN": {"valid_ave_psnr": 29.1}}
-    merged = merge_results(old, "00_RFDN", {"custom_ave_psnr": 30.2, "flops": 27.2})
+    merged = merge_results(old, "00_RFDN", {"custom_ave_psnr": 30.2, "flops": 27.2}, ["custom"])
     assert merged["00_RFDN"] == {"valid_ave_psnr": 29.0, "flops": 27.2, "custom_ave_psnr": 30.2}
     assert merged["13_PRFDN"] == {"valid_ave_psnr": 29.1}
     assert old["00_RFDN"] == {"valid_ave_psnr": 29.0, "flops": 27.1}  # input not mutated
+
+
+def test_rerun_mode_drops_its_stale_keys() -> None:
+    old = {"m": {"custom_ssim": [0.9] * 6, "custom_psnr": [30.0] * 6, "test_psnr": [1.0], "hybrid_test_psnr": [2.0]}}
+    merged = merge_results(old, "m", {"custom_psnr": [31.0], "test_psnr": [3.0]}, ["custom", "test"])
+    assert merged["m"] == {"custom_psnr": [31.0], "test_psnr": [3.0], "hybrid_test_psnr": [2.0]}
 
 
 def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:

@@ -92,19 +92,22 @@ def test_official_2023_layout_with_test_set(workdir: Path, random_rfdn_checkpoin
     assert "valid" in (workdir / "results.txt").read_text()
 
 
-def test_later_layout_with_ssim_and_hybrid(workdir: Path, random_rfdn_checkpoint: Path) -> None:
+def test_later_layout_with_ssim(workdir: Path, random_rfdn_checkpoint: Path) -> None:
     data = workdir / "data"
     _small_official_data(data, "DIV2K_LSDIR_valid_HR", "DIV2K_LSDIR_valid_LR", ["0801"])
-    _small_official_data(data, "LSDIR_DIV2K_test_HR", "LSDIR_DIV2K_test_LR", ["0001"])
-    assert (
-        _run("--data_dir", str(data), "--model_path", str(random_rfdn_checkpoint), "--model_id", "0", "--ssim", "--hybrid_test")
-        == 0
-    )
+    assert _run("--data_dir", str(data), "--model_path", str(random_rfdn_checkpoint), "--model_id", "0", "--ssim") == 0
     entry = json.loads((workdir / "results.json").read_text())["00_RFDN_baseline@rfdn_random"]
-    for mode in ("valid", "hybrid_test"):
-        for key in ("ave_ssim", "ave_psnr_y", "ave_ssim_y"):
-            assert f"{mode}_{key}" in entry
-        assert 0 < entry[f"{mode}_ave_ssim"] <= 1
+    for key in ("ave_ssim", "ave_psnr_y", "ave_ssim_y"):
+        assert f"valid_{key}" in entry
+    assert 0 < entry["valid_ave_ssim"] <= 1
+
+
+def test_hybrid_test_runs_alone_as_in_the_official_harness(workdir: Path, random_rfdn_checkpoint: Path) -> None:
+    data = workdir / "data"  # a folder with the hybrid test set only: valid is not needed
+    _small_official_data(data, "LSDIR_DIV2K_test_HR", "LSDIR_DIV2K_test_LR", ["0001", "0002"])
+    assert _run("--data_dir", str(data), "--model_path", str(random_rfdn_checkpoint), "--hybrid_test") == 0
+    entry = json.loads((workdir / "results.json").read_text())["00_RFDN_baseline@rfdn_random"]
+    assert len(entry["hybrid_test_psnr"]) == 2 and "valid_psnr" not in entry
 
 
 def test_custom_folders_and_results_merge(workdir: Path, random_rfdn_checkpoint: Path) -> None:
@@ -124,7 +127,18 @@ def test_custom_folders_and_results_merge(workdir: Path, random_rfdn_checkpoint:
     assert results["00_RFDN_baseline@other"]["checkpoint_sha256"] != results["00_RFDN_baseline@rfdn_random"]["checkpoint_sha256"]
 
 
-def test_custom_lr_dir_equals_generated_lr(workdir: Path, random_rfdn_checkpoint: Path) -> None:
+def test_model_is_inferred_from_the_checkpoint(
+    workdir: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model_path without --model_id: the model whose architecture the checkpoint fits (here RFDN)."""
+    assert _run("--model_path", str(random_rfdn_checkpoint)) == 0
+    assert "00_RFDN_baseline@rfdn_random" in json.loads(Path("results.json").read_text())
+    torch.save({"other.weight": torch.zeros(3)}, "foreign.pth")
+    assert _run("--model_path", "foreign.pth") == 2
+    assert "foreign.pth: fits none of the known models (0 (RFDN_baseline)); pass --model_id" in _error_line(capsys)
+
+
+def test_generated_lr_path_equals_the_lr_file_path(workdir: Path, random_rfdn_checkpoint: Path) -> None:
     pairs = ensure_builtin_dataset()
     hr_dir, lr_dir = pairs[0].hr_path.parent, pairs[0].lr_path.parent
     common = ("--model_id", "0", "--model_path", str(random_rfdn_checkpoint), "--hr_dir", str(hr_dir))
@@ -164,6 +178,28 @@ def test_missing_and_empty_data_folders(
     assert "emptyhr: HR folder holds no images" in _bad(previous_results, capsys, "--hr_dir", "emptyhr", *ckpt)
 
 
+def test_hidden_files_are_skipped_and_duplicate_names_refused(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    ckpt = ("--model_path", str(random_rfdn_checkpoint), "--model_id", "0", "--results_json", "other.json")
+    imsave(np.zeros((96, 96, 3), np.uint8), Path("hr/a.png"))
+    Path("hr/._a.png").write_bytes(b"macOS resource fork, not an image")
+    assert _run("--hr_dir", "hr", *ckpt) == 0
+    imsave(np.zeros((96, 96, 3), np.uint8), Path("hr/a.jpg"))
+    assert "a.png: same name as a.jpg; keep one image per name" in _bad(previous_results, capsys, "--hr_dir", "hr", *ckpt)
+
+
+def test_unusable_output_paths(previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path) -> None:
+    ckpt = ("--model_path", str(random_rfdn_checkpoint), "--model_id", "0")
+    Path("afile").write_text("x")
+    assert "--save_dir afile: cannot create this folder" in _bad(previous_results, capsys, "--save_dir", "afile", *ckpt)
+    assert "--results_json afile: cannot create this folder" in _bad(
+        previous_results, capsys, "--results_json", "afile/r.json", *ckpt
+    )
+    Path("adir").mkdir()
+    assert "--results_json adir: is a folder" in _bad(previous_results, capsys, "--results_json", "adir", *ckpt)
+
+
 def test_size_mismatch_and_corrupt_image_name_the_file(
     previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
 ) -> None:
@@ -181,8 +217,13 @@ def test_image_too_small_for_the_network(
     previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
 ) -> None:
     imsave(np.zeros((32, 32, 3), np.uint8), Path("tiny/t.png"))  # LR 8x8: below what RFDN's ESA pooling takes
-    line = _bad(previous_results, capsys, "--hr_dir", "tiny", "--model_id", "0", "--model_path", str(random_rfdn_checkpoint))
-    assert "t.png: the model failed on this 8x8 LR input" in line
+    ckpt = ("--model_id", "0", "--model_path", str(random_rfdn_checkpoint))
+    assert "t.png: the model failed on this 8x8 LR input" in _bad(previous_results, capsys, "--hr_dir", "tiny", *ckpt)
+    imsave(np.zeros((3, 96, 3), np.uint8), Path("flat/f.png"))
+    assert "f.png: HR image is smaller than 4x4 pixels" in _bad(previous_results, capsys, "--hr_dir", "flat", *ckpt)
+    imsave(np.zeros((96, 96, 3), np.uint8), Path("ok/o.png"))
+    line = _bad(previous_results, capsys, "--hr_dir", "ok", "--tile", "8", "--tile_overlap", "2", *ckpt)
+    assert "o.png: the model failed on this 24x24 LR input in tiles of 8 px (--tile)" in line
 
 
 def test_unknown_model_lists_the_known_ones(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,6 +255,9 @@ def test_flag_combinations(previous_results: Path, capsys: pytest.CaptureFixture
     assert "--include_test and --hybrid_test need --data_dir" in _bad(previous_results, capsys, "--include_test")
     assert "--lr_dir needs --hr_dir" in _bad(previous_results, capsys, "--lr_dir", "x")
     assert "expected 0 <= overlap < tile" in _bad(previous_results, capsys, "--tile", "16", "--tile_overlap", "16")
+    assert "--hybrid_test runs the hybrid test set instead of valid and test" in _bad(
+        previous_results, capsys, "--data_dir", ".", "--hybrid_test", "--include_test"
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")

@@ -54,6 +54,16 @@ OFFICIAL_LAYOUTS: dict[str, tuple[Layout, ...]] = {
 }
 
 
+def _by_stem(images: list[Path]) -> dict[str, Path]:
+    """Images keyed by name without extension; two files of one name (a.png, a.jpg) are ambiguous."""
+    by_stem: dict[str, Path] = {}
+    for path in images:
+        if path.stem in by_stem:
+            raise HarnessError(f"{path}: same name as {by_stem[path.stem].name}; keep one image per name")
+        by_stem[path.stem] = path
+    return by_stem
+
+
 def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, scale: int = SCALE) -> list[ImagePair]:
     """Pair every image of ``hr_dir`` with its LR image in ``lr_dir`` (or with none, if ``lr_dir`` is None)."""
     hr_dir = Path(hr_dir)
@@ -62,12 +72,13 @@ def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, sc
     hr_images = list_images(hr_dir)
     if not hr_images:
         raise HarnessError(f"{hr_dir}: HR folder holds no images (expected .png/.bmp/.jpg/.tif files)")
+    _by_stem(hr_images)
     if lr_dir is None:
         return [ImagePair(p, None) for p in hr_images]
     lr_dir = Path(lr_dir)
     if not lr_dir.is_dir():
         raise HarnessError(f"{lr_dir}: LR folder not found")
-    lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
+    lr_by_stem = _by_stem(list_images(lr_dir))
     pairs = []
     for hr in hr_images:
         lr = lr_by_stem.get(f"{hr.stem}x{scale}") or lr_by_stem.get(hr.stem)
@@ -99,6 +110,8 @@ def official_pairs(data_dir: str | os.PathLike, mode: str) -> list[ImagePair]:
 def load_pair(pair: ImagePair, scale: int = SCALE) -> tuple[np.ndarray, np.ndarray]:
     """(LR, HR) as RGB uint8; HR cropped to a multiple of ``scale``; sizes checked against each other."""
     hr = modcrop(imread_uint(pair.hr_path), scale)
+    if hr.size == 0:
+        raise HarnessError(f"{pair.hr_path}: HR image is smaller than {scale}x{scale} pixels")
     lr = bicubic_downsample(hr, scale) if pair.lr_path is None else imread_uint(pair.lr_path)
     if (lr.shape[0] * scale, lr.shape[1] * scale) != hr.shape[:2]:
         raise HarnessError(

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from utils.datasets import ImagePair, load_pair
 from utils.errors import HarnessError
 from utils.image import imsave, tensor2uint, uint2tensor4
-from utils.inference import Stopwatch, forward, peak_memory_mib, reset_peak_memory
+from utils.inference import Stopwatch, forward, peak_memory_mib
 from utils.metrics import calculate_psnr, calculate_ssim, rgb2y
 
 
@@ -22,12 +22,17 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def _model_failure(pair: ImagePair, lr_tensor: torch.Tensor, err: RuntimeError) -> HarnessError:
+# torch.OutOfMemoryError exists from torch 2.5 on; torch.cuda.OutOfMemoryError before
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def _model_failure(pair: ImagePair, lr_tensor: torch.Tensor, tile: int | None, err: RuntimeError) -> HarnessError:
     """One line for a forward pass that failed on one image (input too small for the network, out of memory)."""
     h, w = lr_tensor.shape[-2:]
-    hint = "; try --tile N" if isinstance(err, torch.OutOfMemoryError) else ""
+    where = f"this {w}x{h} LR input" + (f" in tiles of {tile} px (--tile)" if tile else "")
+    hint = "; try --tile N" if isinstance(err, _OUT_OF_MEMORY) and not tile else ""
     reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-    return HarnessError(f"{pair.lr_path or pair.hr_path}: the model failed on this {w}x{h} LR input: {reason}{hint}")
+    return HarnessError(f"{pair.lr_path or pair.hr_path}: the model failed on {where}: {reason}{hint}")
 
 
 @torch.inference_mode()
@@ -43,6 +48,7 @@ def evaluate_mode(
     scale: int = 4,
     tile: int | None = None,
     tile_overlap: int = 32,
+    tile_mode: str = "average",
     ssim: bool = False,
     warmup: int = 2,
 ) -> dict[str, Any]:
@@ -54,17 +60,16 @@ def evaluate_mode(
     if ssim:
         results.update({f"{mode}_ssim": [], f"{mode}_psnr_y": [], f"{mode}_ssim_y": []})
 
-    reset_peak_memory(device)
     for index, pair in enumerate(tqdm(pairs, desc=mode, unit="img", leave=False)):
         img_lr, img_hr = load_pair(pair, scale)
         lr_tensor = uint2tensor4(img_lr, data_range).to(device)
         try:
             if index == 0:  # warm-up: kernels, allocator and caches, before anything is timed
                 for _ in range(warmup):
-                    forward(lr_tensor, model, tile, tile_overlap, scale)
-            sr_tensor, runtime_ms = stopwatch.time(forward, lr_tensor, model, tile, tile_overlap, scale)
+                    forward(lr_tensor, model, tile, tile_overlap, scale, tile_mode)
+            sr_tensor, runtime_ms = stopwatch.time(forward, lr_tensor, model, tile, tile_overlap, scale, tile_mode)
         except RuntimeError as err:
-            raise _model_failure(pair, lr_tensor, err) from None
+            raise _model_failure(pair, lr_tensor, tile, err) from None
         img_sr = tensor2uint(sr_tensor, data_range)
 
         psnr = calculate_psnr(img_sr, img_hr, border=border)

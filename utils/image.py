@@ -24,8 +24,8 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name (no recursion)."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p))
+    """Image files directly inside ``folder``, sorted by name; hidden files (``._a.png``, ...) are skipped."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

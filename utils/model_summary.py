@@ -1,15 +1,19 @@
 """Complexity figures under the NTIRE Efficient-SR harness's counting rules.
 
 Written by hand because the organizers' figures (params, FLOPs, activations, Conv2d count at input
-3x256x256) are defined by their own forward-hook rules, which no maintained library reproduces as a whole:
-ptflops/thop/fvcore differ in what they count (bias terms, functional ops, activations not counted at all).
-The rules, as in the official ``utils/model_summary.py``:
+3x256x256) are defined by their own forward-hook rules, which no maintained library reproduces:
+ptflops/thop/fvcore differ in what they count (bias terms, functional ops, pooling, activations not
+counted at all). The rules of the official ``utils/model_summary.py``, restated:
 
-- FLOPs = multiply-accumulates of Conv2d/ConvTranspose2d/Linear layers (no bias term) plus one per output
-  element of element-wise modules (ReLU, LeakyReLU, PReLU, ELU, ReLU6, BatchNorm2d, Upsample, pooling
-  modules). Functional calls (``F.interpolate``, ``torch.sigmoid``, ...) are not counted.
-- activations = sum of the output elements of every Conv2d / ConvTranspose2d / Linear call;
-- conv count = number of Conv2d / ConvTranspose2d calls in one forward pass.
+- FLOPs, per module call, summed:
+  Conv2d, ConvTranspose2d: kernel_h * kernel_w * in_channels * (out_channels / groups) per *output* position;
+  ReLU, PReLU, ELU, LeakyReLU, ReLU6: one per output element;
+  BatchNorm2d: one per output element, two if affine;
+  Linear: batch * input.shape[1] * output.shape[1] (input.shape[0] * output.shape[0] for 1-D input);
+  everything else (bias terms, pooling, upsampling, functional calls such as ``F.interpolate`` or
+  ``torch.sigmoid``, Conv1d/Conv3d) counts 0.
+- activations: output elements of every Conv2d / ConvTranspose2d call;
+- conv count: number of Conv2d / ConvTranspose2d calls in one forward pass.
 """
 
 from __future__ import annotations
@@ -22,28 +26,8 @@ import torch.nn as nn
 
 OFFICIAL_INPUT_DIM = (3, 256, 256)
 
-_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_TRANSPOSED_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_WEIGHTED_TYPES = (*_CONV_TYPES, nn.Linear)
-_ELEMENTWISE_TYPES = (
-    nn.ReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.LeakyReLU,
-    nn.ReLU6,
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.Upsample,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.MaxPool3d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveAvgPool2d,
-)
+_CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
+_ELEMENTWISE_TYPES = (nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6)
 
 
 @dataclass(frozen=True)
@@ -60,14 +44,19 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
-    """Multiply-accumulates of one call (bias not counted, as in the official rules)."""
+def _flops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    """FLOPs of one call of ``module`` under the official rules (see the module docstring)."""
+    if isinstance(module, _CONV_TYPES):
+        per_position = math.prod(module.kernel_size) * module.in_channels * (module.out_channels // module.groups)
+        return per_position * output.shape[0] * math.prod(output.shape[2:])
+    if isinstance(module, _ELEMENTWISE_TYPES):
+        return output.numel()
+    if isinstance(module, nn.BatchNorm2d):
+        return output.numel() * (2 if module.affine else 1)
     if isinstance(module, nn.Linear):
-        return module.in_features * output.numel()
-    per_position = math.prod(module.kernel_size) * module.in_channels * module.out_channels // module.groups
-    if isinstance(module, _TRANSPOSED_TYPES):  # a transposed conv does its work per *input* position
-        return per_position * (inputs[0].numel() // module.in_channels)
-    return per_position * (output.numel() // module.out_channels)
+        x = inputs[0]
+        return x.shape[0] * output.shape[0] if x.dim() == 1 else x.shape[0] * x.shape[1] * output.shape[1]
+    return 0
 
 
 @torch.no_grad()
@@ -76,14 +65,12 @@ def summarize(model: nn.Module, input_dim: tuple[int, int, int] = OFFICIAL_INPUT
     counts = {"flops": 0, "activations": 0, "num_conv": 0}
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        if isinstance(module, _WEIGHTED_TYPES):
-            counts["flops"] += _macs(module, inputs, output)
+        counts["flops"] += _flops(module, inputs, output)
+        if isinstance(module, _CONV_TYPES):
             counts["activations"] += output.numel()
-            counts["num_conv"] += isinstance(module, _CONV_TYPES)
-        else:
-            counts["flops"] += output.numel()
+            counts["num_conv"] += 1
 
-    counted = (*_WEIGHTED_TYPES, *_ELEMENTWISE_TYPES)
+    counted = (*_CONV_TYPES, *_ELEMENTWISE_TYPES, nn.BatchNorm2d, nn.Linear)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
     was_training = model.training
     try:

@@ -25,11 +25,13 @@ def load_results(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return results
 
 
-def merge_results(results: dict[str, dict[str, Any]], model_name: str, entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Update ``model_name``'s entry key by key: other models, and modes not run now, are kept."""
-    merged = dict(results)
-    merged[model_name] = {**merged.get(model_name, {}), **entry}
-    return merged
+def merge_results(
+    results: dict[str, dict[str, Any]], model_name: str, entry: dict[str, Any], modes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Put ``entry`` into ``model_name``'s entry: other models, and modes not run now, are kept; every
+    earlier key of a re-run mode (``<mode>_...``) is dropped, so no stale figure outlives its run."""
+    previous = {k: v for k, v in results.get(model_name, {}).items() if not k.startswith(tuple(f"{m}_" for m in modes))}
+    return {**results, model_name: {**previous, **entry}}
 
 
 def modes_of(entry: dict[str, Any]) -> list[str]:
