@@ -292,10 +292,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         main(args)
-    except HarnessError as err:
-        print(f"test_demo.py: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a file system failure nothing above foresaw: still one line
+    except (HarnessError, OSError) as err:  # OSError: a file system failure nothing above foresaw, still one line
         print(f"test_demo.py: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
