@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from utils.errors import HarnessError
+from utils.fileio import atomic_write
 
 # keys under which common training codes nest the weights (self-describing checkpoints, BasicSR, ...)
 NESTED_STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model")
@@ -70,3 +73,62 @@ def load_weights(model: nn.Module, path: str | os.PathLike, arch: str) -> nn.Mod
         raise HarnessError(f"{path}: checkpoint does not fit {arch}: {mismatch}")
     model.load_state_dict(state, strict=True)
     return model
+
+
+# --- self-describing model checkpoints ---------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "prfdn-checkpoint/1"
+
+
+@dataclass
+class ModelCheckpoint:
+    """A state dict plus what is needed to rebuild its module: architecture, per-layer widths, scale, range."""
+
+    arch: str
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    scale: int = 4
+    data_range: float = 255.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "arch": self.arch,
+            "config": self.config,
+            "scale": self.scale,
+            "data_range": self.data_range,
+            "provenance": self.provenance,
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()},
+        }
+
+
+def save_model_checkpoint(path: str | os.PathLike, checkpoint: ModelCheckpoint) -> None:
+    """Write ``checkpoint`` atomically; the file loads with ``torch.load(weights_only=True)``."""
+    payload = checkpoint.to_dict()
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
+    """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise HarnessError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        read_state_dict(path)  # raises the one-line message for corrupt or unsafe files
+        raise
+    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        try:
+            return ModelCheckpoint(
+                arch=str(obj["arch"]),
+                config=dict(obj["config"]),
+                state_dict=dict(obj["state_dict"]),
+                scale=int(obj["scale"]),
+                data_range=float(obj["data_range"]),
+                provenance=dict(obj.get("provenance", {})),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise HarnessError(f"{path}: malformed {CHECKPOINT_FORMAT} checkpoint ({err!r})") from None
+    return ModelCheckpoint(arch="rfdn", config={}, state_dict=read_state_dict(path))
