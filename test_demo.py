@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import describe_mismatch, load_weights, read_state_dict
+from utils.checkpoint import load_weights, read_model_checkpoint
 from utils.datasets import SCALE, ImagePair, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
 from utils.evaluation import evaluate_mode
@@ -35,34 +35,54 @@ REPO_ROOT = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A submitted model: how to build it, its default checkpoint (relative to the repository), input range,
-    where its checkpoint comes from, and the tile size its team asked for (None: whole images)."""
+    """A submitted model: how to load a checkpoint of it, its default checkpoint (relative to the repository),
+    input range, where its checkpoint comes from, and the tile size its team asked for (None: whole images)."""
 
     name: str
-    build: Callable[[], nn.Module]
+    load: Callable[[Path], nn.Module]
     checkpoint: str
     data_range: float
     origin: str
     tile: int | None = None
 
 
-def _build_rfdn() -> nn.Module:
+def _load_rfdn(path: Path) -> nn.Module:
     from models.team00_RFDN import RFDN
 
-    return RFDN()
+    arch = read_model_checkpoint(path).arch
+    if arch != "rfdn":
+        raise HarnessError(f"{path}: is a PRFDN {arch!r} checkpoint, not RFDN's; evaluate it with --model_id 13")
+    return load_weights(RFDN(), path, "RFDN_baseline")
+
+
+def _load_prfdn(path: Path) -> nn.Module:
+    """A self-describing checkpoint of any PRFDN stage (branch, merged, pruned, final), with its own architecture."""
+    from transform.architectures import load_model
+
+    checkpoint = read_model_checkpoint(path)
+    if checkpoint.arch == "rfdn":
+        raise HarnessError(f"{path}: is a plain RFDN state dict, not a PRFDN checkpoint; evaluate it with --model_id 0")
+    return load_model(checkpoint, str(path))
 
 
 MODEL_ZOO: dict[int, ZooEntry] = {
     0: ZooEntry(
         "RFDN_baseline",
-        _build_rfdn,
+        _load_rfdn,
         "model_zoo/team00_rfdn.pth",
         255.0,
         "the official NTIRE Efficient-SR challenge repository (file model_zoo/team00_rfdn.pth there)",
     ),
+    13: ZooEntry(
+        "PRFDN",
+        _load_prfdn,
+        "model_zoo/team13_prfdn.pth",
+        255.0,
+        "this repository's PRFDN pipeline (see README: Reproducing PRFDN)",
+    ),
 }
 # Tried in this order when --model_id is not given: the best model whose checkpoint is present.
-DEFAULT_MODEL_ORDER: tuple[int, ...] = (0,)
+DEFAULT_MODEL_ORDER: tuple[int, ...] = (13, 0)
 
 
 def _known_models() -> str:
@@ -86,11 +106,13 @@ def default_model_id() -> int:
 
 
 def model_id_for_checkpoint(path: Path) -> int:
-    """The first model of DEFAULT_MODEL_ORDER whose architecture the checkpoint at ``path`` fits."""
-    state = read_state_dict(path)
+    """The first model of DEFAULT_MODEL_ORDER that loads the checkpoint at ``path``."""
     for model_id in DEFAULT_MODEL_ORDER:
-        if describe_mismatch(MODEL_ZOO[model_id].build(), state) is None:
-            return model_id
+        try:
+            MODEL_ZOO[model_id].load(path)
+        except HarnessError:
+            continue
+        return model_id
     raise HarnessError(f"--model_path {path}: fits none of the known models ({_known_models()}); pass --model_id")
 
 
@@ -127,7 +149,7 @@ def select_model(args: Any, device: torch.device) -> tuple[nn.Module, str, float
         if getattr(args, "model_path", None):
             raise HarnessError(f"--model_path {path}: checkpoint file not found")
         raise _missing_checkpoint(entry, path)
-    model = load_weights(entry.build(), path, entry.name)
+    model = entry.load(path)
     model.eval()
     for param in model.parameters():
         param.requires_grad = False

@@ -135,7 +135,7 @@ def test_model_is_inferred_from_the_checkpoint(
     assert "00_RFDN_baseline@rfdn_random" in json.loads(Path("results.json").read_text())
     torch.save({"other.weight": torch.zeros(3)}, "foreign.pth")
     assert _run("--model_path", "foreign.pth") == 2
-    assert "foreign.pth: fits none of the known models (0 (RFDN_baseline)); pass --model_id" in _error_line(capsys)
+    assert "foreign.pth: fits none of the known models (0 (RFDN_baseline), 13 (PRFDN)); pass --model_id" in _error_line(capsys)
 
 
 def test_generated_lr_path_equals_the_lr_file_path(workdir: Path, random_rfdn_checkpoint: Path) -> None:
@@ -228,7 +228,7 @@ def test_image_too_small_for_the_network(
 
 def test_unknown_model_lists_the_known_ones(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _bad(previous_results, capsys, "--model_id", "7")
-    assert "--model_id 7: unknown model; known ids: 0 (RFDN_baseline)" in line
+    assert "--model_id 7: unknown model; known ids: 0 (RFDN_baseline), 13 (PRFDN)" in line
 
 
 def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:

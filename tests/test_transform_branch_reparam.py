@@ -1,0 +1,110 @@
+"""Stages 1 and 3: branching from RFDN, and the exact re-parametrization of the branches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.team00_RFDN import RFDN
+from models.team13_PRFDN import PRFDN
+from transform import branch as branch_stage
+from transform import reparam as reparam_stage
+from transform.architectures import BranchPRFDN, load_model
+from transform.branch import branch_from_rfdn
+from transform.common import check_equivalent, max_abs_difference
+from transform.reparam import merge_branches
+from utils.checkpoint import read_model_checkpoint
+from utils.errors import HarnessError
+
+
+def _random_rfdn_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return RFDN().state_dict()
+
+
+def test_branch_loads_exactly_the_rfdn_tensors_it_claims() -> None:
+    rfdn = _random_rfdn_state()
+    model, report = branch_from_rfdn(rfdn)
+    state = model.state_dict()
+    assert sorted(report.loaded.values()) == sorted(rfdn)  # every RFDN tensor has a place, each used once
+    for target, source in report.loaded.items():
+        assert torch.equal(state[target], rfdn[source]), target
+    assert report.loaded["head1.weight"] == "fea_conv.weight" and report.loaded["B3.esa.conv4.bias"] == "B3.esa.conv4.bias"
+    new_modules = {key.split(".")[0] for key in report.initialized}
+    assert new_modules == {"head2", "head3", "head4", "srfdb2", "srfdb3", "srfdb4"}
+    assert set(report.loaded).isdisjoint(report.initialized) and set(report.loaded) | set(report.initialized) == set(state)
+    # the documented starting points: heads copy fea_conv, SRFDBs start from B1's first stage
+    assert torch.equal(state["head3.weight"], rfdn["fea_conv.weight"])
+    assert torch.equal(state["srfdb4.c1_r.weight"], rfdn["B1.c1_r.weight"])
+    assert torch.equal(state["srfdb2.c5.weight"], torch.cat([rfdn["B1.c5.weight"][:, :25], rfdn["B1.c5.weight"][:, 75:]], 1))
+
+
+def test_branch_refuses_an_rfdn_with_missing_tensors() -> None:
+    rfdn = _random_rfdn_state()
+    del rfdn["B2.c4.bias"]
+    with pytest.raises(HarnessError, match=r"not an RFDN state dict \(nf=50\): 1 missing \(e.g. B2.c4.bias\)"):
+        branch_from_rfdn(rfdn)
+
+
+@pytest.mark.parametrize("form", ["grouped", "dense"])
+def test_reparam_is_exact_on_random_weights(form: str) -> None:
+    torch.manual_seed(1)
+    branch = BranchPRFDN(nf=8)
+    for param in branch.parameters():  # random weights everywhere, small enough to keep features bounded
+        param.data.uniform_(-0.1, 0.1)
+    merged = merge_branches(branch, form)
+    x = torch.rand(1, 3, 40, 36) * 255
+    assert max_abs_difference(branch.double(), merged.double(), x.double()) < 1e-9
+    assert max_abs_difference(branch.float(), merged.float(), x) < 1e-3
+
+
+def test_dense_form_is_block_diagonal_with_exact_zeros() -> None:
+    torch.manual_seed(2)
+    branch = BranchPRFDN(nf=8)
+    dense = merge_branches(branch, "dense")
+    weight = dense.rfdb.c1_r.weight  # 4 branches of 8 channels
+    for g in range(4):
+        for h in range(4):
+            block = weight[8 * g : 8 * (g + 1), 8 * h : 8 * (h + 1)]
+            assert (block != 0).any() if g == h else (block == 0).all()
+    grouped = merge_branches(branch, "grouped")
+    assert sum(p.numel() for p in grouped.parameters()) == sum(p.numel() for p in branch.parameters())
+    assert grouped.rfdb.c1_r.groups == 4 and dense.rfdb.c1_r.groups == 1
+
+
+def test_equivalence_check_refuses_a_wrong_merge() -> None:
+    branch, _ = branch_from_rfdn(_random_rfdn_state())
+    merged = merge_branches(branch, "grouped")
+    check_equivalent(branch, merged, "random RFDN weights")
+    with torch.no_grad():
+        merged.rfdb.c2_r.weight[60, 0, 1, 1] += 0.5  # one weight of branch 2 off
+    with pytest.raises(HarnessError, match="not equivalent"):
+        check_equivalent(branch, merged, "perturbed")
+
+
+@pytest.mark.parametrize("form", ["grouped", "dense"])
+def test_stage_clis_on_the_real_rfdn(tmp_path: Path, rfdn_checkpoint: Path, form: str) -> None:
+    branch_path, merged_path = tmp_path / "branch.pth", tmp_path / "merged.pth"
+    assert branch_stage.main([str(rfdn_checkpoint), str(branch_path)]) == 0
+    assert reparam_stage.main([str(branch_path), str(merged_path), "--form", form]) == 0
+    branch_ckpt, merged_ckpt = read_model_checkpoint(branch_path), read_model_checkpoint(merged_path)
+    assert (branch_ckpt.arch, merged_ckpt.arch) == ("branch", "prfdn")
+    assert merged_ckpt.provenance["stage"] == "merged" and merged_ckpt.provenance["form"] == form
+    assert merged_ckpt.provenance["max_abs_difference"] <= 1e-3
+    assert merged_ckpt.provenance["parent_provenance"]["stage"] == "branch"
+    torch.load(merged_path, weights_only=True)  # safe to load
+    branch, merged = load_model(branch_ckpt), load_model(merged_ckpt)
+    assert isinstance(merged, PRFDN) and max_abs_difference(branch, merged) <= 1e-3
+
+
+def test_stage_clis_refuse_wrong_stage_and_corrupt_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rfdn_path = tmp_path / "rfdn.pth"
+    torch.save(_random_rfdn_state(), rfdn_path)
+    assert reparam_stage.main([str(rfdn_path), str(tmp_path / "out.pth")]) == 2
+    assert "is a 'rfdn' checkpoint; re-parametrization takes branch" in capsys.readouterr().err
+    (tmp_path / "corrupt.pth").write_bytes(b"not a checkpoint")
+    assert branch_stage.main([str(tmp_path / "corrupt.pth"), str(tmp_path / "out.pth")]) == 2
+    assert "not a loadable weights-only checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out.pth").exists()

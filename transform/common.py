@@ -1,0 +1,119 @@
+"""What every transform stage shares: provenance, the numerical equivalence check, the stage CLI."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.errors import HarnessError
+from utils.fileio import sha256_of
+from utils.image import modcrop, uint2tensor4
+from utils.imresize import bicubic_downsample
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages meant to be exact
+
+
+def git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def provenance(
+    stage: str, parent: str | Path | None, parent_checkpoint: ModelCheckpoint | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Where a checkpoint comes from: stage, parent file and sha256, the parent's own provenance, git commit."""
+    record: dict[str, Any] = {
+        "stage": stage,
+        "parent": None if parent is None else str(parent),
+        "parent_sha256": None if parent is None else sha256_of(parent),
+        "git_commit": git_commit(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    if parent_checkpoint is not None and parent_checkpoint.provenance:
+        record["parent_provenance"] = parent_checkpoint.provenance
+    return record
+
+
+@lru_cache(maxsize=1)
+def equivalence_image() -> torch.Tensor:
+    """A real photograph as LR input in [0, 255]: scikit-image's astronaut, bicubic x4 down (1x3x128x128)."""
+    from skimage import data as skimage_data
+
+    return uint2tensor4(bicubic_downsample(modcrop(skimage_data.astronaut(), 4)), 255.0)
+
+
+@torch.no_grad()
+def max_abs_difference(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor | None = None) -> float:
+    """Largest |output difference| of two models (eval mode, float32) on ``x`` (default: the real image)."""
+    x = equivalence_image() if x is None else x
+    was = model_a.training, model_b.training
+    model_a.eval(), model_b.eval()
+    try:
+        return float((model_a(x) - model_b(x)).abs().max())
+    finally:
+        model_a.train(was[0]), model_b.train(was[1])
+
+
+def check_equivalent(reference: nn.Module, candidate: nn.Module, what: str, tolerance: float = EQUIVALENCE_TOLERANCE) -> float:
+    """Refuse (HarnessError) when ``candidate`` does not compute what ``reference`` computes on a real image."""
+    difference = max_abs_difference(reference, candidate)
+    if not difference <= tolerance:  # also catches NaN
+        raise HarnessError(
+            f"{what}: not equivalent, max |difference| {difference:.3g} > {tolerance:g} (0-255 units); nothing written"
+        )
+    print(f"{what}: max |difference| on a real image {difference:.3g} (0-255 units, tolerance {tolerance:g})")
+    return difference
+
+
+def run_stage(
+    prog: str,
+    description: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], None],
+    argv: list[str] | None = None,
+) -> int:
+    """A stage CLI ``python -m transform.<stage> SRC DST [options]`` with one-line errors and exit code 2."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("src", help="input checkpoint")
+    parser.add_argument("dst", help="output checkpoint (written atomically)")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (HarnessError, OSError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:
+    """The input checkpoint of a stage, refused with one line if it is of another stage."""
+    checkpoint = read_model_checkpoint(path)
+    if checkpoint.arch not in expected_archs:
+        raise HarnessError(f"{path}: is a {checkpoint.arch!r} checkpoint; {stage} takes {' or '.join(expected_archs)}")
+    return checkpoint
+
+
+def write_stage_output(path: str, model: nn.Module, checkpoint_like: ModelCheckpoint, record: dict[str, Any]) -> None:
+    from transform.architectures import model_config
+
+    arch, config = model_config(model)
+    save_model_checkpoint(
+        path, ModelCheckpoint(arch, config, model.state_dict(), checkpoint_like.scale, checkpoint_like.data_range, record)
+    )
+    print(f"wrote {path} ({arch}, {sum(p.numel() for p in model.parameters()):,} parameters)")

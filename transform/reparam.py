@@ -1,0 +1,108 @@
+"""Stage 3, re-parametrization: the four branches become one wide network computing exactly the same.
+
+    python -m transform.reparam BRANCH.pth OUT.pth [--form grouped|dense]
+
+The three SRFDBs become one SRFDB three times as wide, the four RFDBs one RFDB four times as wide:
+``grouped`` form with grouped convolutions (each group one branch's weights), ``dense`` form with
+block-diagonal convolutions whose off-diagonal blocks are exactly zero (fine-tuning may then use them).
+``head_skip`` is branch 1's head and ``head_rest`` stacks heads 2-4: both read the input once. The result
+is checked on a real image and refused above 1e-3 max |difference| (0-255 units).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn as nn
+
+from models.team13_PRFDN import PRFDN, DistillBlock, PRFDNConfig
+from transform.architectures import BranchPRFDN, load_model
+from transform.common import check_equivalent, provenance, read_stage_input, run_stage, write_stage_output
+
+FORMS = ("grouped", "dense")
+
+
+def _convs(module: nn.Module) -> dict[str, nn.Conv2d]:
+    return {name: m for name, m in module.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def _fused_column_order(part_widths: list[int], groups: int) -> torch.Tensor:
+    """For c5 of a dense block: dense input column j (parts in order, each branch by branch) reads the
+    grouped-order column ``order[j]`` (branch by branch, each holding its parts in order)."""
+    per_group = sum(part_widths)
+    order, offset = [], 0
+    for width in part_widths:
+        for g in range(groups):
+            start = g * per_group + offset
+            order.extend(range(start, start + width))
+        offset += width
+    return torch.tensor(order)
+
+
+def dense_from_grouped(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """The block-diagonal dense weight of a grouped conv weight (out, in / groups, k, k)."""
+    out_channels, in_per_group = weight.shape[:2]
+    out_per_group = out_channels // groups
+    dense = weight.new_zeros(out_channels, in_per_group * groups, *weight.shape[2:])
+    for g in range(groups):
+        rows = slice(g * out_per_group, (g + 1) * out_per_group)
+        dense[rows, g * in_per_group : (g + 1) * in_per_group] = weight[rows]
+    return dense
+
+
+@torch.no_grad()
+def merge_blocks(target: DistillBlock, sources: list[DistillBlock]) -> None:
+    """Fill ``target`` (``len(sources)`` blocks side by side, grouped or dense) with the sources' weights."""
+    groups = len(sources)
+    parts = [*target.widths.distilled, target.widths.last]
+    source_convs = [_convs(s) for s in sources]
+    for name, conv in _convs(target).items():
+        weight = torch.cat([convs[name].weight for convs in source_convs], 0)
+        if target.groups == 1:
+            weight = dense_from_grouped(weight, groups)
+            if name == "c5":
+                weight = weight[:, _fused_column_order([p // groups for p in parts], groups)]
+        conv.weight.copy_(weight)
+        conv.bias.copy_(torch.cat([convs[name].bias for convs in source_convs], 0))
+
+
+@torch.no_grad()
+def merge_branches(branch: BranchPRFDN, form: str = "grouped") -> PRFDN:
+    """The re-parametrized network computing what ``branch`` computes."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    nf, scale = branch.config["nf"], branch.config["scale"]
+    merged = PRFDN(PRFDNConfig.merged(nf, grouped=form == "grouped", scale=scale))
+    merged.head_skip.load_state_dict(branch.head1.state_dict())
+    for key in ("weight", "bias"):
+        getattr(merged.head_rest, key).copy_(torch.cat([getattr(getattr(branch, f"head{k}"), key) for k in (2, 3, 4)], 0))
+    merge_blocks(merged.srfdb, [getattr(branch, f"srfdb{k}") for k in (2, 3, 4)])
+    merge_blocks(merged.rfdb, [getattr(branch, f"B{k}") for k in (1, 2, 3, 4)])
+    for name in ("c", "LR_conv", "upsampler"):
+        getattr(merged, name).load_state_dict(getattr(branch, name).state_dict())
+    return merged
+
+
+def _run(args: argparse.Namespace) -> None:
+    parent = read_stage_input(args.src, ("branch",), "re-parametrization")
+    branch = load_model(parent, args.src)
+    merged = merge_branches(branch, args.form)
+    difference = check_equivalent(branch, merged, f"{args.form} merge of {args.src}")
+    write_stage_output(
+        args.dst, merged, parent, provenance("merged", args.src, parent, form=args.form, max_abs_difference=difference)
+    )
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--form", choices=FORMS, default="grouped", help="grouped convolutions or block-diagonal dense ones")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(
+        "transform.reparam", "Merge the four branches into one wide network (PRFDN stage 3).", _arguments, _run, argv
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
