@@ -46,25 +46,23 @@ def cat_by_group(parts: list[torch.Tensor], groups: int) -> torch.Tensor:
     return torch.cat([p.reshape(n, groups, -1, h, w) for p in parts], 2).reshape(n, -1, h, w)
 
 
-@dataclass(frozen=True)
-class ESAWidths:
-    channels: int  # input = output width (the gated features)
-    inner: int  # width of the attention branch (RFDN: channels // 4)
-
-
 class ESA(nn.Module):
-    """Enhanced Spatial Attention with free widths; a sigmoid gate multiplied onto its input."""
+    """Enhanced Spatial Attention with free widths; a sigmoid gate multiplied onto its input.
 
-    def __init__(self, widths: ESAWidths, groups: int = 1) -> None:
+    ``inner`` = output widths of (conv1, conv2, conv_max, conv3, conv_f); conv3_ has conv_f's width since their
+    outputs are added. RFDN uses channels // 4 for all five; pruning makes them differ.
+    """
+
+    def __init__(self, channels: int, inner: tuple[int, int, int, int, int], groups: int = 1) -> None:
         super().__init__()
-        c, f = widths.channels, widths.inner
-        self.conv1 = conv(c, f, 1, groups)
-        self.conv_f = conv(f, f, 1, groups)
-        self.conv_max = conv(f, f, 3, groups)
-        self.conv2 = conv(f, f, 3, groups, stride=2, padding=0)
-        self.conv3 = conv(f, f, 3, groups)
-        self.conv3_ = conv(f, f, 3, groups)
-        self.conv4 = conv(f, c, 1, groups)
+        w1, w2, w_max, w3, w_f = inner
+        self.conv1 = conv(channels, w1, 1, groups)
+        self.conv_f = conv(w1, w_f, 1, groups)
+        self.conv_max = conv(w2, w_max, 3, groups)
+        self.conv2 = conv(w1, w2, 3, groups, stride=2, padding=0)
+        self.conv3 = conv(w_max, w3, 3, groups)
+        self.conv3_ = conv(w3, w_f, 3, groups)
+        self.conv4 = conv(w_f, channels, 1, groups)
         self.relu = nn.ReLU()  # modules, not functional calls: the official FLOPs rules count only modules
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,13 +85,13 @@ class BlockWidths:
     distilled: tuple[int, ...]  # output width of each stage's 1x1 distillation conv (3 for RFDB, 1 for SRFDB)
     last: int  # output width of c4
     out: int  # output width of c5 (and of the block)
-    esa: int  # ESA inner width
+    esa: tuple[int, int, int, int, int]  # ESA inner widths (see ESA)
     fused: int | None = None  # input width of c5; None: the concatenated parts, sum(distilled) + last
 
     @classmethod
     def rfdn(cls, nf: int = 50, stages: int = 3) -> BlockWidths:
         """RFDN's widths: RFDB (``stages=3``) or SRFDB (``stages=1``) of ``nf`` channels."""
-        return cls(nf, (nf // 2,) * stages, nf // 2, nf, nf // 4)
+        return cls(nf, (nf // 2,) * stages, nf // 2, nf, (nf // 4,) * 5)
 
     @property
     def fused_in(self) -> int:
@@ -106,11 +104,11 @@ class BlockWidths:
             tuple(d * factor for d in self.distilled),
             self.last * factor,
             self.out * factor,
-            self.esa * factor,
+            tuple(e * factor for e in self.esa),
         )
 
     def to_config(self) -> dict[str, Any]:
-        return {**asdict(self), "distilled": list(self.distilled)}
+        return {**asdict(self), "distilled": list(self.distilled), "esa": list(self.esa)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> BlockWidths:
@@ -120,7 +118,7 @@ class BlockWidths:
             tuple(int(d) for d in config["distilled"]),
             int(config["last"]),
             int(config["out"]),
-            int(config["esa"]),
+            tuple(int(e) for e in config["esa"]),
             None if fused is None else int(fused),
         )
 
@@ -137,7 +135,7 @@ class DistillBlock(nn.Module):
             self.add_module(f"c{k}_r", conv(c, c, 3, groups))
         self.c4 = conv(c, widths.last, 3, groups)
         self.c5 = conv(widths.fused_in, widths.out, 1, groups)
-        self.esa = ESA(ESAWidths(widths.out, widths.esa), groups)
+        self.esa = ESA(widths.out, widths.esa, groups)
         self.act = nn.LeakyReLU(LEAKY_SLOPE)
 
     def distill(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -27,7 +27,7 @@ def _convs(module: nn.Module) -> dict[str, nn.Conv2d]:
     return {name: m for name, m in module.named_modules() if isinstance(m, nn.Conv2d)}
 
 
-def _fused_column_order(part_widths: list[int], groups: int) -> torch.Tensor:
+def fused_column_order(part_widths: list[int], groups: int) -> torch.Tensor:
     """For c5 of a dense block: dense input column j (parts in order, each branch by branch) reads the
     grouped-order column ``order[j]`` (branch by branch, each holding its parts in order)."""
     per_group = sum(part_widths)
@@ -62,7 +62,7 @@ def merge_blocks(target: DistillBlock, sources: list[DistillBlock]) -> None:
         if target.groups == 1:
             weight = dense_from_grouped(weight, groups)
             if name == "c5":
-                weight = weight[:, _fused_column_order([p // groups for p in parts], groups)]
+                weight = weight[:, fused_column_order([p // groups for p in parts], groups)]
         conv.weight.copy_(weight)
         conv.bias.copy_(torch.cat([convs[name].bias for convs in source_convs], 0))
 

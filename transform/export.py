@@ -1,0 +1,51 @@
+"""Stage 5, export: fold the pruning helpers back so the final network carries no layer that exists only
+for pruning, check it is exact, and write the final checkpoint.
+
+    python -m transform.export PRUNED.pth model_zoo/team13_prfdn.pth
+
+Placement convs before ``c5`` fold into ``c5``; the join placements become a concatenation (plus a channel
+gather where pruning dropped or reordered channels). See ``transform.helpers``. The result is a ``prfdn``
+network (``models/team13_PRFDN.py``), checked against the pruned model on a real image (<= 1e-3, 0-255 units).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from transform.architectures import load_model
+from transform.common import check_equivalent, provenance, read_stage_input, run_stage, write_stage_output
+from transform.helpers import fold_helpers, is_helper
+from utils.model_summary import summarize
+
+
+def _run(args: argparse.Namespace) -> None:
+    parent = read_stage_input(args.src, ("prfdn_helpers",), "export")
+    pruned = load_model(parent, args.src).eval()
+    final = fold_helpers(pruned).eval()
+    leftovers = [name for name, _ in final.named_modules() if is_helper(name)]
+    assert not leftovers, leftovers
+    difference = check_equivalent(pruned, final, f"export of {args.src}")
+    summary = summarize(final)
+    print(
+        f"final: {summary.num_parameters / 1e6:.4f} M params, {summary.flops / 1e9:.2f} G FLOPs, "
+        f"{summary.activations / 1e6:.2f} M activations, {summary.num_conv} Conv2d (3x256x256)"
+    )
+    join = final.cfg.join
+    record = provenance(
+        "final",
+        args.src,
+        parent,
+        max_abs_difference=difference,
+        join="concatenation" if join is None else f"gather of {len(join)} channels",
+    )
+    write_stage_output(args.dst, final, parent, record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(
+        "transform.export", "Fold the pruning helpers back; write the final network (stage 5).", lambda p: None, _run, argv
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""The pruning form of PRFDN: every concatenation replaced by an equivalent sum of 1x1 convolutions, and back.
+
+Torch-Pruning's dependency graph sees convolutions and additions exactly; a concatenation hides which
+output channel came from which input. So, before pruning, ``cat(a, b, ...) -> conv`` becomes
+``conv(P_a a + P_b b + ...)`` where each placement conv ``P`` (1x1, no bias, weights 0/1) puts its part
+at its offset. Two places have concatenations: the parts fused by ``c5`` inside each block, and the
+``join`` of the skip features with the SRFDB output in front of the RFDB. (The merged model has no split:
+its two head convs read the input directly.) Placement weights are frozen (never trained), so after pruning
+they are still 0/1 matrices with at most one 1 per row, which is what makes the fold back exact:
+
+- placements before ``c5`` fold into ``c5`` (a product of linear maps): c5 reads the concatenated parts;
+- the join becomes a concatenation followed, where pruning dropped or reordered channels, by a gather
+  (``join`` index of ``PRFDNConfig``); a channel whose source was pruned away reads a zero.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from models.team13_PRFDN import PRFDN, BlockWidths, DistillBlock, PRFDNConfig
+from utils.errors import HarnessError
+
+
+def placement(in_channels: int, out_channels: int, offset: int) -> nn.Conv2d:
+    """A frozen 1x1 conv that copies its input to output channels ``offset .. offset + in_channels``."""
+    layer = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[offset + torch.arange(in_channels), torch.arange(in_channels)] = 1.0
+    layer.weight.requires_grad_(False)
+    return layer
+
+
+def is_helper(name: str) -> bool:
+    """Whether a parameter / module name belongs to a placement conv."""
+    return any(part.startswith(("place", "join_")) for part in name.split("."))
+
+
+class HelperDistillBlock(DistillBlock):
+    """A dense distillation block whose c5 reads the sum of placed parts instead of their concatenation."""
+
+    def __init__(self, widths: BlockWidths) -> None:
+        super().__init__(widths, groups=1)
+        offset = 0
+        for k, width in enumerate([*widths.distilled, widths.last], start=1):
+            self.add_module(f"place{k}", placement(width, widths.fused_in, min(offset, widths.fused_in - width)))
+            offset += width
+
+    def fuse(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        placed = sum(getattr(self, f"place{k}")(part) for k, part in enumerate(parts, start=1))
+        return self.c5(placed)
+
+
+class HelperPRFDN(PRFDN):
+    """PRFDN (dense) in pruning form: no concatenation anywhere."""
+
+    ARCH = "prfdn_helpers"
+
+    def __init__(self, config: PRFDNConfig) -> None:
+        if config.srfdb_groups != 1 or config.rfdb_groups != 1:
+            raise HarnessError("the pruning form needs the dense merged model (reparam --form dense)")
+        super().__init__(PRFDNConfig(**{**config.__dict__, "join": None}))
+        self.cfg = config
+        self.srfdb = HelperDistillBlock(config.srfdb)
+        self.rfdb = HelperDistillBlock(config.rfdb)
+        width = config.rfdb.channels
+        self.join_skip = placement(config.skip, width, 0)
+        self.join_rest = placement(config.srfdb.out, width, min(config.skip, width - config.srfdb.out))
+
+    def join(self, skip: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        return self.join_skip(skip) + self.join_rest(rest)
+
+
+# --- to and from the pruning form ---------------------------------------------------------------------
+
+
+def _dense(model: PRFDN) -> PRFDN:
+    from transform.reparam import dense_from_grouped, fused_column_order
+
+    if model.cfg.srfdb_groups == 1 and model.cfg.rfdb_groups == 1:
+        return model
+    config = PRFDNConfig(**{**model.cfg.__dict__, "srfdb_groups": 1, "rfdb_groups": 1})
+    dense = PRFDN(config)
+    state = model.state_dict()
+    for block_name, groups in (("srfdb", model.cfg.srfdb_groups), ("rfdb", model.cfg.rfdb_groups)):
+        block = getattr(model, block_name)
+        parts = [*block.widths.distilled, block.widths.last]
+        for name, conv in block.named_modules():
+            if isinstance(conv, nn.Conv2d):
+                weight = dense_from_grouped(conv.weight.detach(), groups)
+                if name == "c5":
+                    weight = weight[:, fused_column_order([p // groups for p in parts], groups)]
+                state[f"{block_name}.{name}.weight"] = weight
+    dense.load_state_dict(state)
+    return dense
+
+
+def with_helpers(model: PRFDN) -> HelperPRFDN:
+    """The pruning form of a merged (grouped or dense) or exported PRFDN, computing exactly the same."""
+    dense = _dense(model)
+    helper = HelperPRFDN(dense.cfg)
+    missing, unexpected = helper.load_state_dict({k: v for k, v in dense.state_dict().items() if k != "join_index"}, strict=False)
+    assert not unexpected and all(is_helper(k) for k in missing), (missing, unexpected)
+    if dense.cfg.join is not None:  # an exported join gather becomes placement weights again
+        with torch.no_grad():
+            source = dense.cfg.skip + dense.cfg.srfdb.out
+            matrix = torch.zeros(len(dense.cfg.join), source + 1)
+            matrix[torch.arange(len(dense.cfg.join)), torch.tensor(dense.cfg.join)] = 1.0
+            helper.join_skip.weight.copy_(matrix[:, : dense.cfg.skip, None, None])
+            helper.join_rest.weight.copy_(matrix[:, dense.cfg.skip : source, None, None])
+    return helper
+
+
+def _block_widths(block: DistillBlock) -> BlockWidths:
+    """The widths a (possibly pruned) block has now, read off its layers."""
+    esa = block.esa
+    return BlockWidths(
+        channels=block.c1_r.out_channels,
+        distilled=tuple(getattr(block, f"c{k}_d").out_channels for k in range(1, len(block.widths.distilled) + 1)),
+        last=block.c4.out_channels,
+        out=block.c5.out_channels,
+        esa=(
+            esa.conv1.out_channels,
+            esa.conv2.out_channels,
+            esa.conv_max.out_channels,
+            esa.conv3.out_channels,
+            esa.conv_f.out_channels,
+        ),
+        fused=block.c5.in_channels,
+    )
+
+
+def current_config(model: HelperPRFDN) -> PRFDNConfig:
+    """The config of a pruning-form model as its layers are now (after Torch-Pruning changed them in place)."""
+    return PRFDNConfig(
+        skip=model.head_skip.out_channels,
+        rest=model.head_rest.out_channels,
+        srfdb=_block_widths(model.srfdb),
+        rfdb=_block_widths(model.rfdb),
+        tail=model.c[0].out_channels,
+        in_nc=model.cfg.in_nc,
+        out_nc=model.cfg.out_nc,
+        scale=model.cfg.scale,
+    )
+
+
+def rebuild(model: HelperPRFDN) -> HelperPRFDN:
+    """A fresh module with consistent configs, holding ``model``'s (pruned) weights."""
+    fresh = HelperPRFDN(current_config(model))
+    fresh.load_state_dict(model.state_dict())
+    return fresh
+
+
+def _selection_sources(weight: torch.Tensor) -> list[int | None]:
+    """For a 0/1 matrix with at most one 1 per row: the column of each row's 1 (None: an all-zero row)."""
+    matrix = weight[:, :, 0, 0]
+    if not bool(((matrix == 0) | (matrix == 1)).all()) or bool((matrix.sum(1) > 1).any()):
+        raise HarnessError("a join placement conv is no longer a 0/1 selection (was it trained?); cannot fold it exactly")
+    return [int(row.nonzero()[0]) if row.any() else None for row in matrix]
+
+
+@torch.no_grad()
+def fold_helpers(model: HelperPRFDN) -> PRFDN:
+    """The final network: placement convs folded into c5 and into a join gather. Exact (linear algebra)."""
+    config = current_config(model)
+    joined = torch.cat([model.join_skip.weight, model.join_rest.weight], 1)
+    sources = _selection_sources(joined)
+    zero_channel = joined.shape[1]
+    join = [zero_channel if s is None else s for s in sources]
+    if join == list(range(zero_channel)):
+        join = None  # the plain concatenation
+    final_config = PRFDNConfig(
+        **{
+            **config.__dict__,
+            "srfdb": BlockWidths(**{**config.srfdb.__dict__, "fused": None}),
+            "rfdb": BlockWidths(**{**config.rfdb.__dict__, "fused": None}),
+            "join": join,
+        }
+    )
+    final = PRFDN(final_config)
+    state = {k: v for k, v in model.state_dict().items() if not is_helper(k)}
+    for block_name in ("srfdb", "rfdb"):
+        block = getattr(model, block_name)
+        c5 = block.c5.weight[:, :, 0, 0]
+        n_parts = len(block.widths.distilled) + 1
+        state[f"{block_name}.c5.weight"] = torch.cat(
+            [c5 @ getattr(block, f"place{k}").weight[:, :, 0, 0] for k in range(1, n_parts + 1)], 1
+        )[:, :, None, None]
+    if join is not None:
+        state["join_index"] = torch.tensor(join, dtype=torch.long)
+    final.load_state_dict(state)
+    return final
+
+
+def freeze_helpers(model: nn.Module) -> None:
+    """Keep placement weights out of training. Torch-Pruning replaces pruned weights by new Parameters, which
+    are trainable by default, so this runs again after every pruning step."""
+    for name, param in model.named_parameters():
+        if is_helper(name):
+            param.requires_grad_(False)

@@ -1,0 +1,204 @@
+"""Stage 4, pruning: channel-prune the merged network with Torch-Pruning's dependency graph (DepGraph).
+
+    python -m transform.prune MERGED.pth OUT.pth --ratio R [--steps S]
+        [--finetune_iters K --train_dir D [D ...] [--val_fraction F | --val_dir V] [--teacher RFDN.pth] ...]
+    python -m transform.prune MERGED.pth OUT.pth --target_params 317000 [--steps S] ...   # budget instead of ratio
+
+First every concatenation becomes summed 1x1 placement convolutions (``transform.helpers``; checked exact on
+a real image), so the dependency graph sees exact channel couplings. Then ``S`` pruning steps remove channels
+by group L2 magnitude, each followed by ``K`` fine-tuning iterations with the training loop of
+``train_prfdn.py`` (``--finetune_iters 0``: prune only). The upsampler's conv keeps its 48 output channels
+(PixelShuffle needs them). With ``--target_params`` / ``--target_flops`` the steps go on (up to
+``--max_ratio``) until the exported network fits the budget. The output is the pruning form
+(``prfdn_helpers``); ``transform.export`` folds the placement convs back.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from models.team13_PRFDN import PRFDN
+from transform.architectures import load_model
+from transform.common import check_equivalent, provenance, read_stage_input, run_stage, write_stage_output
+from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, rebuild, with_helpers
+from utils.errors import HarnessError
+from utils.model_summary import summarize
+
+EXAMPLE_SIZE = 64  # LR pixels of the tracing input (ESA needs at least 15)
+
+
+def figures(model: HelperPRFDN | PRFDN) -> dict[str, float]:
+    """Params (M) and FLOPs (G, 3x256x256) of the network this becomes after export (placements folded)."""
+    final = fold_helpers(model) if isinstance(model, HelperPRFDN) else model
+    summary = summarize(final)
+    return {"params_M": summary.num_parameters / 1e6, "flops_G": summary.flops / 1e9}
+
+
+def within_budget(values: dict[str, float], target_params: float | None, target_flops: float | None) -> bool:
+    params_ok = target_params is None or values["params_M"] * 1e6 <= target_params
+    flops_ok = target_flops is None or values["flops_G"] * 1e9 <= target_flops
+    return params_ok and flops_ok
+
+
+def make_pruner(model: HelperPRFDN, ratio: float, steps: int, round_to: int | None) -> tp.pruner.MetaPruner:
+    example = torch.rand(1, model.cfg.in_nc, EXAMPLE_SIZE, EXAMPLE_SIZE) * 255.0
+    return tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=ratio,
+        iterative_steps=steps,
+        ignored_layers=[model.upsampler[0]],  # PixelShuffle needs out_nc * scale^2 channels
+        round_to=round_to,
+    )
+
+
+def prune(
+    model: HelperPRFDN,
+    *,
+    ratio: float,
+    steps: int,
+    finetune=None,
+    target_params: float | None = None,
+    target_flops: float | None = None,
+    round_to: int | None = None,
+) -> tuple[HelperPRFDN, list[dict[str, Any]]]:
+    """Prune ``model`` in ``steps`` steps up to ``ratio`` (or until within the budget), calling
+    ``finetune(model, step)`` after each step. Returns the pruned model (fresh, consistent) and a step log."""
+    budget = target_params is not None or target_flops is not None
+    pruner = make_pruner(model, ratio, steps, round_to)
+    history = [{"step": 0, **figures(model)}]
+    for step in range(1, steps + 1):
+        pruner.step()
+        freeze_helpers(model)
+        if finetune is not None:
+            finetune(model, step)
+        history.append({"step": step, **figures(model)})
+        print(f"step {step}/{steps}: {history[-1]['params_M']:.4f} M params, {history[-1]['flops_G']:.2f} G FLOPs")
+        if budget and within_budget(history[-1], target_params, target_flops):
+            break
+    if budget and not within_budget(history[-1], target_params, target_flops):
+        raise HarnessError(f"budget not reached at --max_ratio {ratio}: {history[-1]}; raise --max_ratio")
+    return rebuild(model), history
+
+
+def _finetuner(args: argparse.Namespace, data_range: float):
+    """``finetune(model, step)`` running the training loop for ``--finetune_iters``, or None."""
+    if args.finetune_iters == 0:
+        return None
+    if not args.train_dir:
+        raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
+    from utils.train_data import load_training_data
+    from utils.training import TrainSettings, fit
+
+    data = load_training_data(
+        args.train_dir,
+        patch_size=args.patch_size,
+        val_dir=args.val_dir,
+        val_fraction=None if args.val_dir else args.val_fraction,
+        seed=args.seed,
+        data_range=data_range,
+    )
+    teacher = None
+    if args.teacher:
+        from transform.architectures import load_model as load
+        from utils.checkpoint import read_model_checkpoint
+
+        teacher = load(read_model_checkpoint(args.teacher), args.teacher).eval()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def finetune(model: nn.Module, step: int) -> None:
+        settings = TrainSettings(
+            iters=args.finetune_iters,
+            batch_size=args.batch_size,
+            patch_size=args.patch_size,
+            lr=args.lr,
+            distill_weight=args.distill_weight if teacher is not None else 0.0,
+            val_every=max(1, args.finetune_iters),
+            log_every=max(1, args.finetune_iters // 10),
+            seed=args.seed + step,
+            device=device,
+            amp=args.amp,
+            progress=False,
+        )
+        result = fit(model, data.train, data.val, settings, teacher=teacher)
+        model.load_state_dict(result.best_state_dict)
+        model.to("cpu")
+        print(f"  fine-tuned {args.finetune_iters} iterations: validation PSNR {result.best_psnr}")
+
+    finetune.data = data.description  # type: ignore[attr-defined]
+    return finetune
+
+
+def _run(args: argparse.Namespace) -> None:
+    if not 0 < args.ratio < 1 or args.steps < 1 or args.finetune_iters < 0:
+        raise HarnessError("--ratio must be in (0, 1), --steps at least 1, --finetune_iters at least 0")
+    parent = read_stage_input(args.src, ("prfdn", "prfdn_helpers"), "pruning")
+    merged = load_model(parent, args.src).eval()
+    model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
+    if model is not merged:
+        check_equivalent(merged, model, "concatenations as 1x1 convolutions")
+    before = figures(merged)
+    finetune = _finetuner(args, parent.data_range)
+    pruned, history = prune(
+        model,
+        ratio=args.ratio,
+        steps=args.steps,
+        finetune=finetune,
+        target_params=args.target_params,
+        target_flops=args.target_flops,
+        round_to=args.round_to,
+    )
+    after = figures(pruned)
+    print(f"before: {before['params_M']:.4f} M params, {before['flops_G']:.2f} G FLOPs (3x256x256)")
+    print(f"after:  {after['params_M']:.4f} M params, {after['flops_G']:.2f} G FLOPs (once exported)")
+    record = provenance(
+        "pruned",
+        args.src,
+        parent,
+        ratio=args.ratio,
+        steps=args.steps,
+        finetune_iters=args.finetune_iters,
+        target_params=args.target_params,
+        target_flops=args.target_flops,
+        before=before,
+        after=after,
+        history=history,
+        data=getattr(finetune, "data", None),
+        importance="group L2 magnitude (Torch-Pruning)",
+    )
+    write_stage_output(args.dst, pruned, parent, record)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ratio", type=float, default=0.5, help="channel pruning ratio (budget mode: the most allowed)")
+    parser.add_argument("--steps", type=int, default=4, help="pruning steps (default 4)")
+    parser.add_argument("--target_params", type=float, default=None, help="prune until at most this many parameters")
+    parser.add_argument("--target_flops", type=float, default=None, help="prune until at most this many FLOPs (3x256x256)")
+    parser.add_argument("--round_to", type=int, default=None, help="keep channel counts multiples of this")
+    ft = parser.add_argument_group("fine-tuning between steps (the training loop of train_prfdn.py)")
+    ft.add_argument("--finetune_iters", type=int, default=0, help="iterations after each step (default 0: prune only)")
+    ft.add_argument("--train_dir", nargs="+", default=None, help="folders of HR training images")
+    ft.add_argument("--val_dir", default=None, help="folder of HR validation images")
+    ft.add_argument("--val_fraction", type=float, default=0.05, help="held-out fraction of the training images (default 0.05)")
+    ft.add_argument("--teacher", default=None, help="checkpoint to distil from (e.g. the official RFDN)")
+    ft.add_argument("--distill_weight", type=float, default=1.0, help="weight of the L1 to the teacher (default 1)")
+    ft.add_argument("--batch_size", type=int, default=16)
+    ft.add_argument("--patch_size", type=int, default=48, help="LR patch size (default 48)")
+    ft.add_argument("--lr", type=float, default=1e-5, help="learning rate while fine-tuning (default 1e-5)")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    ft.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("transform.prune", "Channel-prune the merged PRFDN (stage 4).", add_arguments, _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
