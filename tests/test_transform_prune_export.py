@@ -1,0 +1,141 @@
+"""Stages 4 and 5: concatenations as 1x1 convolutions, pruning with Torch-Pruning, the exact export, and every
+stage's checkpoint evaluated through test_demo.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import test_demo
+from models.team13_PRFDN import PRFDN
+from transform import export as export_stage
+from transform import prune as prune_stage
+from transform import reparam as reparam_stage
+from transform.architectures import BranchPRFDN, load_model, model_config
+from transform.common import max_abs_difference
+from transform.helpers import HelperPRFDN, fold_helpers, is_helper, with_helpers
+from transform.prune import figures, prune
+from transform.reparam import merge_branches
+from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+
+X = torch.rand(1, 3, 40, 44) * 255
+
+
+def _small_branch(seed: int = 0, nf: int = 16) -> BranchPRFDN:
+    torch.manual_seed(seed)
+    branch = BranchPRFDN(nf=nf)
+    for param in branch.parameters():
+        param.data.uniform_(-0.08, 0.08)
+    return branch
+
+
+def _exact(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return max_abs_difference(a.double(), b.double(), X.double())
+
+
+@pytest.mark.parametrize("form", ["grouped", "dense"])
+def test_concatenations_as_1x1_convs_are_exact(form: str) -> None:
+    merged = merge_branches(_small_branch(), form)
+    helper = with_helpers(merged)
+    assert isinstance(helper, HelperPRFDN)
+    assert not any("cat" in str(type(m)).lower() for m in helper.modules())
+    assert _exact(merged, helper) < 1e-9
+    assert all(not p.requires_grad for n, p in helper.named_parameters() if is_helper(n))
+
+
+def test_prune_shrinks_keeps_shape_and_helpers_stay_selections() -> None:
+    helper = with_helpers(merge_branches(_small_branch(), "dense"))
+    before = figures(helper)
+    pruned, history = prune(helper, ratio=0.5, steps=2)
+    after = figures(pruned)
+    assert after["params_M"] < before["params_M"] and after["flops_G"] < before["flops_G"]
+    assert [h["step"] for h in history] == [0, 1, 2]
+    assert pruned(X).shape == (1, 3, 160, 176) and pruned.upsampler[0].out_channels == 48
+    for name, param in pruned.named_parameters():
+        if is_helper(name):
+            assert not param.requires_grad and set(param.unique().tolist()) <= {0.0, 1.0}
+            assert (param[:, :, 0, 0].sum(1) <= 1).all()
+
+
+def test_prune_to_a_budget() -> None:
+    helper = with_helpers(merge_branches(_small_branch(), "dense"))
+    target = 0.4 * figures(helper)["params_M"] * 1e6
+    pruned, history = prune(helper, ratio=0.9, steps=10, target_params=target)
+    assert figures(pruned)["params_M"] * 1e6 <= target and len(history) < 11
+
+
+def test_export_is_exact_and_leaves_no_helper() -> None:
+    pruned, _ = prune(with_helpers(merge_branches(_small_branch(), "dense")), ratio=0.4, steps=2)
+    final = fold_helpers(pruned)
+    assert type(final) is PRFDN and not any(is_helper(n) for n, _ in final.named_modules())
+    assert _exact(pruned, final) < 1e-9
+    # the exported join (concatenation or gather) goes back to the pruning form exactly, too
+    assert _exact(final, with_helpers(final)) < 1e-9
+
+
+def test_export_refuses_trained_join_placements() -> None:
+    helper = with_helpers(merge_branches(_small_branch(), "dense"))
+    with torch.no_grad():
+        helper.join_rest.weight[0, 1, 0, 0] = 0.5
+    with pytest.raises(Exception, match="no longer a 0/1 selection"):
+        fold_helpers(helper)
+
+
+def _save(path: Path, model: torch.nn.Module) -> Path:
+    arch, config = model_config(model)
+    save_model_checkpoint(path, ModelCheckpoint(arch, config, model.state_dict(), provenance={"stage": "test"}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stage_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """branch -> merged (grouped) -> pruned -> final, through the stage CLIs, on a small random network."""
+    root = tmp_path_factory.mktemp("stages")
+    paths = {
+        "branch": _save(root / "branch.pth", _small_branch(3)),
+        **{s: root / f"{s}.pth" for s in ("merged", "pruned", "final")},
+    }
+    assert reparam_stage.main([str(paths["branch"]), str(paths["merged"])]) == 0
+    assert prune_stage.main([str(paths["merged"]), str(paths["pruned"]), "--ratio", "0.5", "--steps", "2"]) == 0
+    assert export_stage.main([str(paths["pruned"]), str(paths["final"])]) == 0
+    return paths
+
+
+def test_stage_checkpoints_are_self_describing(stage_checkpoints: dict[str, Path]) -> None:
+    expected = {"branch": "branch", "merged": "prfdn", "pruned": "prfdn_helpers", "final": "prfdn"}
+    for stage, path in stage_checkpoints.items():
+        raw = torch.load(path, weights_only=True)
+        assert raw["arch"] == expected[stage] and raw["scale"] == 4 and raw["data_range"] == 255.0
+        assert set(raw) >= {"format", "config", "state_dict", "provenance"}
+    final = read_model_checkpoint(stage_checkpoints["final"])
+    assert final.provenance["stage"] == "final" and final.provenance["parent_provenance"]["stage"] == "pruned"
+    assert final.provenance["parent_sha256"] and final.provenance["max_abs_difference"] <= 1e-3
+    pruned = read_model_checkpoint(stage_checkpoints["pruned"])
+    assert pruned.provenance["after"]["params_M"] < pruned.provenance["before"]["params_M"]
+    assert max_abs_difference(load_model(pruned), load_model(final)) <= 1e-3
+
+
+def test_every_stage_evaluates_through_test_demo(
+    stage_checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for path in stage_checkpoints.values():
+        assert test_demo.cli(["--model_id", "13", "--model_path", str(path), "--device", "cpu", "--warmup", "0"]) == 0
+    results = json.loads(Path("results.json").read_text())
+    assert set(results) == {f"13_PRFDN@{stage}" for stage in stage_checkpoints}
+    # the pruned model and its export are the same network: same scores
+    assert results["13_PRFDN@pruned"]["builtin_psnr"] == pytest.approx(results["13_PRFDN@final"]["builtin_psnr"], abs=1e-3)
+    assert results["13_PRFDN@final"]["num_parameters"] < results["13_PRFDN@merged"]["num_parameters"]
+
+
+def test_stage_errors(stage_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert export_stage.main([str(stage_checkpoints["merged"]), str(tmp_path / "x.pth")]) == 2
+    assert "is a 'prfdn' checkpoint; export takes prfdn_helpers" in capsys.readouterr().err
+    assert prune_stage.main([str(stage_checkpoints["branch"]), str(tmp_path / "x.pth")]) == 2
+    assert "pruning takes prfdn or prfdn_helpers" in capsys.readouterr().err
+    assert prune_stage.main([str(stage_checkpoints["merged"]), str(tmp_path / "x.pth"), "--finetune_iters", "5"]) == 2
+    assert "--finetune_iters needs --train_dir" in capsys.readouterr().err
+    assert not (tmp_path / "x.pth").exists()
