@@ -60,6 +60,23 @@ def test_prune_shrinks_keeps_shape_and_helpers_stay_selections() -> None:
             assert (param[:, :, 0, 0].sum(1) <= 1).all()
 
 
+def test_taylor_pruning_with_calibration_and_finetuning(tmp_path: Path) -> None:
+    """The CLI path with training data: Taylor importance from calibration patches, fine-tuning between steps."""
+    from utils.datasets import ensure_builtin_dataset
+
+    train_dir = ensure_builtin_dataset()[0].hr_path.parent
+    merged = _save(tmp_path / "merged.pth", merge_branches(_small_branch(4), "dense"))
+    argv = ["--ratio", "0.4", "--steps", "2", "--train_dir", str(train_dir), "--val_fraction", "0.2", "--patch_size", "16"]
+    argv += ["--batch_size", "2", "--calibration_patches", "4", "--finetune_iters", "2", "--device", "cpu"]
+    assert prune_stage.main([str(merged), str(tmp_path / "pruned.pth"), *argv]) == 0
+    record = read_model_checkpoint(tmp_path / "pruned.pth").provenance
+    assert record["importance"] == "taylor" and record["finetune_iters"] == 2 and record["data"]["train_images"] == 4
+    pruned = load_model(read_model_checkpoint(tmp_path / "pruned.pth"))
+    for name, param in pruned.named_parameters():  # placements survived fine-tuning untouched: still selections
+        if is_helper(name):
+            assert set(param.unique().tolist()) <= {0.0, 1.0}
+
+
 def test_prune_to_a_budget() -> None:
     helper = with_helpers(merge_branches(_small_branch(), "dense"))
     target = 0.4 * figures(helper)["params_M"] * 1e6
@@ -99,7 +116,8 @@ def stage_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
         **{s: root / f"{s}.pth" for s in ("merged", "pruned", "final")},
     }
     assert reparam_stage.main([str(paths["branch"]), str(paths["merged"])]) == 0
-    assert prune_stage.main([str(paths["merged"]), str(paths["pruned"]), "--ratio", "0.5", "--steps", "2"]) == 0
+    prune_argv = ["--ratio", "0.5", "--steps", "2", "--importance", "magnitude"]
+    assert prune_stage.main([str(paths["merged"]), str(paths["pruned"]), *prune_argv]) == 0
     assert export_stage.main([str(paths["pruned"]), str(paths["final"])]) == 0
     return paths
 
@@ -136,6 +154,12 @@ def test_stage_errors(stage_checkpoints: dict[str, Path], tmp_path: Path, capsys
     assert "is a 'prfdn' checkpoint; export takes prfdn_helpers" in capsys.readouterr().err
     assert prune_stage.main([str(stage_checkpoints["branch"]), str(tmp_path / "x.pth")]) == 2
     assert "pruning takes prfdn or prfdn_helpers" in capsys.readouterr().err
-    assert prune_stage.main([str(stage_checkpoints["merged"]), str(tmp_path / "x.pth"), "--finetune_iters", "5"]) == 2
+    merged = str(stage_checkpoints["merged"])
+    assert prune_stage.main([merged, str(tmp_path / "x.pth"), "--finetune_iters", "5", "--importance", "magnitude"]) == 2
     assert "--finetune_iters needs --train_dir" in capsys.readouterr().err
+    assert prune_stage.main([merged, str(tmp_path / "x.pth")]) == 2
+    assert (
+        "--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "x.pth").exists()

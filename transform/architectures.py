@@ -82,7 +82,10 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
     """The module of ``checkpoint`` with its weights (strict), or a one-line HarnessError."""
     from utils.checkpoint import describe_mismatch
 
-    model = build_model(checkpoint.arch, checkpoint.config)
+    try:
+        model = build_model(checkpoint.arch, checkpoint.config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise HarnessError(f"{source}: malformed {checkpoint.arch} config ({type(err).__name__}: {err})") from None
     mismatch = describe_mismatch(model, checkpoint.state_dict)
     if mismatch:
         raise HarnessError(f"{source}: weights do not fit its {checkpoint.arch} architecture: {mismatch}")

@@ -113,12 +113,17 @@ def load_pair(pair: ImagePair, scale: int = SCALE) -> tuple[np.ndarray, np.ndarr
     if hr.size == 0:
         raise HarnessError(f"{pair.hr_path}: HR image is smaller than {scale}x{scale} pixels")
     lr = bicubic_downsample(hr, scale) if pair.lr_path is None else imread_uint(pair.lr_path)
+    check_lr_size(pair, lr, hr, scale)
+    return lr, hr
+
+
+def check_lr_size(pair: ImagePair, lr: np.ndarray, hr: np.ndarray, scale: int = SCALE) -> None:
+    """The (modcropped) HR must be exactly ``scale`` times the LR; otherwise a one-line error naming the files."""
     if (lr.shape[0] * scale, lr.shape[1] * scale) != hr.shape[:2]:
         raise HarnessError(
             f"{pair.lr_path}: LR is {lr.shape[1]}x{lr.shape[0]} but HR {pair.hr_path.name} cropped to a multiple of "
             f"{scale} is {hr.shape[1]}x{hr.shape[0]} (expected exactly {scale}x the LR size)"
         )
-    return lr, hr
 
 
 # --- built-in default data --------------------------------------------------------------------------------

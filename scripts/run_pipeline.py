@@ -1,0 +1,123 @@
+"""The whole PRFDN transform from the official RFDN, one command, one config file.
+
+    python scripts/run_pipeline.py configs/x4.json [--force] [--until STAGE]
+
+Stages, each writing WORK_DIR/<stage>.pth through the stage's own CLI:
+branch (transform.branch) -> branch_trained (train_prfdn.py) -> merged (transform.reparam)
+-> merged_trained (train_prfdn.py, skipped when its ``iters`` is 0) -> pruned (transform.prune)
+-> final (transform.export; also copied to ``output``).
+A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``. Training
+stages resume their own runs (``--resume``) when a training state is there. Paths in the config are
+relative to the folder you run from. See configs/x4.json for every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import train_prfdn  # noqa: E402
+from transform import branch, export, prune, reparam  # noqa: E402
+from utils.errors import HarnessError  # noqa: E402
+from utils.fileio import atomic_write  # noqa: E402
+
+STAGES = ("branch", "branch_trained", "merged", "merged_trained", "pruned", "final")
+
+
+def flags(options: dict[str, Any]) -> list[str]:
+    """``{"iters": 10, "train_dir": ["a", "b"], "amp": true}`` -> ``--iters 10 --train_dir a b --amp``."""
+    argv: list[str] = []
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        argv.append(f"--{key}")
+        if value is True:
+            continue
+        argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
+    return argv
+
+
+def load_config(path: str) -> dict[str, Any]:
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
+    missing = [key for key in ("rfdn", "work_dir", "output", "data") if key not in config]
+    if missing:
+        raise HarnessError(f"{path}: config lacks {', '.join(missing)} (see configs/x4.json)")
+    return config
+
+
+def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], list[str]]]:
+    """(stage, entry point, argv) for every stage to run, in order."""
+    work = Path(config["work_dir"])
+    out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
+    data = flags(config["data"])
+    steps: list[tuple[str, Callable[[list[str]], int], list[str]]] = [("branch", branch.main, [config["rfdn"], out["branch"]])]
+    steps.append(
+        (
+            "branch_trained",
+            train_prfdn.cli,
+            [out["branch"], out["branch_trained"], *data, *flags(config.get("branch_training", {}))],
+        )
+    )
+    steps.append(("merged", reparam.main, [out["branch_trained"], out["merged"], *flags(config.get("reparam", {}))]))
+    merged = out["merged"]
+    if config.get("merged_training", {}).get("iters", 0):
+        steps.append(
+            ("merged_trained", train_prfdn.cli, [merged, out["merged_trained"], *data, *flags(config["merged_training"])])
+        )
+        merged = out["merged_trained"]
+    steps.append(("pruned", prune.main, [merged, out["pruned"], *data, *flags(config.get("prune", {}))]))
+    steps.append(("final", export.main, [out["pruned"], out["final"]]))
+    return steps
+
+
+def run(config_path: str, force: bool = False, until: str | None = None) -> Path:
+    config = load_config(config_path)
+    Path(config["work_dir"]).mkdir(parents=True, exist_ok=True)
+    for stage, entry, argv in plan(config):
+        target = Path(argv[1])
+        if target.exists() and not force:
+            print(f"== {stage}: {target} exists, skipped")
+        else:
+            if entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists() and not force:
+                argv = [*argv, "--resume"]
+            print(f"== {stage}: {' '.join(argv)}")
+            if entry(argv) != 0:
+                raise HarnessError(f"stage {stage} failed (see its message above); fix it and run again to continue")
+        if stage == until:
+            return target
+    final = Path(config["work_dir"]) / "final.pth"
+    atomic_write(config["output"], lambda tmp: shutil.copyfile(final, tmp))
+    print(f"== done: {config['output']}")
+    return Path(config["output"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("config", help="JSON config (see configs/x4.json)")
+    parser.add_argument("--force", action="store_true", help="redo stages whose output exists")
+    parser.add_argument("--until", choices=STAGES, default=None, help="stop after this stage")
+    args = parser.parse_args(argv)
+    try:
+        run(args.config, args.force, args.until)
+    except (HarnessError, OSError) as err:
+        print(f"run_pipeline.py: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

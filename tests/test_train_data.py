@@ -1,0 +1,167 @@
+"""Training data: the 8 flips/rotations, LR/HR alignment, LR made on the fly, sharding, hold-out, errors."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data as skimage_data
+from torch.utils.data import DataLoader
+
+from utils.errors import HarnessError
+from utils.image import imsave, modcrop
+from utils.imresize import bicubic_downsample
+from utils.train_data import (
+    NUM_TRANSFORMS,
+    PatchSampler,
+    TrainPatches,
+    augment,
+    holdout_split,
+    inverse_transform,
+    load_training_data,
+    read_folder,
+)
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
+
+
+def write_photos(folder: Path, names: tuple[str, ...] = PHOTOS, shrink: int = 4) -> Path:
+    """scikit-image's photos, shrunk (fast tests), as PNGs in ``folder``."""
+    for name in names:
+        img = getattr(skimage_data, name)()
+        img = cv2.resize(img, (img.shape[1] // shrink, img.shape[0] // shrink), interpolation=cv2.INTER_AREA)
+        imsave(img, folder / f"{name}.png")
+    return folder
+
+
+def to_uint8(t: torch.Tensor, data_range: float) -> np.ndarray:
+    return np.round(t.permute(1, 2, 0).numpy() * 255.0 / data_range).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_photos(tmp_path_factory.mktemp("hr"))
+
+
+@pytest.fixture(scope="module")
+def lr_dir(tmp_path_factory: pytest.TempPathFactory, hr_dir: Path) -> Path:
+    folder = tmp_path_factory.mktemp("lr")
+    for path in hr_dir.iterdir():
+        hr = modcrop(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), 4)
+        imsave(bicubic_downsample(hr, 4), folder / f"{path.stem}x4.png")
+    return folder
+
+
+def test_augment_is_the_dihedral_group() -> None:
+    patch = np.random.default_rng(0).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    variants = [augment(patch, t) for t in range(NUM_TRANSFORMS)]
+    assert np.array_equal(variants[0], patch)
+    assert len({v.tobytes() for v in variants}) == NUM_TRANSFORMS  # all distinct
+    for a, b in itertools.product(range(NUM_TRANSFORMS), repeat=2):  # closed under composition
+        composed = augment(augment(patch, a), b)
+        assert any(np.array_equal(composed, v) for v in variants)
+    for t in range(NUM_TRANSFORMS):
+        assert np.array_equal(augment(augment(patch, t), inverse_transform(t)), patch)
+    assert np.array_equal(augment(patch, 1), np.rot90(patch))
+    assert np.array_equal(augment(patch, 4), patch[:, ::-1])
+
+
+def test_patches_from_lr_folder_stay_aligned(hr_dir: Path, lr_dir: Path) -> None:
+    dataset = TrainPatches(read_folder(hr_dir, lr_dir), patch_size=8, seed=3)
+    seen = set()
+    for n in range(48):
+        info = dataset.patch_info(n)
+        image = dataset.images[info.image]
+        lr, hr = dataset.patch_uint8(n)
+        assert lr.shape == (8, 8, 3) and hr.shape == (32, 32, 3)
+        undo = inverse_transform(info.transform)
+        assert info.top % 4 == 0 and info.left % 4 == 0
+        assert np.array_equal(augment(hr, undo), image.hr[info.top : info.top + 32, info.left : info.left + 32])
+        assert np.array_equal(augment(lr, undo), image.lr[info.top // 4 : info.top // 4 + 8, info.left // 4 : info.left // 4 + 8])
+        seen.add(info.transform)
+    assert seen == set(range(NUM_TRANSFORMS))
+
+
+def test_lr_on_the_fly_is_bicubic_of_the_hr_crop(hr_dir: Path) -> None:
+    dataset = TrainPatches(read_folder(hr_dir), patch_size=8, data_range=255.0, seed=1)
+    for n in range(12):
+        info = dataset.patch_info(n)
+        crop = dataset.images[info.image].hr[info.top : info.top + 32, info.left : info.left + 32]
+        lr, hr = dataset[n]
+        assert np.array_equal(to_uint8(hr, 255.0), augment(crop, info.transform))
+        assert np.array_equal(to_uint8(lr, 255.0), augment(bicubic_downsample(np.ascontiguousarray(crop), 4), info.transform))
+
+
+@pytest.mark.parametrize("data_range", [1.0, 255.0])
+def test_batches_are_float_in_data_range(hr_dir: Path, data_range: float) -> None:
+    dataset = TrainPatches(read_folder(hr_dir), patch_size=8, data_range=data_range)
+    loader = DataLoader(dataset, batch_size=3, sampler=PatchSampler(0, 2, 3))
+    batches = list(loader)
+    assert len(batches) == 2
+    lr, hr = batches[0]
+    assert lr.shape == (3, 3, 8, 8) and hr.shape == (3, 3, 32, 32)
+    assert lr.dtype == hr.dtype == torch.float32
+    assert hr.min() >= 0 and hr.max() <= data_range and hr.max() > data_range / 2
+    lr_u8, _ = dataset.patch_uint8(0)
+    assert torch.equal(lr[0], torch.from_numpy(lr_u8).permute(2, 0, 1).float() / (255.0 / data_range))
+
+
+def test_patch_stream_is_deterministic_and_sharded(hr_dir: Path) -> None:
+    images = read_folder(hr_dir)
+    a, b, c = (TrainPatches(images, 8, seed=s) for s in (0, 0, 1))
+    assert all(np.array_equal(a.patch_uint8(n)[1], b.patch_uint8(n)[1]) for n in range(10))
+    assert any(not np.array_equal(a.patch_uint8(n)[1], c.patch_uint8(n)[1]) for n in range(10))
+    # each image once per len(images) patches
+    assert sorted(a.patch_info(n).image for n in range(len(images))) == list(range(len(images)))
+    single = list(PatchSampler(0, 5, batch_size=6))
+    ranks = [list(PatchSampler(0, 5, batch_size=3, rank=r, world_size=2)) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1])
+    for it in range(5):  # the two ranks' slices make up one process's batch of 6
+        assert sorted(ranks[0][3 * it : 3 * it + 3] + ranks[1][3 * it : 3 * it + 3]) == single[6 * it : 6 * it + 6]
+    assert list(PatchSampler(2, 5, batch_size=6)) == single[12:]  # resuming continues the stream
+
+
+def test_val_fraction_split_is_deterministic_and_disjoint(hr_dir: Path) -> None:
+    first = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, val_crop=64)
+    again = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, val_crop=64)
+    held = first.description["validation"]["val_images"]
+    assert held == again.description["validation"]["val_images"] and len(held) == 2
+    train_names = {image.name for image in first.train.images}
+    assert not train_names & set(held) and len(train_names) + len(held) == len(PHOTOS)
+    assert {v.name for v in first.val} == set(held)
+    for v in first.val:
+        assert v.hr.shape[0] <= 64 and v.hr.shape[1] <= 64 and v.hr.shape[0] % 4 == 0 and v.hr.shape[1] % 4 == 0
+        assert np.array_equal(v.lr, bicubic_downsample(v.hr, 4))
+    other_seeds = {tuple(sorted(holdout_split([f"n{i}" for i in range(20)], 0.25, s))) for s in range(5)}
+    assert len(other_seeds) > 1  # the seed matters
+
+
+def test_val_dir_is_used_whole_and_must_not_overlap(hr_dir: Path, tmp_path: Path) -> None:
+    val_dir = write_photos(tmp_path / "val", ("coins",), shrink=2)
+    loaded = load_training_data([hr_dir], patch_size=8, val_dir=val_dir, val_crop=None)
+    assert len(loaded.train.images) == len(PHOTOS) and [v.name for v in loaded.val] == ["val/coins"]
+    assert loaded.val[0].hr.shape[:2] == (148, 192)  # coins 303x384 halved: 151x192, cropped to a multiple of 4
+    with pytest.raises(HarnessError, match="also a training image"):
+        load_training_data([hr_dir], patch_size=8, val_dir=hr_dir)
+    with pytest.raises(HarnessError, match="give one of them"):
+        load_training_data([hr_dir], patch_size=8, val_dir=val_dir, val_fraction=0.1)
+
+
+def test_clear_errors(hr_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    with pytest.raises(HarnessError, match=f"{empty}: training folder holds no images"):
+        load_training_data([empty], patch_size=8)
+    with pytest.raises(HarnessError, match=r"chelsea.png: image is 112x75, smaller than the 80x80 HR patch") as err:
+        load_training_data([hr_dir], patch_size=20)
+    assert "\n" not in str(err.value)
+    one = write_photos(tmp_path / "one", ("coffee",))
+    with pytest.raises(HarnessError, match="no images left for training"):
+        load_training_data([one], patch_size=8, val_fraction=0.5)
+    with pytest.raises(HarnessError, match="folder not found"):
+        load_training_data([tmp_path / "missing"], patch_size=8)

@@ -1,0 +1,305 @@
+"""The training loop and train_prfdn.py: learning, exact resume, DDP, frozen layers, distillation, outputs, errors.
+
+Tiny randomly initialised models (nf=8) and 16-pixel LR patches of shrunk scikit-image photos keep it fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+import torch
+from skimage import data as skimage_data
+
+import train_prfdn
+from models.team00_RFDN import RFDN
+from transform.architectures import PRFDN, BranchPRFDN, PRFDNConfig, load_model, model_config
+from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.fileio import sha256_of
+from utils.image import imsave
+from utils.train_data import load_training_data
+from utils.training import TrainingInterruptedError, TrainSettings, _make_scheduler, fit
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PATCH = 16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """One intra-op thread: the results do not depend on it, and a shared 2-core machine stays responsive."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_prfdn(seed: int = 0) -> PRFDN:
+    torch.manual_seed(seed)
+    return PRFDN(PRFDNConfig.merged(nf=8))
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
+    arch, config = model_config(model)
+    save_model_checkpoint(path, ModelCheckpoint(arch, config, model.state_dict()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        img = getattr(skimage_data, name)()
+        img = cv2.resize(img, (img.shape[1] // 4, img.shape[0] // 4), interpolation=cv2.INTER_AREA)
+        imsave(img, root / "train" / f"{name}.png")
+    imsave(cv2.resize(skimage_data.chelsea(), (112, 75), interpolation=cv2.INTER_AREA), root / "one" / "chelsea.png")
+    save_checkpoint(tiny_prfdn(0), root / "src.pth")
+    torch.manual_seed(1)
+    torch.save(RFDN().state_dict(), root / "rfdn_teacher.pth")  # a plain state dict: the official RFDN's format
+    return root
+
+
+def settings(**overrides: Any) -> TrainSettings:
+    base = {"iters": 10, "batch_size": 4, "patch_size": PATCH, "lr": 1e-3, "val_every": 5, "log_every": 1, "progress": False}
+    return TrainSettings(**{**base, **overrides})
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# --- fit ----------------------------------------------------------------------------------------------------
+
+
+def test_loss_falls_on_a_tiny_overfit(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    result = fit(tiny_prfdn(), data.train, data.val, settings(iters=80, log_every=10, val_every=1000))
+    losses = [r["loss"] for r in result.history if "loss" in r]
+    assert len(losses) == 8 and result.iterations == 80
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert result.best_psnr is None and result.best_iteration == 80  # no validation: best = last
+    assert_same_tensors(result.best_state_dict, result.last_state_dict)
+
+
+def test_resume_after_interrupt_is_bit_exact(workdir: Path, tmp_path: Path) -> None:
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25, val_crop=96)
+    # lr 3e-2 overshoots: validation PSNR drops at iteration 4 and the plateau rule lowers the lr to 2e-4
+    run = settings(iters=10, lr=3e-2, val_every=2, plateau_patience=0, lr_after_plateau=2e-4, grad_clip=50.0)
+    whole = fit(tiny_prfdn(), data.train, data.val, run)
+
+    def interrupt_at_3(record: dict[str, Any]) -> None:  # before the plateau: the scheduler's best must carry over
+        if record["iter"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the iteration finishes, then the state is handed over
+
+    with pytest.raises(TrainingInterruptedError) as stop:
+        fit(tiny_prfdn(), data.train, data.val, run, log=interrupt_at_3)
+    assert stop.value.iteration == 3
+    torch.save(stop.value.state, tmp_path / "state.pth")
+    state = torch.load(tmp_path / "state.pth", weights_only=True)
+    torch.manual_seed(123)  # disturb every generator: the state must restore them
+    resumed = fit(tiny_prfdn(seed=5), data.train, data.val, run, state=state)
+
+    assert_same_tensors(whole.last_state_dict, resumed.last_state_dict)
+    assert_same_tensors(whole.best_state_dict, resumed.best_state_dict)
+    assert (whole.best_psnr, whole.best_iteration) == (resumed.best_psnr, resumed.best_iteration)
+    lrs = [r["lr"] for r in whole.history]
+    assert min(lrs) == 2e-4 < max(lrs)  # the plateau rule fired
+    tail = [{k: v for k, v in r.items() if k != "time"} for r in whole.history if r["iter"] > 3]
+    assert tail == [{k: v for k, v in r.items() if k != "time"} for r in resumed.history]
+
+
+def test_plateau_rule_lowers_the_lr_once() -> None:
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    scheduler = _make_scheduler(optimizer, settings(lr=1e-5, lr_after_plateau=5e-6, plateau_patience=2))
+    lrs = []
+    for psnr in (20.0, 21.0, 21.0, 20.5, 21.5, 21.0, 21.0, 21.4, 21.2, 20.0, 20.0):
+        scheduler.step(psnr)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == [1e-5] * 7 + [5e-6] * 4  # more than 2 validations in a row without a new best, then floored
+    assert _make_scheduler(optimizer, settings(lr=1e-6, lr_after_plateau=5e-6)) is None  # never raises the lr
+
+
+def test_frozen_parameters_stay_frozen(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    model = tiny_prfdn()
+    frozen = {"head_skip.weight", "rfdb.c5.bias"}
+    for name, param in model.named_parameters():
+        param.requires_grad_(name not in frozen)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, data.train, data.val, settings(iters=5))
+    after = model.state_dict()
+    for name in before:
+        assert torch.equal(before[name], after[name]) == (name in frozen), name
+    assert all(p.requires_grad == (n not in frozen) for n, p in model.named_parameters())
+
+
+def test_distillation_pulls_the_student_toward_the_teacher(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    teacher = tiny_prfdn(seed=9)
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    lr_batch = data.train[0][0][None]
+
+    def distance_to_teacher(weight: float) -> float:
+        student = tiny_prfdn()
+        result = fit(student, data.train, None, settings(iters=25, distill_weight=weight), teacher=teacher)
+        if weight:
+            assert all("distill" in r for r in result.history)
+        with torch.no_grad():
+            return float((student(lr_batch) - teacher(lr_batch)).abs().mean())
+
+    with_distill, without = distance_to_teacher(20.0), distance_to_teacher(0.0)
+    assert with_distill < 0.8 * without
+    assert len(calls) == 25 + 2  # once per iteration, plus the two comparisons here
+    assert_same_tensors(teacher_before, teacher.state_dict())
+
+
+# --- train_prfdn.py -----------------------------------------------------------------------------------------
+
+CLI_TRAIN = ["--train_dir", "TRAIN", "--val_fraction", "0.25", "--val_crop", "96", "--teacher", "TEACHER"]
+CLI_SETTINGS = ["--iters", "8", "--batch_size", "2", "--patch_size", str(PATCH), "--lr", "1e-3", "--val_every", "3"]
+CLI_SETTINGS += ["--log_every", "1", "--device", "cpu", "--no_progress"]
+
+
+def cli_args(workdir: Path, out: Path, *extra: str, src: Path | None = None) -> list[str]:
+    train = [a.replace("TRAIN", str(workdir / "train")).replace("TEACHER", str(workdir / "rfdn_teacher.pth")) for a in CLI_TRAIN]
+    return [str(src or workdir / "src.pth"), str(out), *train, *CLI_SETTINGS, *extra]
+
+
+@pytest.fixture(scope="module")
+def cli_run(workdir: Path) -> Path:
+    """One uninterrupted CLI run: OUT.pth and its siblings."""
+    out = workdir / "whole" / "out.pth"
+    assert train_prfdn.cli(cli_args(workdir, out)) == 0
+    return out
+
+
+def test_cli_writes_self_describing_checkpoints(workdir: Path, cli_run: Path) -> None:
+    paths = train_prfdn.output_paths(cli_run)
+    for key in ("best", "last", "state"):
+        torch.load(paths[key], weights_only=True)  # no pickled objects anywhere
+    best, last = read_model_checkpoint(paths["best"]), read_model_checkpoint(paths["last"])
+    src = read_model_checkpoint(workdir / "src.pth")
+    assert (best.arch, best.config, best.scale, best.data_range) == (src.arch, src.config, src.scale, src.data_range)
+    load_model(best), load_model(last)
+    prov = best.provenance
+    assert prov["stage"] == "train" and prov["weights"] == "best" and last.provenance["weights"] == "last"
+    assert prov["parent"] == str(workdir / "src.pth") and prov["parent_sha256"] == sha256_of(workdir / "src.pth")
+    assert prov["iterations"] == 8 and prov["settings"]["lr"] == 1e-3 and prov["settings"]["distill_weight"] == 1.0
+    assert prov["teacher_sha256"] == sha256_of(workdir / "rfdn_teacher.pth")
+    assert prov["data"]["train_dirs"] == [str(workdir / "train")] and prov["data"]["train_images"] == 3
+    assert prov["data"]["validation"]["kind"] == "val_fraction" and len(prov["data"]["validation"]["val_images"]) == 1
+    assert prov["git_commit"] is None or len(prov["git_commit"]) == 40
+    log = [json.loads(line) for line in paths["log"].read_text().splitlines()]
+    validations = [r for r in log if "val_psnr" in r]
+    assert [r["iter"] for r in validations] == [0, 3, 6, 8]
+    assert prov["best_val_psnr"] == max(r["val_psnr"] for r in validations)
+    assert prov["best_iteration"] in (0, 3, 6, 8)
+    assert all({"iter", "lr", "time"} <= r.keys() for r in log) and all("distill" in r for r in log if "loss" in r)
+
+
+def test_cli_ctrl_c_then_resume_in_a_new_process_matches(workdir: Path, cli_run: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    class CtrlCAt3(train_prfdn.JsonlLog):
+        def __call__(self, record: dict[str, Any]) -> None:
+            super().__call__(record)
+            if record["iter"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "out.pth"
+    monkeypatch.setattr(train_prfdn, "JsonlLog", CtrlCAt3)
+    assert train_prfdn.cli(cli_args(workdir, out)) == 130
+    assert not out.exists() and train_prfdn.output_paths(out)["state"].is_file()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    resume = [sys.executable, "train_prfdn.py", str(workdir / "src.pth"), str(out), "--resume", "--no_progress"]
+    done = subprocess.run(resume, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for key in ("best", "last"):
+        expected = read_model_checkpoint(train_prfdn.output_paths(cli_run)[key]).state_dict
+        assert_same_tensors(expected, read_model_checkpoint(train_prfdn.output_paths(out)[key]).state_dict)
+
+
+def test_ddp_two_gloo_processes(workdir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp.pth"
+    args = [str(workdir / "src.pth"), str(out), "--train_dir", str(workdir / "train"), "--val_fraction", "0.25"]
+    args += ["--iters", "4", "--batch_size", "2", "--patch_size", str(PATCH), "--lr", "1e-3", "--val_every", "2"]
+    args += ["--device", "cpu", "--no_progress"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train_prfdn.py"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launch + args, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    last = read_model_checkpoint(train_prfdn.output_paths(out)["last"])
+    assert last.provenance["world_size"] == 2
+    # 2 ranks x 2 patches draw the very patches of one process with 4: the same training up to float rounding
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25)
+    single = fit(tiny_prfdn(), data.train, data.val, settings(iters=4, batch_size=4, val_every=2, lr_after_plateau=5e-6))
+    for key, value in single.last_state_dict.items():
+        torch.testing.assert_close(last.state_dict[key], value, rtol=1e-4, atol=1e-4, msg=key)
+
+
+def test_default_learning_rate_per_stage(workdir: Path) -> None:
+    args = train_prfdn.parse_args(["src.pth", "out.pth", "--train_dir", "d"])
+    assert [train_prfdn.resolve_settings(args, arch, None).lr for arch in ("branch", "prfdn", "prfdn_helpers", "rfdn")] == [
+        1e-5,
+        1e-6,
+        1e-6,
+        1e-5,
+    ]
+    assert train_prfdn.resolve_settings(args, "branch", None).lr_after_plateau == 5e-6
+    args = train_prfdn.parse_args(["src.pth", "out.pth", "--train_dir", "d", "--lr", "3e-4"])
+    assert train_prfdn.resolve_settings(args, "prfdn", {"lr": 1e-6, "iters": 7}).lr == 3e-4  # flag > resumed > default
+    assert train_prfdn.resolve_settings(args, "prfdn", {"lr": 1e-6, "iters": 7}).iters == 7
+
+
+def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[list[str], str]:
+    out = tmp / "out.pth"
+    if name == "empty training folder":
+        (tmp / "empty").mkdir()
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "train"))] = str(tmp / "empty")
+        return args, f"{tmp / 'empty'}: training folder holds no images"
+    if name == "images smaller than the patch":
+        return [*cli_args(workdir, out), "--patch_size", "40"], ".png: image is 128x128, smaller than the 160x160 HR patch"
+    if name == "corrupt SRC":
+        (tmp / "bad.pth").write_bytes(b"not a checkpoint")
+        return cli_args(workdir, out, src=tmp / "bad.pth"), "bad.pth: not a loadable weights-only checkpoint"
+    if name == "teacher not RFDN-compatible":
+        torch.save(tiny_prfdn().state_dict(), tmp / "teacher.pth")  # plain state dict, read as RFDN: does not fit
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "teacher.pth")
+        return args, "--teacher"
+    if name == "resume file missing":
+        return [*cli_args(workdir, out), "--resume"], "out.state.pth not found"
+    other = save_checkpoint(BranchPRFDN(nf=8), tmp / "branch.pth")  # resume a state of another model
+    other_out = tmp / "other.pth"
+    train_prfdn.output_paths(other_out)["state"].write_bytes(train_prfdn.output_paths(cli_run)["state"].read_bytes())
+    return cli_args(workdir, other_out, "--resume", src=other), "from another model"
+
+
+ERROR_CASES = [
+    "empty training folder",
+    "images smaller than the patch",
+    "corrupt SRC",
+    "teacher not RFDN-compatible",
+    "resume file missing",
+    "resume from another model",
+]
+
+
+@pytest.mark.parametrize("case", ERROR_CASES)
+def test_cli_bad_input_is_one_line_exit_2(case: str, workdir: Path, cli_run: Path, tmp_path: Path, capsys: Any) -> None:
+    args, expected = _error_case(case, workdir, tmp_path, cli_run)
+    assert train_prfdn.cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train_prfdn.py: error: ") and err.count("\n") == 1, err
+    assert expected in err, err
+    assert not (tmp_path / "out.pth").exists()

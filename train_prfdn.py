@@ -1,0 +1,321 @@
+"""Fine-tune a checkpoint of any PRFDN stage (RFDN, branch, prfdn, prfdn_helpers) on folders of HR images.
+
+    python train_prfdn.py SRC.pth OUT.pth --train_dir D [D ...] [--val_dir V | --val_fraction F]
+    python train_prfdn.py SRC.pth OUT.pth --train_dir D --teacher team00_rfdn.pth --distill_weight 1
+    python train_prfdn.py SRC.pth OUT.pth --resume                 # continue OUT.state.pth exactly
+    torchrun --nproc_per_node 2 train_prfdn.py SRC.pth OUT.pth ...  # DistributedDataParallel
+
+Writes OUT.pth (best weights by validation PSNR), OUT_last.pth (last weights), both self-describing
+checkpoints of SRC's architecture with provenance, OUT.state.pth (resumable training state) and
+OUT.log.jsonl (one JSON line per log interval / validation). Ctrl-C saves the state and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from transform.architectures import load_model
+from transform.common import git_commit
+from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.errors import HarnessError
+from utils.fileio import atomic_write, atomic_write_text, sha256_of
+from utils.train_data import TrainData, load_training_data
+from utils.training import (
+    STATE_FORMAT,
+    FitResult,
+    JsonlLog,
+    TrainingInterruptedError,
+    TrainSettings,
+    fit,
+    init_distributed,
+    world,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent
+PROG = "train_prfdn.py"
+
+# Factsheet recipe: Adam at 1e-5 for the branch model (5e-6 once the loss stops falling), 1e-6 after
+# re-parametrization (and so for the pruned networks too).
+DEFAULT_LR = {"branch": 1e-5, "prfdn": 1e-6, "prfdn_helpers": 1e-6}
+FALLBACK_LR = 1e-5
+DEFAULT_VAL_FRACTION = 0.05
+SETTING_FLAGS = (
+    "iters",
+    "batch_size",
+    "patch_size",
+    "lr",
+    "lr_after_plateau",
+    "plateau_patience",
+    "distill_weight",
+    "val_every",
+    "log_every",
+    "seed",
+    "device",
+    "amp",
+    "num_workers",
+    "grad_clip",
+)
+DATA_FLAGS = ("train_dir", "lr_dir", "val_dir", "val_fraction", "val_seed", "val_crop", "teacher")
+
+
+def default_lr(arch: str) -> float:
+    """The stage's learning rate from the factsheet: 1e-5 for ``branch``, 1e-6 for ``prfdn``/``prfdn_helpers``."""
+    return DEFAULT_LR.get(arch, FALLBACK_LR)
+
+
+def output_paths(out: str | Path) -> dict[str, Path]:
+    """OUT.pth -> best OUT.pth, last OUT_last.pth, state OUT.state.pth, log OUT.log.jsonl."""
+    out = Path(out)
+    return {
+        "best": out,
+        "last": out.with_name(f"{out.stem}_last{out.suffix}"),
+        "state": out.with_name(f"{out.stem}.state{out.suffix}"),
+        "log": out.with_name(f"{out.stem}.log.jsonl"),
+    }
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise HarnessError(f"--resume: {path} not found (no interrupted run of this OUT to continue)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise HarnessError(f"--resume: {path} is not a loadable training state ({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or not isinstance(state.get("run"), dict):
+        raise HarnessError(f"--resume: {path} is not a training state ({STATE_FORMAT}) written by {PROG}")
+    return state
+
+
+def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, checkpoint: ModelCheckpoint) -> None:
+    run = state["run"]
+    if run.get("arch") != checkpoint.arch or run.get("config") != checkpoint.config:
+        raise HarnessError(f"--resume: {path} is from another model ({run.get('arch')}, not {src}'s {checkpoint.arch})")
+    if run.get("parent_sha256") != src_sha:
+        raise HarnessError(
+            f"--resume: {path} continues training of another SRC ({run.get('parent')}, sha256 "
+            f"{str(run.get('parent_sha256'))[:12]}...), not {src} ({src_sha[:12]}...)"
+        )
+
+
+def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] | None) -> TrainSettings:
+    """Flags given > the resumed state's settings > the stage's defaults."""
+    if saved is not None:
+        settings = TrainSettings.from_dict(saved)
+    else:
+        settings = TrainSettings(
+            lr=default_lr(arch),
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            distill_weight=1.0 if args.teacher else 0.0,
+        )
+    for name in SETTING_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            setattr(settings, name, value)
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if args.no_progress:
+        settings.progress = False
+    settings.check()
+    return settings
+
+
+def resolve_data_args(args: argparse.Namespace, saved: dict[str, Any] | None) -> None:
+    """On --resume, data flags not given again are taken from the state."""
+    if saved is not None:
+        for name in DATA_FLAGS:
+            if getattr(args, name) is None:
+                setattr(args, name, saved.get(name))
+    if not args.train_dir:
+        raise HarnessError("--train_dir: give at least one folder of training images")
+    if args.val_dir is None and args.val_fraction is None:
+        args.val_fraction = DEFAULT_VAL_FRACTION
+    if args.val_seed is None:
+        args.val_seed = 0
+    if args.val_crop is None:
+        args.val_crop = 256
+
+
+def load_teacher(path: str, checkpoint: ModelCheckpoint) -> nn.Module:
+    """The teacher (the official RFDN, or any checkpoint of this project) of SRC's scale and input range."""
+    teacher_ckpt = read_model_checkpoint(path)
+    teacher = load_model(teacher_ckpt, f"--teacher {path}")
+    if (teacher_ckpt.scale, teacher_ckpt.data_range) != (checkpoint.scale, checkpoint.data_range):
+        raise HarnessError(
+            f"--teacher {path}: x{teacher_ckpt.scale} on [0, {teacher_ckpt.data_range:g}] does not match the student's "
+            f"x{checkpoint.scale} on [0, {checkpoint.data_range:g}]"
+        )
+    return teacher
+
+
+def build_provenance(
+    args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
+) -> dict[str, Any]:
+    return {
+        "stage": "train",
+        "weights": weights,
+        "parent": run["parent"],
+        "parent_sha256": run["parent_sha256"],
+        "parent_arch": run["arch"],
+        "parent_provenance": run["parent_provenance"],
+        "iterations": result.iterations,
+        "best_iteration": result.best_iteration,
+        "best_val_psnr": result.best_psnr,
+        "initial_val_psnr": result.initial_psnr,
+        "data": data.description,
+        "settings": asdict(settings),
+        "teacher": run["teacher"],
+        "teacher_sha256": run["teacher_sha256"],
+        "world_size": world()[1],
+        "resumed": bool(args.resume),
+        "git_commit": git_commit(),
+        "torch": str(torch.__version__),
+    }
+
+
+def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
+    payload = {**state, "run": run}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def main(args: argparse.Namespace) -> FitResult:
+    src, paths = Path(args.src), output_paths(args.out)
+    if paths["best"].resolve() == src.resolve() or (args.teacher and paths["best"].resolve() == Path(args.teacher).resolve()):
+        raise HarnessError(f"OUT {paths['best']}: must differ from SRC and --teacher (they are read, not replaced)")
+    checkpoint = read_model_checkpoint(src)
+    model = load_model(checkpoint, f"SRC {src}")
+    src_sha = sha256_of(src)
+    state = None
+    if args.resume:
+        state = read_state(paths["state"])
+        check_resume(state, paths["state"], src, src_sha, checkpoint)
+    resolve_data_args(args, state["run"]["data_args"] if state else None)
+    settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
+    device = init_distributed(settings.device)
+    if world()[1] > 1:
+        settings.device = str(device)
+    data = load_training_data(
+        args.train_dir,
+        args.lr_dir,
+        patch_size=settings.patch_size,
+        val_dir=args.val_dir,
+        val_fraction=args.val_fraction,
+        val_seed=args.val_seed,
+        val_crop=args.val_crop,
+        seed=settings.seed,
+        data_range=checkpoint.data_range,
+        scale=checkpoint.scale,
+    )
+    teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
+    if settings.distill_weight > 0 and teacher is None:
+        raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
+    run = {
+        "parent": str(src),
+        "parent_sha256": src_sha,
+        "parent_provenance": checkpoint.provenance,
+        "arch": checkpoint.arch,
+        "config": checkpoint.config,
+        "teacher": args.teacher,
+        "teacher_sha256": sha256_of(args.teacher) if args.teacher else None,
+        "data_args": {name: getattr(args, name) for name in DATA_FLAGS},
+    }
+    rank = world()[0]
+    if rank == 0:
+        paths["best"].parent.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            atomic_write_text(paths["log"], "")  # a fresh run starts a fresh log
+    result = fit(
+        model,
+        data.train,
+        data.val,
+        settings,
+        teacher=teacher,
+        state=state,
+        log=JsonlLog(paths["log"]) if rank == 0 else None,
+        save_state=lambda st: write_state(paths["state"], st, run),
+    )
+    if rank == 0:
+        for key, weights in (("best", result.best_state_dict), ("last", result.last_state_dict)):
+            provenance = build_provenance(args, run, data, settings, result, key)
+            out = ModelCheckpoint(
+                checkpoint.arch, checkpoint.config, weights, checkpoint.scale, checkpoint.data_range, provenance
+            )
+            save_model_checkpoint(paths[key], out)
+        write_state(paths["state"], result.state, run)
+        best = "n/a (no validation images)" if result.best_psnr is None else f"{result.best_psnr:.4f} dB"
+        print(f"{PROG}: {result.iterations} iterations; best validation PSNR {best} at iteration {result.best_iteration}")
+        print(f"{PROG}: wrote {paths['best']}, {paths['last']}, {paths['state']}, {paths['log']}")
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src", help="checkpoint to start from (any stage; a plain state dict is the official RFDN)")
+    parser.add_argument("out", help="best weights go here; OUT_last.pth, OUT.state.pth and OUT.log.jsonl beside it")
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_dir", nargs="+", default=None, help="folders of HR training images")
+    data.add_argument(
+        "--lr_dir", nargs="+", default=None, help="their LR images (NAMEx4.* or NAME.*), one folder per --train_dir"
+    )
+    data.add_argument("--val_dir", default=None, help="folder of HR validation images (LR: bicubic x4)")
+    data.add_argument(
+        "--val_fraction", type=float, default=None, help="hold out this fraction of the training images (default 0.05)"
+    )
+    data.add_argument("--val_seed", type=int, default=None, help="seed of the held-out split (default 0)")
+    data.add_argument("--val_crop", type=int, default=None, help="centre-crop validation HR to at most this size (default 256)")
+    data.add_argument("--teacher", default=None, help="RFDN checkpoint to distil from (L1 to its SR)")
+    opt = parser.add_argument_group("training (default: the stage's recipe, or the resumed run's)")
+    opt.add_argument("--iters", type=int, default=None, help="total iterations (default 10000)")
+    opt.add_argument("--batch_size", type=int, default=None, help="patches per iteration and process (default 16)")
+    opt.add_argument("--patch_size", type=int, default=None, help="LR patch size in pixels (default 48)")
+    opt.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-5 branch, 1e-6 prfdn*, 1e-5 other)")
+    opt.add_argument("--lr_after_plateau", type=float, default=None, help="learning rate once validation stalls (default 5e-6)")
+    opt.add_argument("--plateau_patience", type=int, default=None, help="validations without improvement tolerated (default 5)")
+    opt.add_argument(
+        "--distill_weight", type=float, default=None, help="weight of the L1 to the teacher (default 1 with --teacher)"
+    )
+    opt.add_argument("--val_every", type=int, default=None, help="validate every N iterations (default 500)")
+    opt.add_argument("--log_every", type=int, default=None, help="log line every N iterations (default 100)")
+    opt.add_argument("--seed", type=int, default=None, help="seed of the patch stream and RNGs (default 0)")
+    opt.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    opt.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="float16 autocast on CUDA")
+    opt.add_argument("--num_workers", type=int, default=None, help="DataLoader worker processes (default 0)")
+    opt.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to this (default: off)")
+    parser.add_argument("--resume", action="store_true", help="continue OUT.state.pth exactly")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state_path = output_paths(args.out)["state"]
+    try:
+        main(args)
+    except (HarnessError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingInterruptedError as stop:
+        print(
+            f"{PROG}: interrupted after iteration {stop.iteration}; state saved to {state_path} (continue with --resume)",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        saved = "the last saved state is in" if state_path.is_file() else "no state saved yet at"
+        print(f"{PROG}: interrupted; {saved} {state_path}", file=sys.stderr)
+        return 130
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

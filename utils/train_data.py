@@ -1,0 +1,335 @@
+"""Training data: random LR/HR patches from HR folders (LR from a folder or bicubic x4 on the fly), a held-out
+validation split of whole (optionally centre-cropped) images, and a counter-based patch sampler.
+
+Every decoded image is cached in memory (the classic SR sets, BSD200 + T91, take ~100 MB).
+
+The sampler is counter-based: patch number ``n`` of a run is drawn from ``numpy.random.default_rng((seed, n))``
+(image, crop position, one of the 8 flips/rotations). So a patch never depends on which process, worker or
+earlier run produced the ones before it, and the sampler's whole state is the iteration counter: resuming
+at iteration ``k`` continues the exact stream, and under DistributedDataParallel rank ``r`` of ``W`` takes
+the ``r``-th slice of every global batch (the W ranks together draw what one process would with W times
+the batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from utils.datasets import SCALE, check_lr_size, pair_folders
+from utils.errors import HarnessError
+from utils.image import imread_uint, list_images, modcrop
+from utils.imresize import bicubic_downsample
+
+NUM_TRANSFORMS = 8
+
+
+# --- the 8 flips / rotations (the dihedral group of the square) -------------------------------------------
+
+
+def augment(img: np.ndarray, transform: int) -> np.ndarray:
+    """Rotate an HxW[xC] image by ``90 * (transform % 4)`` degrees, then mirror it left-right if ``transform >= 4``."""
+    if not 0 <= transform < NUM_TRANSFORMS:
+        raise ValueError(f"transform must be in 0..7, got {transform}")
+    out = np.rot90(img, transform % 4, axes=(0, 1))
+    if transform >= 4:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def inverse_transform(transform: int) -> int:
+    """The transform undoing ``transform``: rotations by their opposite, mirrored ones (reflections) by themselves."""
+    return (4 - transform) % 4 if transform < 4 else transform
+
+
+# --- images -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainImage:
+    """One decoded training image: HR (RGB uint8) and its LR (None: made from each HR crop by bicubic x4)."""
+
+    name: str  # "<folder name>/<file stem>": unique over several training folders
+    path: Path
+    hr: np.ndarray
+    lr: np.ndarray | None = None
+
+
+def _content_key(img: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(img).tobytes() + str(img.shape).encode()).hexdigest()
+
+
+def _image_folder(folder: str | os.PathLike, flag: str) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HarnessError(f"{flag} {folder}: folder not found")
+    if not list_images(folder):
+        raise HarnessError(f"{flag} {folder}: training folder holds no images (expected .png/.bmp/.jpg/.tif files)")
+    return folder
+
+
+def read_folder(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = None, scale: int = SCALE) -> list[TrainImage]:
+    """Decode every image of ``hr_dir`` (and its LR ``NAMEx4.*`` / ``NAME.*`` in ``lr_dir``), sizes checked."""
+    hr_dir = _image_folder(hr_dir, "--train_dir")
+    images = []
+    for pair in pair_folders(hr_dir, lr_dir, scale):
+        hr = imread_uint(pair.hr_path)
+        lr = None
+        if pair.lr_path is not None:
+            hr = modcrop(hr, scale)
+            lr = imread_uint(pair.lr_path)
+            check_lr_size(pair, lr, hr, scale)
+        images.append(TrainImage(f"{hr_dir.name}/{pair.hr_path.stem}", pair.hr_path, hr, lr))
+    return images
+
+
+def check_patch_fits(images: Sequence[TrainImage], patch_size: int, scale: int = SCALE) -> None:
+    """Every image must hold one HR patch of ``scale * patch_size`` pixels per side."""
+    need = scale * patch_size
+    for image in images:
+        h, w = image.hr.shape[:2]
+        if h < need or w < need:
+            raise HarnessError(
+                f"{image.path}: image is {w}x{h}, smaller than the {need}x{need} HR patch (--patch_size {patch_size} "
+                f"LR pixels x{scale}); lower --patch_size or remove the image"
+            )
+
+
+# --- training patches ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatchInfo:
+    """Where patch ``n`` comes from: image index, HR top-left corner, and the flip/rotation applied."""
+
+    image: int
+    top: int
+    left: int
+    transform: int
+
+
+class TrainPatches(Dataset):
+    """Map-style dataset indexed by the global patch number: item ``n`` is (LR, HR) float tensors (CxHxW) in
+    [0, data_range], LR ``patch_size`` and HR ``scale * patch_size`` pixels per side."""
+
+    def __init__(
+        self,
+        images: Sequence[TrainImage],
+        patch_size: int,
+        scale: int = SCALE,
+        data_range: float = 255.0,
+        seed: int = 0,
+    ) -> None:
+        if not images:
+            raise HarnessError("no training images")
+        if patch_size < 1:
+            raise HarnessError(f"--patch_size {patch_size}: must be at least 1")
+        check_patch_fits(images, patch_size, scale)
+        self.images = list(images)
+        self.patch_size = patch_size
+        self.scale = scale
+        self.data_range = float(data_range)
+        self.seed = int(seed)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        return _permutation(self.seed, epoch, len(self.images))
+
+    def patch_info(self, index: int) -> PatchInfo:
+        """Image visited in a seeded shuffled order (each image once per ``len(images)`` patches), random crop,
+        random transform; all from a generator seeded with ``(seed, index)``."""
+        epoch, position = divmod(int(index), len(self.images))
+        image_index = int(self._order(epoch)[position])
+        rng = np.random.default_rng((self.seed, int(index)))
+        image = self.images[image_index]
+        p, s = self.patch_size, self.scale
+        if image.lr is None:  # HR crop anywhere; its LR is made from the crop
+            top = int(rng.integers(0, image.hr.shape[0] - s * p + 1))
+            left = int(rng.integers(0, image.hr.shape[1] - s * p + 1))
+        else:  # crop on the LR grid, so LR and HR stay aligned
+            top = s * int(rng.integers(0, image.lr.shape[0] - p + 1))
+            left = s * int(rng.integers(0, image.lr.shape[1] - p + 1))
+        return PatchInfo(image_index, top, left, int(rng.integers(0, NUM_TRANSFORMS)))
+
+    def patch_uint8(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(LR, HR) patch ``index`` as HxWx3 uint8, flipped/rotated."""
+        info = self.patch_info(index)
+        image = self.images[info.image]
+        p, s = self.patch_size, self.scale
+        hr = image.hr[info.top : info.top + s * p, info.left : info.left + s * p]
+        if image.lr is None:
+            lr = bicubic_downsample(np.ascontiguousarray(hr), s)
+        else:
+            lr = image.lr[info.top // s : info.top // s + p, info.left // s : info.left // s + p]
+        return augment(lr, info.transform), augment(hr, info.transform)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lr, hr = self.patch_uint8(index)
+        return to_tensor(lr, self.data_range), to_tensor(hr, self.data_range)
+
+
+@lru_cache(maxsize=4)
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng((seed, 1 << 40, epoch)).permutation(n)  # (.., 1 << 40, ..): apart from patch streams
+
+
+def to_tensor(img: np.ndarray, data_range: float = 255.0) -> torch.Tensor:
+    """HxWxC uint8 -> CxHxW float32 in [0, data_range] (the scaling of ``utils.image.uint2tensor4``)."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0 / data_range)
+
+
+class PatchSampler(Sampler[int]):
+    """Global patch numbers for iterations ``start .. iters - 1`` of this rank, ``batch_size`` per iteration.
+
+    Rank ``r`` of ``world_size`` takes numbers ``(it * world_size + r) * batch_size + b``: the ranks shard each
+    global batch, and together draw exactly what one process with ``world_size * batch_size`` would.
+    """
+
+    def __init__(self, start: int, iters: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        self.start, self.iters, self.batch_size = start, iters, batch_size
+        self.rank, self.world_size = rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        for it in range(self.start, self.iters):
+            first = (it * self.world_size + self.rank) * self.batch_size
+            yield from range(first, first + self.batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.iters - self.start) * self.batch_size
+
+
+# --- validation ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationImage:
+    name: str
+    lr: np.ndarray  # uint8 HxWx3
+    hr: np.ndarray  # uint8, exactly scale x the LR size
+
+
+def center_crop(hr: np.ndarray, max_size: int | None, scale: int = SCALE) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centred crop of at most ``max_size`` per side, on the ``scale`` grid."""
+    h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
+    if max_size is not None:
+        limit = max(scale, max_size - max_size % scale)
+        h, w = min(h, limit), min(w, limit)
+    top = ((hr.shape[0] - h) // 2) // scale * scale
+    left = ((hr.shape[1] - w) // 2) // scale * scale
+    return top, left, h, w
+
+
+def validation_image(image: TrainImage, max_size: int | None, scale: int = SCALE) -> ValidationImage:
+    """The whole image (HR cropped to a multiple of ``scale``), centre-cropped to at most ``max_size`` HR pixels
+    per side; LR from the LR file where there is one, else bicubic x4 of the (cropped) HR."""
+    top, left, h, w = center_crop(image.hr, max_size, scale)
+    if h == 0 or w == 0:
+        raise HarnessError(f"{image.path}: image is smaller than {scale}x{scale} pixels")
+    hr = np.ascontiguousarray(image.hr[top : top + h, left : left + w])
+    if image.lr is None:
+        lr = bicubic_downsample(hr, scale)
+    else:
+        lr = np.ascontiguousarray(image.lr[top // scale : (top + h) // scale, left // scale : (left + w) // scale])
+    return ValidationImage(image.name, lr, hr)
+
+
+def holdout_split(names: Sequence[str], fraction: float, seed: int) -> set[str]:
+    """The names held out: ``round(fraction * n)`` (at least 1 when fraction > 0) of the sorted names, drawn
+    with a generator seeded with ``seed``; the same names, fraction and seed always give the same split."""
+    ordered = sorted(names)
+    if fraction <= 0 or not ordered:
+        return set()
+    count = max(1, round(fraction * len(ordered)))
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    return {ordered[i] for i in order[:count]}
+
+
+@dataclass
+class TrainData:
+    """What ``load_training_data`` returns: training patches, validation images, and a description for provenance."""
+
+    train: TrainPatches
+    val: list[ValidationImage]
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def load_training_data(
+    train_dirs: Sequence[str | os.PathLike],
+    lr_dirs: Sequence[str | os.PathLike] | None = None,
+    *,
+    patch_size: int,
+    val_dir: str | os.PathLike | None = None,
+    val_fraction: float | None = None,
+    val_seed: int = 0,
+    val_crop: int | None = 256,
+    seed: int = 0,
+    data_range: float = 255.0,
+    scale: int = SCALE,
+) -> TrainData:
+    """Decode the training folders and hold out the validation images (``val_dir`` or ``val_fraction``)."""
+    if not train_dirs:
+        raise HarnessError("--train_dir: give at least one folder of training images")
+    if lr_dirs and len(lr_dirs) != len(train_dirs):
+        raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(train_dirs)}), got {len(lr_dirs)}")
+    if val_dir is not None and val_fraction:
+        raise HarnessError("--val_dir and --val_fraction: give one of them (a validation folder or a held-out fraction)")
+    if val_fraction is not None and not 0 <= val_fraction < 1:
+        raise HarnessError(f"--val_fraction {val_fraction}: must be in [0, 1)")
+    if val_crop is not None and val_crop < scale:
+        raise HarnessError(f"--val_crop {val_crop}: must be at least {scale} (HR pixels)")
+
+    images: list[TrainImage] = []
+    for i, folder in enumerate(train_dirs):
+        images += read_folder(folder, lr_dirs[i] if lr_dirs else None, scale)
+    names = [image.name for image in images]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise HarnessError(f"--train_dir: two training images are named {dup} (give folders of distinct names)")
+
+    if val_dir is not None:
+        val_images = read_folder_as_validation(val_dir, scale)
+        train_keys = {_content_key(image.hr): image for image in images}
+        for image in val_images:
+            same = train_keys.get(_content_key(image.hr))
+            if same is not None:
+                raise HarnessError(f"--val_dir: {image.path} is also a training image ({same.path}); keep the two sets apart")
+        train_images = images
+        split = {"kind": "val_dir", "val_dir": str(val_dir)}
+    else:
+        held_out = holdout_split(names, val_fraction or 0.0, val_seed)
+        val_images = [image for image in images if image.name in held_out]
+        train_images = [image for image in images if image.name not in held_out]
+        split = {"kind": "val_fraction", "val_fraction": float(val_fraction or 0.0), "val_seed": int(val_seed)}
+    if not train_images:
+        raise HarnessError(
+            f"no images left for training after holding out {len(val_images)} for validation; lower --val_fraction or add images"
+        )
+    split["val_images"] = sorted(image.name for image in val_images)
+    split["val_crop"] = val_crop
+    train = TrainPatches(train_images, patch_size, scale, data_range, seed)
+    val = [validation_image(image, val_crop, scale) for image in val_images]
+    description = {
+        "train_dirs": [str(d) for d in train_dirs],
+        "lr_dirs": [str(d) for d in lr_dirs] if lr_dirs else None,
+        "train_images": len(train_images),
+        "validation": split,
+    }
+    return TrainData(train, val, description)
+
+
+def read_folder_as_validation(folder: str | os.PathLike, scale: int = SCALE) -> list[TrainImage]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HarnessError(f"--val_dir {folder}: folder not found")
+    paths = list_images(folder)
+    if not paths:
+        raise HarnessError(f"--val_dir {folder}: folder holds no images")
+    return [TrainImage(f"{folder.name}/{p.stem}", p, imread_uint(p)) for p in paths]

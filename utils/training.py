@@ -1,0 +1,509 @@
+"""Fine-tuning loop shared by the PRFDN stages: ``fit`` trains any SR module on ``TrainPatches`` and keeps the
+best weights by validation PSNR.
+
+- Loss: L1 to HR, plus ``distill_weight`` x L1 to a teacher's SR. Adam over trainable parameters only
+  (frozen helper layers stay frozen). Learning rate: ``lr``, lowered once to ``lr_after_plateau`` by
+  ``torch.optim.lr_scheduler.ReduceLROnPlateau`` when more than ``plateau_patience`` validations in a row
+  bring no new best PSNR (no-op when ``lr_after_plateau >= lr``).
+- Validation PSNR as the harness scores it: SR clamped and rounded to uint8, RGB, 4-pixel border, averaged.
+- Exact resume: ``training_state`` holds model, best weights, optimizer, scheduler, AMP scaler, iteration and
+  every RNG state; the data sampler is counter-based (see ``utils.train_data``), so its state is the iteration.
+  On CPU, training N iterations equals training K, saving, resuming in a new object or process, training N-K,
+  bit for bit. The state loads with ``torch.load(weights_only=True)``.
+- First Ctrl-C (SIGINT) or SIGTERM: the current iteration finishes, the state is handed to ``save_state`` and
+  ``TrainingInterruptedError`` is raised; a second Ctrl-C interrupts at once.
+- Under ``torchrun`` (WORLD_SIZE > 1, see ``init_distributed``): DistributedDataParallel, each rank draws its
+  slice of every global batch (``batch_size`` per rank), rank 0 validates and writes, the others follow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from utils.errors import HarnessError
+from utils.image import tensor2uint, uint2tensor4
+from utils.metrics import calculate_psnr
+from utils.train_data import PatchSampler, TrainPatches, ValidationImage
+
+STATE_FORMAT = "prfdn-train-state/1"
+PSNR_BORDER = 4
+
+LogFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainSettings:
+    """Every knob of ``fit``. ``batch_size`` is per process (per GPU under torchrun)."""
+
+    iters: int = 10000
+    batch_size: int = 16
+    patch_size: int = 48  # LR pixels
+    lr: float = 1e-5
+    lr_after_plateau: float = 5e-6
+    plateau_patience: int = 5  # validations without a new best before the lr is lowered (ReduceLROnPlateau's rule)
+    distill_weight: float = 0.0
+    val_every: int = 500
+    log_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False  # float16 autocast + GradScaler; on CUDA only
+    num_workers: int = 0
+    grad_clip: float | None = None  # max global gradient norm; None: no clipping
+    validate_at_start: bool = True  # score the starting weights: the best can then be "no change"
+    progress: bool = True  # tqdm bar on rank 0
+
+    def check(self) -> None:
+        for name in ("iters", "batch_size", "patch_size", "val_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise HarnessError(f"--{name} {getattr(self, name)}: must be at least 1")
+        for name in ("lr", "lr_after_plateau"):
+            if not getattr(self, name) > 0:
+                raise HarnessError(f"--{name} {getattr(self, name)}: must be positive")
+        if self.plateau_patience < 0 or self.num_workers < 0 or self.distill_weight < 0:
+            raise HarnessError("--plateau_patience, --num_workers and --distill_weight must not be negative")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class FitResult:
+    iterations: int
+    best_psnr: float | None  # None without validation images (best = last)
+    best_iteration: int
+    initial_psnr: float | None
+    best_state_dict: dict[str, torch.Tensor]
+    last_state_dict: dict[str, torch.Tensor]
+    state: dict[str, Any]  # resumable training state at the end
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TrainingInterruptedError(Exception):
+    """Raised by ``fit`` after a Ctrl-C / SIGTERM, once the state of the last finished iteration is saved."""
+
+    def __init__(self, iteration: int, state: dict[str, Any]) -> None:
+        super().__init__(f"interrupted after iteration {iteration}")
+        self.iteration = iteration
+        self.state = state
+
+
+class JsonlLog:
+    """Appends one JSON object per line to ``path`` (kept across resumes; records carry their iteration)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+# --- distributed --------------------------------------------------------------------------------------------
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> torch.device:
+    """Join the process group when launched by torchrun with WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU).
+
+    Returns this process's device (``cuda:LOCAL_RANK`` on CUDA)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return torch.device(device)
+    if device == "cuda":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return torch.device(device)
+
+
+def _collective_device(device: torch.device) -> torch.device:
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# --- RNG and training state -----------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU (and CUDA) generator states as tensors and plain lists (weights-only safe)."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py_version, list(py_internal), py_gauss],
+        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def check_state(state: Any, model: nn.Module, source: str = "training state") -> dict[str, Any]:
+    """``state`` if it is a training state of ``model``'s structure, else a one-line HarnessError."""
+    from utils.checkpoint import describe_mismatch
+
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise HarnessError(f"{source}: not a training state ({STATE_FORMAT}) written by train_prfdn.py")
+    mismatch = describe_mismatch(model, state["model"])
+    if mismatch:
+        raise HarnessError(f"{source}: saved from another model: {mismatch}")
+    return state
+
+
+# --- the loop -----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[bool]]:
+    """A flag set by the first SIGINT/SIGTERM (a second SIGINT raises KeyboardInterrupt at once)."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag[0] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: float, device: torch.device) -> float:
+    """Mean PSNR (dB) over ``images``: whole images, SR clamped and rounded to uint8, RGB, 4-pixel border."""
+    was_training = model.training
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for image in images:
+            sr = model(uint2tensor4(image.lr, data_range).to(device))
+            scores.append(calculate_psnr(tensor2uint(sr, data_range), image.hr, border=PSNR_BORDER))
+    model.train(was_training)
+    return float(np.mean(scores))
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    if settings.lr_after_plateau >= settings.lr:
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        mode="max",
+        factor=settings.lr_after_plateau / settings.lr,
+        patience=settings.plateau_patience,
+        threshold=0.0,
+        threshold_mode="abs",
+        min_lr=settings.lr_after_plateau,
+        eps=0.0,
+    )
+
+
+class _Trainer:
+    """The state of one ``fit`` call; split from ``fit`` to keep each step small."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_set: TrainPatches,
+        val_set: Sequence[ValidationImage] | None,
+        settings: TrainSettings,
+        teacher: nn.Module | None,
+        log: LogFn | None,
+        save_state: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        settings.check()
+        if train_set.patch_size != settings.patch_size:
+            raise ValueError(f"train_set has patch size {train_set.patch_size}, settings {settings.patch_size}")
+        if settings.distill_weight > 0 and teacher is None:
+            raise HarnessError("--distill_weight > 0 needs a --teacher")
+        self.settings, self.train_set, self.val_set = settings, train_set, list(val_set or [])
+        self.log, self.save_state = log, save_state
+        self.rank, self.world_size = world()
+        self.device = torch.device(settings.device)
+        if self.device.type == "cuda" and self.device.index is None and self.world_size > 1:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.data_range = train_set.data_range
+        self.model = model.to(self.device).train()
+        self.teacher = None
+        if teacher is not None and settings.distill_weight > 0:
+            self.teacher = teacher.to(self.device).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise HarnessError("the model has no trainable parameters")
+        self.optimizer = torch.optim.Adam(self.params, lr=settings.lr)
+        self.scheduler = _make_scheduler(self.optimizer, settings)
+        self.amp = settings.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.net: nn.Module = self.model
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.iteration = 0
+        self.best_psnr: float | None = None
+        self.best_iteration = 0
+        self.initial_psnr: float | None = None
+        self.best_state = _cpu_state_dict(self.model)
+        self.loss_sums = [0.0, 0.0, 0.0]  # total, L1 to HR, distillation; since the last log line
+        self.loss_count = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, Any]] = []
+
+    # --- state ---
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "iteration": self.iteration,
+            "settings": asdict(self.settings),
+            "model": _cpu_state_dict(self.model),
+            "best_model": self.best_state,
+            "best_psnr": self.best_psnr,
+            "best_iteration": self.best_iteration,
+            "initial_psnr": self.initial_psnr,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "sampler": {"seed": self.train_set.seed, "position": self.iteration},
+            "loss_sums": list(self.loss_sums),
+            "loss_count": self.loss_count,
+            "elapsed": self.elapsed,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        check_state(state, self.model)
+        if state["sampler"]["seed"] != self.train_set.seed:
+            raise HarnessError(f"training state: data seed {state['sampler']['seed']}, this run {self.train_set.seed}")
+        self.model.load_state_dict(state["model"])
+        self.best_state = {k: v.clone() for k, v in state["best_model"].items()}
+        self.iteration = int(state["iteration"])
+        self.best_psnr, self.best_iteration = state["best_psnr"], int(state["best_iteration"])
+        self.initial_psnr = state["initial_psnr"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.loss_sums, self.loss_count = list(state["loss_sums"]), int(state["loss_count"])
+        self.elapsed = float(state["elapsed"])
+        set_rng_state(state["rng"])
+
+    # --- steps ---
+
+    def loader(self) -> DataLoader:
+        sampler = PatchSampler(self.iteration, self.settings.iters, self.settings.batch_size, self.rank, self.world_size)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.settings.batch_size,
+            sampler=sampler,
+            num_workers=self.settings.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),  # DataLoader draws a worker base seed: keep it off the global RNG
+            persistent_workers=False,
+        )
+
+    def step(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor) -> None:
+        lr_batch = lr_batch.to(self.device, non_blocking=True)
+        hr_batch = hr_batch.to(self.device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+            sr = self.net(lr_batch)
+            target = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    target = self.teacher(lr_batch)
+        sr = sr.float()
+        l1 = F.l1_loss(sr, hr_batch)
+        distill = F.l1_loss(sr, target.float()) if target is not None else torch.zeros((), device=sr.device)
+        loss = l1 + self.settings.distill_weight * distill if target is not None else l1
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.settings.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        for i, value in enumerate((loss, l1, distill)):
+            self.loss_sums[i] += float(value.detach())
+        self.loss_count += 1
+
+    def run_validation(self) -> float | None:
+        """Rank 0 scores the images; every rank gets the figure, so all schedulers and bests stay in step."""
+        if not self.val_set:
+            return None
+        psnr = validate(self.model, self.val_set, self.data_range, self.device) if self.rank == 0 else 0.0
+        if self.world_size > 1:
+            figure = torch.tensor([psnr], dtype=torch.float64, device=_collective_device(self.device))
+            dist.broadcast(figure, 0)
+            psnr = float(figure.item())
+        if self.best_psnr is None or psnr > self.best_psnr:
+            self.best_psnr, self.best_iteration = psnr, self.iteration
+            self.best_state = _cpu_state_dict(self.model)
+        if self.scheduler is not None:
+            self.scheduler.step(psnr)
+        return psnr
+
+    def record(self, psnr: float | None, started: float) -> dict[str, Any]:
+        sums = self.loss_sums
+        if self.world_size > 1:
+            reduced = torch.tensor([*sums, self.loss_count], dtype=torch.float64, device=_collective_device(self.device))
+            dist.all_reduce(reduced)
+            sums, count = reduced[:3].tolist(), reduced[3].item()
+        else:
+            count = self.loss_count
+        record: dict[str, Any] = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"]}
+        if count:
+            if not math.isfinite(sums[0]):
+                raise HarnessError(f"training diverged: the loss is {sums[0]} at iteration {self.iteration}; lower --lr")
+            record["loss"] = sums[0] / count
+            record["l1"] = sums[1] / count
+            if self.teacher is not None:
+                record["distill"] = sums[2] / count
+        if psnr is not None:
+            record.update(val_psnr=psnr, best_psnr=self.best_psnr, best_iter=self.best_iteration)
+        record["time"] = round(self.elapsed + time.perf_counter() - started, 3)
+        self.loss_sums, self.loss_count = [0.0, 0.0, 0.0], 0
+        return record
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.rank == 0 and self.log is not None:
+            self.log(record)
+
+    def stop_requested(self, flag: list[bool]) -> bool:
+        if self.world_size == 1:
+            return flag[0]
+        vote = torch.tensor([1.0 if flag[0] else 0.0], device=_collective_device(self.device))
+        dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+        return bool(vote.item() > 0)
+
+    def run(self) -> FitResult:
+        s = self.settings
+        started = time.perf_counter()
+        if self.iteration == 0 and s.validate_at_start and self.val_set:
+            self.initial_psnr = self.run_validation()
+            self.emit(self.record(self.initial_psnr, started))
+        bar = tqdm(total=s.iters, initial=self.iteration, disable=not (s.progress and self.rank == 0), desc="train", leave=False)
+        with _stop_requests() as flag:
+            for lr_batch, hr_batch in self.loader():
+                self.step(lr_batch, hr_batch)
+                self.iteration += 1
+                bar.update(1)
+                validating = self.iteration % s.val_every == 0 or self.iteration == s.iters
+                if validating or self.iteration % s.log_every == 0:
+                    psnr = self.run_validation() if validating else None
+                    record = self.record(psnr, started)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "val_psnr")})
+                    self.emit(record)
+                    if validating and self.save_state is not None and self.rank == 0 and self.iteration < s.iters:
+                        self.save_state(self.state_at(started))
+                if self.stop_requested(flag) and self.iteration < s.iters:
+                    bar.close()
+                    state = self.state_at(started)
+                    if self.save_state is not None and self.rank == 0:
+                        self.save_state(state)
+                    raise TrainingInterruptedError(self.iteration, state)
+        bar.close()
+        self.elapsed += time.perf_counter() - started
+        if not self.val_set:
+            self.best_state, self.best_iteration = _cpu_state_dict(self.model), self.iteration
+        state = self.state()
+        return FitResult(
+            iterations=self.iteration,
+            best_psnr=self.best_psnr,
+            best_iteration=self.best_iteration,
+            initial_psnr=self.initial_psnr,
+            best_state_dict=self.best_state,
+            last_state_dict=_cpu_state_dict(self.model),
+            state=state,
+            history=self.history,
+        )
+
+    def state_at(self, started: float) -> dict[str, Any]:
+        """The state with the time spent so far (``elapsed`` is only added to at the end of ``run``)."""
+        state = self.state()
+        state["elapsed"] = self.elapsed + time.perf_counter() - started
+        return state
+
+
+def fit(
+    model: nn.Module,
+    train_set: TrainPatches,
+    val_set: Sequence[ValidationImage] | None,
+    settings: TrainSettings,
+    teacher: nn.Module | None = None,
+    state: dict[str, Any] | None = None,
+    log: LogFn | None = None,
+    save_state: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+    """Train ``model`` in place for ``settings.iters`` iterations in all (continuing ``state`` if given).
+
+    ``model`` ends with the last weights; ``FitResult.best_state_dict`` holds the best by validation PSNR
+    (the starting weights count when ``validate_at_start``; without validation images best = last).
+    ``log`` gets one dict per log interval / validation (rank 0). ``save_state`` gets the resumable state at
+    every validation and on interruption (rank 0). Raises ``TrainingInterruptedError`` after a Ctrl-C / SIGTERM.
+    """
+    trainer = _Trainer(model, train_set, val_set, copy.copy(settings), teacher, log, save_state)
+    if state is not None:
+        trainer.restore(state)
+    else:
+        seed_everything(settings.seed)
+    return trainer.run()
