@@ -199,6 +199,8 @@ def _run(args: argparse.Namespace) -> None:
     )
     after = figures(pruned)
     print(f"before: {before['params_M']:.4f} M params, {before['flops_G']:.2f} G FLOPs (3x256x256)")
+    dense = history[0]
+    print(f"dense pruning form: {dense['params_M']:.4f} M params, {dense['flops_G']:.2f} G FLOPs (what the ratio applies to)")
     print(f"after:  {after['params_M']:.4f} M params, {after['flops_G']:.2f} G FLOPs (once exported)")
     record = provenance(
         "pruned",
