@@ -25,11 +25,13 @@ EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages me
 
 
 def git_commit() -> str | None:
+    """HEAD of the repository holding this code; None outside a git checkout or without git."""
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
 
 
 def provenance(
