@@ -20,20 +20,20 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 
-from transform.architectures import load_model
-from transform.common import git_commit
+from transform.architectures import load_model, load_teacher
+from transform.common import git_commit, git_dirty
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, atomic_write_text, sha256_of
-from utils.train_data import TrainData, load_training_data
+from utils.train_data import DATA_FLAGS, TrainData, add_data_arguments, fill_data_defaults, load_data_from_args
 from utils.training import (
     STATE_FORMAT,
     FitResult,
     JsonlLog,
     TrainingInterruptedError,
     TrainSettings,
+    default_lr,
     fit,
     init_distributed,
     world,
@@ -42,11 +42,6 @@ from utils.training import (
 REPO_ROOT = Path(__file__).resolve().parent
 PROG = "train_prfdn.py"
 
-# Factsheet recipe: Adam at 1e-5 for the branch model (5e-6 once the loss stops falling), 1e-6 after
-# re-parametrization (and so for the pruned networks too).
-DEFAULT_LR = {"branch": 1e-5, "prfdn": 1e-6, "prfdn_helpers": 1e-6}
-FALLBACK_LR = 1e-5
-DEFAULT_VAL_FRACTION = 0.05
 SETTING_FLAGS = (
     "iters",
     "batch_size",
@@ -63,12 +58,6 @@ SETTING_FLAGS = (
     "num_workers",
     "grad_clip",
 )
-DATA_FLAGS = ("train_dir", "lr_dir", "val_dir", "val_fraction", "val_seed", "val_crop", "teacher")
-
-
-def default_lr(arch: str) -> float:
-    """The stage's learning rate from the factsheet: 1e-5 for ``branch``, 1e-6 for ``prfdn``/``prfdn_helpers``."""
-    return DEFAULT_LR.get(arch, FALLBACK_LR)
 
 
 def output_paths(out: str | Path) -> dict[str, Path]:
@@ -135,24 +124,7 @@ def resolve_data_args(args: argparse.Namespace, saved: dict[str, Any] | None) ->
                 setattr(args, name, saved.get(name))
     if not args.train_dir:
         raise HarnessError("--train_dir: give at least one folder of training images")
-    if args.val_dir is None and args.val_fraction is None:
-        args.val_fraction = DEFAULT_VAL_FRACTION
-    if args.val_seed is None:
-        args.val_seed = 0
-    if args.val_crop is None:
-        args.val_crop = 256
-
-
-def load_teacher(path: str, checkpoint: ModelCheckpoint) -> nn.Module:
-    """The teacher (the official RFDN, or any checkpoint of this project) of SRC's scale and input range."""
-    teacher_ckpt = read_model_checkpoint(path)
-    teacher = load_model(teacher_ckpt, f"--teacher {path}")
-    if (teacher_ckpt.scale, teacher_ckpt.data_range) != (checkpoint.scale, checkpoint.data_range):
-        raise HarnessError(
-            f"--teacher {path}: x{teacher_ckpt.scale} on [0, {teacher_ckpt.data_range:g}] does not match the student's "
-            f"x{checkpoint.scale} on [0, {checkpoint.data_range:g}]"
-        )
-    return teacher
+    fill_data_defaults(args)
 
 
 def build_provenance(
@@ -176,6 +148,7 @@ def build_provenance(
         "world_size": world()[1],
         "resumed": bool(args.resume),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "torch": str(torch.__version__),
     }
 
@@ -201,17 +174,8 @@ def main(args: argparse.Namespace) -> FitResult:
     device = init_distributed(settings.device)
     if world()[1] > 1:
         settings.device = str(device)
-    data = load_training_data(
-        args.train_dir,
-        args.lr_dir,
-        patch_size=settings.patch_size,
-        val_dir=args.val_dir,
-        val_fraction=args.val_fraction,
-        val_seed=args.val_seed,
-        val_crop=args.val_crop,
-        seed=settings.seed,
-        data_range=checkpoint.data_range,
-        scale=checkpoint.scale,
+    data = load_data_from_args(
+        args, patch_size=settings.patch_size, seed=settings.seed, data_range=checkpoint.data_range, scale=checkpoint.scale
     )
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
     if settings.distill_weight > 0 and teacher is None:
@@ -259,18 +223,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint to start from (any stage; a plain state dict is the official RFDN)")
     parser.add_argument("out", help="best weights go here; OUT_last.pth, OUT.state.pth and OUT.log.jsonl beside it")
-    data = parser.add_argument_group("data")
-    data.add_argument("--train_dir", nargs="+", default=None, help="folders of HR training images")
-    data.add_argument(
-        "--lr_dir", nargs="+", default=None, help="their LR images (NAMEx4.* or NAME.*), one folder per --train_dir"
-    )
-    data.add_argument("--val_dir", default=None, help="folder of HR validation images (LR: bicubic x4)")
-    data.add_argument(
-        "--val_fraction", type=float, default=None, help="hold out this fraction of the training images (default 0.05)"
-    )
-    data.add_argument("--val_seed", type=int, default=None, help="seed of the held-out split (default 0)")
-    data.add_argument("--val_crop", type=int, default=None, help="centre-crop validation HR to at most this size (default 256)")
-    data.add_argument("--teacher", default=None, help="RFDN checkpoint to distil from (L1 to its SR)")
+    add_data_arguments(parser)
     opt = parser.add_argument_group("training (default: the stage's recipe, or the resumed run's)")
     opt.add_argument("--iters", type=int, default=None, help="total iterations (default 10000)")
     opt.add_argument("--batch_size", type=int, default=None, help="patches per iteration and process (default 16)")

@@ -14,6 +14,8 @@ relative to the folder you run from. See configs/x4.json for every key.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import shutil
 import sys
@@ -46,15 +48,42 @@ def flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
+SECTIONS = ("data", "branch_training", "reparam", "merged_training", "prune")
+KEYS = ("rfdn", "work_dir", "output", *SECTIONS)
+
+
 def load_config(path: str) -> dict[str, Any]:
+    """The config, with its keys and section types checked (a typo must not cost hours of a run)."""
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
+    if not isinstance(config, dict):
+        raise HarnessError(f"{path}: expected a JSON object (see configs/x4.json)")
     missing = [key for key in ("rfdn", "work_dir", "output", "data") if key not in config]
     if missing:
         raise HarnessError(f"{path}: config lacks {', '.join(missing)} (see configs/x4.json)")
+    unknown = [key for key in config if key not in KEYS and not key.startswith("_")]
+    if unknown:
+        raise HarnessError(
+            f"{path}: unknown key {', '.join(unknown)}; expected {', '.join(KEYS)} (keys starting with _ are comments)"
+        )
+    for section in SECTIONS:
+        if not isinstance(config.get(section, {}), dict):
+            raise HarnessError(f'{path}: {section} must be an object of flags, e.g. {{"iters": 1000}}')
     return config
+
+
+def check_flags(steps: list[tuple[str, Callable[[list[str]], int], list[str]]]) -> None:
+    """Parse every stage's argv now: an unknown or malformed flag fails before the first stage runs."""
+    parsers = {train_prfdn.cli: train_prfdn.parse_args, **{m.main: m.parse_args for m in (branch, reparam, prune, export)}}
+    for stage, entry, argv in steps:
+        try:
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                parsers[entry](argv)
+        except SystemExit:
+            message = err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "bad flags"
+            raise HarnessError(f"stage {stage}: {message.split(': error: ')[-1]} (check the config's section for it)") from None
 
 
 def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], list[str]]]:
@@ -84,8 +113,12 @@ def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], 
 
 def run(config_path: str, force: bool = False, until: str | None = None) -> Path:
     config = load_config(config_path)
+    steps = plan(config)
+    check_flags(steps)
+    if until is not None and until not in [stage for stage, _, _ in steps]:
+        raise HarnessError(f"--until {until}: this config skips that stage (merged_training.iters is 0)")
     Path(config["work_dir"]).mkdir(parents=True, exist_ok=True)
-    for stage, entry, argv in plan(config):
+    for stage, entry, argv in steps:
         target = Path(argv[1])
         if target.exists() and not force:
             print(f"== {stage}: {target} exists, skipped")

@@ -64,3 +64,48 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert run_pipeline.main([str(tmp_path / "c.json")]) == 2
     err = capsys.readouterr().err
     assert "empty" in err and "stage branch_trained failed" in err
+
+
+def test_shipped_x4_config_parses_for_every_stage() -> None:
+    """configs/x4.json: known keys, and every stage's flags accepted by that stage (no run needed)."""
+    config = run_pipeline.load_config(str(REPO_ROOT / "configs" / "x4.json"))
+    steps = run_pipeline.plan(config)
+    run_pipeline.check_flags(steps)
+    assert [stage for stage, _, _ in steps] == ["branch", "branch_trained", "merged", "pruned", "final"]
+
+
+def test_shipped_x4_data_loads(tmp_path: Path) -> None:
+    """The x4 config's data settings fit the real training images (T91 has images smaller than its patches)."""
+    from utils.train_data import fill_data_defaults, load_data_from_args
+
+    config = run_pipeline.load_config(str(REPO_ROOT / "configs" / "x4.json"))
+    for folder in config["data"]["train_dir"]:
+        if not (REPO_ROOT / folder).is_dir():
+            pytest.skip(f"needs the training images at {REPO_ROOT / folder} (third-party data in ../shared, absent here)")
+    args = run_pipeline.train_prfdn.parse_args(["a.pth", "b.pth", *run_pipeline.flags(config["data"])])
+    args.train_dir = [str(REPO_ROOT / d) for d in args.train_dir]
+    fill_data_defaults(args)
+    patch = config["branch_training"]["patch_size"]
+    data = load_data_from_args(args, patch_size=patch, seed=0, data_range=255.0, scale=4)
+    assert data.description["train_images"] > 200 and data.description["skipped_small"]
+    assert all(name.startswith("T91/") for name in data.description["skipped_small"])
+
+
+def test_config_mistakes_stop_before_any_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = json.loads((REPO_ROOT / "configs" / "tiny.json").read_text())
+    base.update(work_dir=str(tmp_path / "work"))
+    cases = {
+        "typo in a section": ({"prune": {"ratoi": 0.5}}, "stage pruned: unrecognized arguments: --ratoi 0.5"),
+        "typo in a section name": ({"prnue": {"ratio": 0.5}}, "unknown key prnue"),
+        "section of the wrong type": ({"data": "folder"}, "data must be an object of flags"),
+    }
+    for name, (change, message) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**base, **change}))
+        assert run_pipeline.main([str(path)]) == 2, name
+        assert message in capsys.readouterr().err, name
+        assert not (tmp_path / "work").exists(), name  # nothing ran
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps(base))
+    assert run_pipeline.main([str(path), "--until", "merged_trained"]) == 2
+    assert "--until merged_trained: this config skips that stage" in capsys.readouterr().err

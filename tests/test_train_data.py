@@ -165,3 +165,13 @@ def test_clear_errors(hr_dir: Path, tmp_path: Path) -> None:
         load_training_data([one], patch_size=8, val_fraction=0.5)
     with pytest.raises(HarnessError, match="folder not found"):
         load_training_data([tmp_path / "missing"], patch_size=8)
+
+
+def test_skip_small_leaves_out_images_smaller_than_a_patch(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    imsave(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), tmp_path / "big.png")
+    imsave(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), tmp_path / "small.png")
+    with pytest.raises(HarnessError, match=r"small\.png"):
+        load_training_data([tmp_path], patch_size=12, val_fraction=0)
+    data = load_training_data([tmp_path], patch_size=12, val_fraction=0, skip_small=True)
+    assert data.description["train_images"] == 1 and data.description["skipped_small"] == [f"{tmp_path.name}/small"]

@@ -122,6 +122,32 @@ def stage_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     return paths
 
 
+def test_minimal_prune_command_and_pruning_a_final_model_again(stage_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """``--ratio R`` alone works (magnitude importance without data); an exported final model prunes and exports again."""
+    again, final = tmp_path / "again.pth", tmp_path / "final2.pth"
+    assert prune_stage.main([str(stage_checkpoints["final"]), str(again), "--ratio", "0.3", "--steps", "1"]) == 0
+    assert read_model_checkpoint(again).provenance["importance"] == "magnitude"
+    assert export_stage.main([str(again), str(final)]) == 0
+    assert max_abs_difference(load_model(read_model_checkpoint(again)), load_model(read_model_checkpoint(final))) <= 1e-3
+
+
+def test_train_prfdn_keeps_placements_of_a_pruned_checkpoint(stage_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    import train_prfdn
+    from utils.datasets import ensure_builtin_dataset
+
+    train_dir = str(ensure_builtin_dataset()[0].hr_path.parent)
+    out = tmp_path / "trained.pth"
+    argv = [str(stage_checkpoints["pruned"]), str(out), "--train_dir", train_dir, "--iters", "3", "--batch_size", "2"]
+    assert (
+        train_prfdn.cli([*argv, "--patch_size", "16", "--val_every", "3", "--lr", "1e-3", "--device", "cpu", "--no_progress"])
+        == 0
+    )
+    before = read_model_checkpoint(stage_checkpoints["pruned"]).state_dict
+    after = read_model_checkpoint(tmp_path / "trained_last.pth").state_dict
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and not any(is_helper(k) for k in changed)
+
+
 def test_stage_checkpoints_are_self_describing(stage_checkpoints: dict[str, Path]) -> None:
     expected = {"branch": "branch", "merged": "prfdn", "pruned": "prfdn_helpers", "final": "prfdn"}
     for stage, path in stage_checkpoints.items():
@@ -157,9 +183,14 @@ def test_stage_errors(stage_checkpoints: dict[str, Path], tmp_path: Path, capsys
     merged = str(stage_checkpoints["merged"])
     assert prune_stage.main([merged, str(tmp_path / "x.pth"), "--finetune_iters", "5", "--importance", "magnitude"]) == 2
     assert "--finetune_iters needs --train_dir" in capsys.readouterr().err
-    assert prune_stage.main([merged, str(tmp_path / "x.pth")]) == 2
-    assert (
-        "--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude"
-        in capsys.readouterr().err
-    )
+    assert prune_stage.main([merged, str(tmp_path / "x.pth"), "--importance", "taylor"]) == 2
+    assert "--importance taylor needs calibration patches" in capsys.readouterr().err
+    for flag, value, shown in (
+        ("--calibration_patches", "0", "0"),
+        ("--round_to", "0", "0"),
+        ("--ratio", "1.5", "1.5"),
+        ("--target_params", "-5", "-5.0"),
+    ):
+        assert prune_stage.main([merged, str(tmp_path / "x.pth"), flag, value]) == 2
+        assert f"{flag} {shown}: must" in capsys.readouterr().err
     assert not (tmp_path / "x.pth").exists()

@@ -91,3 +91,17 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
         raise HarnessError(f"{source}: weights do not fit its {checkpoint.arch} architecture: {mismatch}")
     model.load_state_dict(checkpoint.state_dict, strict=True)
     return model
+
+
+def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
+    """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range."""
+    from utils.checkpoint import read_model_checkpoint
+
+    checkpoint = read_model_checkpoint(path)
+    teacher = load_model(checkpoint, f"--teacher {path}")
+    if (checkpoint.scale, checkpoint.data_range) != (student.scale, student.data_range):
+        raise HarnessError(
+            f"--teacher {path}: x{checkpoint.scale} on [0, {checkpoint.data_range:g}] does not match the student's "
+            f"x{student.scale} on [0, {student.data_range:g}]"
+        )
+    return teacher.eval()

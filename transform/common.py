@@ -19,6 +19,7 @@ from utils.errors import HarnessError
 from utils.fileio import sha256_of
 from utils.image import modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample
+from utils.training import TrainingInterruptedError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages meant to be exact
@@ -34,6 +35,15 @@ def git_commit() -> str | None:
     return commit if done.returncode == 0 and commit else None
 
 
+def git_dirty() -> bool | None:
+    """Whether the checkout has uncommitted changes (then ``git_commit`` alone does not name the code that ran)."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(done.stdout.strip()) if done.returncode == 0 else None
+
+
 def provenance(
     stage: str, parent: str | Path | None, parent_checkpoint: ModelCheckpoint | None = None, **extra: Any
 ) -> dict[str, Any]:
@@ -43,6 +53,7 @@ def provenance(
         "parent": None if parent is None else str(parent),
         "parent_sha256": None if parent is None else sha256_of(parent),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
@@ -82,6 +93,16 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, what: str, tole
     return difference
 
 
+def stage_parser(
+    prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None]
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("src", help="input checkpoint")
+    parser.add_argument("dst", help="output checkpoint (written atomically)")
+    add_arguments(parser)
+    return parser
+
+
 def run_stage(
     prog: str,
     description: str,
@@ -89,17 +110,17 @@ def run_stage(
     run: Callable[[argparse.Namespace], None],
     argv: list[str] | None = None,
 ) -> int:
-    """A stage CLI ``python -m transform.<stage> SRC DST [options]`` with one-line errors and exit code 2."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("src", help="input checkpoint")
-    parser.add_argument("dst", help="output checkpoint (written atomically)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+    """A stage CLI ``python -m transform.<stage> SRC DST [options]``: one-line errors and exit code 2; Ctrl-C
+    (also inside fine-tuning) exits 130 with nothing written, since outputs are only written at the end."""
+    args = stage_parser(prog, description, add_arguments).parse_args(argv)
     try:
         run(args)
     except (HarnessError, OSError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, TrainingInterruptedError):
+        print(f"{prog}: interrupted; {args.dst} not written (run the stage again)", file=sys.stderr)
+        return 130
     return 0
 
 

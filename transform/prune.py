@@ -28,11 +28,14 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from models.team13_PRFDN import PRFDN
-from transform.architectures import load_model
-from transform.common import check_equivalent, provenance, read_stage_input, run_stage, write_stage_output
+from transform.architectures import load_model, load_teacher
+from transform.common import check_equivalent, provenance, read_stage_input, run_stage, stage_parser, write_stage_output
 from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, rebuild, with_helpers
+from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
 from utils.model_summary import summarize
+from utils.train_data import TrainData, add_data_arguments, fill_data_defaults, load_data_from_args
+from utils.training import TrainSettings, default_lr, fit
 
 EXAMPLE_SIZE = 64  # LR pixels of the tracing input (ESA needs at least 15)
 
@@ -115,51 +118,42 @@ def prune(
     return rebuild(model), history
 
 
-def _training_data(args: argparse.Namespace, data_range: float):
-    """Training patches and validation images from ``--train_dir`` (None without it)."""
+def _training_data(args: argparse.Namespace, student: ModelCheckpoint) -> TrainData | None:
+    """Training patches and validation images from the data flags (None without ``--train_dir``)."""
     if not args.train_dir:
         return None
-    from utils.train_data import load_training_data
-
-    return load_training_data(
-        args.train_dir,
-        patch_size=args.patch_size,
-        val_dir=args.val_dir,
-        val_fraction=None if args.val_dir else args.val_fraction,
-        seed=args.seed,
-        data_range=data_range,
+    fill_data_defaults(args)
+    return load_data_from_args(
+        args, patch_size=args.patch_size, seed=args.seed, data_range=student.data_range, scale=student.scale
     )
 
 
-def _calibration(data, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _calibration(data: TrainData, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` training patches (deterministic for the seed) as (LR, HR) batches."""
     pairs = [data.train[i] for i in range(count)]
     return torch.stack([lr for lr, _ in pairs]), torch.stack([hr for _, hr in pairs])
 
 
-def _finetuner(args: argparse.Namespace, data) -> Callable[[nn.Module, int], None] | None:
+def _finetuner(
+    args: argparse.Namespace, data: TrainData | None, student: ModelCheckpoint
+) -> Callable[[nn.Module, int], None] | None:
     """``finetune(model, step)`` running the training loop for ``--finetune_iters``, or None."""
     if args.finetune_iters == 0:
         return None
     if data is None:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
-    from utils.training import TrainSettings, fit
-
-    teacher = None
-    if args.teacher:
-        from utils.checkpoint import read_model_checkpoint
-
-        teacher = load_model(read_model_checkpoint(args.teacher), args.teacher).eval()
+    teacher = load_teacher(args.teacher, student) if args.teacher else None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    lr = args.lr if args.lr is not None else default_lr(HelperPRFDN.ARCH)
 
     def finetune(model: nn.Module, step: int) -> None:
         settings = TrainSettings(
             iters=args.finetune_iters,
             batch_size=args.batch_size,
             patch_size=args.patch_size,
-            lr=args.lr,
+            lr=lr,
             distill_weight=args.distill_weight if teacher is not None else 0.0,
-            val_every=max(1, args.finetune_iters),
+            val_every=args.finetune_iters,
             log_every=max(1, args.finetune_iters // 10),
             seed=args.seed + step,
             device=device,
@@ -175,16 +169,37 @@ def _finetuner(args: argparse.Namespace, data) -> Callable[[nn.Module, int], Non
     return finetune
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse impossible settings before any work."""
+    if not 0 < args.ratio < 1:
+        raise HarnessError(f"--ratio {args.ratio}: must be in (0, 1)")
+    for flag in ("steps", "calibration_patches", "round_to", "batch_size", "patch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise HarnessError(f"--{flag} {value}: must be at least 1")
+    if args.finetune_iters < 0:
+        raise HarnessError(f"--finetune_iters {args.finetune_iters}: must not be negative")
+    for flag in ("target_params", "target_flops"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            raise HarnessError(f"--{flag} {value}: must be positive")
+    if args.importance == "auto":
+        args.importance = "taylor" if args.train_dir else "magnitude"
+    if args.importance == "taylor" and not args.train_dir:
+        raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
+    if args.finetune_iters and not args.train_dir:
+        raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
+
+
 def _run(args: argparse.Namespace) -> None:
-    if not 0 < args.ratio < 1 or args.steps < 1 or args.finetune_iters < 0:
-        raise HarnessError("--ratio must be in (0, 1), --steps at least 1, --finetune_iters at least 0")
+    _check_arguments(args)
     parent = read_stage_input(args.src, ("prfdn", "prfdn_helpers"), "pruning")
     merged = load_model(parent, args.src).eval()
     model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
     if model is not merged:
         check_equivalent(merged, model, "concatenations as 1x1 convolutions")
     before = figures(merged)
-    data = _training_data(args, parent.data_range)
+    data = _training_data(args, parent)
     calibration = _calibration(data, args.calibration_patches) if data is not None and args.importance == "taylor" else None
     pruned, history = prune(
         model,
@@ -192,7 +207,7 @@ def _run(args: argparse.Namespace) -> None:
         steps=args.steps,
         importance=args.importance,
         calibration=calibration,
-        finetune=_finetuner(args, data),
+        finetune=_finetuner(args, data, parent),
         target_params=args.target_params,
         target_flops=args.target_flops,
         round_to=args.round_to,
@@ -211,6 +226,8 @@ def _run(args: argparse.Namespace) -> None:
         finetune_iters=args.finetune_iters,
         target_params=args.target_params,
         target_flops=args.target_flops,
+        steps_done=history[-1]["step"],
+        ratio_reached=args.ratio * history[-1]["step"] / args.steps,
         before=before,
         after=after,
         history=history,
@@ -221,30 +238,43 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ratio", type=float, default=0.5, help="channel pruning ratio (budget mode: the most allowed)")
+    parser.add_argument(
+        "--ratio", type=float, default=0.5, help="channel pruning ratio of the dense form (budget mode: the most allowed)"
+    )
     parser.add_argument("--steps", type=int, default=4, help="pruning steps (default 4)")
     parser.add_argument("--target_params", type=float, default=None, help="prune until at most this many parameters")
     parser.add_argument("--target_flops", type=float, default=None, help="prune until at most this many FLOPs (3x256x256)")
     parser.add_argument("--round_to", type=int, default=None, help="keep channel counts multiples of this")
-    parser.add_argument("--importance", choices=IMPORTANCES, default="taylor", help="channel ranking (default: taylor)")
+    parser.add_argument(
+        "--importance",
+        choices=("auto", *IMPORTANCES),
+        default="auto",
+        help="channel ranking (default: taylor with --train_dir, else magnitude)",
+    )
     parser.add_argument("--calibration_patches", type=int, default=32, help="training patches for Taylor importance (default 32)")
-    ft = parser.add_argument_group("training data (calibration and fine-tuning between steps, with the loop of train_prfdn.py)")
+    add_data_arguments(parser)
+    ft = parser.add_argument_group("fine-tuning between steps (the training loop of train_prfdn.py)")
     ft.add_argument("--finetune_iters", type=int, default=0, help="iterations after each step (default 0: prune only)")
-    ft.add_argument("--train_dir", nargs="+", default=None, help="folders of HR training images")
-    ft.add_argument("--val_dir", default=None, help="folder of HR validation images")
-    ft.add_argument("--val_fraction", type=float, default=0.05, help="held-out fraction of the training images (default 0.05)")
-    ft.add_argument("--teacher", default=None, help="checkpoint to distil from (e.g. the official RFDN)")
-    ft.add_argument("--distill_weight", type=float, default=1.0, help="weight of the L1 to the teacher (default 1)")
+    ft.add_argument("--distill_weight", type=float, default=1.0, help="weight of the L1 to the --teacher (default 1)")
     ft.add_argument("--batch_size", type=int, default=16)
     ft.add_argument("--patch_size", type=int, default=48, help="LR patch size (default 48)")
-    ft.add_argument("--lr", type=float, default=1e-5, help="learning rate while fine-tuning (default 1e-5)")
+    ft.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: the factsheet's 1e-6 after re-parametrization)"
+    )
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--device", choices=["cpu", "cuda"], default=None)
     ft.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
 
 
+PROG, DESCRIPTION = "transform.prune", "Channel-prune the merged PRFDN (stage 4)."
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return stage_parser(PROG, DESCRIPTION, add_arguments).parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("transform.prune", "Channel-prune the merged PRFDN (stage 4).", add_arguments, _run, argv)
+    return run_stage(PROG, DESCRIPTION, add_arguments, _run, argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ the batch).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -273,8 +274,13 @@ def load_training_data(
     seed: int = 0,
     data_range: float = 255.0,
     scale: int = SCALE,
+    skip_small: bool = False,
 ) -> TrainData:
-    """Decode the training folders and hold out the validation images (``val_dir`` or ``val_fraction``)."""
+    """Decode the training folders and hold out the validation images (``val_dir`` or ``val_fraction``).
+
+    ``skip_small``: training images that cannot hold one HR patch are left out (and listed in the description)
+    instead of being an error; T91, for one, has images of 78x78.
+    """
     if not train_dirs:
         raise HarnessError("--train_dir: give at least one folder of training images")
     if lr_dirs and len(lr_dirs) != len(train_dirs):
@@ -312,6 +318,13 @@ def load_training_data(
         raise HarnessError(
             f"no images left for training after holding out {len(val_images)} for validation; lower --val_fraction or add images"
         )
+    skipped = []
+    if skip_small:
+        side = patch_size * scale
+        skipped = sorted(image.name for image in train_images if min(image.hr.shape[:2]) < side)
+        train_images = [image for image in train_images if min(image.hr.shape[:2]) >= side]
+        if not train_images:
+            raise HarnessError(f"--skip_small: no training image holds a {side}x{side} HR patch; lower --patch_size")
     split["val_images"] = sorted(image.name for image in val_images)
     split["val_crop"] = val_crop
     train = TrainPatches(train_images, patch_size, scale, data_range, seed)
@@ -320,6 +333,7 @@ def load_training_data(
         "train_dirs": [str(d) for d in train_dirs],
         "lr_dirs": [str(d) for d in lr_dirs] if lr_dirs else None,
         "train_images": len(train_images),
+        "skipped_small": skipped,
         "validation": split,
     }
     return TrainData(train, val, description)
@@ -333,3 +347,50 @@ def read_folder_as_validation(folder: str | os.PathLike, scale: int = SCALE) -> 
     if not paths:
         raise HarnessError(f"--val_dir {folder}: folder holds no images")
     return [TrainImage(f"{folder.name}/{p.stem}", p, imread_uint(p)) for p in paths]
+
+
+# --- command-line data flags, shared by train_prfdn.py and transform.prune ----------------------------------
+
+DATA_FLAGS = ("train_dir", "lr_dir", "val_dir", "val_fraction", "val_seed", "val_crop", "skip_small", "teacher")
+DEFAULT_VAL_FRACTION = 0.05
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data flags; each defaults to None so a resumed run can tell given flags from omitted ones."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--train_dir", nargs="+", default=None, help="folders of HR training images")
+    data.add_argument(
+        "--lr_dir", nargs="+", default=None, help="their LR images (NAMEx4.* or NAME.*), one folder per --train_dir"
+    )
+    data.add_argument("--val_dir", default=None, help="folder of HR validation images (LR: bicubic x4)")
+    data.add_argument(
+        "--val_fraction", type=float, default=None, help="hold out this fraction of the training images (default 0.05)"
+    )
+    data.add_argument("--val_seed", type=int, default=None, help="seed of the held-out split (default 0)")
+    data.add_argument("--val_crop", type=int, default=None, help="centre-crop validation HR to at most this size (default 256)")
+    data.add_argument("--skip_small", action="store_true", default=None, help="leave out training images smaller than a patch")
+    data.add_argument("--teacher", default=None, help="checkpoint to distil from, e.g. the official RFDN (L1 to its SR)")
+
+
+def fill_data_defaults(args: argparse.Namespace) -> None:
+    if args.val_dir is None and args.val_fraction is None:
+        args.val_fraction = DEFAULT_VAL_FRACTION
+    args.val_seed = 0 if args.val_seed is None else args.val_seed
+    args.val_crop = 256 if args.val_crop is None else args.val_crop
+    args.skip_small = bool(args.skip_small)
+
+
+def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int) -> TrainData:
+    return load_training_data(
+        args.train_dir,
+        args.lr_dir,
+        patch_size=patch_size,
+        val_dir=args.val_dir,
+        val_fraction=args.val_fraction,
+        val_seed=args.val_seed,
+        val_crop=args.val_crop,
+        seed=seed,
+        data_range=data_range,
+        scale=scale,
+        skip_small=args.skip_small,
+    )

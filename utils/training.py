@@ -51,6 +51,17 @@ PSNR_BORDER = 4
 LogFn = Callable[[dict[str, Any]], None]
 
 
+# Factsheet recipe: Adam at 1e-5 for the branch model (5e-6 once the loss stops falling), 1e-6 after
+# re-parametrization (and so for the pruned networks too).
+DEFAULT_LR = {"branch": 1e-5, "prfdn": 1e-6, "prfdn_helpers": 1e-6}
+FALLBACK_LR = 1e-5
+
+
+def default_lr(arch: str) -> float:
+    """The stage's learning rate from the factsheet: 1e-5 for ``branch``, 1e-6 for ``prfdn``/``prfdn_helpers``."""
+    return DEFAULT_LR.get(arch, FALLBACK_LR)
+
+
 @dataclass
 class TrainSettings:
     """Every knob of ``fit``. ``batch_size`` is per process (per GPU under torchrun)."""
