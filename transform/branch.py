@@ -24,7 +24,7 @@ import torch
 
 from models.team00_RFDN import RFDN
 from transform.architectures import BranchPRFDN
-from transform.common import provenance, read_stage_input, run_stage, stage_parser, write_stage_output
+from transform.common import StageCLI, provenance, read_stage_input, write_stage_output
 from utils.checkpoint import describe_mismatch
 from utils.errors import HarnessError
 
@@ -98,15 +98,8 @@ def _run(args: argparse.Namespace) -> None:
     )
 
 
-PROG, DESCRIPTION = "transform.branch", "Branch RFDN into four parallel branches (PRFDN stage 1)."
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return stage_parser(PROG, DESCRIPTION, lambda p: None).parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_stage(PROG, DESCRIPTION, lambda p: None, _run, argv)
+CLI = StageCLI("transform.branch", "Branch RFDN into four parallel branches (PRFDN stage 1).", _run)
+parse_args, main = CLI.parse_args, CLI.main
 
 
 if __name__ == "__main__":

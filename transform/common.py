@@ -7,6 +7,7 @@ import datetime
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,22 @@ def run_stage(
         print(f"{prog}: interrupted; {args.dst} not written (run the stage again)", file=sys.stderr)
         return 130
     return 0
+
+
+@dataclass(frozen=True)
+class StageCLI:
+    """The command line of one stage: ``python -m transform.<stage> SRC DST [options]``."""
+
+    prog: str
+    description: str
+    run: Callable[[argparse.Namespace], None]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+    def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
+        return stage_parser(self.prog, self.description, self.add_arguments).parse_args(argv)
+
+    def main(self, argv: list[str] | None = None) -> int:
+        return run_stage(self.prog, self.description, self.add_arguments, self.run, argv)
 
 
 def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:

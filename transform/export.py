@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from transform.architectures import load_model
-from transform.common import check_equivalent, provenance, read_stage_input, run_stage, stage_parser, write_stage_output
+from transform.common import StageCLI, check_equivalent, provenance, read_stage_input, write_stage_output
 from transform.helpers import fold_helpers, is_helper
 from utils.model_summary import summarize
 
@@ -41,15 +41,8 @@ def _run(args: argparse.Namespace) -> None:
     write_stage_output(args.dst, final, parent, record)
 
 
-PROG, DESCRIPTION = "transform.export", "Fold the pruning helpers back; write the final network (stage 5)."
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return stage_parser(PROG, DESCRIPTION, lambda p: None).parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_stage(PROG, DESCRIPTION, lambda p: None, _run, argv)
+CLI = StageCLI("transform.export", "Fold the pruning helpers back; write the final network (stage 5).", _run)
+parse_args, main = CLI.parse_args, CLI.main
 
 
 if __name__ == "__main__":

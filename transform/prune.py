@@ -29,7 +29,7 @@ import torch_pruning as tp
 
 from models.team13_PRFDN import PRFDN
 from transform.architectures import load_model, load_teacher
-from transform.common import check_equivalent, provenance, read_stage_input, run_stage, stage_parser, write_stage_output
+from transform.common import StageCLI, check_equivalent, provenance, read_stage_input, write_stage_output
 from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, rebuild, with_helpers
 from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
@@ -266,15 +266,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ft.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
 
 
-PROG, DESCRIPTION = "transform.prune", "Channel-prune the merged PRFDN (stage 4)."
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return stage_parser(PROG, DESCRIPTION, add_arguments).parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_stage(PROG, DESCRIPTION, add_arguments, _run, argv)
+CLI = StageCLI("transform.prune", "Channel-prune the merged PRFDN (stage 4).", _run, add_arguments)
+parse_args, main = CLI.parse_args, CLI.main
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from models.team13_PRFDN import PRFDN, DistillBlock, PRFDNConfig
 from transform.architectures import BranchPRFDN, load_model
-from transform.common import check_equivalent, provenance, read_stage_input, run_stage, stage_parser, write_stage_output
+from transform.common import StageCLI, check_equivalent, provenance, read_stage_input, write_stage_output
 
 FORMS = ("grouped", "dense")
 
@@ -98,15 +98,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--form", choices=FORMS, default="grouped", help="grouped convolutions or block-diagonal dense ones")
 
 
-PROG, DESCRIPTION = "transform.reparam", "Merge the four branches into one wide network (PRFDN stage 3)."
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return stage_parser(PROG, DESCRIPTION, _arguments).parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_stage(PROG, DESCRIPTION, _arguments, _run, argv)
+CLI = StageCLI("transform.reparam", "Merge the four branches into one wide network (PRFDN stage 3).", _run, _arguments)
+parse_args, main = CLI.parse_args, CLI.main
 
 
 if __name__ == "__main__":
