@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import load_weights, read_model_checkpoint
+from utils.checkpoint import load_state, read_model_checkpoint
 from utils.datasets import SCALE, ImagePair, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
 from utils.evaluation import evaluate_mode
@@ -49,10 +49,10 @@ class ZooEntry:
 def _load_rfdn(path: Path) -> nn.Module:
     from models.team00_RFDN import RFDN
 
-    arch = read_model_checkpoint(path).arch
-    if arch != "rfdn":
-        raise HarnessError(f"{path}: is a PRFDN {arch!r} checkpoint, not RFDN's; evaluate it with --model_id 13")
-    return load_weights(RFDN(), path, "RFDN_baseline")
+    checkpoint = read_model_checkpoint(path)
+    if checkpoint.arch != "rfdn":
+        raise HarnessError(f"{path}: is a PRFDN {checkpoint.arch!r} checkpoint, not RFDN's; evaluate it with --model_id 13")
+    return load_state(RFDN(), checkpoint.state_dict, f"{path}: checkpoint does not fit RFDN_baseline")
 
 
 def _load_prfdn(path: Path) -> nn.Module:

@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import PRFDN, BlockWidths, DistillBlock, PRFDNConfig, conv, make_tail
-from utils.checkpoint import ModelCheckpoint
+from utils.checkpoint import ModelCheckpoint, load_state
 from utils.errors import HarnessError
 
 
@@ -80,17 +80,11 @@ def model_config(model: nn.Module) -> tuple[str, dict[str, Any]]:
 
 def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Module:
     """The module of ``checkpoint`` with its weights (strict), or a one-line HarnessError."""
-    from utils.checkpoint import describe_mismatch
-
     try:
         model = build_model(checkpoint.arch, checkpoint.config)
     except (KeyError, TypeError, ValueError) as err:
         raise HarnessError(f"{source}: malformed {checkpoint.arch} config ({type(err).__name__}: {err})") from None
-    mismatch = describe_mismatch(model, checkpoint.state_dict)
-    if mismatch:
-        raise HarnessError(f"{source}: weights do not fit its {checkpoint.arch} architecture: {mismatch}")
-    model.load_state_dict(checkpoint.state_dict, strict=True)
-    return model
+    return load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
 
 
 def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:

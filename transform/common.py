@@ -94,40 +94,10 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, what: str, tole
     return difference
 
 
-def stage_parser(
-    prog: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None]
-) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("src", help="input checkpoint")
-    parser.add_argument("dst", help="output checkpoint (written atomically)")
-    add_arguments(parser)
-    return parser
-
-
-def run_stage(
-    prog: str,
-    description: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[argparse.Namespace], None],
-    argv: list[str] | None = None,
-) -> int:
-    """A stage CLI ``python -m transform.<stage> SRC DST [options]``: one-line errors and exit code 2; Ctrl-C
-    (also inside fine-tuning) exits 130 with nothing written, since outputs are only written at the end."""
-    args = stage_parser(prog, description, add_arguments).parse_args(argv)
-    try:
-        run(args)
-    except (HarnessError, OSError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, TrainingInterruptedError):
-        print(f"{prog}: interrupted; {args.dst} not written (run the stage again)", file=sys.stderr)
-        return 130
-    return 0
-
-
 @dataclass(frozen=True)
 class StageCLI:
-    """The command line of one stage: ``python -m transform.<stage> SRC DST [options]``."""
+    """The command line of one stage, ``python -m transform.<stage> SRC DST [options]``: one-line errors and exit
+    code 2; Ctrl-C (also inside fine-tuning) exits 130 with nothing written, as outputs are written at the end."""
 
     prog: str
     description: str
@@ -135,10 +105,23 @@ class StageCLI:
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
 
     def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
-        return stage_parser(self.prog, self.description, self.add_arguments).parse_args(argv)
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        parser.add_argument("src", help="input checkpoint")
+        parser.add_argument("dst", help="output checkpoint (written atomically)")
+        self.add_arguments(parser)
+        return parser.parse_args(argv)
 
     def main(self, argv: list[str] | None = None) -> int:
-        return run_stage(self.prog, self.description, self.add_arguments, self.run, argv)
+        args = self.parse_args(argv)
+        try:
+            self.run(args)
+        except (HarnessError, OSError) as err:
+            print(f"{self.prog}: error: {err}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, TrainingInterruptedError):
+            print(f"{self.prog}: interrupted; {args.dst} not written (run the stage again)", file=sys.stderr)
+            return 130
+        return 0
 
 
 def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:

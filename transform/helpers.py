@@ -76,7 +76,7 @@ class HelperPRFDN(PRFDN):
 
 
 def _dense(model: PRFDN) -> PRFDN:
-    from transform.reparam import dense_from_grouped, fused_column_order
+    from transform.reparam import dense_block_weight
 
     if model.cfg.srfdb_groups == 1 and model.cfg.rfdb_groups == 1:
         return model
@@ -85,13 +85,9 @@ def _dense(model: PRFDN) -> PRFDN:
     state = model.state_dict()
     for block_name, groups in (("srfdb", model.cfg.srfdb_groups), ("rfdb", model.cfg.rfdb_groups)):
         block = getattr(model, block_name)
-        parts = [*block.widths.distilled, block.widths.last]
         for name, conv in block.named_modules():
             if isinstance(conv, nn.Conv2d):
-                weight = dense_from_grouped(conv.weight.detach(), groups)
-                if name == "c5":
-                    weight = weight[:, fused_column_order([p // groups for p in parts], groups)]
-                state[f"{block_name}.{name}.weight"] = weight
+                state[f"{block_name}.{name}.weight"] = dense_block_weight(name, conv.weight.detach(), block.widths, groups)
     dense.load_state_dict(state)
     return dense
 

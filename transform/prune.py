@@ -212,7 +212,7 @@ def _run(args: argparse.Namespace) -> None:
         target_flops=args.target_flops,
         round_to=args.round_to,
     )
-    after = figures(pruned)
+    after = {key: value for key, value in history[-1].items() if key != "step"}  # measured on the same weights
     print(f"before: {before['params_M']:.4f} M params, {before['flops_G']:.2f} G FLOPs (3x256x256)")
     dense = history[0]
     print(f"dense pruning form: {dense['params_M']:.4f} M params, {dense['flops_G']:.2f} G FLOPs (what the ratio applies to)")

@@ -16,7 +16,7 @@ import argparse
 import torch
 import torch.nn as nn
 
-from models.team13_PRFDN import PRFDN, DistillBlock, PRFDNConfig
+from models.team13_PRFDN import PRFDN, BlockWidths, DistillBlock, PRFDNConfig
 from transform.architectures import BranchPRFDN, load_model
 from transform.common import StageCLI, check_equivalent, provenance, read_stage_input, write_stage_output
 
@@ -51,18 +51,24 @@ def dense_from_grouped(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return dense
 
 
+def dense_block_weight(name: str, weight: torch.Tensor, widths: BlockWidths, groups: int) -> torch.Tensor:
+    """The dense weight of conv ``name`` of a grouped block; c5's columns follow the dense concatenation order."""
+    dense = dense_from_grouped(weight, groups)
+    if name == "c5":
+        parts = [*widths.distilled, widths.last]
+        dense = dense[:, fused_column_order([p // groups for p in parts], groups)]
+    return dense
+
+
 @torch.no_grad()
 def merge_blocks(target: DistillBlock, sources: list[DistillBlock]) -> None:
     """Fill ``target`` (``len(sources)`` blocks side by side, grouped or dense) with the sources' weights."""
     groups = len(sources)
-    parts = [*target.widths.distilled, target.widths.last]
     source_convs = [_convs(s) for s in sources]
     for name, conv in _convs(target).items():
-        weight = torch.cat([convs[name].weight for convs in source_convs], 0)
+        weight = torch.cat([convs[name].weight for convs in source_convs], 0)  # the grouped form's weight
         if target.groups == 1:
-            weight = dense_from_grouped(weight, groups)
-            if name == "c5":
-                weight = weight[:, fused_column_order([p // groups for p in parts], groups)]
+            weight = dense_block_weight(name, weight, target.widths, groups)
         conv.weight.copy_(weight)
         conv.bias.copy_(torch.cat([convs[name].bias for convs in source_convs], 0))
 

@@ -17,19 +17,22 @@ from utils.fileio import atomic_write
 NESTED_STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model")
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a state dict on CPU; accepts a plain state dict or one nested under a known key."""
-    path = str(path)
+def _load_file(path: str) -> Any:
+    """``torch.load(weights_only=True)`` on CPU, with one-line errors for a missing, corrupt or unsafe file."""
     if not os.path.isfile(path):
         raise HarnessError(f"{path}: checkpoint file not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HarnessError(
             f"{path}: not a loadable weights-only checkpoint (expected a state dict saved with torch.save; "
             f"pickled modules are refused): {reason[:200]}"
         ) from None
+
+
+def _state_dict_of(obj: Any, path: str) -> dict[str, torch.Tensor]:
+    """The state dict in a loaded file: plain, or nested under a known key; DataParallel prefixes removed."""
     if isinstance(obj, Mapping):
         for key in NESTED_STATE_DICT_KEYS:
             if isinstance(obj.get(key), Mapping):
@@ -65,12 +68,11 @@ def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> st
     return "; ".join(parts)
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, arch: str) -> nn.Module:
-    """Load the checkpoint at ``path`` into ``model`` (strict), or raise a one-line HarnessError."""
-    state = read_state_dict(path)
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
+    """Load ``state`` into ``model`` (strict), or raise one line: ``what``, then what does not fit."""
     mismatch = describe_mismatch(model, state)
     if mismatch:
-        raise HarnessError(f"{path}: checkpoint does not fit {arch}: {mismatch}")
+        raise HarnessError(f"{what}: {mismatch}")
     model.load_state_dict(state, strict=True)
     return model
 
@@ -112,13 +114,7 @@ def save_model_checkpoint(path: str | os.PathLike, checkpoint: ModelCheckpoint) 
 def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
     """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's."""
     path = str(path)
-    if not os.path.isfile(path):
-        raise HarnessError(f"{path}: checkpoint file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        read_state_dict(path)  # raises the one-line message for corrupt or unsafe files
-        raise
+    obj = _load_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         try:
             return ModelCheckpoint(
@@ -131,4 +127,4 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise HarnessError(f"{path}: malformed {CHECKPOINT_FORMAT} checkpoint ({err!r})") from None
-    return ModelCheckpoint(arch="rfdn", config={}, state_dict=read_state_dict(path))
+    return ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path))
