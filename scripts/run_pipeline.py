@@ -3,9 +3,11 @@
     python scripts/run_pipeline.py configs/x4.json [--force] [--until STAGE]
 
 Stages, each writing WORK_DIR/<stage>.pth through the stage's own CLI:
-branch (transform.branch) -> branch_trained (train_prfdn.py) -> merged (transform.reparam)
+branch (transform.branch) -> branch_fitted (transform.feature_fit; skipped without a ``feature_fit``
+section or when its ``iters`` is 0) -> branch_trained (train_prfdn.py) -> merged (transform.reparam)
 -> merged_trained (train_prfdn.py, skipped when its ``iters`` is 0) -> pruned (transform.prune)
--> final (transform.export; also copied to ``output``).
+-> final (transform.export) -> final_trained (train_prfdn.py, skipped when ``final_training.iters`` is 0).
+The last stage that ran is copied to ``output``.
 A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``. Training
 stages resume their own runs (``--resume``) when a training state is there. Paths in the config are
 relative to the folder you run from. See configs/x4.json for every key.
@@ -28,11 +30,11 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import train_prfdn  # noqa: E402
-from transform import branch, export, prune, reparam  # noqa: E402
+from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write  # noqa: E402
 
-STAGES = ("branch", "branch_trained", "merged", "merged_trained", "pruned", "final")
+STAGES = ("branch", "branch_fitted", "branch_trained", "merged", "merged_trained", "pruned", "final", "final_trained")
 
 
 def flags(options: dict[str, Any]) -> list[str]:
@@ -48,7 +50,7 @@ def flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-SECTIONS = ("data", "branch_training", "reparam", "merged_training", "prune")
+SECTIONS = ("data", "feature_fit", "branch_training", "reparam", "merged_training", "prune", "final_training")
 KEYS = ("rfdn", "work_dir", "output", *SECTIONS)
 
 
@@ -76,7 +78,8 @@ def load_config(path: str) -> dict[str, Any]:
 
 def check_flags(steps: list[tuple[str, Callable[[list[str]], int], list[str]]]) -> None:
     """Parse every stage's argv now: an unknown or malformed flag fails before the first stage runs."""
-    parsers = {train_prfdn.cli: train_prfdn.parse_args, **{m.main: m.parse_args for m in (branch, reparam, prune, export)}}
+    modules = (branch, feature_fit, reparam, prune, export)
+    parsers = {train_prfdn.cli: train_prfdn.parse_args, **{m.main: m.parse_args for m in modules}}
     for stage, entry, argv in steps:
         try:
             with contextlib.redirect_stderr(io.StringIO()) as err:
@@ -92,11 +95,17 @@ def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], 
     out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
     data = flags(config["data"])
     steps: list[tuple[str, Callable[[list[str]], int], list[str]]] = [("branch", branch.main, [config["rfdn"], out["branch"]])]
+    branched = out["branch"]
+    if config.get("feature_fit", {}).get("iters", 0):
+        fit_data = flags({k: v for k, v in config["data"].items() if k != "teacher"})  # the teacher is --rfdn here
+        fit_argv = [branched, out["branch_fitted"], "--rfdn", config["rfdn"], *fit_data, *flags(config["feature_fit"])]
+        steps.append(("branch_fitted", feature_fit.main, fit_argv))
+        branched = out["branch_fitted"]
     steps.append(
         (
             "branch_trained",
             train_prfdn.cli,
-            [out["branch"], out["branch_trained"], *data, *flags(config.get("branch_training", {}))],
+            [branched, out["branch_trained"], *data, *flags(config.get("branch_training", {}))],
         )
     )
     steps.append(("merged", reparam.main, [out["branch_trained"], out["merged"], *flags(config.get("reparam", {}))]))
@@ -108,6 +117,10 @@ def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], 
         merged = out["merged_trained"]
     steps.append(("pruned", prune.main, [merged, out["pruned"], *data, *flags(config.get("prune", {}))]))
     steps.append(("final", export.main, [out["pruned"], out["final"]]))
+    if config.get("final_training", {}).get("iters", 0):
+        steps.append(
+            ("final_trained", train_prfdn.cli, [out["final"], out["final_trained"], *data, *flags(config["final_training"])])
+        )
     return steps
 
 
@@ -116,7 +129,7 @@ def run(config_path: str, force: bool = False, until: str | None = None) -> Path
     steps = plan(config)
     check_flags(steps)
     if until is not None and until not in [stage for stage, _, _ in steps]:
-        raise HarnessError(f"--until {until}: this config skips that stage (merged_training.iters is 0)")
+        raise HarnessError(f"--until {until}: this config skips that stage (its section's iters is 0 or missing)")
     Path(config["work_dir"]).mkdir(parents=True, exist_ok=True)
     for stage, entry, argv in steps:
         target = Path(argv[1])
@@ -130,7 +143,7 @@ def run(config_path: str, force: bool = False, until: str | None = None) -> Path
                 raise HarnessError(f"stage {stage} failed (see its message above); fix it and run again to continue")
         if stage == until:
             return target
-    final = Path(config["work_dir"]) / "final.pth"
+    final = Path(steps[-1][2][1])  # the last stage's output
     atomic_write(config["output"], lambda tmp: shutil.copyfile(final, tmp))
     print(f"== done: {config['output']}")
     return Path(config["output"])

@@ -35,21 +35,21 @@ def test_tiny_pipeline_runs_every_stage_and_continues(
 ) -> None:
     assert run_pipeline.main([str(tiny_config)]) == 0
     work = tmp_path / "work"
-    for stage in ("branch", "branch_trained", "merged", "pruned", "final"):
+    for stage in ("branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"):
         assert (work / f"{stage}.pth").is_file(), stage
     final = read_model_checkpoint(tmp_path / "team13_prfdn.pth")
-    assert final.arch == "prfdn" and final.provenance["stage"] == "final"
+    assert final.arch == "prfdn" and final.provenance["stage"] == "train"  # the last stage: final_trained
     chain = final.provenance
     stages = []
     while chain:
         stages.append(chain["stage"])
         chain = chain.get("parent_provenance")
-    assert stages == ["final", "pruned", "merged", "train", "branch"]
+    assert stages == ["train", "final", "pruned", "merged", "train", "feature_fit", "branch"]
     model = load_model(final)
     assert model(torch.rand(1, 3, 24, 24) * 255).shape == (1, 3, 96, 96)
     capsys.readouterr()
     assert run_pipeline.main([str(tiny_config)]) == 0  # everything there: every stage skipped
-    assert capsys.readouterr().out.count("exists, skipped") == 5
+    assert capsys.readouterr().out.count("exists, skipped") == 7
 
 
 def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,3 +108,44 @@ def test_stage_clis_refuse_wrong_stage_and_corrupt_input(tmp_path: Path, capsys:
     assert branch_stage.main([str(tmp_path / "corrupt.pth"), str(tmp_path / "out.pth")]) == 2
     assert "not a loadable weights-only checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_feature_fit_moves_only_the_new_layers_towards_rfdn_features() -> None:
+    """Stage 1b: the loss falls on a fixed batch, RFDN's own tensors in the branch model stay bit-identical."""
+    from transform.feature_fit import feature_loss, fit_features
+
+    torch.manual_seed(0)
+    rfdn = RFDN().eval()
+    model, _ = branch_from_rfdn(rfdn.state_dict())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = torch.rand(2, 3, 24, 24) * 255
+    with torch.no_grad():
+        loss_before = float(feature_loss(model, rfdn, batch))
+    fit_features(model, rfdn, iter([batch] * 30), iters=30, lr=1e-3, log_every=10)
+    with torch.no_grad():
+        loss_after = float(feature_loss(model, rfdn, batch))
+    assert loss_after < 0.9 * loss_before
+    new = ("head2", "head3", "head4", "srfdb2", "srfdb3", "srfdb4")
+    for name, value in model.state_dict().items():
+        changed = not torch.equal(value, before[name])
+        if name.split(".")[0] not in new:
+            assert not changed, name
+    assert any(not torch.equal(model.state_dict()[n], before[n]) for n in before if n.startswith("srfdb3."))
+    assert all(p.requires_grad for p in model.parameters())  # nothing left frozen for the next stage
+
+
+def test_feature_fit_cli_refuses_missing_data_and_wrong_rfdn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from transform import feature_fit
+
+    model, _ = branch_from_rfdn(RFDN().state_dict())
+    torch.save(RFDN().state_dict(), tmp_path / "rfdn.pth")
+    from transform.common import write_stage_output
+    from utils.checkpoint import ModelCheckpoint
+
+    write_stage_output(str(tmp_path / "b.pth"), model, ModelCheckpoint("rfdn", {}, {}), {"stage": "branch"})
+    assert feature_fit.main([str(tmp_path / "b.pth"), str(tmp_path / "o.pth"), "--rfdn", str(tmp_path / "rfdn.pth")]) == 2
+    assert "--train_dir" in capsys.readouterr().err
+    argv = [str(tmp_path / "b.pth"), str(tmp_path / "o.pth"), "--rfdn", str(tmp_path / "b.pth"), "--train_dir", str(tmp_path)]
+    assert feature_fit.main(argv) == 2
+    assert "expected the official RFDN" in capsys.readouterr().err
+    assert not (tmp_path / "o.pth").exists()

@@ -1,0 +1,166 @@
+"""Stage 1b, feature fitting: teach each new SRFDB what the RFDN blocks it replaces computed.
+
+    python -m transform.feature_fit BRANCH.pth OUT.pth --rfdn team00_rfdn.pth --train_dir D [D ...] [--iters N]
+
+In RFDN, block ``Bk`` reads ``B(k-1)(...B1(fea_conv(x)))``; in the branch model it reads
+``srfdbk(headk(x))`` instead. So ``headk -> srfdbk`` (k = 2..4) has an exact regression target: RFDN's
+feature map at Bk's input. This stage fits only those new layers to those targets (L1 on the features of
+training patches, Adam), with everything RFDN already trained frozen. It is cheap (RFDN runs forward only,
+gradients flow through three small blocks) and gives every later stage a far better start than training the
+whole branch model on the SR loss alone. Validation PSNR on the held-out images is printed before and after
+(with RFDN's on the same images); the weights written are the last ones (no selection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from models.team00_RFDN import RFDN
+from transform.architectures import BranchPRFDN, load_model
+from transform.common import StageCLI, provenance, read_stage_input, write_stage_output
+from utils.checkpoint import read_model_checkpoint
+from utils.errors import HarnessError
+from utils.train_data import PatchSampler, add_data_arguments, fill_data_defaults, load_data_from_args
+from utils.training import seed_everything, validate
+
+NEW_BRANCHES = (2, 3, 4)
+
+
+@torch.no_grad()
+def rfdn_block_inputs(rfdn: RFDN, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    """RFDN's feature map at the input of B2, B3, B4 (what srfdb2..4 stand in for)."""
+    features, inputs = rfdn.fea_conv(x), {}
+    for k in NEW_BRANCHES:
+        features = getattr(rfdn, f"B{k - 1}")(features)
+        inputs[k] = features
+    return inputs
+
+
+def new_layers(model: BranchPRFDN) -> list[nn.Parameter]:
+    """The parameters of head2..4 and srfdb2..4; everything else is frozen."""
+    params = []
+    for name, param in model.named_parameters():
+        trainable = name.split(".")[0] in {f"{kind}{k}" for kind in ("head", "srfdb") for k in NEW_BRANCHES}
+        param.requires_grad_(trainable)
+        if trainable:
+            params.append(param)
+    return params
+
+
+def feature_loss(model: BranchPRFDN, rfdn: RFDN, lr_batch: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between each srfdbk(headk(x)) and RFDN's input to Bk, over k = 2..4."""
+    targets = rfdn_block_inputs(rfdn, lr_batch)
+    losses = [(getattr(model, f"srfdb{k}")(getattr(model, f"head{k}")(lr_batch)) - targets[k]).abs().mean() for k in NEW_BRANCHES]
+    return torch.stack(losses).mean()
+
+
+def fit_features(
+    model: BranchPRFDN,
+    rfdn: RFDN,
+    batches: Iterator[torch.Tensor],
+    iters: int,
+    lr: float,
+    log_every: int = 100,
+) -> list[dict[str, float]]:
+    """``iters`` Adam steps (cosine-decayed learning rate) on the feature loss. Returns the loss log."""
+    rfdn.eval()
+    optimizer = torch.optim.Adam(new_layers(model), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, iters))
+    model.train()
+    log, started, running = [], time.time(), 0.0
+    for step in range(1, iters + 1):
+        loss = feature_loss(model, rfdn, next(batches))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running += loss.item()
+        if step % log_every == 0 or step == iters:
+            count = log_every if step % log_every == 0 else step % log_every
+            log.append({"iter": step, "feature_l1": running / count, "time": round(time.time() - started, 1)})
+            print(f"  iter {step}/{iters}: feature L1 {running / count:.4f} ({log[-1]['time']:.0f} s)", flush=True)
+            running = 0.0
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return log
+
+
+def _lr_batches(loader: DataLoader) -> Iterator[torch.Tensor]:
+    for lr_batch, _ in loader:
+        yield lr_batch
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    for flag in ("iters", "batch_size", "patch_size", "log_every"):
+        if getattr(args, flag) < 1:
+            raise HarnessError(f"--{flag} {getattr(args, flag)}: must be at least 1")
+    if not args.lr > 0:
+        raise HarnessError(f"--lr {args.lr}: must be positive")
+    if not args.train_dir:
+        raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
+
+
+def _run(args: argparse.Namespace) -> None:
+    _check_arguments(args)
+    parent = read_stage_input(args.src, ("branch",), "feature fitting")
+    model = load_model(parent, args.src)
+    rfdn_checkpoint = read_model_checkpoint(args.rfdn)
+    if rfdn_checkpoint.arch != "rfdn":
+        raise HarnessError(f"--rfdn {args.rfdn}: is a {rfdn_checkpoint.arch!r} checkpoint; expected the official RFDN")
+    rfdn = load_model(rfdn_checkpoint, f"--rfdn {args.rfdn}").eval()
+    seed_everything(args.seed)
+    fill_data_defaults(args)
+    data = load_data_from_args(args, patch_size=args.patch_size, seed=args.seed, data_range=parent.data_range, scale=parent.scale)
+    loader = DataLoader(data.train, batch_size=args.batch_size, sampler=PatchSampler(0, args.iters, args.batch_size))
+    device = torch.device("cpu")
+    before = validate(model, data.val, parent.data_range, device)
+    reference = validate(rfdn, data.val, parent.data_range, device)
+    print(f"validation PSNR before: {before:.4f} dB (RFDN {reference:.4f} dB, {len(data.val)} held-out images)")
+    log = fit_features(model, rfdn, _lr_batches(loader), args.iters, args.lr, args.log_every)
+    after = validate(model, data.val, parent.data_range, device)
+    print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
+    record = provenance(
+        "feature_fit",
+        args.src,
+        parent,
+        rfdn=args.rfdn,
+        iters=args.iters,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr,
+        seed=args.seed,
+        val_psnr_before=before,
+        val_psnr_after=after,
+        val_psnr_rfdn=reference,
+        log=log,
+        data=data.description,
+    )
+    write_stage_output(args.dst, model, parent, record)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rfdn", required=True, help="the official RFDN checkpoint the branch model came from")
+    add_data_arguments(parser)
+    fit = parser.add_argument_group("fitting")
+    fit.add_argument("--iters", type=int, default=2000, help="Adam steps (default 2000)")
+    fit.add_argument("--batch_size", type=int, default=16)
+    fit.add_argument("--patch_size", type=int, default=48, help="LR patch size (default 48)")
+    fit.add_argument("--lr", type=float, default=2e-4, help="initial learning rate, cosine-decayed to 0 (default 2e-4)")
+    fit.add_argument("--log_every", type=int, default=100)
+    fit.add_argument("--seed", type=int, default=0)
+
+
+CLI = StageCLI(
+    "transform.feature_fit", "Fit the branch model's new SRFDBs to RFDN's features (PRFDN stage 1b).", _run, add_arguments
+)
+parse_args, main = CLI.parse_args, CLI.main
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
