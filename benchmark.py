@@ -1,0 +1,168 @@
+"""Time several SR models side by side in one process (interleaved rounds, after warm-up; median and spread).
+
+    python benchmark.py                                   # RFDN vs PRFDN from model_zoo/, fp32, GPU if any
+    python benchmark.py rfdn=model_zoo/team00_rfdn.pth final=runs/x4/final.pth --device cpu --repeats 10
+    python benchmark.py --device cuda --variants fp32 fp16 fp32+channels_last fp16+channels_last fp16+compile
+    python benchmark.py --size 256x256 --json results/bench_256.json
+
+The official figure is fp32 (the first variant, by default the only one); other variants are reported beside
+it, each compared with the reference model (``--reference``, default the first model) in the same variant.
+GPU times come from CUDA events around one forward pass with synchronisation; CPU times from perf_counter.
+Results go to ``--json`` (written atomically); ``scripts/plot_pareto.py`` draws them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transform.architectures import load_model
+from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
+from utils.checkpoint import read_model_checkpoint
+from utils.errors import HarnessError
+from utils.fileio import atomic_write_json, sha256_of
+from utils.model_summary import summarize
+
+PROG = "benchmark.py"
+DEFAULT_MODELS = ("rfdn=model_zoo/team00_rfdn.pth", "prfdn=model_zoo/team13_prfdn.pth")
+
+
+def parse_model(spec: str) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (named by its file stem)."""
+    name, _, path = spec.rpartition("=")
+    path_obj = Path(path)
+    if not path_obj.is_file():
+        raise HarnessError(f"model {spec!r}: checkpoint file {path} not found")
+    return name or path_obj.stem, path_obj
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (LR pixels) -> (H, W)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise HarnessError(f"--size {text!r}: expected HxW in LR pixels, e.g. 339x510") from None
+    if height < 16 or width < 16:
+        raise HarnessError(f"--size {text}: at least 16x16 (ESA's pooling needs it)")
+    return height, width
+
+
+def describe_model(path: Path) -> dict[str, Any]:
+    checkpoint = read_model_checkpoint(path)
+    model = load_model(checkpoint, str(path))
+    summary = summarize(model)
+    record = {
+        "path": str(path),
+        "sha256": sha256_of(path),
+        "arch": checkpoint.arch,
+        "params": summary.num_parameters,
+        "flops_256": summary.flops,
+        "activations_256": summary.activations,
+        "conv2d": summary.num_conv,
+        "data_range": checkpoint.data_range,
+    }
+    return {"record": record, "model": model, "data_range": checkpoint.data_range}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda: no CUDA device here")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise HarnessError(f"--threads {args.threads}: must be at least 1")
+        torch.set_num_threads(args.threads)
+    if args.repeats < 1 or args.warmup < 0:
+        raise HarnessError("--repeats must be at least 1 and --warmup not negative")
+    variants = [Variant.parse(v) for v in args.variants]
+    for variant in variants:
+        variant.check_device(device)
+    height, width = parse_size(args.size)
+    specs = [parse_model(spec) for spec in (args.models or DEFAULT_MODELS)]
+    names = [name for name, _ in specs]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"model names must differ: {', '.join(names)} (use NAME=PATH)")
+    reference = args.reference or names[0]
+    if reference not in names:
+        raise HarnessError(f"--reference {reference}: not one of {', '.join(names)}")
+
+    generator = torch.Generator().manual_seed(0)
+    lr = torch.rand(1, 3, height, width, generator=generator)
+    models: dict[str, Any] = {}
+    entries: list[Entry] = []
+    for name, path in specs:
+        described = describe_model(path)
+        models[name] = described["record"]
+        for variant in variants:
+            x = variant.make_input(lr * described["data_range"], device)
+            entries.append(Entry(name, variant, variant.prepare(described["model"], device), x))
+    print(
+        f"{PROG}: {len(entries)} entries on {device_name(device)}, LR {height}x{width}, "
+        f"{args.warmup} warm-up + {args.repeats} rounds"
+    )
+    time_interleaved(entries, device, args.repeats, args.warmup)
+    rows = report(entries, reference)
+    return {
+        "device": device.type,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "lr_size": [height, width],
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "reference": reference,
+        "command": " ".join([PROG, *sys.argv[1:]]) if args.command is None else args.command,
+        "models": models,
+        "results": rows,
+    }
+
+
+def format_rows(result: dict[str, Any]) -> str:
+    lines = [f"{'model':16s} {'variant':24s} {'median ms':>10s} {'IQR ms':>15s} {'x ref':>6s} {'params':>9s} {'GFLOPs':>7s}"]
+    for row in result["results"]:
+        model = result["models"][row["model"]]
+        ratio = "-" if row["ratio_to_reference"] is None else f"{row['ratio_to_reference']:.3f}"
+        lines.append(
+            f"{row['model']:16s} {row['variant']:24s} {row['median_ms']:10.2f} "
+            f"{row['p25_ms']:7.2f}-{row['p75_ms']:<7.2f} {ratio:>6s} {model['params']:9,d} {model['flops_256'] / 1e9:7.2f}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", help=f"NAME=PATH or PATH (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--reference", default=None, help="model the ratios are taken to (default: the first)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    parser.add_argument(
+        "--size", default=f"{DEFAULT_LR_SIZE[0]}x{DEFAULT_LR_SIZE[1]}", help="LR input HxW (default 339x510, DIV2K-sized)"
+    )
+    parser.add_argument(
+        "--variants", nargs="+", default=["fp32"], help="fp32|fp16|bf16 [+channels_last] [+compile] (default fp32)"
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    parser.add_argument("--json", default="results/benchmark.json", help="results file (default results/benchmark.json)")
+    parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # recorded command line, for report.py
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+        atomic_write_json(args.json, result)
+    except (HarnessError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    print(format_rows(result))
+    print(f"{PROG}: wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

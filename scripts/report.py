@@ -1,0 +1,221 @@
+"""The README's results table, regenerated from the checkpoints of a pipeline run in one command.
+
+    python scripts/report.py configs/x4_cpu.json                       # CPU: evaluate, time, plot, table
+    python scripts/report.py configs/x4_cpu.json --gpu_benchmark results/bench_gpu.json   # add a GPU column
+
+Rows: the official RFDN and every stage the run left in its ``work_dir`` (feature-fitted and trained branch
+model, merged, pruned, final = the config's ``output``). For each: PSNR (RGB and Y, 4-pixel border) and SSIM
+on Set5, Set14 and BSD68 from ``--benchmark_dir`` (the final report only: nothing here chooses a model),
+params / FLOPs / activations / Conv2d under the official counting rules (3x256x256), and the median CPU time
+per DIV2K-sized image relative to RFDN, timed side by side by ``benchmark.py``'s interleaved loop.
+Writes ``OUT_DIR/evaluation.json``, ``OUT_DIR/benchmark_<device>.json``, ``docs/pareto_<device>.png``,
+``docs/results.md``, and replaces the table between the results markers of the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+from plot_pareto import make_plot, read_json  # noqa: E402
+from run_pipeline import load_config  # noqa: E402
+
+import benchmark  # noqa: E402
+from transform.architectures import load_model  # noqa: E402
+from utils.checkpoint import read_model_checkpoint  # noqa: E402
+from utils.datasets import pair_folders  # noqa: E402
+from utils.errors import HarnessError  # noqa: E402
+from utils.evaluation import evaluate_mode  # noqa: E402
+from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from utils.model_summary import summarize  # noqa: E402
+
+SETS = ("Set5", "Set14", "BSD68")
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+# (row label, name in the JSON files, file in work_dir; None: the config's "rfdn" / "output")
+ROWS = (
+    ("RFDN (official)", "rfdn", None),
+    ("branch, feature-fitted", "branch_fitted", "branch_fitted.pth"),
+    ("branch, trained", "branch_trained", "branch_trained.pth"),
+    ("merged (dense)", "merged", "merged.pth"),
+    ("pruned (pruning form)", "pruned", "pruned.pth"),
+    ("final (team13_prfdn.pth)", "final", None),
+)
+
+
+def stage_files(config: dict[str, Any]) -> list[tuple[str, str, Path]]:
+    """(label, name, path) of every row whose checkpoint exists."""
+    work = Path(config["work_dir"])
+    found = []
+    for label, name, file in ROWS:
+        path = Path(config["rfdn"] if name == "rfdn" else config["output"] if file is None else work / file)
+        if path.is_file():
+            found.append((label, name, path))
+        else:
+            print(f"report.py: {path} not there; row {label!r} left out")
+    if not any(name == "rfdn" for _, name, _ in found):
+        raise HarnessError(f"{config['rfdn']}: the RFDN checkpoint (every ratio is to it) not found")
+    return found
+
+
+def evaluate(path: Path, benchmark_dir: Path, device: torch.device) -> dict[str, Any]:
+    """PSNR / SSIM (RGB and Y) per set and the official complexity figures of one checkpoint."""
+    checkpoint = read_model_checkpoint(path)
+    model = load_model(checkpoint, str(path)).eval().to(device)
+    logger = logging.getLogger("report.evaluate")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    sets = {}
+    with tempfile.TemporaryDirectory() as save_dir:
+        for name in SETS:
+            pairs = pair_folders(benchmark_dir / name / "HR", benchmark_dir / name / "LR_bicubic" / "X4")
+            result = evaluate_mode(
+                model, pairs, name, data_range=checkpoint.data_range, device=device, save_dir=save_dir, logger=logger, ssim=True
+            )
+            sets[name] = {key: result[f"{name}_ave_{key}"] for key in ("psnr", "psnr_y", "ssim", "ssim_y")}
+            print(f"  {name}: PSNR {sets[name]['psnr']:.4f} dB, Y {sets[name]['psnr_y']:.4f} dB, SSIM {sets[name]['ssim']:.4f}")
+    summary = summarize(model.cpu())
+    return {
+        "path": str(path),
+        "arch": checkpoint.arch,
+        "sets": sets,
+        "params": summary.num_parameters,
+        "flops": summary.flops,
+        "activations": summary.activations,
+        "conv2d": summary.num_conv,
+    }
+
+
+def time_models(found: list[tuple[str, str, Path]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    argv = [f"{name}={path}" for _, name, path in found]
+    argv += ["--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--size", args.size]
+    argv += ["--reference", "rfdn", "--json", str(out)]
+    command = "benchmark.py " + " ".join(argv)
+    if benchmark.main([*argv, "--command", command]) != 0:
+        raise HarnessError("benchmark.py failed (see its message above)")
+    return read_json(str(out))
+
+
+def _times(bench: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """model -> its first-variant (fp32) row."""
+    if bench is None:
+        return {}
+    variant = bench["results"][0]["variant"]
+    return {row["model"]: row for row in bench["results"] if row["variant"] == variant}
+
+
+def table(found: list[tuple[str, str, Path]], evaluation: dict[str, Any], cpu: dict[str, Any], gpu: dict[str, Any] | None) -> str:
+    """The markdown results table (one row per checkpoint) and the lines saying how it was measured."""
+    cpu_rows, gpu_rows = _times(cpu), _times(gpu)
+    header = (
+        ["model"]
+        + [f"{s} PSNR / Y" for s in SETS]
+        + ["SSIM " + " / ".join(SETS), "params (M)", "FLOPs (G)", "activ. (M)", "Conv2d"]
+    )
+    header += ["CPU time (x RFDN)", "GPU fp32 time (x RFDN)" if gpu else "GPU time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, name, _ in found:
+        entry = evaluation["models"][name]
+        sets = entry["sets"]
+        cells = [label] + [f"{sets[s]['psnr']:.3f} / {sets[s]['psnr_y']:.3f}" for s in SETS]
+        cells.append(" / ".join(f"{sets[s]['ssim']:.4f}" for s in SETS))
+        cells += [
+            f"{entry['params'] / 1e6:.4f}",
+            f"{entry['flops'] / 1e9:.2f}",
+            f"{entry['activations'] / 1e6:.2f}",
+            str(entry["conv2d"]),
+        ]
+        row = cpu_rows[name]
+        cells.append(f"{row['median_ms']:.0f} ms ({row['ratio_to_reference']:.3f}x)")
+        if gpu:
+            g = gpu_rows.get(name)
+            cells.append("-" if g is None else f"{g['median_ms']:.2f} ms ({g['ratio_to_reference']:.3f}x)")
+        else:
+            cells.append("not measured (no GPU)")
+        lines.append("| " + " | ".join(cells) + " |")
+    height, width = cpu["lr_size"]
+    notes = [
+        "",
+        f"PSNR / SSIM: RGB (and Y, BT.601) with a 4-pixel border, SR rounded to uint8, on `{evaluation['benchmark_dir']}`. "
+        "Complexity: official counting rules at 3x256x256 (the pruning form still holds its 1x1 placement convs; "
+        "export folds them away exactly).",
+        f"CPU time: median of {cpu['repeats']} interleaved rounds after {cpu['warmup']} warm-up, LR {width}x{height}, "
+        f"{cpu['device_name']}, torch {cpu['torch']}, fp32: `{cpu['command']}`.",
+    ]
+    if gpu:
+        gh, gw = gpu["lr_size"]
+        notes.append(f"GPU time: {gpu['device_name']}, median of {gpu['repeats']} rounds, LR {gw}x{gh}: `{gpu['command']}`.")
+    return "\n".join(lines + notes) + "\n"
+
+
+def replace_between_markers(text: str, block: str, source: str) -> str:
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        raise HarnessError(f"{source}: no {BEGIN} ... {END} markers to put the table between")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{block}{END}{tail}"
+
+
+def run(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    benchmark_dir = Path(args.benchmark_dir)
+    missing = [s for s in SETS if not (benchmark_dir / s / "HR").is_dir()]
+    if missing:
+        raise HarnessError(f"--benchmark_dir {benchmark_dir}: no {', '.join(missing)} (expected SET/HR and SET/LR_bicubic/X4)")
+    gpu = read_json(args.gpu_benchmark) if args.gpu_benchmark else None
+    found = stage_files(config)
+    out_dir = Path(args.out_dir)
+    device = torch.device(args.device)
+    evaluation: dict[str, Any] = {"benchmark_dir": str(benchmark_dir), "config": args.config, "models": {}}
+    for label, name, path in found:
+        print(f"report.py: evaluating {label} ({path})")
+        evaluation["models"][name] = evaluate(path, benchmark_dir, device)
+    atomic_write_json(out_dir / "evaluation.json", evaluation)
+    cpu = time_models(found, args, out_dir / f"benchmark_{args.device}.json")
+    make_plot(
+        str(out_dir / f"benchmark_{args.device}.json"),
+        str(out_dir / "evaluation.json"),
+        str(Path(args.docs_dir) / f"pareto_{args.device}.png"),
+    )
+    block = table(found, evaluation, cpu, gpu)
+    command = f"python scripts/report.py {args.config}" + (f" --gpu_benchmark {args.gpu_benchmark}" if gpu else "")
+    atomic_write_text(Path(args.docs_dir) / "results.md", f"# Results\n\nRegenerate: `{command}`\n\n{block}")
+    if args.readme:
+        readme = Path(args.readme)
+        atomic_write_text(readme, replace_between_markers(readme.read_text(encoding="utf-8"), block, str(readme)))
+    print(block)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="the pipeline config whose run to report (e.g. configs/x4_cpu.json)")
+    parser.add_argument(
+        "--benchmark_dir", default="../shared/benchmark", help="folder with Set5/Set14/BSD68 (default ../shared/benchmark)"
+    )
+    parser.add_argument("--out_dir", default="docs/results", help="JSON results go here (default docs/results)")
+    parser.add_argument("--docs_dir", default="docs", help="results.md and the Pareto plot go here (default docs)")
+    parser.add_argument("--readme", default="README.md", help="README whose results block is replaced ('' for none)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="evaluation and timing device (default cpu)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds (default 2)")
+    parser.add_argument("--size", default="339x510", help="LR HxW of the timing input (default 339x510)")
+    parser.add_argument("--gpu_benchmark", default=None, help="benchmark.py JSON of a GPU run of the same models (adds a column)")
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (HarnessError, OSError) as err:
+        print(f"report.py: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

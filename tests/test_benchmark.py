@@ -1,0 +1,154 @@
+"""benchmark.py (interleaved timing), scripts/plot_pareto.py and scripts/report.py (the README results table)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import benchmark
+from utils.benchmark import Entry, Variant, report, stats, time_interleaved
+from utils.datasets import ensure_builtin_dataset
+from utils.errors import HarnessError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import plot_pareto  # noqa: E402
+import report as report_script  # noqa: E402
+
+
+def test_variant_parse_and_refusals() -> None:
+    assert Variant.parse("fp32") == Variant()
+    variant = Variant.parse("fp16+channels_last+compile")
+    assert (variant.precision, variant.channels_last, variant.compile) == ("fp16", True, True)
+    assert variant.name == "fp16+channels_last+compile"
+    assert Variant.parse("channels_last").name == "fp32+channels_last"
+    for bad in ("fp64", "fp16+fp32", "channels_last+channels_last", "", "fp16+tensorrt"):
+        with pytest.raises(HarnessError, match="--variants"):
+            Variant.parse(bad)
+    with pytest.raises(HarnessError, match="need --device cuda"):
+        Variant.parse("fp16").check_device(torch.device("cpu"))
+
+
+def test_stats_on_known_times() -> None:
+    values = stats([4.0, 1.0, 3.0, 2.0, 100.0])
+    assert values["median_ms"] == 3.0 and values["min_ms"] == 1.0 and values["max_ms"] == 100.0
+    assert values["p25_ms"] == 2.0 and values["p75_ms"] == 4.0
+    assert values["mean_ms"] == pytest.approx(22.0)
+
+
+def test_rounds_are_interleaved_and_rotated() -> None:
+    calls: list[str] = []
+
+    def runner(name: str):
+        return lambda x: calls.append(name) or x
+
+    entries = [Entry(n, Variant(), runner(n), torch.zeros(1)) for n in ("a", "b", "c")]
+    time_interleaved(entries, torch.device("cpu"), repeats=3, warmup=1)
+    assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(len(e.times_ms) == 3 for e in entries)
+    rows = report(entries, "a")
+    assert rows[0]["ratio_to_reference"] == 1.0 and {"median_ms", "p25_ms", "times_ms"} <= set(rows[1])
+
+
+def test_benchmark_cli_writes_json_and_refuses_bad_input(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    argv = [f"a={random_rfdn_checkpoint}", f"b={random_rfdn_checkpoint}", "--device", "cpu", "--size", "20x24"]
+    assert benchmark.main([*argv, "--repeats", "2", "--warmup", "0", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["lr_size"] == [20, 24] and result["reference"] == "a" and result["device"] == "cpu"
+    assert [r["model"] for r in result["results"]] == ["a", "b"]
+    assert result["models"]["a"]["params"] == 433448 and result["models"]["a"]["conv2d"] == 64
+    assert all(len(r["times_ms"]) == 2 and r["median_ms"] > 0 for r in result["results"])
+    capsys.readouterr()
+    bad = [
+        ([str(tmp_path / "missing.pth")], "not found"),
+        ([*argv, "--size", "20"], "expected HxW"),
+        ([f"a={random_rfdn_checkpoint}", f"a={random_rfdn_checkpoint}"], "must differ"),
+        ([*argv, "--reference", "zzz"], "--reference zzz"),
+        ([*argv, "--variants", "fp16"], "fp16"),
+    ]
+    for args, message in bad:
+        assert benchmark.main([*args, "--json", str(tmp_path / "bad.json")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()
+
+
+def _bench_and_eval() -> tuple[dict, dict]:
+    bench = {
+        "device_name": "test cpu",
+        "lr_size": [8, 8],
+        "models": {"slow_good": {"params": 400}, "fast_bad": {"params": 100}, "slow_bad": {"params": 300}},
+        "results": [
+            {"model": "slow_good", "variant": "fp32", "median_ms": 10.0},
+            {"model": "fast_bad", "variant": "fp32", "median_ms": 2.0},
+            {"model": "slow_bad", "variant": "fp32", "median_ms": 12.0},
+            {"model": "fast_bad", "variant": "fp16", "median_ms": 1.0},
+        ],
+    }
+    sets = lambda p: {"A": {"psnr": p}, "B": {"psnr": p + 1}}  # noqa: E731
+    evaluation = {
+        "models": {"slow_good": {"sets": sets(30.0)}, "fast_bad": {"sets": sets(28.0)}, "slow_bad": {"sets": sets(27.0)}}
+    }
+    return bench, evaluation
+
+
+def test_pareto_points_and_front(tmp_path: Path) -> None:
+    bench, evaluation = _bench_and_eval()
+    found = plot_pareto.points(bench, evaluation, "mean")
+    assert len(found) == 3  # first variant only
+    assert {p["name"]: p["psnr"] for p in found} == {"slow_good": 30.5, "fast_bad": 28.5, "slow_bad": 27.5}
+    assert [p["name"] for p in plot_pareto.pareto_front(found)] == ["fast_bad", "slow_good"]
+    with pytest.raises(HarnessError, match="--set C"):
+        plot_pareto.points(bench, evaluation, "C")
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    (tmp_path / "e.json").write_text(json.dumps(evaluation))
+    assert plot_pareto.main([str(tmp_path / "b.json"), str(tmp_path / "e.json"), "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_regenerates_the_readme_table(tmp_path: Path, random_rfdn_checkpoint: Path) -> None:
+    """Two checkpoints, tiny benchmark sets made from the built-in images: every number comes from a run."""
+    pairs = ensure_builtin_dataset()[:2]
+    bench_dir = tmp_path / "benchmark"
+    for name in report_script.SETS:
+        (bench_dir / name / "LR_bicubic" / "X4").mkdir(parents=True)
+        (bench_dir / name / "HR").mkdir()
+        for pair in pairs:
+            shutil.copy(pair.hr_path, bench_dir / name / "HR")
+            shutil.copy(pair.lr_path, bench_dir / name / "LR_bicubic" / "X4")
+    final = tmp_path / "final.pth"
+    shutil.copy(random_rfdn_checkpoint, final)
+    config = {"rfdn": str(random_rfdn_checkpoint), "work_dir": str(tmp_path / "work"), "output": str(final), "data": {}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:begin -->\nold table\n<!-- results:end -->\nrest\n")
+    argv = [str(tmp_path / "c.json"), "--benchmark_dir", str(bench_dir), "--out_dir", str(tmp_path / "out")]
+    argv += ["--docs_dir", str(tmp_path / "docs"), "--readme", str(readme), "--repeats", "1", "--warmup", "0", "--size", "16x16"]
+    assert report_script.main(argv) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- results:begin -->\n| model |") and text.endswith("<!-- results:end -->\nrest\n")
+    assert "old table" not in text and "| RFDN (official) |" in text and "| final (team13_prfdn.pth) |" in text
+    evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert set(evaluation["models"]) == {"rfdn", "final"}
+    rfdn = evaluation["models"]["rfdn"]
+    assert rfdn["sets"]["Set5"] == evaluation["models"]["final"]["sets"]["Set5"]  # same weights, same scores
+    assert f"{rfdn['sets']['Set14']['psnr']:.3f} / {rfdn['sets']['Set14']['psnr_y']:.3f}" in text
+    assert (tmp_path / "docs" / "pareto_cpu.png").is_file() and (tmp_path / "docs" / "results.md").is_file()
+
+
+def test_report_refuses_missing_sets_and_markers(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {"rfdn": str(random_rfdn_checkpoint), "work_dir": str(tmp_path), "output": str(tmp_path / "o.pth"), "data": {}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    assert report_script.main([str(tmp_path / "c.json"), "--benchmark_dir", str(tmp_path / "nowhere")]) == 2
+    assert "no Set5, Set14, BSD68" in capsys.readouterr().err
+    with pytest.raises(HarnessError, match="markers"):
+        report_script.replace_between_markers("no markers", "x", "README.md")
