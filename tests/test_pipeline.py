@@ -66,12 +66,20 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "empty" in err and "stage branch_trained failed" in err
 
 
-def test_shipped_x4_config_parses_for_every_stage() -> None:
-    """configs/x4.json: known keys, and every stage's flags accepted by that stage (no run needed)."""
-    config = run_pipeline.load_config(str(REPO_ROOT / "configs" / "x4.json"))
+@pytest.mark.parametrize(
+    "name, stages",
+    [
+        ("x4.json", ["branch", "branch_trained", "merged", "pruned", "final"]),
+        ("x4_cpu.json", ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"]),
+    ],
+)
+def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) -> None:
+    """The shipped configs: known keys, and every stage's flags accepted by that stage (no run needed)."""
+    config = run_pipeline.load_config(str(REPO_ROOT / "configs" / name))
     steps = run_pipeline.plan(config)
     run_pipeline.check_flags(steps)
-    assert [stage for stage, _, _ in steps] == ["branch", "branch_trained", "merged", "pruned", "final"]
+    assert [stage for stage, _, _ in steps] == stages
+    assert config["output"] == "model_zoo/team13_prfdn.pth"
 
 
 def test_shipped_x4_data_loads(tmp_path: Path) -> None:
