@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a model failing on this input / device (e.g. out of memory, unsupported dtype)
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(f"{PROG}: error: a model failed to run: {first_line}", file=sys.stderr)
+        return 2
     print(format_rows(result))
     print(f"{PROG}: wrote {args.json}")
     return 0

@@ -80,6 +80,25 @@ def test_benchmark_cli_writes_json_and_refuses_bad_input(
     assert not (tmp_path / "bad.json").exists()
 
 
+def test_variants_of_one_model_do_not_share_its_weights(tmp_path: Path, random_rfdn_checkpoint: Path) -> None:
+    """fp32 and bf16 entries of the same model each run in their own precision (Module.to is in place)."""
+    out = tmp_path / "bench.json"
+    argv = [
+        f"a={random_rfdn_checkpoint}",
+        "--device",
+        "cpu",
+        "--size",
+        "16x16",
+        "--variants",
+        "fp32",
+        "bf16",
+        "fp32+channels_last",
+    ]
+    assert benchmark.main([*argv, "--repeats", "1", "--warmup", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["variant"] for r in rows] == ["fp32", "bf16", "fp32+channels_last"]
+
+
 def _bench_and_eval() -> tuple[dict, dict]:
     bench = {
         "device_name": "test cpu",

@@ -8,6 +8,7 @@ the ratio of medians is what one would see on a quiet machine.
 
 from __future__ import annotations
 
+import copy
 import platform
 import statistics
 import time
@@ -57,8 +58,9 @@ class Variant:
             raise HarnessError(f"--variants {self.name}: fp16 convolutions need --device cuda (on the CPU use bf16 or fp32)")
 
     def prepare(self, model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The model moved, cast and (optionally) compiled, as a callable on a ready input."""
-        model = model.to(device=device, dtype=PRECISIONS[self.precision]).eval()
+        """A copy of the model moved, cast and (optionally) compiled, as a callable on a ready input. (A copy:
+        ``Module.to`` works in place, and the same model is prepared for every variant.)"""
+        model = copy.deepcopy(model).to(device=device, dtype=PRECISIONS[self.precision]).eval()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return torch.compile(model) if self.compile else model
