@@ -1,0 +1,59 @@
+"""The submitted checkpoint model_zoo/team13_prfdn.pth: safe to load, within the budgets, traceable, and the
+committed results (docs/results/evaluation.json) really are its scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.team13_PRFDN import PRFDN
+from transform.architectures import load_model
+from utils.checkpoint import read_model_checkpoint
+from utils.model_summary import summarize
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SUBMISSION = REPO_ROOT / "model_zoo" / "team13_prfdn.pth"
+RFDN_FLOPS = 27.1026e9
+
+
+def test_submission_loads_safely_and_fits_the_budgets() -> None:
+    raw = torch.load(SUBMISSION, map_location="cpu", weights_only=True)
+    assert raw["format"] == "prfdn-checkpoint/1" and raw["arch"] == "prfdn" and raw["scale"] == 4
+    model = load_model(read_model_checkpoint(SUBMISSION))
+    assert type(model) is PRFDN  # the final network: no placement (helper) convs left
+    summary = summarize(model)
+    assert summary.num_parameters <= 317_000
+    assert summary.flops < RFDN_FLOPS
+    out = model.eval()(torch.rand(1, 3, 20, 24) * 255)
+    assert out.shape == (1, 3, 80, 96) and torch.isfinite(out).all()
+
+
+def test_submission_provenance_goes_back_to_rfdn_through_every_stage() -> None:
+    chain, stages = read_model_checkpoint(SUBMISSION).provenance, []
+    while chain:
+        stages.append(chain["stage"])
+        chain = chain.get("parent_provenance")
+    assert stages == ["train", "final", "pruned", "merged", "train", "feature_fit", "branch"]
+
+
+def test_committed_results_are_the_submission_scores(benchmark_dir: Path) -> None:
+    """Re-measure Set5 and compare with what docs/results/evaluation.json (the README table) says about the
+    submission: a stale table, or one made from another checkpoint, fails here."""
+    from utils.datasets import load_pair, pair_folders
+    from utils.image import tensor2uint, uint2tensor4
+    from utils.metrics import calculate_psnr
+
+    evaluation = json.loads((REPO_ROOT / "docs" / "results" / "evaluation.json").read_text())
+    recorded = evaluation["models"]["final"]
+    assert Path(recorded["path"]).name == SUBMISSION.name
+    model = load_model(read_model_checkpoint(SUBMISSION)).eval()
+    pairs = pair_folders(benchmark_dir / "Set5" / "HR", benchmark_dir / "Set5" / "LR_bicubic" / "X4")
+    scores = []
+    with torch.no_grad():
+        for pair in pairs:
+            lr, hr = load_pair(pair)
+            scores.append(calculate_psnr(tensor2uint(model(uint2tensor4(lr, 255.0)), 255.0), hr, border=4))
+    assert sum(scores) / len(scores) == pytest.approx(recorded["sets"]["Set5"]["psnr"], abs=1e-6)
