@@ -91,9 +91,9 @@ def fit_features(
     return log
 
 
-def _lr_batches(loader: DataLoader) -> Iterator[torch.Tensor]:
+def _lr_batches(loader: DataLoader, device: torch.device) -> Iterator[torch.Tensor]:
     for lr_batch, _ in loader:
-        yield lr_batch
+        yield lr_batch.to(device, non_blocking=True)
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -118,11 +118,14 @@ def _run(args: argparse.Namespace) -> None:
     fill_data_defaults(args)
     data = load_data_from_args(args, patch_size=args.patch_size, seed=args.seed, data_range=parent.data_range, scale=parent.scale)
     loader = DataLoader(data.train, batch_size=args.batch_size, sampler=PatchSampler(0, args.iters, args.batch_size))
-    device = torch.device("cpu")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    model, rfdn = model.to(device), rfdn.to(device)
     before = validate(model, data.val, parent.data_range, device)
     reference = validate(rfdn, data.val, parent.data_range, device)
     print(f"validation PSNR before: {before:.4f} dB (RFDN {reference:.4f} dB, {len(data.val)} held-out images)")
-    log = fit_features(model, rfdn, _lr_batches(loader), args.iters, args.lr, args.log_every)
+    log = fit_features(model, rfdn, _lr_batches(loader, device), args.iters, args.lr, args.log_every)
     after = validate(model, data.val, parent.data_range, device)
     print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
     record = provenance(
@@ -135,13 +138,14 @@ def _run(args: argparse.Namespace) -> None:
         patch_size=args.patch_size,
         lr=args.lr,
         seed=args.seed,
+        device=device.type,
         val_psnr_before=before,
         val_psnr_after=after,
         val_psnr_rfdn=reference,
         log=log,
         data=data.description,
     )
-    write_stage_output(args.dst, model, parent, record)
+    write_stage_output(args.dst, model.cpu(), parent, record)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--lr", type=float, default=2e-4, help="initial learning rate, cosine-decayed to 0 (default 2e-4)")
     fit.add_argument("--log_every", type=int, default=100)
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
 
 
 CLI = StageCLI(
