@@ -33,7 +33,9 @@ DEFAULT_MODELS = ("rfdn=model_zoo/team00_rfdn.pth", "prfdn=model_zoo/team13_prfd
 
 def parse_model(spec: str) -> tuple[str, Path]:
     """``NAME=PATH`` or ``PATH`` (named by its file stem)."""
-    name, _, path = spec.rpartition("=")
+    if Path(spec).is_file():  # a path, even one holding '='
+        return Path(spec).stem, Path(spec)
+    name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
     path_obj = Path(path)
     if not path_obj.is_file():
         raise HarnessError(f"model {spec!r}: checkpoint file {path} not found")
@@ -79,6 +81,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.repeats < 1 or args.warmup < 0:
         raise HarnessError("--repeats must be at least 1 and --warmup not negative")
     variants = [Variant.parse(v) for v in args.variants]
+    if any(v.compile for v in variants) and args.warmup < 1:
+        raise HarnessError("--warmup 0 with a +compile variant would time the compilation: give --warmup 1 or more")
     for variant in variants:
         variant.check_device(device)
     height, width = parse_size(args.size)
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             x = variant.make_input(lr * described["data_range"], device)
             entries.append(Entry(name, variant, variant.prepare(described["model"], device), x))
     print(
-        f"{PROG}: {len(entries)} entries on {device_name(device)}, LR {height}x{width}, "
+        f"{PROG}: {len(entries)} entries on {device_name(device)}, LR {width}x{height} (WxH), "
         f"{args.warmup} warm-up + {args.repeats} rounds"
     )
     time_interleaved(entries, device, args.repeats, args.warmup)

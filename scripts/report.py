@@ -95,13 +95,15 @@ def evaluate(path: Path, benchmark_dir: Path, device: torch.device) -> dict[str,
 
 
 def time_models(found: list[tuple[str, str, Path]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """benchmark.py's interleaved timing of every row's checkpoint (nothing written yet)."""
     argv = [f"{name}={path}" for _, name, path in found]
     argv += ["--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--size", args.size]
     argv += ["--reference", "rfdn", "--json", str(out)]
-    command = "benchmark.py " + " ".join(argv)
-    if benchmark.main([*argv, "--command", command]) != 0:
-        raise HarnessError("benchmark.py failed (see its message above)")
-    return read_json(str(out))
+    bench_args = benchmark.parse_args(argv)
+    bench_args.command = "benchmark.py " + " ".join(argv)
+    result = benchmark.run(bench_args)
+    print(benchmark.format_rows(result))
+    return result
 
 
 def _times(bench: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -120,7 +122,8 @@ def table(found: list[tuple[str, str, Path]], evaluation: dict[str, Any], cpu: d
         + [f"{s} PSNR / Y" for s in SETS]
         + ["SSIM " + " / ".join(SETS), "params (M)", "FLOPs (G)", "activ. (M)", "Conv2d"]
     )
-    header += ["CPU time (x RFDN)", "GPU fp32 time (x RFDN)" if gpu else "GPU time"]
+    gpu_label = f"GPU {gpu['results'][0]['variant']} time (x {gpu['reference']})" if gpu else "GPU time"
+    header += ["CPU time (x RFDN)", gpu_label]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, name, _ in found:
         entry = evaluation["models"][name]
@@ -164,30 +167,41 @@ def replace_between_markers(text: str, block: str, source: str) -> str:
     return f"{head}{BEGIN}\n{block}{END}{tail}"
 
 
-def run(args: argparse.Namespace) -> None:
-    config = load_config(args.config)
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every flag checked before minutes of evaluation."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if args.repeats < 1 or args.warmup < 0:
+        raise HarnessError(f"--repeats {args.repeats} / --warmup {args.warmup}: at least 1 round, and no negative warm-up")
+    benchmark.parse_size(args.size)
     benchmark_dir = Path(args.benchmark_dir)
     missing = [s for s in SETS if not (benchmark_dir / s / "HR").is_dir()]
     if missing:
         raise HarnessError(f"--benchmark_dir {benchmark_dir}: no {', '.join(missing)} (expected SET/HR and SET/LR_bicubic/X4)")
+    if args.readme:
+        replace_between_markers(Path(args.readme).read_text(encoding="utf-8"), "", args.readme)
+
+
+def run(args: argparse.Namespace) -> None:
+    config = load_config(args.config)
+    check_arguments(args)
     gpu = read_json(args.gpu_benchmark) if args.gpu_benchmark else None
     found = stage_files(config)
-    out_dir = Path(args.out_dir)
+    out_dir, docs_dir = Path(args.out_dir), Path(args.docs_dir)
     device = torch.device(args.device)
-    evaluation: dict[str, Any] = {"benchmark_dir": str(benchmark_dir), "config": args.config, "models": {}}
+    evaluation: dict[str, Any] = {"benchmark_dir": args.benchmark_dir, "config": args.config, "models": {}}
     for label, name, path in found:
         print(f"report.py: evaluating {label} ({path})")
-        evaluation["models"][name] = evaluate(path, benchmark_dir, device)
+        evaluation["models"][name] = evaluate(path, Path(args.benchmark_dir), device)
+    bench_path = out_dir / f"benchmark_{args.device}.json"
+    timing = time_models(found, args, bench_path)
+    block = table(found, evaluation, timing, gpu)
+    # every measurement done: only now is anything replaced, so a failure leaves the old set whole
     atomic_write_json(out_dir / "evaluation.json", evaluation)
-    cpu = time_models(found, args, out_dir / f"benchmark_{args.device}.json")
-    make_plot(
-        str(out_dir / f"benchmark_{args.device}.json"),
-        str(out_dir / "evaluation.json"),
-        str(Path(args.docs_dir) / f"pareto_{args.device}.png"),
-    )
-    block = table(found, evaluation, cpu, gpu)
+    atomic_write_json(bench_path, timing)
+    make_plot(str(bench_path), str(out_dir / "evaluation.json"), str(docs_dir / f"pareto_{args.device}.png"))
     command = f"python scripts/report.py {args.config}" + (f" --gpu_benchmark {args.gpu_benchmark}" if gpu else "")
-    atomic_write_text(Path(args.docs_dir) / "results.md", f"# Results\n\nRegenerate: `{command}`\n\n{block}")
+    atomic_write_text(docs_dir / "results.md", f"# Results\n\nRegenerate: `{command}`\n\n{block}")
     if args.readme:
         readme = Path(args.readme)
         atomic_write_text(readme, replace_between_markers(readme.read_text(encoding="utf-8"), block, str(readme)))
@@ -211,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (HarnessError, OSError) as err:
+    except (HarnessError, OSError, KeyError, ImportError) as err:
         print(f"report.py: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # a model failing on the device (out of memory, unsupported dtype)
+        print(f"report.py: error: a model failed to run: {(str(err).strip().splitlines() or [''])[0][:200]}", file=sys.stderr)
         return 2
     return 0
 

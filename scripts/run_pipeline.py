@@ -8,7 +8,8 @@ section or when its ``iters`` is 0) -> branch_trained (train_prfdn.py) -> merged
 -> merged_trained (train_prfdn.py, skipped when its ``iters`` is 0) -> pruned (transform.prune)
 -> final (transform.export) -> final_trained (train_prfdn.py, skipped when ``final_training.iters`` is 0).
 The last stage that ran is copied to ``output``.
-A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``. Training
+A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``; an output made
+from another parent file than the one there now is refused instead (it belongs to another run). Training
 stages resume their own runs (``--resume``) when a training state is there. Paths in the config are
 relative to the folder you run from. See configs/x4.json for every key.
 """
@@ -31,8 +32,9 @@ if str(REPO_ROOT) not in sys.path:
 
 import train_prfdn  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
+from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
+from utils.fileio import atomic_write, sha256_of  # noqa: E402
 
 STAGES = ("branch", "branch_fitted", "branch_trained", "merged", "merged_trained", "pruned", "final", "final_trained")
 
@@ -124,6 +126,17 @@ def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], 
     return steps
 
 
+def check_made_from(target: Path, parent: Path, stage: str) -> None:
+    """Refuse to skip a stage whose existing output was made from another parent file (e.g. an earlier
+    stage was redone): skipping it would chain checkpoints of two different runs."""
+    recorded = read_model_checkpoint(target).provenance.get("parent_sha256")
+    if recorded is not None and parent.is_file() and recorded != sha256_of(parent):
+        raise HarnessError(
+            f"stage {stage}: {target} exists but was made from another {parent} (sha256 {recorded[:12]}...); "
+            "use another work_dir, or --force to redo the stages"
+        )
+
+
 def run(config_path: str, force: bool = False, until: str | None = None) -> Path:
     config = load_config(config_path)
     steps = plan(config)
@@ -134,6 +147,7 @@ def run(config_path: str, force: bool = False, until: str | None = None) -> Path
     for stage, entry, argv in steps:
         target = Path(argv[1])
         if target.exists() and not force:
+            check_made_from(target, Path(argv[0]), stage)
             print(f"== {stage}: {target} exists, skipped")
         else:
             if entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists() and not force:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import benchmark
+from models.team00_RFDN import RFDN
 from utils.benchmark import Entry, Variant, report, stats, time_interleaved
 from utils.datasets import ensure_builtin_dataset
 from utils.errors import HarnessError
@@ -80,23 +81,29 @@ def test_benchmark_cli_writes_json_and_refuses_bad_input(
     assert not (tmp_path / "bad.json").exists()
 
 
-def test_variants_of_one_model_do_not_share_its_weights(tmp_path: Path, random_rfdn_checkpoint: Path) -> None:
-    """fp32 and bf16 entries of the same model each run in their own precision (Module.to is in place)."""
-    out = tmp_path / "bench.json"
-    argv = [
-        f"a={random_rfdn_checkpoint}",
-        "--device",
-        "cpu",
-        "--size",
-        "16x16",
-        "--variants",
-        "fp32",
-        "bf16",
-        "fp32+channels_last",
-    ]
-    assert benchmark.main([*argv, "--repeats", "1", "--warmup", "1", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["results"]
-    assert [r["variant"] for r in rows] == ["fp32", "bf16", "fp32+channels_last"]
+def test_variants_of_one_model_do_not_share_its_weights() -> None:
+    """Module.to works in place: each variant must get its own copy, in its own dtype and memory format."""
+    model = RFDN()
+    cpu = torch.device("cpu")
+    fp32, bf16, last = (Variant.parse(v).prepare(model, cpu) for v in ("fp32", "bf16", "fp32+channels_last"))
+    assert len({id(model), id(fp32), id(bf16), id(last)}) == 4
+    assert model.fea_conv.weight.dtype == torch.float32 and fp32.fea_conv.weight.dtype == torch.float32
+    assert bf16.fea_conv.weight.dtype == torch.bfloat16
+    assert last.B1.c1_r.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not fp32.B1.c1_r.weight.is_contiguous(memory_format=torch.channels_last)
+    x = Variant.parse("bf16").make_input(torch.rand(1, 3, 16, 16), cpu)
+    assert bf16(x).dtype == torch.bfloat16
+
+
+def test_benchmark_model_specs_and_compile_warmup(tmp_path: Path, random_rfdn_checkpoint: Path) -> None:
+    odd = tmp_path / "lr=1e-4"
+    odd.mkdir()
+    shutil.copy(random_rfdn_checkpoint, odd / "final.pth")
+    assert benchmark.parse_model(str(odd / "final.pth")) == ("final", odd / "final.pth")
+    assert benchmark.parse_model(f"x={odd / 'final.pth'}") == ("x", odd / "final.pth")
+    argv = [str(random_rfdn_checkpoint), "--device", "cpu", "--variants", "fp32+compile", "--warmup", "0"]
+    with pytest.raises(HarnessError, match="time the compilation"):
+        benchmark.run(benchmark.parse_args(argv))
 
 
 def _bench_and_eval() -> tuple[dict, dict]:
@@ -169,5 +176,10 @@ def test_report_refuses_missing_sets_and_markers(
     (tmp_path / "c.json").write_text(json.dumps(config))
     assert report_script.main([str(tmp_path / "c.json"), "--benchmark_dir", str(tmp_path / "nowhere")]) == 2
     assert "no Set5, Set14, BSD68" in capsys.readouterr().err
+    assert report_script.main([str(tmp_path / "c.json"), "--size", "7", "--benchmark_dir", str(tmp_path)]) == 2
+    assert "--size '7': expected HxW" in capsys.readouterr().err  # flags refused before any evaluation
+    if not torch.cuda.is_available():
+        assert report_script.main([str(tmp_path / "c.json"), "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
     with pytest.raises(HarnessError, match="markers"):
         report_script.replace_between_markers("no markers", "x", "README.md")

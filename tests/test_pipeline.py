@@ -50,6 +50,9 @@ def test_tiny_pipeline_runs_every_stage_and_continues(
     capsys.readouterr()
     assert run_pipeline.main([str(tiny_config)]) == 0  # everything there: every stage skipped
     assert capsys.readouterr().out.count("exists, skipped") == 7
+    (work / "pruned.pth").unlink()  # redo one stage: what was made from the old one is refused, not chained
+    assert run_pipeline.main([str(tiny_config)]) == 2
+    assert "final.pth exists but was made from another" in capsys.readouterr().err
 
 
 def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
