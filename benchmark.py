@@ -25,6 +25,7 @@ from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report
 from utils.checkpoint import read_model_checkpoint
 from utils.errors import HarnessError
 from utils.fileio import atomic_write_json, sha256_of
+from utils.inference import resolve_device
 from utils.model_summary import summarize
 
 PROG = "benchmark.py"
@@ -71,9 +72,7 @@ def describe_model(path: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: no CUDA device here")
+    device = resolve_device(args.device)
     if args.threads is not None:
         if args.threads < 1:
             raise HarnessError(f"--threads {args.threads}: must be at least 1")

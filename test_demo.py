@@ -25,7 +25,7 @@ from utils.datasets import SCALE, ImagePair, ensure_builtin_dataset, official_pa
 from utils.errors import HarnessError
 from utils.evaluation import evaluate_mode
 from utils.fileio import sha256_of
-from utils.inference import TILE_MODES, check_tiling, describe_device
+from utils.inference import TILE_MODES, check_tiling, describe_device, resolve_device
 from utils.logger import get_logger
 from utils.model_summary import OFFICIAL_INPUT_DIM, summarize
 from utils.results import load_results, merge_results, write_results
@@ -187,14 +187,6 @@ def plan_modes(args: argparse.Namespace) -> list[tuple[str, list[ImagePair]]]:
     if not plan:
         plan.append(("builtin", ensure_builtin_dataset()))
     return plan
-
-
-def resolve_device(requested: str | None) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
-    if requested is None:
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(requested)
 
 
 def prepare_outputs(save_dir: str, results_json: str) -> None:

@@ -39,24 +39,27 @@ def psnr_of(evaluation: dict[str, Any], name: str, which: str) -> float:
     return float(sets[which]["psnr"])
 
 
-def points(benchmark: dict[str, Any], evaluation: dict[str, Any], which: str) -> list[dict[str, Any]]:
-    """(name, median ms, PSNR, params) of every benchmarked model that was also evaluated, first variant only."""
+def official_rows(benchmark: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """model -> its row in the benchmark's first variant (the official fp32 one, as benchmark.py orders them)."""
     rows = benchmark.get("results", [])
     if not rows:
         raise HarnessError("the benchmark file has no results")
     variant = rows[0]["variant"]
-    found = []
-    for row in rows:
-        if row["variant"] != variant or row["model"] not in evaluation.get("models", {}):
-            continue
-        found.append(
-            {
-                "name": row["model"],
-                "ms": row["median_ms"],
-                "psnr": psnr_of(evaluation, row["model"], which),
-                "params": benchmark["models"][row["model"]]["params"],
-            }
-        )
+    return {row["model"]: row for row in rows if row["variant"] == variant}
+
+
+def points(benchmark: dict[str, Any], evaluation: dict[str, Any], which: str) -> list[dict[str, Any]]:
+    """(name, median ms, PSNR, params) of every benchmarked model that was also evaluated, first variant only."""
+    found = [
+        {
+            "name": name,
+            "ms": row["median_ms"],
+            "psnr": psnr_of(evaluation, name, which),
+            "params": benchmark["models"][name]["params"],
+        }
+        for name, row in official_rows(benchmark).items()
+        if name in evaluation.get("models", {})
+    ]
     if not found:
         raise HarnessError("no model is in both files (names must match)")
     return found
@@ -96,13 +99,11 @@ def plot(found: list[dict[str, Any]], title: str, ylabel: str, out: str) -> None
     plt.close(fig)
 
 
-def make_plot(benchmark_path: str, evaluation_path: str, out: str, which: str = "mean") -> None:
-    benchmark, evaluation = read_json(benchmark_path), read_json(evaluation_path)
+def make_plot(benchmark: dict[str, Any], evaluation: dict[str, Any], out: str, which: str = "mean") -> None:
+    """The plot of a benchmark.py result and a report.py evaluation (both as read from their JSON)."""
     found = points(benchmark, evaluation, which)
     height, width = benchmark["lr_size"]
-    title = (
-        f"{benchmark['device_name']}, {found and benchmark['results'][0]['variant']}, LR {width}x{height}; marker area ~ params"
-    )
+    title = f"{benchmark['device_name']}, {benchmark['results'][0]['variant']}, LR {width}x{height}; marker area ~ params"
     ylabel = (
         "PSNR (dB, RGB), mean of " + ", ".join(evaluation["models"][found[0]["name"]]["sets"])
         if which == "mean"
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", default="mean", help="which test set's PSNR (default: mean over the sets)")
     args = parser.parse_args(argv)
     try:
-        make_plot(args.benchmark, args.evaluation, args.out, args.set)
+        make_plot(read_json(args.benchmark), read_json(args.evaluation), args.out, args.set)
     except (HarnessError, OSError, KeyError) as err:
         print(f"plot_pareto.py: error: {err}", file=sys.stderr)
         return 2

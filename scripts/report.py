@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-from plot_pareto import make_plot, read_json  # noqa: E402
+from plot_pareto import make_plot, official_rows, read_json  # noqa: E402
 from run_pipeline import load_config  # noqa: E402
 
 import benchmark  # noqa: E402
@@ -36,7 +36,7 @@ from utils.datasets import pair_folders  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.evaluation import evaluate_mode  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
-from utils.model_summary import summarize  # noqa: E402
+from utils.inference import resolve_device  # noqa: E402
 
 SETS = ("Set5", "Set14", "BSD68")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -67,7 +67,7 @@ def stage_files(config: dict[str, Any]) -> list[tuple[str, str, Path]]:
 
 
 def evaluate(path: Path, benchmark_dir: Path, device: torch.device) -> dict[str, Any]:
-    """PSNR / SSIM (RGB and Y) per set and the official complexity figures of one checkpoint."""
+    """PSNR / SSIM (RGB and Y) per set of one checkpoint (its complexity: benchmark.py's record)."""
     checkpoint = read_model_checkpoint(path)
     model = load_model(checkpoint, str(path)).eval().to(device)
     logger = logging.getLogger("report.evaluate")
@@ -82,16 +82,7 @@ def evaluate(path: Path, benchmark_dir: Path, device: torch.device) -> dict[str,
             )
             sets[name] = {key: result[f"{name}_ave_{key}"] for key in ("psnr", "psnr_y", "ssim", "ssim_y")}
             print(f"  {name}: PSNR {sets[name]['psnr']:.4f} dB, Y {sets[name]['psnr_y']:.4f} dB, SSIM {sets[name]['ssim']:.4f}")
-    summary = summarize(model.cpu())
-    return {
-        "path": str(path),
-        "arch": checkpoint.arch,
-        "sets": sets,
-        "params": summary.num_parameters,
-        "flops": summary.flops,
-        "activations": summary.activations,
-        "conv2d": summary.num_conv,
-    }
+    return {"path": str(path), "arch": checkpoint.arch, "sets": sets}
 
 
 def time_models(found: list[tuple[str, str, Path]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -106,17 +97,9 @@ def time_models(found: list[tuple[str, str, Path]], args: argparse.Namespace, ou
     return result
 
 
-def _times(bench: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """model -> its first-variant (fp32) row."""
-    if bench is None:
-        return {}
-    variant = bench["results"][0]["variant"]
-    return {row["model"]: row for row in bench["results"] if row["variant"] == variant}
-
-
 def table(found: list[tuple[str, str, Path]], evaluation: dict[str, Any], cpu: dict[str, Any], gpu: dict[str, Any] | None) -> str:
     """The markdown results table (one row per checkpoint) and the lines saying how it was measured."""
-    cpu_rows, gpu_rows = _times(cpu), _times(gpu)
+    cpu_rows, gpu_rows = official_rows(cpu), official_rows(gpu) if gpu else {}
     header = (
         ["model"]
         + [f"{s} PSNR / Y" for s in SETS]
@@ -126,15 +109,14 @@ def table(found: list[tuple[str, str, Path]], evaluation: dict[str, Any], cpu: d
     header += ["CPU time (x RFDN)", gpu_label]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, name, _ in found:
-        entry = evaluation["models"][name]
-        sets = entry["sets"]
+        sets, counts = evaluation["models"][name]["sets"], cpu["models"][name]
         cells = [label] + [f"{sets[s]['psnr']:.3f} / {sets[s]['psnr_y']:.3f}" for s in SETS]
         cells.append(" / ".join(f"{sets[s]['ssim']:.4f}" for s in SETS))
         cells += [
-            f"{entry['params'] / 1e6:.4f}",
-            f"{entry['flops'] / 1e9:.2f}",
-            f"{entry['activations'] / 1e6:.2f}",
-            str(entry["conv2d"]),
+            f"{counts['params'] / 1e6:.4f}",
+            f"{counts['flops_256'] / 1e9:.2f}",
+            f"{counts['activations_256'] / 1e6:.2f}",
+            str(counts["conv2d"]),
         ]
         row = cpu_rows[name]
         cells.append(f"{row['median_ms']:.0f} ms ({row['ratio_to_reference']:.3f}x)")
@@ -169,8 +151,7 @@ def replace_between_markers(text: str, block: str, source: str) -> str:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Every flag checked before minutes of evaluation."""
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    resolve_device(args.device)
     if args.repeats < 1 or args.warmup < 0:
         raise HarnessError(f"--repeats {args.repeats} / --warmup {args.warmup}: at least 1 round, and no negative warm-up")
     benchmark.parse_size(args.size)
@@ -199,7 +180,7 @@ def run(args: argparse.Namespace) -> None:
     # every measurement done: only now is anything replaced, so a failure leaves the old set whole
     atomic_write_json(out_dir / "evaluation.json", evaluation)
     atomic_write_json(bench_path, timing)
-    make_plot(str(bench_path), str(out_dir / "evaluation.json"), str(docs_dir / f"pareto_{args.device}.png"))
+    make_plot(timing, evaluation, str(docs_dir / f"pareto_{args.device}.png"))
     command = f"python scripts/report.py {args.config}" + (f" --gpu_benchmark {args.gpu_benchmark}" if gpu else "")
     atomic_write_text(docs_dir / "results.md", f"# Results\n\nRegenerate: `{command}`\n\n{block}")
     if args.readme:

@@ -26,6 +26,7 @@ from transform.architectures import BranchPRFDN, load_model
 from transform.common import StageCLI, provenance, read_stage_input, write_stage_output
 from utils.checkpoint import read_model_checkpoint
 from utils.errors import HarnessError
+from utils.inference import resolve_device
 from utils.train_data import PatchSampler, add_data_arguments, fill_data_defaults, load_data_from_args
 from utils.training import seed_everything, validate
 
@@ -118,9 +119,7 @@ def _run(args: argparse.Namespace) -> None:
     fill_data_defaults(args)
     data = load_data_from_args(args, patch_size=args.patch_size, seed=args.seed, data_range=parent.data_range, scale=parent.scale)
     loader = DataLoader(data.train, batch_size=args.batch_size, sampler=PatchSampler(0, args.iters, args.batch_size))
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    device = resolve_device(args.device)
     model, rfdn = model.to(device), rfdn.to(device)
     before = validate(model, data.val, parent.data_range, device)
     reference = validate(rfdn, data.val, parent.data_range, device)

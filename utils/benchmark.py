@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from utils.errors import HarnessError
+from utils.inference import Stopwatch
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 OPTIONS = ("channels_last", "compile")
@@ -102,20 +102,6 @@ def stats(times_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _time_once(entry: Entry, device: torch.device) -> float:
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        entry.run(entry.x)
-        end.record()
-        torch.cuda.synchronize(device)
-        return float(start.elapsed_time(end))
-    started = time.perf_counter()
-    entry.run(entry.x)
-    return (time.perf_counter() - started) * 1000.0
-
-
 @torch.inference_mode()
 def time_interleaved(entries: list[Entry], device: torch.device, repeats: int, warmup: int) -> None:
     """Fill every entry's ``times_ms``: ``warmup`` untimed rounds, then ``repeats`` rounds, each running every
@@ -125,10 +111,11 @@ def time_interleaved(entries: list[Entry], device: torch.device, repeats: int, w
             entry.run(entry.x)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    stopwatch = Stopwatch(device)
     for round_index in range(repeats):
         shift = round_index % len(entries)
         for entry in entries[shift:] + entries[:shift]:
-            entry.times_ms.append(_time_once(entry, device))
+            entry.times_ms.append(stopwatch.time(entry.run, entry.x)[1])
 
 
 def device_name(device: torch.device) -> str:

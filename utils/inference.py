@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from utils.errors import HarnessError
+
 TILE_MODES = ("average", "stitch")
 
 
@@ -133,6 +135,16 @@ def peak_memory_mib(device: torch.device) -> tuple[float, str]:
         return torch.cuda.max_memory_allocated(device) / 1024**2, "cuda_max_allocated"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return (peak / 1024**2 if sys.platform == "darwin" else peak / 1024), "cpu_peak_rss"
+
+
+def resolve_device(requested: str | None) -> torch.device:
+    """``--device``: the one asked for (refused with one line when CUDA is asked for and absent), else CUDA
+    when there is one, else the CPU."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if requested is None:
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(requested)
 
 
 def describe_device(device: torch.device) -> str:
