@@ -6,8 +6,10 @@ Stages, each writing WORK_DIR/<stage>.pth through the stage's own CLI:
 branch (transform.branch) -> branch_fitted (transform.feature_fit; skipped without a ``feature_fit``
 section or when its ``iters`` is 0) -> branch_trained (train_prfdn.py) -> merged (transform.reparam)
 -> merged_trained (train_prfdn.py, skipped when its ``iters`` is 0) -> pruned (transform.prune)
--> final (transform.export) -> final_trained (train_prfdn.py, skipped when ``final_training.iters`` is 0).
-The last stage that ran is copied to ``output``.
+-> final (transform.export) -> final_trained (train_prfdn.py, skipped when ``final_training.iters`` is 0)
+-> final_tuned (train_prfdn.py from final_trained with its own recipe, e.g. a higher lr with a plateau drop;
+skipped without a ``final_tuning`` section or when its ``iters`` is 0). The last stage that ran is copied to
+``output``.
 A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``; an output made
 from another parent file than the one there now is refused instead (it belongs to another run). Training
 stages resume their own runs (``--resume``) when a training state is there. Paths in the config are
@@ -36,7 +38,17 @@ from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write, sha256_of  # noqa: E402
 
-STAGES = ("branch", "branch_fitted", "branch_trained", "merged", "merged_trained", "pruned", "final", "final_trained")
+STAGES = (
+    "branch",
+    "branch_fitted",
+    "branch_trained",
+    "merged",
+    "merged_trained",
+    "pruned",
+    "final",
+    "final_trained",
+    "final_tuned",
+)
 
 
 def flags(options: dict[str, Any]) -> list[str]:
@@ -52,7 +64,16 @@ def flags(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-SECTIONS = ("data", "feature_fit", "branch_training", "reparam", "merged_training", "prune", "final_training")
+SECTIONS = (
+    "data",
+    "feature_fit",
+    "branch_training",
+    "reparam",
+    "merged_training",
+    "prune",
+    "final_training",
+    "final_tuning",
+)
 KEYS = ("rfdn", "work_dir", "output", *SECTIONS)
 
 
@@ -119,10 +140,11 @@ def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], 
         merged = out["merged_trained"]
     steps.append(("pruned", prune.main, [merged, out["pruned"], *data, *flags(config.get("prune", {}))]))
     steps.append(("final", export.main, [out["pruned"], out["final"]]))
-    if config.get("final_training", {}).get("iters", 0):
-        steps.append(
-            ("final_trained", train_prfdn.cli, [out["final"], out["final_trained"], *data, *flags(config["final_training"])])
-        )
+    final = out["final"]
+    for stage, section in (("final_trained", "final_training"), ("final_tuned", "final_tuning")):
+        if config.get(section, {}).get("iters", 0):
+            steps.append((stage, train_prfdn.cli, [final, out[stage], *data, *flags(config[section])]))
+            final = out[stage]
     return steps
 
 

@@ -35,21 +35,21 @@ def test_tiny_pipeline_runs_every_stage_and_continues(
 ) -> None:
     assert run_pipeline.main([str(tiny_config)]) == 0
     work = tmp_path / "work"
-    for stage in ("branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"):
+    for stage in ("branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained", "final_tuned"):
         assert (work / f"{stage}.pth").is_file(), stage
     final = read_model_checkpoint(tmp_path / "team13_prfdn.pth")
-    assert final.arch == "prfdn" and final.provenance["stage"] == "train"  # the last stage: final_trained
+    assert final.arch == "prfdn" and final.provenance["stage"] == "train"  # the last stage: final_tuned
     chain = final.provenance
     stages = []
     while chain:
         stages.append(chain["stage"])
         chain = chain.get("parent_provenance")
-    assert stages == ["train", "final", "pruned", "merged", "train", "feature_fit", "branch"]
+    assert stages == ["train", "train", "final", "pruned", "merged", "train", "feature_fit", "branch"]
     model = load_model(final)
     assert model(torch.rand(1, 3, 24, 24) * 255).shape == (1, 3, 96, 96)
     capsys.readouterr()
     assert run_pipeline.main([str(tiny_config)]) == 0  # everything there: every stage skipped
-    assert capsys.readouterr().out.count("exists, skipped") == 7
+    assert capsys.readouterr().out.count("exists, skipped") == 8
     (work / "pruned.pth").unlink()  # redo one stage: what was made from the old one is refused, not chained
     assert run_pipeline.main([str(tiny_config)]) == 2
     assert "final.pth exists but was made from another" in capsys.readouterr().err
@@ -73,7 +73,10 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     "name, stages",
     [
         ("x4.json", ["branch", "branch_trained", "merged", "pruned", "final"]),
-        ("x4_cpu.json", ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"]),
+        (
+            "x4_cpu.json",
+            ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained", "final_tuned"],
+        ),
     ],
 )
 def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) -> None:

@@ -116,6 +116,24 @@ def test_resume_after_interrupt_is_bit_exact(workdir: Path, tmp_path: Path) -> N
     assert tail == [{k: v for k, v in r.items() if k != "time"} for r in resumed.history]
 
 
+def test_resume_with_a_new_lr_starts_a_new_lr_phase(workdir: Path) -> None:
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25, val_crop=96)
+    first = settings(iters=6, lr=1e-3, val_every=3)
+
+    def interrupt_at_3(record: dict[str, Any]) -> None:
+        if record["iter"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterruptedError) as stop:
+        fit(tiny_prfdn(), data.train, data.val, first, log=interrupt_at_3)
+    same = fit(tiny_prfdn(), data.train, data.val, first, state=stop.value.state)
+    assert {r["lr"] for r in same.history} == {1e-3}  # same recipe: exact continuation
+    second = settings(iters=6, lr=4e-4, val_every=3, lr_after_plateau=1e-4, plateau_patience=0)
+    changed = fit(tiny_prfdn(), data.train, data.val, second, state=stop.value.state)
+    assert changed.iterations == 6
+    assert {r["lr"] for r in changed.history if r["iter"] < 6} == {4e-4}  # the new lr, not the saved optimizer's
+
+
 def test_plateau_rule_lowers_the_lr_once() -> None:
     model = torch.nn.Linear(1, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
