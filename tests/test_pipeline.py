@@ -74,6 +74,10 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     [
         ("x4.json", ["branch", "branch_trained", "merged", "pruned", "final"]),
         (
+            "x4_gpu.json",
+            ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained", "final_tuned"],
+        ),
+        (
             "x4_cpu.json",
             ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained", "final_tuned"],
         ),

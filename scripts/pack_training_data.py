@@ -1,0 +1,106 @@
+"""Re-encode training folders as lossless WebP, small enough to carry to the lent GPU machine.
+
+    python scripts/pack_training_data.py ../shared/train/BSD200 ../shared/train/T91 --out .carry/train [--max_mb 55]
+
+The device tool takes at most 64 MiB of working tree per call; BSD200 (PNG) + T91 (BMP) are 66 MB, about
+37 MB once packed. Each image is decoded as the training loader decodes it (``utils.image.imread_uint``:
+8-bit RGB) and written as OUT/<folder name>/<stem>.webp; the encoded bytes are decoded again and compared
+pixel for pixel before anything is written. Training names are ``folder/stem``, so the held-out split and the
+patch stream of the packed folders are those of the originals: training on the copy is training on the
+same pixels. Nothing is written when the total is over ``--max_mb``. OpenCV does the encoding; only the
+folder walk, the check and the budget are written here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from utils.errors import HarnessError  # noqa: E402
+from utils.fileio import atomic_write  # noqa: E402
+from utils.image import imread_uint, list_images  # noqa: E402
+
+PROG = "pack_training_data.py"
+WEBP_LOSSLESS = [cv2.IMWRITE_WEBP_QUALITY, 101]  # OpenCV: quality above 100 selects lossless WebP
+
+
+@dataclass
+class PackedImage:
+    source: Path
+    target: Path
+    data: bytes
+
+
+def encode_lossless(rgb: np.ndarray, source: Path) -> bytes:
+    """WebP bytes of an RGB uint8 image, checked to decode to exactly the same pixels."""
+    ok, encoded = cv2.imencode(".webp", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), WEBP_LOSSLESS)
+    if not ok:
+        raise HarnessError(f"{source}: OpenCV could not encode it as WebP")
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    if decoded is None or not np.array_equal(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), rgb):
+        raise HarnessError(f"{source}: the WebP copy does not decode to the same pixels (this OpenCV lacks lossless WebP?)")
+    return encoded.tobytes()
+
+
+def plan_folder(folder: Path, out: Path) -> list[PackedImage]:
+    if not folder.is_dir():
+        raise HarnessError(f"{folder}: training folder not found")
+    sources = list_images(folder)
+    if not sources:
+        raise HarnessError(f"{folder}: training folder holds no images")
+    stems = [p.stem for p in sources]
+    clash = next((s for s in stems if stems.count(s) > 1), None)
+    if clash is not None:
+        raise HarnessError(f"{folder}: two images are named {clash} (their packed copies would collide)")
+    return [PackedImage(p, out / folder.name / f"{p.stem}.webp", encode_lossless(imread_uint(p), p)) for p in sources]
+
+
+def pack(folders: list[Path], out: Path, max_bytes: int) -> list[PackedImage]:
+    """Encode every image of ``folders``, check the budget, then write them all (each atomically)."""
+    names = [f.name for f in folders]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash is not None:
+        raise HarnessError(f"two training folders are named {clash}: their images would share names")
+    packed = [image for folder in folders for image in plan_folder(folder, out)]
+    total = sum(len(image.data) for image in packed)
+    if total > max_bytes:
+        raise HarnessError(f"--max_mb: the packed images take {total / 1e6:.1f} MB, over {max_bytes / 1e6:.1f} MB")
+    for image in packed:
+        atomic_write(image.target, lambda tmp, data=image.data: Path(tmp).write_bytes(data))
+    return packed
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="training folders (their names are kept)")
+    parser.add_argument("--out", type=Path, required=True, help="where OUT/<folder name>/<stem>.webp go, e.g. .carry/train")
+    parser.add_argument("--max_mb", type=float, default=55.0, help="refuse (and write nothing) above this many MB (default 55)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.max_mb <= 0:
+            raise HarnessError(f"--max_mb {args.max_mb}: must be positive")
+        packed = pack(args.folders, args.out, int(args.max_mb * 1e6))
+    except (HarnessError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    source_bytes = sum(image.source.stat().st_size for image in packed)
+    packed_bytes = sum(len(image.data) for image in packed)
+    print(f"{len(packed)} images, {source_bytes / 1e6:.1f} MB -> {packed_bytes / 1e6:.1f} MB lossless WebP in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""scripts/pack_training_data.py: the packed copy trains on the same pixels, split and patches as the originals."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skimage_data
+
+from utils.train_data import load_training_data
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import pack_training_data  # noqa: E402
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> list[Path]:
+    """Two folders as real data comes: RGB PNG, BMP, grayscale, 16-bit PNG and names whose order hinges on '.'."""
+    photos = tmp_path / "photos"
+    t91 = tmp_path / "t91"
+    photos.mkdir()
+    t91.mkdir()
+    astronaut = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    chelsea = cv2.cvtColor(skimage_data.chelsea(), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(photos / "a.png"), astronaut[:200, :240])
+    cv2.imwrite(str(photos / "a1.png"), skimage_data.camera()[:160, :200])  # gray
+    cv2.imwrite(str(photos / "b16.png"), (chelsea[:150, :180].astype(np.uint16) * 257 + 3))  # 16-bit
+    for i in range(1, 12):
+        cv2.imwrite(str(t91 / f"t{i}.bmp"), np.roll(astronaut, 17 * i, axis=1)[100 : 100 + 96 + i, 50 : 50 + 120])
+    (t91 / "notes.txt").write_text("not an image")
+    return [photos, t91]
+
+
+def test_packed_copy_is_the_same_training_data(folders: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "packed"
+    assert pack_training_data.main([*map(str, folders), "--out", str(out)]) == 0
+    assert "14 images" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "t91").iterdir())[:2] == ["t1.webp", "t10.webp"]
+    assert all(p.suffix == ".webp" for p in out.rglob("*") if p.is_file())
+
+    options = {"patch_size": 16, "val_fraction": 0.2, "val_seed": 3, "skip_small": True}
+    original = load_training_data(folders, **options)
+    packed = load_training_data([out / f.name for f in folders], **options)
+    assert packed.description["validation"] == original.description["validation"]
+    assert [i.name for i in packed.train.images] == [i.name for i in original.train.images]
+    for a, b in zip(original.train.images, packed.train.images, strict=True):
+        assert np.array_equal(a.hr, b.hr), a.name
+    for index in (0, 5, 31, 200):
+        for x, y in zip(original.train.patch_uint8(index), packed.train.patch_uint8(index), strict=True):
+            assert np.array_equal(x, y)
+    for a, b in zip(original.val, packed.val, strict=True):
+        assert np.array_equal(a.lr, b.lr) and np.array_equal(a.hr, b.hr)
+    assert packed.description["validation"]["val_images"]  # the split held images out, the same ones
+    assert packed.description["skipped_small"] == original.description["skipped_small"]
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("over budget", "--max_mb: the packed images take"),
+        ("missing folder", "nowhere: training folder not found"),
+        ("same folder name twice", "two training folders are named photos"),
+        ("stem clash", "two images are named a "),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_written(
+    folders: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str
+) -> None:
+    out = tmp_path / "packed"
+    args = [*map(str, folders), "--out", str(out)]
+    if case == "over budget":
+        args += ["--max_mb", "0.01"]
+    elif case == "missing folder":
+        args[0] = str(tmp_path / "nowhere")
+    elif case == "same folder name twice":
+        (tmp_path / "other" / "photos").mkdir(parents=True)
+        args.insert(1, str(tmp_path / "other" / "photos"))
+    else:
+        cv2.imwrite(str(folders[0] / "a.bmp"), np.zeros((40, 40, 3), np.uint8))
+    assert pack_training_data.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+    assert not out.exists()
