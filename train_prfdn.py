@@ -3,6 +3,7 @@
     python train_prfdn.py SRC.pth OUT.pth --train_dir D [D ...] [--val_dir V | --val_fraction F]
     python train_prfdn.py SRC.pth OUT.pth --train_dir D --teacher team00_rfdn.pth --distill_weight 1
     python train_prfdn.py SRC.pth OUT.pth --resume                 # continue OUT.state.pth exactly
+    python train_prfdn.py SRC.pth OUT.pth --resume --iters N --lr X  # go on to N iterations with a new lr phase
     torchrun --nproc_per_node 2 train_prfdn.py SRC.pth OUT.pth ...  # DistributedDataParallel
 
 Writes OUT.pth (best weights by validation PSNR), OUT_last.pth (last weights), both self-describing
@@ -36,6 +37,7 @@ from utils.training import (
     default_lr,
     fit,
     init_distributed,
+    lr_schedule_changed,
     world,
 )
 
@@ -171,6 +173,12 @@ def main(args: argparse.Namespace) -> FitResult:
         check_resume(state, paths["state"], src, src_sha, checkpoint)
     resolve_data_args(args, state["run"]["data_args"] if state else None)
     settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
+    if state and lr_schedule_changed(state["settings"], settings):
+        print(
+            f"{PROG}: --resume with another learning-rate schedule: from iteration {state['iteration']} the lr is "
+            f"{settings.lr:g} (plateau: {settings.lr_after_plateau:g} after {settings.plateau_patience})",
+            file=sys.stderr,
+        )
     device = init_distributed(settings.device)
     if world()[1] > 1:
         settings.device = str(device)
@@ -241,7 +249,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="float16 autocast on CUDA")
     opt.add_argument("--num_workers", type=int, default=None, help="DataLoader worker processes (default 0)")
     opt.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to this (default: off)")
-    parser.add_argument("--resume", action="store_true", help="continue OUT.state.pth exactly")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue OUT.state.pth exactly (another --lr, --lr_after_plateau or --plateau_patience: a new lr phase)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

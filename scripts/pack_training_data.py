@@ -2,13 +2,15 @@
 
     python scripts/pack_training_data.py ../shared/train/BSD200 ../shared/train/T91 --out .carry/train [--max_mb 55]
 
-The device tool takes at most 64 MiB of working tree per call; BSD200 (PNG) + T91 (BMP) are 66 MB, about
-37 MB once packed. Each image is decoded as the training loader decodes it (``utils.image.imread_uint``:
-8-bit RGB) and written as OUT/<folder name>/<stem>.webp; the encoded bytes are decoded again and compared
-pixel for pixel before anything is written. Training names are ``folder/stem``, so the held-out split and the
-patch stream of the packed folders are those of the originals: training on the copy is training on the
-same pixels. Nothing is written when the total is over ``--max_mb``. OpenCV does the encoding; only the
-folder walk, the check and the budget are written here.
+The device tool takes at most 64 MiB of working tree per call (the repository, the RFDN checkpoint and
+carried runs included); BSD200 (PNG) + T91 (BMP) are 68.0 MB, 41.2 MB once packed. Each image is decoded as
+the training loader decodes it (``utils.image.imread_uint``: 8-bit RGB) and written as
+OUT/<folder name>/<stem>.webp; the encoded bytes are decoded again and compared pixel for pixel before
+anything is written. Training names are ``folder/stem`` and the images keep their order, so the held-out
+split and the patch stream of the packed folders are those of the originals: training on the copy is training
+on the same pixels. Nothing is written when the images total more than ``--max_mb`` (10^6 bytes), or when an
+OUT folder holds other files (they would be trained on too). OpenCV does the encoding; only the folder walk,
+the checks and the budget are written here.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ def encode_lossless(rgb: np.ndarray, source: Path) -> bytes:
     ok, encoded = cv2.imencode(".webp", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), WEBP_LOSSLESS)
     if not ok:
         raise HarnessError(f"{source}: OpenCV could not encode it as WebP")
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-    if decoded is None or not np.array_equal(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), rgb):
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)  # as utils.image.imread_uint reads it
+    if decoded is None or decoded.shape != rgb.shape or not np.array_equal(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), rgb):
         raise HarnessError(f"{source}: the WebP copy does not decode to the same pixels (this OpenCV lacks lossless WebP?)")
     return encoded.tobytes()
 
@@ -61,7 +63,13 @@ def plan_folder(folder: Path, out: Path) -> list[PackedImage]:
     clash = next((s for s in stems if stems.count(s) > 1), None)
     if clash is not None:
         raise HarnessError(f"{folder}: two images are named {clash} (their packed copies would collide)")
-    return [PackedImage(p, out / folder.name / f"{p.stem}.webp", encode_lossless(imread_uint(p), p)) for p in sources]
+    targets = [out / folder.name / f"{stem}.webp" for stem in stems]
+    if sorted(t.name for t in targets) != [t.name for t in targets]:  # e.g. a.png, a.b.png -> a.b.webp < a.webp
+        raise HarnessError(f"{folder}: renamed to .webp its images would change order (and the patch stream)")
+    stale = sorted({p.name for p in (out / folder.name).glob("*") if p.is_file()} - {t.name for t in targets})
+    if stale:
+        raise HarnessError(f"{out / folder.name}: holds {len(stale)} other files (e.g. {stale[0]}); pack into an empty folder")
+    return [PackedImage(p, t, encode_lossless(imread_uint(p), p)) for p, t in zip(sources, targets, strict=True)]
 
 
 def pack(folders: list[Path], out: Path, max_bytes: int) -> list[PackedImage]:
@@ -83,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="training folders (their names are kept)")
     parser.add_argument("--out", type=Path, required=True, help="where OUT/<folder name>/<stem>.webp go, e.g. .carry/train")
-    parser.add_argument("--max_mb", type=float, default=55.0, help="refuse (and write nothing) above this many MB (default 55)")
+    parser.add_argument("--max_mb", type=float, default=55.0, help="write nothing if the images take more MB (default 55)")
     return parser.parse_args(argv)
 
 
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_mb <= 0:
             raise HarnessError(f"--max_mb {args.max_mb}: must be positive")
         packed = pack(args.folders, args.out, int(args.max_mb * 1e6))
-    except (HarnessError, OSError) as err:
+    except (HarnessError, OSError, cv2.error) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     source_bytes = sum(image.source.stat().st_size for image in packed)

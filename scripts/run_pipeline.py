@@ -1,6 +1,6 @@
 """The whole PRFDN transform from the official RFDN, one command, one config file.
 
-    python scripts/run_pipeline.py configs/x4.json [--force] [--until STAGE]
+    python scripts/run_pipeline.py configs/x4.json [--force] [--from STAGE] [--until STAGE]
 
 Stages, each writing WORK_DIR/<stage>.pth through the stage's own CLI:
 branch (transform.branch) -> branch_fitted (transform.feature_fit; skipped without a ``feature_fit``
@@ -13,7 +13,9 @@ skipped without a ``final_tuning`` section or when its ``iters`` is 0). The last
 A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``; an output made
 from another parent file than the one there now is refused instead (it belongs to another run). Training
 stages resume their own runs (``--resume``) when a training state is there. Paths in the config are
-relative to the folder you run from. See configs/x4.json for every key.
+relative to the folder you run from. See configs/x4.json for every key. ``--from STAGE`` starts there: the
+earlier stages are neither run nor looked for, only STAGE's input must be there (for a machine that holds
+only that file, e.g. a fresh GPU machine).
 """
 
 from __future__ import annotations
@@ -159,12 +161,20 @@ def check_made_from(target: Path, parent: Path, stage: str) -> None:
         )
 
 
-def run(config_path: str, force: bool = False, until: str | None = None) -> Path:
+def run(config_path: str, force: bool = False, until: str | None = None, start: str | None = None) -> Path:
     config = load_config(config_path)
     steps = plan(config)
     check_flags(steps)
-    if until is not None and until not in [stage for stage, _, _ in steps]:
-        raise HarnessError(f"--until {until}: this config skips that stage (its section's iters is 0 or missing)")
+    names = [stage for stage, _, _ in steps]
+    for flag, stage in (("--until", until), ("--from", start)):
+        if stage is not None and stage not in names:
+            raise HarnessError(f"{flag} {stage}: this config skips that stage (its section's iters is 0 or missing)")
+    if start is not None and until is not None and names.index(until) < names.index(start):
+        raise HarnessError(f"--until {until} comes before --from {start}")
+    if start is not None:
+        steps = steps[names.index(start) :]
+        if not Path(steps[0][2][0]).is_file():
+            raise HarnessError(f"--from {start}: its input {steps[0][2][0]} is missing")
     Path(config["work_dir"]).mkdir(parents=True, exist_ok=True)
     for stage, entry, argv in steps:
         target = Path(argv[1])
@@ -192,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="JSON config (see configs/x4.json)")
     parser.add_argument("--force", action="store_true", help="redo stages whose output exists")
     parser.add_argument("--until", choices=STAGES, default=None, help="stop after this stage")
+    parser.add_argument(
+        "--from", dest="start", choices=STAGES, default=None, help="start at this stage (only its input must exist)"
+    )
     args = parser.parse_args(argv)
     try:
-        run(args.config, args.force, args.until)
+        run(args.config, args.force, args.until, args.start)
     except (HarnessError, OSError) as err:
         print(f"run_pipeline.py: error: {err}", file=sys.stderr)
         return 2

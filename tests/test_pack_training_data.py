@@ -29,6 +29,8 @@ def folders(tmp_path: Path) -> list[Path]:
     cv2.imwrite(str(photos / "a.png"), astronaut[:200, :240])
     cv2.imwrite(str(photos / "a1.png"), skimage_data.camera()[:160, :200])  # gray
     cv2.imwrite(str(photos / "b16.png"), (chelsea[:150, :180].astype(np.uint16) * 257 + 3))  # 16-bit
+    rgba = np.dstack([astronaut[200:360, 100:300], np.full((160, 200), 7, np.uint8)])
+    cv2.imwrite(str(photos / "c_alpha.png"), rgba)  # the loader drops alpha
     for i in range(1, 12):
         cv2.imwrite(str(t91 / f"t{i}.bmp"), np.roll(astronaut, 17 * i, axis=1)[100 : 100 + 96 + i, 50 : 50 + 120])
     (t91 / "notes.txt").write_text("not an image")
@@ -38,7 +40,7 @@ def folders(tmp_path: Path) -> list[Path]:
 def test_packed_copy_is_the_same_training_data(folders: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "packed"
     assert pack_training_data.main([*map(str, folders), "--out", str(out)]) == 0
-    assert "14 images" in capsys.readouterr().out
+    assert "15 images" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "t91").iterdir())[:2] == ["t1.webp", "t10.webp"]
     assert all(p.suffix == ".webp" for p in out.rglob("*") if p.is_file())
 
@@ -65,6 +67,8 @@ def test_packed_copy_is_the_same_training_data(folders: list[Path], tmp_path: Pa
         ("missing folder", "nowhere: training folder not found"),
         ("same folder name twice", "two training folders are named photos"),
         ("stem clash", "two images are named a "),
+        ("order would change", "renamed to .webp its images would change order"),
+        ("other files in the target", "holds 1 other files (e.g. old.webp)"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_written(
@@ -79,9 +83,14 @@ def test_bad_input_is_refused_and_nothing_written(
     elif case == "same folder name twice":
         (tmp_path / "other" / "photos").mkdir(parents=True)
         args.insert(1, str(tmp_path / "other" / "photos"))
-    else:
+    elif case == "stem clash":
         cv2.imwrite(str(folders[0] / "a.bmp"), np.zeros((40, 40, 3), np.uint8))
+    elif case == "order would change":
+        cv2.imwrite(str(folders[0] / "a.q.png"), np.zeros((40, 40, 3), np.uint8))
+    else:
+        (out / "t91").mkdir(parents=True)
+        (out / "t91" / "old.webp").write_bytes(b"")
     assert pack_training_data.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1
-    assert not out.exists()
+    assert not out.exists() or [p.name for p in out.rglob("*") if p.is_file()] == ["old.webp"]

@@ -54,6 +54,24 @@ def test_tiny_pipeline_runs_every_stage_and_continues(
     assert run_pipeline.main([str(tiny_config)]) == 2
     assert "final.pth exists but was made from another" in capsys.readouterr().err
 
+    # a machine that holds only the merged network (e.g. a fresh GPU machine) starts at pruning
+    for path in work.iterdir():
+        if path.name != "merged.pth":
+            path.unlink()
+    assert run_pipeline.main([str(tiny_config), "--from", "pruned"]) == 0
+    assert sorted(p.stem for p in work.glob("*.pth") if "." not in p.stem and "_last" not in p.stem) == [
+        "final",
+        "final_trained",
+        "final_tuned",
+        "merged",
+        "pruned",
+    ]
+    (work / "merged.pth").unlink()
+    assert run_pipeline.main([str(tiny_config), "--from", "pruned", "--force"]) == 2
+    assert "--from pruned: its input" in capsys.readouterr().err
+    assert run_pipeline.main([str(tiny_config), "--from", "final", "--until", "pruned"]) == 2
+    assert "--until pruned comes before --from final" in capsys.readouterr().err
+
 
 def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.json").write_text('{"rfdn": "x"}')
@@ -89,7 +107,8 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
     steps = run_pipeline.plan(config)
     run_pipeline.check_flags(steps)
     assert [stage for stage, _, _ in steps] == stages
-    assert config["output"] == "model_zoo/team13_prfdn.pth"
+    # x4_gpu is not yet run: it must not replace the submitted checkpoint before it is compared with it
+    assert config["output"] == ("runs/x4_gpu/team13_prfdn.pth" if name == "x4_gpu.json" else "model_zoo/team13_prfdn.pth")
 
 
 def test_shipped_x4_data_loads(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ Tiny randomly initialised models (nf=8) and 16-pixel LR patches of shrunk scikit
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -126,12 +127,16 @@ def test_resume_with_a_new_lr_starts_a_new_lr_phase(workdir: Path) -> None:
 
     with pytest.raises(TrainingInterruptedError) as stop:
         fit(tiny_prfdn(), data.train, data.val, first, log=interrupt_at_3)
-    same = fit(tiny_prfdn(), data.train, data.val, first, state=stop.value.state)
-    assert {r["lr"] for r in same.history} == {1e-3}  # same recipe: exact continuation
-    second = settings(iters=6, lr=4e-4, val_every=3, lr_after_plateau=1e-4, plateau_patience=0)
-    changed = fit(tiny_prfdn(), data.train, data.val, second, state=stop.value.state)
-    assert changed.iterations == 6
-    assert {r["lr"] for r in changed.history if r["iter"] < 6} == {4e-4}  # the new lr, not the saved optimizer's
+    state = stop.value.state
+    same = fit(tiny_prfdn(), data.train, data.val, first, state=copy.deepcopy(state))
+    assert {r["lr"] for r in same.history} == {1e-3}  # same schedule: exact continuation
+    # a tiny new lr leaves the SR (rounded to uint8) as it was at the run's best (iteration 3): the new plateau
+    # rule (patience 0) counts from that best, not from scratch, so the one validation, at 5, floors the lr
+    second = settings(iters=5, lr=1e-9, val_every=5, lr_after_plateau=1e-10, plateau_patience=0)
+    changed = fit(tiny_prfdn(), data.train, data.val, second, state=copy.deepcopy(state))
+    assert state["best_iteration"] == 3 and changed.history[-1]["val_psnr"] == state["best_psnr"]
+    lrs = {r["iter"]: r["lr"] for r in changed.history}
+    assert lrs == {4: 1e-9, 5: 1e-10}, lrs  # the new lr, not the saved optimizer's 1e-3; then the new rule
 
 
 def test_plateau_rule_lowers_the_lr_once() -> None:

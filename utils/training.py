@@ -10,7 +10,8 @@ best weights by validation PSNR.
   every RNG state; the data sampler is counter-based (see ``utils.train_data``), so its state is the iteration.
   On CPU, training N iterations equals training K, saving, resuming in a new object or process, training N-K,
   bit for bit. The state loads with ``torch.load(weights_only=True)``. Resuming with another ``lr``,
-  ``lr_after_plateau`` or ``plateau_patience`` starts a new learning-rate phase at the new ``lr``.
+  ``lr_after_plateau`` or ``plateau_patience`` starts a new learning-rate phase at the new ``lr`` (the rest
+  continues exactly).
 - First Ctrl-C (SIGINT) or SIGTERM: the current iteration finishes, the state is handed to ``save_state`` and
   ``TrainingInterruptedError`` is raised; a second Ctrl-C interrupts at once.
 - Under ``torchrun`` (WORLD_SIZE > 1, see ``init_distributed``): DistributedDataParallel, each rank draws its
@@ -267,11 +268,12 @@ def _make_scheduler(
     )
 
 
-LR_RECIPE = ("lr", "lr_after_plateau", "plateau_patience")
+LR_SCHEDULE_KEYS = ("lr", "lr_after_plateau", "plateau_patience")
 
 
-def _lr_recipe_changed(saved: dict[str, Any], settings: TrainSettings) -> bool:
-    return any(saved.get(name) != getattr(settings, name) for name in LR_RECIPE)
+def lr_schedule_changed(saved: dict[str, Any], settings: TrainSettings) -> bool:
+    """Whether ``settings`` give a resumed run (its saved settings) another learning-rate schedule."""
+    return any(saved.get(name) != getattr(settings, name) for name in LR_SCHEDULE_KEYS)
 
 
 class _Trainer:
@@ -358,11 +360,14 @@ class _Trainer:
         self.best_psnr, self.best_iteration = state["best_psnr"], int(state["best_iteration"])
         self.initial_psnr = state["initial_psnr"]
         self.optimizer.load_state_dict(state["optimizer"])
-        if _lr_recipe_changed(state["settings"], self.settings):
+        if lr_schedule_changed(state["settings"], self.settings):
             # --lr/--lr_after_plateau/--plateau_patience given anew on resume: a new learning-rate phase (the
-            # optimizer's state would otherwise put the old lr back and the scheduler its old rule)
+            # optimizer's state would otherwise put the old lr back and the scheduler its old rule); the new
+            # rule counts validations without a new best of the whole run
             for group in self.optimizer.param_groups:
                 group["lr"] = self.settings.lr
+            if self.scheduler is not None and self.best_psnr is not None:
+                self.scheduler.best = self.best_psnr
         elif self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
