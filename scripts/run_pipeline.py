@@ -15,7 +15,10 @@ from another parent file than the one there now is refused instead (it belongs t
 stages resume their own runs (``--resume``) when a training state is there. Paths in the config are
 relative to the folder you run from. See configs/x4.json for every key. ``--from STAGE`` starts there: the
 earlier stages are neither run nor looked for, only STAGE's input must be there (for a machine that holds
-only that file, e.g. a fresh GPU machine).
+only that file, e.g. a fresh GPU machine). ``--save_next DIR`` runs nothing: it copies into DIR what a fresh
+machine needs to go on (the input of the stage after the last finished one, and the training state and log of
+an interrupted run of it; once every stage is done, the output and the training logs) and prints the
+``--from`` to use there.
 """
 
 from __future__ import annotations
@@ -161,6 +164,40 @@ def check_made_from(target: Path, parent: Path, stage: str) -> None:
         )
 
 
+def next_stage(steps: list[tuple[str, Callable[[list[str]], int], list[str]]]) -> tuple[str | None, list[Path]]:
+    """The stage after the last one whose output exists (None when that is the last stage), and the files a
+    machine needs to run it with ``--from``: its input, and the state and log of an interrupted training."""
+    done = [i for i, (_, _, argv) in enumerate(steps) if Path(argv[1]).exists()]
+    following = done[-1] + 1 if done else 0
+    if following == len(steps):
+        return None, []
+    stage, entry, argv = steps[following]
+    files = [Path(argv[0])]
+    if entry is train_prfdn.cli:
+        paths = train_prfdn.output_paths(argv[1])
+        files += [path for path in (paths["state"], paths["log"]) if path.exists()]
+    return stage, files
+
+
+def save_next(config_path: str, folder: str) -> str | None:
+    """Copy into ``folder`` what a fresh machine needs to go on (see ``next_stage``), or, when every stage is
+    done, the output and the training logs; the stage to go on ``--from`` (None: done)."""
+    config = load_config(config_path)
+    steps = plan(config)
+    stage, files = next_stage(steps)
+    if stage is None:
+        logs = [train_prfdn.output_paths(argv[1])["log"] for _, entry, argv in steps if entry is train_prfdn.cli]
+        files = [Path(config["output"]), *(log for log in logs if log.exists())]
+    for file in files:
+        if not file.is_file():
+            raise HarnessError(f"--save_next: {file} is missing (run the pipeline first)")
+        atomic_write(Path(folder) / file.name, lambda tmp, file=file: shutil.copyfile(file, tmp))
+    names = " ".join(file.name for file in files)
+    where = "every stage is done" if stage is None else f"go on with --from {stage}, these files in {config['work_dir']}"
+    print(f"== save_next: {names} -> {folder} ({where})")
+    return stage
+
+
 def run(config_path: str, force: bool = False, until: str | None = None, start: str | None = None) -> Path:
     config = load_config(config_path)
     steps = plan(config)
@@ -205,9 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from", dest="start", choices=STAGES, default=None, help="start at this stage (only its input must exist)"
     )
+    parser.add_argument(
+        "--save_next", metavar="DIR", default=None, help="run nothing: copy what a fresh machine needs to go on into DIR"
+    )
     args = parser.parse_args(argv)
     try:
-        run(args.config, args.force, args.until, args.start)
+        if args.save_next is not None:
+            save_next(args.config, args.save_next)
+        else:
+            run(args.config, args.force, args.until, args.start)
     except (HarnessError, OSError) as err:
         print(f"run_pipeline.py: error: {err}", file=sys.stderr)
         return 2

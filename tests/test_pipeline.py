@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -71,6 +72,36 @@ def test_tiny_pipeline_runs_every_stage_and_continues(
     assert "--from pruned: its input" in capsys.readouterr().err
     assert run_pipeline.main([str(tiny_config), "--from", "final", "--until", "pruned"]) == 2
     assert "--until pruned comes before --from final" in capsys.readouterr().err
+
+
+def test_save_next_then_from_continues_on_a_fresh_machine(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads(tiny_config.read_text())
+    assert run_pipeline.main([str(tiny_config), "--until", "final"]) == 0
+    work = Path(config["work_dir"])
+    assert run_pipeline.main([str(tiny_config), "--save_next", str(tmp_path / "out1")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out1").iterdir()) == ["final.pth"]
+    assert "go on with --from final_trained" in capsys.readouterr().out
+
+    # final_trained interrupted after its state was saved: the state and log travel with the input
+    assert run_pipeline.main([str(tiny_config), "--until", "final_trained"]) == 0
+    (work / "final_trained.pth").unlink()
+    assert run_pipeline.main([str(tiny_config), "--save_next", str(tmp_path / "out2")]) == 0
+    carried = sorted(p.name for p in (tmp_path / "out2").iterdir())
+    assert carried == ["final.pth", "final_trained.log.jsonl", "final_trained.state.pth"]
+
+    fresh = {**config, "work_dir": str(tmp_path / "fresh"), "output": str(tmp_path / "fresh_out.pth")}
+    (tmp_path / "fresh.json").write_text(json.dumps(fresh))
+    shutil.copytree(tmp_path / "out2", tmp_path / "fresh")
+    capsys.readouterr()
+    assert run_pipeline.main([str(tmp_path / "fresh.json"), "--from", "final_trained"]) == 0
+    out = capsys.readouterr().out
+    assert "--resume" in out and "== branch" not in out and (tmp_path / "fresh_out.pth").is_file()
+    assert run_pipeline.main([str(tmp_path / "fresh.json"), "--save_next", str(tmp_path / "out3")]) == 0
+    assert "every stage is done" in capsys.readouterr().out
+    names = sorted(p.name for p in (tmp_path / "out3").iterdir())
+    assert names == ["final_trained.log.jsonl", "final_tuned.log.jsonl", "fresh_out.pth"]
 
 
 def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
