@@ -36,7 +36,7 @@ def test_submission_provenance_goes_back_to_rfdn_through_every_stage() -> None:
     while chain:
         stages.append(chain["stage"])
         chain = chain.get("parent_provenance")
-    assert stages == ["train", "final", "pruned", "merged", "train", "feature_fit", "branch"]
+    assert stages == ["train", "train", "final", "pruned", "merged", "train", "feature_fit", "branch"]
 
 
 def test_committed_results_are_the_submission_scores(benchmark_dir: Path) -> None:
