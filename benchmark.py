@@ -23,7 +23,7 @@ import torch
 from transform.architectures import load_model
 from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
 from utils.checkpoint import read_model_checkpoint
-from utils.errors import HarnessError
+from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write_json, sha256_of
 from utils.inference import resolve_device
 from utils.model_summary import summarize
@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # a model failing on this input / device (e.g. out of memory, unsupported dtype)
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        print(f"{PROG}: error: a model failed to run: {first_line}", file=sys.stderr)
+        print(f"{PROG}: error: a model failed to run: {first_line(err)}", file=sys.stderr)
         return 2
     print(format_rows(result))
     print(f"{PROG}: wrote {args.json}")

@@ -30,6 +30,7 @@ if str(REPO_ROOT) not in sys.path:
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write  # noqa: E402
 from utils.image import imread_uint, list_images  # noqa: E402
+from utils.train_data import first_duplicate  # noqa: E402
 
 PROG = "pack_training_data.py"
 WEBP_LOSSLESS = [cv2.IMWRITE_WEBP_QUALITY, 101]  # OpenCV: quality above 100 selects lossless WebP
@@ -60,7 +61,7 @@ def plan_folder(folder: Path, out: Path) -> list[PackedImage]:
     if not sources:
         raise HarnessError(f"{folder}: training folder holds no images")
     stems = [p.stem for p in sources]
-    clash = next((s for s in stems if stems.count(s) > 1), None)
+    clash = first_duplicate(stems)
     if clash is not None:
         raise HarnessError(f"{folder}: two images are named {clash} (their packed copies would collide)")
     targets = [out / folder.name / f"{stem}.webp" for stem in stems]
@@ -74,8 +75,7 @@ def plan_folder(folder: Path, out: Path) -> list[PackedImage]:
 
 def pack(folders: list[Path], out: Path, max_bytes: int) -> list[PackedImage]:
     """Encode every image of ``folders``, check the budget, then write them all (each atomically)."""
-    names = [f.name for f in folders]
-    clash = next((n for n in names if names.count(n) > 1), None)
+    clash = first_duplicate([f.name for f in folders])
     if clash is not None:
         raise HarnessError(f"two training folders are named {clash}: their images would share names")
     packed = [image for folder in folders for image in plan_folder(folder, out)]

@@ -33,7 +33,7 @@ import benchmark  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.datasets import pair_folders  # noqa: E402
-from utils.errors import HarnessError  # noqa: E402
+from utils.errors import HarnessError, first_line  # noqa: E402
 from utils.evaluation import evaluate_mode  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report.py: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # a model failing on the device (out of memory, unsupported dtype)
-        print(f"report.py: error: a model failed to run: {(str(err).strip().splitlines() or [''])[0][:200]}", file=sys.stderr)
+        print(f"report.py: error: a model failed to run: {first_line(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -80,6 +80,7 @@ SECTIONS = (
     "final_tuning",
 )
 KEYS = ("rfdn", "work_dir", "output", *SECTIONS)
+Step = tuple[str, Callable[[list[str]], int], list[str]]  # (stage, entry point, argv: SRC DST flags...)
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def load_config(path: str) -> dict[str, Any]:
     return config
 
 
-def check_flags(steps: list[tuple[str, Callable[[list[str]], int], list[str]]]) -> None:
+def check_flags(steps: list[Step]) -> None:
     """Parse every stage's argv now: an unknown or malformed flag fails before the first stage runs."""
     modules = (branch, feature_fit, reparam, prune, export)
     parsers = {train_prfdn.cli: train_prfdn.parse_args, **{m.main: m.parse_args for m in modules}}
@@ -117,12 +118,12 @@ def check_flags(steps: list[tuple[str, Callable[[list[str]], int], list[str]]]) 
             raise HarnessError(f"stage {stage}: {message.split(': error: ')[-1]} (check the config's section for it)") from None
 
 
-def plan(config: dict[str, Any]) -> list[tuple[str, Callable[[list[str]], int], list[str]]]:
+def plan(config: dict[str, Any]) -> list[Step]:
     """(stage, entry point, argv) for every stage to run, in order."""
     work = Path(config["work_dir"])
     out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
     data = flags(config["data"])
-    steps: list[tuple[str, Callable[[list[str]], int], list[str]]] = [("branch", branch.main, [config["rfdn"], out["branch"]])]
+    steps: list[Step] = [("branch", branch.main, [config["rfdn"], out["branch"]])]
     branched = out["branch"]
     if config.get("feature_fit", {}).get("iters", 0):
         fit_data = flags({k: v for k, v in config["data"].items() if k != "teacher"})  # the teacher is --rfdn here
@@ -164,7 +165,7 @@ def check_made_from(target: Path, parent: Path, stage: str) -> None:
         )
 
 
-def next_stage(steps: list[tuple[str, Callable[[list[str]], int], list[str]]]) -> tuple[str | None, list[Path]]:
+def next_stage(steps: list[Step]) -> tuple[str | None, list[Path]]:
     """The stage after the last one whose output exists (None when that is the last stage), and the files a
     machine needs to run it with ``--from``: its input, and the state and log of an interrupted training."""
     done = [i for i, (_, _, argv) in enumerate(steps) if Path(argv[1]).exists()]

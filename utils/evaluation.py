@@ -12,7 +12,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from utils.datasets import ImagePair, load_pair
-from utils.errors import HarnessError
+from utils.errors import HarnessError, first_line
 from utils.image import imsave, tensor2uint, uint2tensor4
 from utils.inference import Stopwatch, forward, peak_memory_mib
 from utils.metrics import calculate_psnr, calculate_ssim, rgb2y
@@ -31,8 +31,7 @@ def _model_failure(pair: ImagePair, lr_tensor: torch.Tensor, tile: int | None, e
     h, w = lr_tensor.shape[-2:]
     where = f"this {w}x{h} LR input" + (f" in tiles of {tile} px (--tile)" if tile else "")
     hint = "; try --tile N" if isinstance(err, _OUT_OF_MEMORY) and not tile else ""
-    reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-    return HarnessError(f"{pair.lr_path or pair.hr_path}: the model failed on {where}: {reason}{hint}")
+    return HarnessError(f"{pair.lr_path or pair.hr_path}: the model failed on {where}: {first_line(err)}{hint}")
 
 
 @torch.inference_mode()

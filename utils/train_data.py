@@ -242,6 +242,11 @@ def validation_image(image: TrainImage, max_size: int | None, scale: int = SCALE
     return ValidationImage(image.name, lr, hr)
 
 
+def first_duplicate(names: Sequence[str]) -> str | None:
+    """The first name (in order) that occurs more than once, if any."""
+    return next((name for name in names if names.count(name) > 1), None)
+
+
 def holdout_split(names: Sequence[str], fraction: float, seed: int) -> set[str]:
     """The names held out: ``round(fraction * n)`` (at least 1 when fraction > 0) of the sorted names, drawn
     with a generator seeded with ``seed``; the same names, fraction and seed always give the same split."""
@@ -296,8 +301,8 @@ def load_training_data(
     for i, folder in enumerate(train_dirs):
         images += read_folder(folder, lr_dirs[i] if lr_dirs else None, scale)
     names = [image.name for image in images]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
+    dup = first_duplicate(names)
+    if dup is not None:
         raise HarnessError(f"--train_dir: two training images are named {dup} (give folders of distinct names)")
 
     if val_dir is not None:
