@@ -12,7 +12,9 @@ skipped without a ``final_tuning`` section or when its ``iters`` is 0). The last
 ``output``.
 A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``; an output made
 from another parent file than the one there now is refused instead (it belongs to another run). Training
-stages resume their own runs (``--resume``) when a training state is there. Paths in the config are
+stages resume their own runs (``--resume``) when a training state is there. A training section may list later
+learning-rate phases of the same run under ``then`` (e.g. ``"then": [{"iters": 29000, "lr": 2e-5}]``): each
+continues it with ``--resume`` to its own ``iters``, its flags overriding the ones before. Paths in the config are
 relative to the folder you run from. See configs/x4.json for every key. ``--from STAGE`` starts there: the
 earlier stages are neither run nor looked for, only STAGE's input must be there (for a machine that holds
 only that file, e.g. a fresh GPU machine). ``--save_next DIR`` runs nothing: it copies into DIR what a fresh
@@ -102,7 +104,27 @@ def load_config(path: str) -> dict[str, Any]:
     for section in SECTIONS:
         if not isinstance(config.get(section, {}), dict):
             raise HarnessError(f'{path}: {section} must be an object of flags, e.g. {{"iters": 1000}}')
+        check_phases(path, section, config.get(section, {}))
     return config
+
+
+TRAINING_SECTIONS = ("branch_training", "merged_training", "final_training", "final_tuning")
+
+
+def check_phases(path: str, section: str, options: dict[str, Any]) -> None:
+    """``then``: a list of later lr phases of a training section, each with more ``iters`` than the one before."""
+    if "then" not in options:
+        return
+    phases = options["then"]
+    if section not in TRAINING_SECTIONS:
+        raise HarnessError(f"{path}: {section} cannot have 'then' (only {', '.join(TRAINING_SECTIONS)} can)")
+    if not isinstance(phases, list) or not all(isinstance(phase, dict) for phase in phases):
+        raise HarnessError(f'{path}: {section}.then must be a list of objects of flags, e.g. [{{"iters": 2000, "lr": 1e-5}}]')
+    previous = options.get("iters", 0)
+    for index, phase in enumerate(phases):
+        if not isinstance(phase.get("iters"), int) or phase["iters"] <= previous:
+            raise HarnessError(f"{path}: {section}.then[{index}] needs an integer iters above the phase before it ({previous})")
+        previous = phase["iters"]
 
 
 def check_flags(steps: list[Step]) -> None:
@@ -130,28 +152,45 @@ def plan(config: dict[str, Any]) -> list[Step]:
         fit_argv = [branched, out["branch_fitted"], "--rfdn", config["rfdn"], *fit_data, *flags(config["feature_fit"])]
         steps.append(("branch_fitted", feature_fit.main, fit_argv))
         branched = out["branch_fitted"]
-    steps.append(
-        (
-            "branch_trained",
-            train_prfdn.cli,
-            [branched, out["branch_trained"], *data, *flags(config.get("branch_training", {}))],
-        )
-    )
+    steps += training_steps("branch_trained", branched, out["branch_trained"], data, config.get("branch_training", {}))
     steps.append(("merged", reparam.main, [out["branch_trained"], out["merged"], *flags(config.get("reparam", {}))]))
     merged = out["merged"]
     if config.get("merged_training", {}).get("iters", 0):
-        steps.append(
-            ("merged_trained", train_prfdn.cli, [merged, out["merged_trained"], *data, *flags(config["merged_training"])])
-        )
+        steps += training_steps("merged_trained", merged, out["merged_trained"], data, config["merged_training"])
         merged = out["merged_trained"]
     steps.append(("pruned", prune.main, [merged, out["pruned"], *data, *flags(config.get("prune", {}))]))
     steps.append(("final", export.main, [out["pruned"], out["final"]]))
     final = out["final"]
     for stage, section in (("final_trained", "final_training"), ("final_tuned", "final_tuning")):
         if config.get(section, {}).get("iters", 0):
-            steps.append((stage, train_prfdn.cli, [final, out[stage], *data, *flags(config[section])]))
+            steps += training_steps(stage, final, out[stage], data, config[section])
             final = out[stage]
     return steps
+
+
+def training_steps(stage: str, src: str, dst: str, data: list[str], section: dict[str, Any]) -> list[Step]:
+    """One train_prfdn.py step, and one ``--resume`` step per later lr phase in ``then`` (each phase's flags
+    override those before it; a changed lr makes train_prfdn.py start a new lr phase of the same run)."""
+    options = {key: value for key, value in section.items() if key != "then"}
+    steps: list[Step] = [(stage, train_prfdn.cli, [src, dst, *data, *flags(options)])]
+    for phase in section.get("then", []):
+        options = {**options, **phase}
+        steps.append((stage, train_prfdn.cli, [src, dst, *data, *flags(options), "--resume"]))
+    return steps
+
+
+def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
+    """A step is done when its output exists and, for training, its kept state (if any) has reached the step's
+    iterations: a later lr phase, or iters raised in the config, goes on with the same run."""
+    target = Path(argv[1])
+    if not target.exists() or entry is not train_prfdn.cli:
+        return target.exists()
+    state_path = train_prfdn.output_paths(target)["state"]
+    if not state_path.is_file():
+        return True
+    state = train_prfdn.read_state(state_path)
+    wanted = train_prfdn.parse_args(argv).iters or state["settings"]["iters"]
+    return state["iteration"] >= wanted
 
 
 def check_made_from(target: Path, parent: Path, stage: str) -> None:
@@ -168,7 +207,7 @@ def check_made_from(target: Path, parent: Path, stage: str) -> None:
 def next_stage(steps: list[Step]) -> tuple[str | None, list[Path]]:
     """The stage after the last one whose output exists (None when that is the last stage), and the files a
     machine needs to run it with ``--from``: its input, and the state and log of an interrupted training."""
-    done = [i for i, (_, _, argv) in enumerate(steps) if Path(argv[1]).exists()]
+    done = [i for i, (_, entry, argv) in enumerate(steps) if step_done(entry, argv)]
     following = done[-1] + 1 if done else 0
     if following == len(steps):
         return None, []
@@ -176,7 +215,7 @@ def next_stage(steps: list[Step]) -> tuple[str | None, list[Path]]:
     files = [Path(argv[0])]
     if entry is train_prfdn.cli:
         paths = train_prfdn.output_paths(argv[1])
-        files += [path for path in (paths["state"], paths["log"]) if path.exists()]
+        files += [path for path in (paths["best"], paths["state"], paths["log"]) if path.exists()]
     return stage, files
 
 
@@ -214,18 +253,20 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
         if not Path(steps[0][2][0]).is_file():
             raise HarnessError(f"--from {start}: its input {steps[0][2][0]} is missing")
     Path(config["work_dir"]).mkdir(parents=True, exist_ok=True)
-    for stage, entry, argv in steps:
+    for index, (stage, entry, argv) in enumerate(steps):
         target = Path(argv[1])
-        if target.exists() and not force:
+        if not force and step_done(entry, argv):
             check_made_from(target, Path(argv[0]), stage)
             print(f"== {stage}: {target} exists, skipped")
         else:
-            if entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists() and not force:
+            resumable = entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists()
+            if resumable and not force and "--resume" not in argv:
                 argv = [*argv, "--resume"]
             print(f"== {stage}: {' '.join(argv)}")
             if entry(argv) != 0:
                 raise HarnessError(f"stage {stage} failed (see its message above); fix it and run again to continue")
-        if stage == until:
+        last_of_stage = index + 1 == len(steps) or steps[index + 1][0] != stage
+        if stage == until and last_of_stage:
             return target
     final = Path(steps[-1][2][1])  # the last stage's output
     atomic_write(config["output"], lambda tmp: shutil.copyfile(final, tmp))

@@ -104,6 +104,37 @@ def test_save_next_then_from_continues_on_a_fresh_machine(
     assert names == ["final_trained.log.jsonl", "final_tuned.log.jsonl", "fresh_out.pth"]
 
 
+def test_later_lr_phases_continue_the_same_run(tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = json.loads(tiny_config.read_text())
+    config["final_tuning"]["then"] = [{"iters": 3, "lr": 1e-5}]
+    tiny_config.write_text(json.dumps(config))
+    assert run_pipeline.main([str(tiny_config)]) == 0
+    work = Path(config["work_dir"])
+    state = run_pipeline.train_prfdn.read_state(work / "final_tuned.state.pth")
+    assert state["iteration"] == 3 and state["settings"]["lr"] == 1e-5
+    log = [json.loads(line) for line in (work / "final_tuned.log.jsonl").read_text().splitlines()]
+    assert [(r["iter"], r["lr"]) for r in log if "val_psnr" in r] == [(0, 2e-4), (1, 2e-4), (2, 1e-5), (3, 1e-5)]
+    assert read_model_checkpoint(tmp_path / "team13_prfdn.pth").provenance["iterations"] == 3
+    capsys.readouterr()
+    assert run_pipeline.main([str(tiny_config)]) == 0
+    assert capsys.readouterr().out.count("exists, skipped") == 9  # the phase step too
+
+    # a later phase added after the run: a fresh machine gets the stage's output and state, and goes on
+    config["final_tuning"]["then"].append({"iters": 4})
+    tiny_config.write_text(json.dumps(config))
+    assert run_pipeline.main([str(tiny_config), "--save_next", str(tmp_path / "next")]) == 0
+    assert "go on with --from final_tuned" in capsys.readouterr().out
+    carried = sorted(p.name for p in (tmp_path / "next").iterdir())
+    assert carried == ["final_trained.pth", "final_tuned.log.jsonl", "final_tuned.pth", "final_tuned.state.pth"]
+    fresh = {**config, "work_dir": str(tmp_path / "fresh"), "output": str(tmp_path / "fresh_out.pth")}
+    (tmp_path / "fresh.json").write_text(json.dumps(fresh))
+    shutil.copytree(tmp_path / "next", tmp_path / "fresh")
+    assert run_pipeline.main([str(tmp_path / "fresh.json"), "--from", "final_tuned", "--until", "final_tuned"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("exists, skipped") == 2 and "--iters 4" in out and "--resume" in out
+    assert run_pipeline.train_prfdn.read_state(tmp_path / "fresh" / "final_tuned.state.pth")["iteration"] == 4
+
+
 def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.json").write_text('{"rfdn": "x"}')
     assert run_pipeline.main([str(tmp_path / "bad.json")]) == 2
@@ -166,6 +197,12 @@ def test_config_mistakes_stop_before_any_stage(tmp_path: Path, capsys: pytest.Ca
         "typo in a section": ({"prune": {"ratoi": 0.5}}, "stage pruned: unrecognized arguments: --ratoi 0.5"),
         "typo in a section name": ({"prnue": {"ratio": 0.5}}, "unknown key prnue"),
         "section of the wrong type": ({"data": "folder"}, "data must be an object of flags"),
+        "lr phase of a stage that does not train": ({"prune": {"then": [{"iters": 5}]}}, "prune cannot have 'then'"),
+        "lr phase that does not go on": (
+            {"final_tuning": {"iters": 3, "then": [{"iters": 3}]}},
+            "final_tuning.then[0] needs an integer iters above the phase before it (3)",
+        ),
+        "lr phases not a list": ({"final_tuning": {"iters": 3, "then": {"iters": 5}}}, "final_tuning.then must be a list"),
     }
     for name, (change, message) in cases.items():
         path = tmp_path / f"{name}.json"
