@@ -59,6 +59,7 @@ SETTING_FLAGS = (
     "amp",
     "num_workers",
     "grad_clip",
+    "ema_decay",
 )
 
 
@@ -249,6 +250,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="float16 autocast on CUDA")
     opt.add_argument("--num_workers", type=int, default=None, help="DataLoader worker processes (default 0)")
     opt.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to this (default: off)")
+    opt.add_argument(
+        "--ema_decay",
+        type=float,
+        default=None,
+        help="validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (default 0: off)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",

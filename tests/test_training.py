@@ -23,6 +23,7 @@ import train_prfdn
 from models.team00_RFDN import RFDN
 from transform.architectures import PRFDN, BranchPRFDN, PRFDNConfig, load_model, model_config
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.errors import HarnessError
 from utils.fileio import sha256_of
 from utils.image import imsave
 from utils.train_data import load_training_data
@@ -137,6 +138,46 @@ def test_resume_with_a_new_lr_starts_a_new_lr_phase(workdir: Path) -> None:
     assert state["best_iteration"] == 3 and changed.history[-1]["val_psnr"] == state["best_psnr"]
     lrs = {r["iter"]: r["lr"] for r in changed.history}
     assert lrs == {4: 1e-9, 5: 1e-10}, lrs  # the new lr, not the saved optimizer's 1e-3; then the new rule
+
+
+def test_ema_weights_are_the_moving_average_of_the_trained_weights(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    after = [fit(tiny_prfdn(), data.train, None, settings(iters=n)).last_state_dict for n in (1, 2)]
+    model = tiny_prfdn()
+    result = fit(model, data.train, None, settings(iters=2, ema_decay=0.75))
+    assert_same_tensors(model.state_dict(), after[1])  # the model itself ends with the trained weights
+    for key, value in result.last_state_dict.items():  # the EMA starts at the first step's weights
+        expected = 0.75 * after[0][key] + 0.25 * after[1][key] if value.is_floating_point() else after[1][key]
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6, msg=key)
+    assert any(not torch.equal(result.last_state_dict[k], after[1][k]) for k in after[1])
+    with pytest.raises(HarnessError, match=r"--ema_decay 1\.0: must be at least 0"):
+        settings(ema_decay=1.0).check()
+
+
+def test_ema_resumes_exactly_and_starts_on_a_resumed_run(workdir: Path) -> None:
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25, val_crop=96)
+
+    def interrupted_state(run: TrainSettings) -> dict[str, Any]:
+        def interrupt_at_3(record: dict[str, Any]) -> None:
+            if record["iter"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        with pytest.raises(TrainingInterruptedError) as stop:
+            fit(tiny_prfdn(), data.train, data.val, run, log=interrupt_at_3)
+        return stop.value.state
+
+    with_ema = settings(iters=6, val_every=2, ema_decay=0.5)
+    whole = fit(tiny_prfdn(), data.train, data.val, with_ema)
+    resumed = fit(tiny_prfdn(seed=5), data.train, data.val, with_ema, state=interrupted_state(with_ema))
+    assert_same_tensors(whole.last_state_dict, resumed.last_state_dict)
+    assert_same_tensors(whole.best_state_dict, resumed.best_state_dict)
+    assert whole.best_psnr == resumed.best_psnr
+
+    # a run without EMA, resumed with it: one more step, and the EMA is exactly the weights it reached
+    state = interrupted_state(settings(iters=6, val_every=2))
+    plain = fit(tiny_prfdn(), data.train, data.val, settings(iters=4, val_every=2), state=copy.deepcopy(state))
+    started = fit(tiny_prfdn(), data.train, data.val, settings(iters=4, val_every=2, ema_decay=0.5), state=state)
+    assert_same_tensors(plain.last_state_dict, started.last_state_dict)
 
 
 def test_plateau_rule_lowers_the_lr_once() -> None:

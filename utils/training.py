@@ -5,6 +5,9 @@ best weights by validation PSNR.
   (frozen helper layers stay frozen). Learning rate: ``lr``, lowered once to ``lr_after_plateau`` by
   ``torch.optim.lr_scheduler.ReduceLROnPlateau`` when more than ``plateau_patience`` validations in a row
   bring no new best PSNR (no-op when ``lr_after_plateau >= lr``).
+- Optional weight EMA (``ema_decay`` > 0, ``torch.optim.swa_utils.AveragedModel``): validation, the best and
+  the last weights are then those of the exponential moving average of the trained weights, which smooths out
+  the noise of the last steps. Turned on when resuming a run, it starts from the weights there.
 - Validation PSNR as the harness scores it: SR clamped and rounded to uint8, RGB, 4-pixel border, averaged.
 - Exact resume: ``training_state`` holds model, best weights, optimizer, scheduler, AMP scaler, iteration and
   every RNG state; the data sampler is counter-based (see ``utils.train_data``), so its state is the iteration.
@@ -39,6 +42,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -82,6 +86,7 @@ class TrainSettings:
     amp: bool = False  # float16 autocast + GradScaler; on CUDA only
     num_workers: int = 0
     grad_clip: float | None = None  # max global gradient norm; None: no clipping
+    ema_decay: float = 0.0  # weight EMA per iteration (e.g. 0.999); 0: off
     validate_at_start: bool = True  # score the starting weights: the best can then be "no change"
     progress: bool = True  # tqdm bar on rank 0
 
@@ -96,6 +101,8 @@ class TrainSettings:
             raise HarnessError("--plateau_patience, --num_workers and --distill_weight must not be negative")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise HarnessError(f"--ema_decay {self.ema_decay}: must be at least 0 (off) and below 1")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
@@ -318,15 +325,27 @@ class _Trainer:
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.ema = self._make_ema()
         self.iteration = 0
         self.best_psnr: float | None = None
         self.best_iteration = 0
         self.initial_psnr: float | None = None
-        self.best_state = _cpu_state_dict(self.model)
+        self.best_state = _cpu_state_dict(self.evaluated)
         self.loss_sums = [0.0, 0.0, 0.0]  # total, L1 to HR, distillation; since the last log line
         self.loss_count = 0
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
+
+    def _make_ema(self) -> AveragedModel | None:
+        """The EMA of the model's weights (a copy of it now; buffers follow the model, they are not averaged)."""
+        if self.settings.ema_decay <= 0:
+            return None
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.settings.ema_decay))
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """What is validated and saved: the EMA weights when on, else the trained ones."""
+        return self.model if self.ema is None else self.ema.module
 
     # --- state ---
 
@@ -343,6 +362,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else {k: v.detach().cpu().clone() for k, v in self.ema.state_dict().items()},
             "rng": rng_state(),
             "sampler": {"seed": self.train_set.seed, "position": self.iteration},
             "loss_sums": list(self.loss_sums),
@@ -355,6 +375,8 @@ class _Trainer:
         if state["sampler"]["seed"] != self.train_set.seed:
             raise HarnessError(f"training state: data seed {state['sampler']['seed']}, this run {self.train_set.seed}")
         self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema"):  # else its first update copies the weights reached
+            self.ema.load_state_dict(state["ema"])
         self.best_state = {k: v.clone() for k, v in state["best_model"].items()}
         self.iteration = int(state["iteration"])
         self.best_psnr, self.best_iteration = state["best_psnr"], int(state["best_iteration"])
@@ -410,6 +432,8 @@ class _Trainer:
             torch.nn.utils.clip_grad_norm_(self.params, self.settings.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         for i, value in enumerate((loss, l1, distill)):
             self.loss_sums[i] += float(value.detach())
         self.loss_count += 1
@@ -418,14 +442,14 @@ class _Trainer:
         """Rank 0 scores the images; every rank gets the figure, so all schedulers and bests stay in step."""
         if not self.val_set:
             return None
-        psnr = validate(self.model, self.val_set, self.data_range, self.device) if self.rank == 0 else 0.0
+        psnr = validate(self.evaluated, self.val_set, self.data_range, self.device) if self.rank == 0 else 0.0
         if self.world_size > 1:
             figure = torch.tensor([psnr], dtype=torch.float64, device=_collective_device(self.device))
             dist.broadcast(figure, 0)
             psnr = float(figure.item())
         if self.best_psnr is None or psnr > self.best_psnr:
             self.best_psnr, self.best_iteration = psnr, self.iteration
-            self.best_state = _cpu_state_dict(self.model)
+            self.best_state = _cpu_state_dict(self.evaluated)
         if self.scheduler is not None:
             self.scheduler.step(psnr)
         return psnr
@@ -493,7 +517,7 @@ class _Trainer:
         bar.close()
         self.elapsed += time.perf_counter() - started
         if not self.val_set:
-            self.best_state, self.best_iteration = _cpu_state_dict(self.model), self.iteration
+            self.best_state, self.best_iteration = _cpu_state_dict(self.evaluated), self.iteration
         state = self.state()
         return FitResult(
             iterations=self.iteration,
@@ -501,7 +525,7 @@ class _Trainer:
             best_iteration=self.best_iteration,
             initial_psnr=self.initial_psnr,
             best_state_dict=self.best_state,
-            last_state_dict=_cpu_state_dict(self.model),
+            last_state_dict=_cpu_state_dict(self.evaluated),
             state=state,
             history=self.history,
         )
@@ -526,7 +550,8 @@ def fit(
     """Train ``model`` in place for ``settings.iters`` iterations in all (continuing ``state`` if given).
 
     ``model`` ends with the last weights; ``FitResult.best_state_dict`` holds the best by validation PSNR
-    (the starting weights count when ``validate_at_start``; without validation images best = last).
+    (the starting weights count when ``validate_at_start``; without validation images best = last). With
+    ``ema_decay`` > 0, validation, best and ``last_state_dict`` are the EMA weights.
     ``log`` gets one dict per log interval / validation (rank 0). ``save_state`` gets the resumable state at
     every validation and on interruption (rank 0). Raises ``TrainingInterruptedError`` after a Ctrl-C / SIGTERM.
     """
