@@ -172,6 +172,8 @@ def main(args: argparse.Namespace) -> FitResult:
     if args.resume:
         state = read_state(paths["state"])
         check_resume(state, paths["state"], src, src_sha, checkpoint)
+        if args.iters is not None and args.iters < state["iteration"]:
+            raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {args.iters}")
     resolve_data_args(args, state["run"]["data_args"] if state else None)
     settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
     if state and lr_schedule_changed(state["settings"], settings):

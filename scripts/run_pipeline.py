@@ -111,6 +111,10 @@ def load_config(path: str) -> dict[str, Any]:
 TRAINING_SECTIONS = ("branch_training", "merged_training", "final_training", "final_tuning")
 
 
+def is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_phases(path: str, section: str, options: dict[str, Any]) -> None:
     """``then``: a list of later lr phases of a training section, each with more ``iters`` than the one before."""
     if "then" not in options:
@@ -120,9 +124,11 @@ def check_phases(path: str, section: str, options: dict[str, Any]) -> None:
         raise HarnessError(f"{path}: {section} cannot have 'then' (only {', '.join(TRAINING_SECTIONS)} can)")
     if not isinstance(phases, list) or not all(isinstance(phase, dict) for phase in phases):
         raise HarnessError(f'{path}: {section}.then must be a list of objects of flags, e.g. [{{"iters": 2000, "lr": 1e-5}}]')
-    previous = options.get("iters", 0)
+    previous = options.get("iters")
+    if not is_count(previous):
+        raise HarnessError(f"{path}: {section} needs an integer iters for its first phase when it has 'then'")
     for index, phase in enumerate(phases):
-        if not isinstance(phase.get("iters"), int) or phase["iters"] <= previous:
+        if not is_count(phase.get("iters")) or phase["iters"] <= previous:
             raise HarnessError(f"{path}: {section}.then[{index}] needs an integer iters above the phase before it ({previous})")
         previous = phase["iters"]
 
@@ -181,16 +187,20 @@ def training_steps(stage: str, src: str, dst: str, data: list[str], section: dic
 
 def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
     """A step is done when its output exists and, for training, its kept state (if any) has reached the step's
-    iterations: a later lr phase, or iters raised in the config, goes on with the same run."""
+    iterations (a later lr phase, or iters raised in the config, goes on with the same run); a training step
+    whose state is already past it (a later phase ran) is done even where its output is not there."""
     target = Path(argv[1])
-    if not target.exists() or entry is not train_prfdn.cli:
+    if entry is not train_prfdn.cli:
         return target.exists()
     state_path = train_prfdn.output_paths(target)["state"]
     if not state_path.is_file():
-        return True
-    state = train_prfdn.read_state(state_path)
+        return target.exists()
+    try:
+        state = train_prfdn.read_state(state_path)
+    except HarnessError as err:
+        raise HarnessError(str(err).removeprefix("--resume: ")) from None
     wanted = train_prfdn.parse_args(argv).iters or state["settings"]["iters"]
-    return state["iteration"] >= wanted
+    return state["iteration"] > wanted or (state["iteration"] == wanted and target.exists())
 
 
 def check_made_from(target: Path, parent: Path, stage: str) -> None:
@@ -224,6 +234,7 @@ def save_next(config_path: str, folder: str) -> str | None:
     done, the output and the training logs; the stage to go on ``--from`` (None: done)."""
     config = load_config(config_path)
     steps = plan(config)
+    check_flags(steps)
     stage, files = next_stage(steps)
     if stage is None:
         logs = [train_prfdn.output_paths(argv[1])["log"] for _, entry, argv in steps if entry is train_prfdn.cli]
@@ -256,8 +267,11 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
     for index, (stage, entry, argv) in enumerate(steps):
         target = Path(argv[1])
         if not force and step_done(entry, argv):
-            check_made_from(target, Path(argv[0]), stage)
-            print(f"== {stage}: {target} exists, skipped")
+            if target.exists():
+                check_made_from(target, Path(argv[0]), stage)
+                print(f"== {stage}: {target} exists, skipped")
+            else:
+                print(f"== {stage}: its training state is past this phase, skipped")
         else:
             resumable = entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists()
             if resumable and not force and "--resume" not in argv:

@@ -118,6 +118,12 @@ def test_later_lr_phases_continue_the_same_run(tiny_config: Path, tmp_path: Path
     capsys.readouterr()
     assert run_pipeline.main([str(tiny_config)]) == 0
     assert capsys.readouterr().out.count("exists, skipped") == 9  # the phase step too
+    (work / "final_tuned.pth").unlink()  # lost: the last phase writes it again from the kept state, no training
+    assert run_pipeline.main([str(tiny_config)]) == 0
+    out = capsys.readouterr().out
+    assert "final_tuned: its training state is past this phase, skipped" in out and (work / "final_tuned.pth").is_file()
+    assert run_pipeline.train_prfdn.read_state(work / "final_tuned.state.pth")["settings"]["lr"] == 1e-5
+    assert len((work / "final_tuned.log.jsonl").read_text().splitlines()) == len(log)
 
     # a later phase added after the run: a fresh machine gets the stage's output and state, and goes on
     config["final_tuning"]["then"].append({"iters": 4})
@@ -203,6 +209,10 @@ def test_config_mistakes_stop_before_any_stage(tmp_path: Path, capsys: pytest.Ca
             "final_tuning.then[0] needs an integer iters above the phase before it (3)",
         ),
         "lr phases not a list": ({"final_tuning": {"iters": 3, "then": {"iters": 5}}}, "final_tuning.then must be a list"),
+        "lr phases without a first iters": (
+            {"branch_training": {"then": [{"iters": 5}]}},
+            "branch_training needs an integer iters for its first phase",
+        ),
     }
     for name, (change, message) in cases.items():
         path = tmp_path / f"{name}.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,6 +179,9 @@ def test_ema_resumes_exactly_and_starts_on_a_resumed_run(workdir: Path) -> None:
     plain = fit(tiny_prfdn(), data.train, data.val, settings(iters=4, val_every=2), state=copy.deepcopy(state))
     started = fit(tiny_prfdn(), data.train, data.val, settings(iters=4, val_every=2, ema_decay=0.5), state=state)
     assert_same_tensors(plain.last_state_dict, started.last_state_dict)
+    # turned on at a resume that runs no step, the EMA is the weights reached there, not SRC's
+    reached = fit(tiny_prfdn(seed=5), data.train, data.val, settings(iters=3, ema_decay=0.5), state=copy.deepcopy(state))
+    assert_same_tensors(reached.last_state_dict, state["model"])
 
 
 def test_plateau_rule_lowers_the_lr_once() -> None:
@@ -272,6 +276,17 @@ def test_cli_writes_self_describing_checkpoints(workdir: Path, cli_run: Path) ->
     assert all({"iter", "lr", "time"} <= r.keys() for r in log) and all("distill" in r for r in log if "loss" in r)
 
 
+def test_cli_ema_decay_writes_the_averaged_weights(workdir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ema.pth"
+    assert train_prfdn.cli(cli_args(workdir, out, "--ema_decay", "0.5")) == 0
+    paths = train_prfdn.output_paths(out)
+    state = train_prfdn.read_state(paths["state"])
+    last = read_model_checkpoint(paths["last"])
+    assert last.provenance["settings"]["ema_decay"] == 0.5 and int(state["ema"]["n_averaged"]) == 8
+    assert_same_tensors(last.state_dict, {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"})
+    assert any(not torch.equal(last.state_dict[k], state["model"][k]) for k in state["model"])
+
+
 def test_cli_ctrl_c_then_resume_in_a_new_process_matches(workdir: Path, cli_run: Path, tmp_path: Path, monkeypatch: Any) -> None:
     class CtrlCAt3(train_prfdn.JsonlLog):
         def __call__(self, record: dict[str, Any]) -> None:
@@ -341,6 +356,9 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         args = cli_args(workdir, out)
         args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "teacher.pth")
         return args, "--teacher"
+    if name == "resume past its iters":
+        shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], train_prfdn.output_paths(out)["state"])
+        return [*cli_args(workdir, out), "--resume", "--iters", "5"], "is at iteration 8, past --iters 5"
     if name == "resume file missing":
         return [*cli_args(workdir, out), "--resume"], "out.state.pth not found"
     other = save_checkpoint(BranchPRFDN(nf=8), tmp / "branch.pth")  # resume a state of another model
@@ -355,6 +373,7 @@ ERROR_CASES = [
     "corrupt SRC",
     "teacher not RFDN-compatible",
     "resume file missing",
+    "resume past its iters",
     "resume from another model",
 ]
 

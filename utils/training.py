@@ -375,8 +375,10 @@ class _Trainer:
         if state["sampler"]["seed"] != self.train_set.seed:
             raise HarnessError(f"training state: data seed {state['sampler']['seed']}, this run {self.train_set.seed}")
         self.model.load_state_dict(state["model"])
-        if self.ema is not None and state.get("ema"):  # else its first update copies the weights reached
-            self.ema.load_state_dict(state["ema"])
+        if self.ema is not None:  # a run that had no EMA yet starts one from the weights it reached
+            self.ema = self._make_ema()
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
         self.best_state = {k: v.clone() for k, v in state["best_model"].items()}
         self.iteration = int(state["iteration"])
         self.best_psnr, self.best_iteration = state["best_psnr"], int(state["best_iteration"])
