@@ -362,7 +362,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "ema": None if self.ema is None else {k: v.detach().cpu().clone() for k, v in self.ema.state_dict().items()},
+            "ema": None if self.ema is None else _cpu_state_dict(self.ema),
             "rng": rng_state(),
             "sampler": {"seed": self.train_set.seed, "position": self.iteration},
             "loss_sums": list(self.loss_sums),
