@@ -272,6 +272,10 @@ def cli(argv: list[str] | None = None) -> int:
     state_path = output_paths(args.out)["state"]
     try:
         main(args)
+        if dist.is_available() and dist.is_initialized():
+            # Rank 0 still writes the outputs when the others finish; a rank that tears gloo down while its
+            # peer is connected can abort ("terminate called without an active exception"), so wait for all.
+            dist.barrier()
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
