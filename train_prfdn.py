@@ -35,6 +35,7 @@ from utils.training import (
     TrainingInterruptedError,
     TrainSettings,
     default_lr,
+    distributed_active,
     fit,
     init_distributed,
     lr_schedule_changed,
@@ -272,7 +273,7 @@ def cli(argv: list[str] | None = None) -> int:
     state_path = output_paths(args.out)["state"]
     try:
         main(args)
-        if dist.is_available() and dist.is_initialized():
+        if distributed_active():
             # Rank 0 still writes the outputs when the others finish; a rank that tears gloo down while its
             # peer is connected can abort ("terminate called without an active exception"), so wait for all.
             dist.barrier()
@@ -290,7 +291,7 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted; {saved} {state_path}", file=sys.stderr)
         return 130
     finally:
-        if dist.is_available() and dist.is_initialized():
+        if distributed_active():
             dist.destroy_process_group()
     return 0
 

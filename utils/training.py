@@ -146,9 +146,14 @@ class JsonlLog:
 # --- distributed --------------------------------------------------------------------------------------------
 
 
+def distributed_active() -> bool:
+    """Whether this process has joined a process group (torchrun with WORLD_SIZE > 1)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def world() -> tuple[int, int]:
     """(rank, world size) of this process; (0, 1) without an initialised process group."""
-    if dist.is_available() and dist.is_initialized():
+    if distributed_active():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
@@ -157,7 +162,7 @@ def init_distributed(device: str) -> torch.device:
     """Join the process group when launched by torchrun with WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU).
 
     Returns this process's device (``cuda:LOCAL_RANK`` on CUDA)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or distributed_active():
         return torch.device(device)
     if device == "cuda":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
