@@ -166,7 +166,7 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (
             "x4_cpu.json",
             ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"]
-            + ["final_tuned"] * 6,  # its first run and five later lr phases
+            + ["final_tuned"] * 7,  # its first run and six later lr phases
         ),
     ],
 )
