@@ -200,7 +200,11 @@ def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
     except HarnessError as err:
         raise HarnessError(str(err).removeprefix("--resume: ")) from None
     wanted = train_prfdn.parse_args(argv).iters or state["settings"]["iters"]
-    return state["iteration"] > wanted or (state["iteration"] == wanted and target.exists())
+    if state["iteration"] != wanted or not target.exists():
+        return state["iteration"] > wanted
+    # a state stopped exactly at this phase's end beside an output of an earlier phase: not done (resuming
+    # writes the output from the state, no training), else the older weights would pass for this phase's
+    return read_model_checkpoint(target).provenance.get("iterations") == wanted
 
 
 def check_made_from(target: Path, parent: Path, stage: str) -> None:

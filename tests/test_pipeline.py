@@ -12,7 +12,7 @@ import torch
 
 from models.team00_RFDN import RFDN
 from transform.architectures import load_model
-from utils.checkpoint import read_model_checkpoint
+from utils.checkpoint import read_model_checkpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +124,13 @@ def test_later_lr_phases_continue_the_same_run(tiny_config: Path, tmp_path: Path
     assert "final_tuned: its training state is past this phase, skipped" in out and (work / "final_tuned.pth").is_file()
     assert run_pipeline.train_prfdn.read_state(work / "final_tuned.state.pth")["settings"]["lr"] == 1e-5
     assert len((work / "final_tuned.log.jsonl").read_text().splitlines()) == len(log)
+    stale = read_model_checkpoint(work / "final_tuned.pth")  # a run stopped at 3 beside the output of iteration 2
+    stale.provenance["iterations"] = 2
+    save_model_checkpoint(work / "final_tuned.pth", stale)
+    assert run_pipeline.main([str(tiny_config)]) == 0
+    assert "--iters 3" in capsys.readouterr().out
+    assert read_model_checkpoint(tmp_path / "team13_prfdn.pth").provenance["iterations"] == 3
+    assert len((work / "final_tuned.log.jsonl").read_text().splitlines()) == len(log)
 
     # a later phase added after the run: a fresh machine gets the stage's output and state, and goes on
     config["final_tuning"]["then"].append({"iters": 4})
@@ -166,7 +173,7 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (
             "x4_cpu.json",
             ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"]
-            + ["final_tuned"] * 7,  # its first run and six later lr phases
+            + ["final_tuned"] * 8,  # its first run and seven later lr phases
         ),
     ],
 )
