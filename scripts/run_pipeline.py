@@ -187,8 +187,9 @@ def training_steps(stage: str, src: str, dst: str, data: list[str], section: dic
 
 def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
     """A step is done when its output exists and, for training, its kept state (if any) has reached the step's
-    iterations (a later lr phase, or iters raised in the config, goes on with the same run); a training step
-    whose state is already past it (a later phase ran) is done even where its output is not there."""
+    iterations (a later lr phase, or iters raised in the config, goes on with the same run) and the output was
+    written at them; a training step whose state is already past it (a later phase ran) is done even where its
+    output is not there."""
     target = Path(argv[1])
     if entry is not train_prfdn.cli:
         return target.exists()
@@ -202,8 +203,8 @@ def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
     wanted = train_prfdn.parse_args(argv).iters or state["settings"]["iters"]
     if state["iteration"] != wanted or not target.exists():
         return state["iteration"] > wanted
-    # a state stopped exactly at this phase's end beside an output of an earlier phase: not done (resuming
-    # writes the output from the state, no training), else the older weights would pass for this phase's
+    # a state stopped exactly at this phase's end beside an earlier phase's output: resuming writes the output
+    # from the state (no training); taken as done, the older weights would pass for this phase's
     return read_model_checkpoint(target).provenance.get("iterations") == wanted
 
 
