@@ -4,6 +4,7 @@
     python train_prfdn.py SRC.pth OUT.pth --train_dir D --teacher team00_rfdn.pth --distill_weight 1
     python train_prfdn.py SRC.pth OUT.pth --resume                 # continue OUT.state.pth exactly
     python train_prfdn.py SRC.pth OUT.pth --resume --iters N --lr X  # go on to N iterations with a new lr phase
+    python train_prfdn.py SRC.pth OUT.pth --resume --iters N --loss l2  # ... with the MSE (a new phase, fresh Adam)
     torchrun --nproc_per_node 2 train_prfdn.py SRC.pth OUT.pth ...  # DistributedDataParallel
 
 Writes OUT.pth (best weights by validation PSNR), OUT_last.pth (last weights), both self-describing
@@ -38,6 +39,7 @@ from utils.training import (
     distributed_active,
     fit,
     init_distributed,
+    loss_changed,
     lr_schedule_changed,
     world,
 )
@@ -53,6 +55,7 @@ SETTING_FLAGS = (
     "lr_after_plateau",
     "plateau_patience",
     "distill_weight",
+    "loss",
     "val_every",
     "log_every",
     "seed",
@@ -177,7 +180,9 @@ def main(args: argparse.Namespace) -> FitResult:
             raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {args.iters}")
     resolve_data_args(args, state["run"]["data_args"] if state else None)
     settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
-    if state and lr_schedule_changed(state["settings"], settings):
+    if state and loss_changed(state["settings"], settings):
+        print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
+    if state and (lr_schedule_changed(state["settings"], settings) or loss_changed(state["settings"], settings)):
         print(
             f"{PROG}: --resume with another learning-rate schedule: from iteration {state['iteration']} the lr is "
             f"{settings.lr:g} (plateau: {settings.lr_after_plateau:g} after {settings.plateau_patience})",
@@ -244,7 +249,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--lr_after_plateau", type=float, default=None, help="learning rate once validation stalls (default 5e-6)")
     opt.add_argument("--plateau_patience", type=int, default=None, help="validations without improvement tolerated (default 5)")
     opt.add_argument(
-        "--distill_weight", type=float, default=None, help="weight of the L1 to the teacher (default 1 with --teacher)"
+        "--distill_weight", type=float, default=None, help="weight of the loss to the teacher (default 1 with --teacher)"
+    )
+    opt.add_argument(
+        "--loss",
+        choices=["l1", "l2"],
+        default=None,
+        help="to HR and to the teacher: l1 (default) or l2, the mean squared error (on --resume: new lr phase, fresh Adam)",
     )
     opt.add_argument("--val_every", type=int, default=None, help="validate every N iterations (default 500)")
     opt.add_argument("--log_every", type=int, default=None, help="log line every N iterations (default 100)")

@@ -141,6 +141,43 @@ def test_resume_with_a_new_lr_starts_a_new_lr_phase(workdir: Path) -> None:
     assert lrs == {4: 1e-9, 5: 1e-10}, lrs  # the new lr, not the saved optimizer's 1e-3; then the new rule
 
 
+def test_l2_loss_is_the_squared_error(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    first = {}
+    for loss in ("l1", "l2"):  # same weights, same first batch: the first record is the loss before any step
+        result = fit(tiny_prfdn(), data.train, data.val, settings(iters=1, loss=loss, val_every=1000))
+        first[loss] = result.history[0]
+        assert set(first[loss]) & {"l1", "l2"} == {loss}
+    l1, l2 = first["l1"]["l1"], first["l2"]["l2"]
+    assert l1**2 <= l2 and abs(l2 - l1) > 0.01 * l1  # the mean of squares (Jensen), not the L1 again
+    with pytest.raises(HarnessError, match="--loss l3"):
+        settings(loss="l3").check()
+
+
+def test_resume_with_another_loss_starts_adam_afresh(workdir: Path) -> None:
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25, val_crop=96)
+
+    def interrupt_at_3(record: dict[str, Any]) -> None:
+        if record["iter"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterruptedError) as stop:
+        fit(tiny_prfdn(), data.train, data.val, settings(iters=6, val_every=3), log=interrupt_at_3)
+    state = stop.value.state
+    assert "loss" in state["settings"]
+    same = fit(tiny_prfdn(), data.train, data.val, settings(iters=6, val_every=3), state=copy.deepcopy(state))
+    assert same.state["optimizer"]["state"][0]["step"] == 6  # Adam's moments carried on
+    old_state = copy.deepcopy(state)
+    del old_state["settings"]["loss"]  # a state written before the loss setting existed: it was L1
+    same_old = fit(tiny_prfdn(), data.train, data.val, settings(iters=6, val_every=3), state=old_state)
+    assert same_old.state["optimizer"]["state"][0]["step"] == 6
+    mse = settings(iters=6, val_every=3, loss="l2", lr=5e-4)
+    changed = fit(tiny_prfdn(), data.train, data.val, mse, state=copy.deepcopy(state))
+    assert changed.state["optimizer"]["state"][0]["step"] == 3  # fresh moments from iteration 3
+    assert {r["iter"]: r["lr"] for r in changed.history if "loss" in r} == {4: 5e-4, 5: 5e-4, 6: 5e-4}
+    assert changed.state["settings"]["loss"] == "l2" and all("l2" in r for r in changed.history if "loss" in r)
+
+
 def test_ema_weights_are_the_moving_average_of_the_trained_weights(workdir: Path) -> None:
     data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
     after = [fit(tiny_prfdn(), data.train, None, settings(iters=n)).last_state_dict for n in (1, 2)]

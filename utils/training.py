@@ -1,10 +1,11 @@
 """Fine-tuning loop shared by the PRFDN stages: ``fit`` trains any SR module on ``TrainPatches`` and keeps the
 best weights by validation PSNR.
 
-- Loss: L1 to HR, plus ``distill_weight`` x L1 to a teacher's SR. Adam over trainable parameters only
-  (frozen helper layers stay frozen). Learning rate: ``lr``, lowered once to ``lr_after_plateau`` by
-  ``torch.optim.lr_scheduler.ReduceLROnPlateau`` when more than ``plateau_patience`` validations in a row
-  bring no new best PSNR (no-op when ``lr_after_plateau >= lr``).
+- Loss: L1 to HR, plus ``distill_weight`` x L1 to a teacher's SR; ``loss="l2"`` uses the mean squared error
+  for both instead (PSNR is a function of the MSE, so a short L2 phase at the end tunes for it). Adam over
+  trainable parameters only (frozen helper layers stay frozen). Learning rate: ``lr``, lowered once to
+  ``lr_after_plateau`` by ``torch.optim.lr_scheduler.ReduceLROnPlateau`` when more than ``plateau_patience``
+  validations in a row bring no new best PSNR (no-op when ``lr_after_plateau >= lr``).
 - Optional weight EMA (``ema_decay`` > 0, ``torch.optim.swa_utils.AveragedModel``): validation, the best and
   the last weights are then those of the exponential moving average of the trained weights, which smooths out
   the noise of the last steps. Turned on when resuming a run, it starts from the weights there.
@@ -14,7 +15,10 @@ best weights by validation PSNR.
   On CPU, training N iterations equals training K, saving, resuming in a new object or process, training N-K,
   bit for bit. The state loads with ``torch.load(weights_only=True)``. Resuming with another ``lr``,
   ``lr_after_plateau`` or ``plateau_patience`` starts a new learning-rate phase at the new ``lr`` (the rest
-  continues exactly).
+  continues exactly). Resuming with another ``loss`` does too, and also starts Adam's moments afresh: the
+  MSE's gradients differ in scale from the L1's by about the typical error (far larger on 0-255 data, far
+  smaller on 0-1), and second moments kept from the old loss (decay 0.999) would mis-size the steps for
+  thousands of iterations.
 - First Ctrl-C (SIGINT) or SIGTERM: the current iteration finishes, the state is handed to ``save_state`` and
   ``TrainingInterruptedError`` is raised; a second Ctrl-C interrupts at once.
 - Under ``torchrun`` (WORLD_SIZE > 1, see ``init_distributed``): DistributedDataParallel, each rank draws its
@@ -55,6 +59,7 @@ STATE_FORMAT = "prfdn-train-state/1"
 PSNR_BORDER = 4
 
 LogFn = Callable[[dict[str, Any]], None]
+PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "l2": F.mse_loss}
 
 
 # Factsheet recipe: Adam at 1e-5 for the branch model (5e-6 once the loss stops falling), 1e-6 after
@@ -79,6 +84,7 @@ class TrainSettings:
     lr_after_plateau: float = 5e-6
     plateau_patience: int = 5  # validations without a new best before the lr is lowered (ReduceLROnPlateau's rule)
     distill_weight: float = 0.0
+    loss: str = "l1"  # to HR and to the teacher: "l1" (mean absolute error) or "l2" (mean squared error)
     val_every: int = 500
     log_every: int = 100
     seed: int = 0
@@ -101,6 +107,8 @@ class TrainSettings:
             raise HarnessError("--plateau_patience, --num_workers and --distill_weight must not be negative")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive")
+        if self.loss not in PIXEL_LOSSES:
+            raise HarnessError(f"--loss {self.loss}: must be one of {', '.join(PIXEL_LOSSES)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise HarnessError(f"--ema_decay {self.ema_decay}: must be at least 0 (off) and below 1")
 
@@ -288,6 +296,11 @@ def lr_schedule_changed(saved: dict[str, Any], settings: TrainSettings) -> bool:
     return any(saved.get(name) != getattr(settings, name) for name in LR_SCHEDULE_KEYS)
 
 
+def loss_changed(saved: dict[str, Any], settings: TrainSettings) -> bool:
+    """Whether ``settings`` give a resumed run another loss (states written before ``loss`` existed used L1)."""
+    return saved.get("loss", "l1") != settings.loss
+
+
 class _Trainer:
     """The state of one ``fit`` call; split from ``fit`` to keep each step small."""
 
@@ -336,7 +349,7 @@ class _Trainer:
         self.best_iteration = 0
         self.initial_psnr: float | None = None
         self.best_state = _cpu_state_dict(self.evaluated)
-        self.loss_sums = [0.0, 0.0, 0.0]  # total, L1 to HR, distillation; since the last log line
+        self.loss_sums = [0.0, 0.0, 0.0]  # total, loss to HR, distillation; since the last log line
         self.loss_count = 0
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
@@ -388,11 +401,13 @@ class _Trainer:
         self.iteration = int(state["iteration"])
         self.best_psnr, self.best_iteration = state["best_psnr"], int(state["best_iteration"])
         self.initial_psnr = state["initial_psnr"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        if lr_schedule_changed(state["settings"], self.settings):
-            # --lr/--lr_after_plateau/--plateau_patience given anew on resume: a new learning-rate phase (the
-            # optimizer's state would otherwise put the old lr back and the scheduler its old rule); the new
-            # rule counts validations without a new best of the whole run
+        new_loss = loss_changed(state["settings"], self.settings)
+        if not new_loss:  # another loss starts Adam's moments afresh (see the module docstring)
+            self.optimizer.load_state_dict(state["optimizer"])
+        if new_loss or lr_schedule_changed(state["settings"], self.settings):
+            # --lr/--lr_after_plateau/--plateau_patience (or --loss) given anew on resume: a new learning-rate
+            # phase (the optimizer's state would otherwise put the old lr back and the scheduler its old rule);
+            # the new rule counts validations without a new best of the whole run
             for group in self.optimizer.param_groups:
                 group["lr"] = self.settings.lr
             if self.scheduler is not None and self.best_psnr is not None:
@@ -429,9 +444,10 @@ class _Trainer:
                 with torch.no_grad():
                     target = self.teacher(lr_batch)
         sr = sr.float()
-        l1 = F.l1_loss(sr, hr_batch)
-        distill = F.l1_loss(sr, target.float()) if target is not None else torch.zeros((), device=sr.device)
-        loss = l1 + self.settings.distill_weight * distill if target is not None else l1
+        pixel_loss = PIXEL_LOSSES[self.settings.loss]
+        to_hr = pixel_loss(sr, hr_batch)
+        distill = pixel_loss(sr, target.float()) if target is not None else torch.zeros((), device=sr.device)
+        loss = to_hr + self.settings.distill_weight * distill if target is not None else to_hr
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.settings.grad_clip is not None:
@@ -441,7 +457,7 @@ class _Trainer:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        for i, value in enumerate((loss, l1, distill)):
+        for i, value in enumerate((loss, to_hr, distill)):
             self.loss_sums[i] += float(value.detach())
         self.loss_count += 1
 
@@ -474,7 +490,7 @@ class _Trainer:
             if not math.isfinite(sums[0]):
                 raise HarnessError(f"training diverged: the loss is {sums[0]} at iteration {self.iteration}; lower --lr")
             record["loss"] = sums[0] / count
-            record["l1"] = sums[1] / count
+            record[self.settings.loss] = sums[1] / count  # the loss to HR, under its name ("l1" or "l2")
             if self.teacher is not None:
                 record["distill"] = sums[2] / count
         if psnr is not None:
