@@ -173,7 +173,7 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (
             "x4_cpu.json",
             ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"]
-            + ["final_tuned"] * 8,  # its first run and seven later lr phases
+            + ["final_tuned"] * 9,  # its first run and eight later lr phases
         ),
     ],
 )
