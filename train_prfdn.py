@@ -184,7 +184,7 @@ def main(args: argparse.Namespace) -> FitResult:
         print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
     if state and (lr_schedule_changed(state["settings"], settings) or loss_changed(state["settings"], settings)):
         print(
-            f"{PROG}: --resume with another learning-rate schedule: from iteration {state['iteration']} the lr is "
+            f"{PROG}: --resume starts a new learning-rate phase: from iteration {state['iteration']} the lr is "
             f"{settings.lr:g} (plateau: {settings.lr_after_plateau:g} after {settings.plateau_patience})",
             file=sys.stderr,
         )
