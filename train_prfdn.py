@@ -30,6 +30,7 @@ from utils.errors import HarnessError
 from utils.fileio import atomic_write, atomic_write_text, sha256_of
 from utils.train_data import DATA_FLAGS, TrainData, add_data_arguments, fill_data_defaults, load_data_from_args
 from utils.training import (
+    PIXEL_LOSSES,
     STATE_FORMAT,
     FitResult,
     JsonlLog,
@@ -40,7 +41,7 @@ from utils.training import (
     fit,
     init_distributed,
     loss_changed,
-    lr_schedule_changed,
+    starts_new_lr_phase,
     world,
 )
 
@@ -182,7 +183,7 @@ def main(args: argparse.Namespace) -> FitResult:
     settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
     if state and loss_changed(state["settings"], settings):
         print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
-    if state and (lr_schedule_changed(state["settings"], settings) or loss_changed(state["settings"], settings)):
+    if state and starts_new_lr_phase(state["settings"], settings):
         print(
             f"{PROG}: --resume starts a new learning-rate phase: from iteration {state['iteration']} the lr is "
             f"{settings.lr:g} (plateau: {settings.lr_after_plateau:g} after {settings.plateau_patience})",
@@ -253,7 +254,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     opt.add_argument(
         "--loss",
-        choices=["l1", "l2"],
+        choices=list(PIXEL_LOSSES),
         default=None,
         help="to HR and to the teacher: l1 (default) or l2, the mean squared error (on --resume: new lr phase, fresh Adam)",
     )

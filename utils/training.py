@@ -291,14 +291,14 @@ def _make_scheduler(
 LR_SCHEDULE_KEYS = ("lr", "lr_after_plateau", "plateau_patience")
 
 
-def lr_schedule_changed(saved: dict[str, Any], settings: TrainSettings) -> bool:
-    """Whether ``settings`` give a resumed run (its saved settings) another learning-rate schedule."""
-    return any(saved.get(name) != getattr(settings, name) for name in LR_SCHEDULE_KEYS)
-
-
 def loss_changed(saved: dict[str, Any], settings: TrainSettings) -> bool:
     """Whether ``settings`` give a resumed run another loss (states written before ``loss`` existed used L1)."""
-    return saved.get("loss", "l1") != settings.loss
+    return saved.get("loss", TrainSettings.loss) != settings.loss
+
+
+def starts_new_lr_phase(saved: dict[str, Any], settings: TrainSettings) -> bool:
+    """Whether ``settings`` give a resumed run (its saved settings) another learning-rate schedule or loss."""
+    return loss_changed(saved, settings) or any(saved.get(name) != getattr(settings, name) for name in LR_SCHEDULE_KEYS)
 
 
 class _Trainer:
@@ -401,10 +401,9 @@ class _Trainer:
         self.iteration = int(state["iteration"])
         self.best_psnr, self.best_iteration = state["best_psnr"], int(state["best_iteration"])
         self.initial_psnr = state["initial_psnr"]
-        new_loss = loss_changed(state["settings"], self.settings)
-        if not new_loss:  # another loss starts Adam's moments afresh (see the module docstring)
+        if not loss_changed(state["settings"], self.settings):  # another loss starts Adam's moments afresh (docstring)
             self.optimizer.load_state_dict(state["optimizer"])
-        if new_loss or lr_schedule_changed(state["settings"], self.settings):
+        if starts_new_lr_phase(state["settings"], self.settings):
             # --lr/--lr_after_plateau/--plateau_patience (or --loss) given anew on resume: a new learning-rate
             # phase (the optimizer's state would otherwise put the old lr back and the scheduler its old rule);
             # the new rule counts validations without a new best of the whole run
