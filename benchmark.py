@@ -23,6 +23,7 @@ import torch
 from transform.architectures import load_model
 from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
 from utils.checkpoint import read_model_checkpoint
+from utils.cli import ArgumentParser
 from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write_json, sha256_of
 from utils.inference import resolve_device
@@ -136,7 +137,7 @@ def format_rows(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help=f"NAME=PATH or PATH (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--reference", default=None, help="model the ratios are taken to (default: the first)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")

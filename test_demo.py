@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from utils.checkpoint import load_state, read_model_checkpoint
+from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
 from utils.evaluation import evaluate_mode
@@ -261,9 +262,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        "NTIRE-EfficientSR", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser("NTIRE-EfficientSR", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data_dir", default=None, type=str, help="folder with the official data layouts (default: built-in data)"
     )

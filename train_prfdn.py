@@ -26,6 +26,7 @@ import torch.distributed as dist
 from transform.architectures import load_model, load_teacher
 from transform.common import git_commit, git_dirty
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, atomic_write_text, sha256_of
 from utils.train_data import DATA_FLAGS, TrainData, add_data_arguments, fill_data_defaults, load_data_from_args
@@ -238,7 +239,7 @@ def main(args: argparse.Namespace) -> FitResult:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint to start from (any stage; a plain state dict is the official RFDN)")
     parser.add_argument("out", help="best weights go here; OUT_last.pth, OUT.state.pth and OUT.log.jsonl beside it")
     add_data_arguments(parser)

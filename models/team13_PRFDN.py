@@ -26,6 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 LEAKY_SLOPE = 0.05
+# The smallest LR height and width the network takes: ESA's stride-2 3x3 conv, then its 7x7 max-pool of stride 3,
+# need (size - 3) // 2 + 1 >= 7. RFDN has the same ESA, so the same minimum.
+MIN_INPUT_SIZE = 15
 
 
 def conv(

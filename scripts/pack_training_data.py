@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write  # noqa: E402
 from utils.image import imread_uint, list_images  # noqa: E402
@@ -88,7 +89,7 @@ def pack(folders: list[Path], out: Path, max_bytes: int) -> list[PackedImage]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="training folders (their names are kept)")
     parser.add_argument("--out", type=Path, required=True, help="where OUT/<folder name>/<stem>.webp go, e.g. .carry/train")
     parser.add_argument("--max_mb", type=float, default=55.0, help="write nothing if the images take more MB (default 55)")

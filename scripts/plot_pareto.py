@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write  # noqa: E402
 
@@ -113,9 +114,7 @@ def make_plot(benchmark: dict[str, Any], evaluation: dict[str, Any], out: str, w
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="plot_pareto.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(prog="plot_pareto.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benchmark", help="benchmark.py's JSON")
     parser.add_argument("evaluation", help="scripts/report.py's evaluation JSON")
     parser.add_argument("--out", default="docs/pareto.png", help="PNG to write (default docs/pareto.png)")

@@ -32,6 +32,7 @@ from run_pipeline import load_config  # noqa: E402
 import benchmark  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.datasets import pair_folders  # noqa: E402
 from utils.errors import HarnessError, first_line  # noqa: E402
 from utils.evaluation import evaluate_mode  # noqa: E402
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="the pipeline config whose run to report (e.g. configs/x4_cpu.json)")
     parser.add_argument(
         "--benchmark_dir", default="../shared/benchmark", help="folder with Set5/Set14/BSD68 (default ../shared/benchmark)"

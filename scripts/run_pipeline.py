@@ -42,6 +42,7 @@ if str(REPO_ROOT) not in sys.path:
 import train_prfdn  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write, sha256_of  # noqa: E402
 
@@ -294,9 +295,7 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="run_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(prog="run_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="JSON config (see configs/x4.json)")
     parser.add_argument("--force", action="store_true", help="redo stages whose output exists")
     parser.add_argument("--until", choices=STAGES, default=None, help="stop after this stage")

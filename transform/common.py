@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import sha256_of
 from utils.image import modcrop, uint2tensor4
@@ -105,7 +106,7 @@ class StageCLI:
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
 
     def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
-        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        parser = ArgumentParser(prog=self.prog, description=self.description)
         parser.add_argument("src", help="input checkpoint")
         parser.add_argument("dst", help="output checkpoint (written atomically)")
         self.add_arguments(parser)
