@@ -252,3 +252,18 @@ class PRFDN(nn.Module):
         skip = self.head_skip(x)
         features = self.rfdb(self.join(skip, self.srfdb(self.head_rest(x))))
         return self.upsampler(self.LR_conv(self.c(features)) + skip)
+
+
+def load_prfdn(path: str, device: str | torch.device = "cpu") -> PRFDN:
+    """The PRFDN network of a checkpoint file such as ``model_zoo/team13_prfdn.pth``, in eval mode on ``device``.
+
+    The file is a dict (``arch``, ``config``, ``state_dict``, ...) of plain types and tensors, so it loads with
+    ``torch.load(weights_only=True)``, the default of torch >= 2.6.
+    """
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("arch") != PRFDN.ARCH:
+        found = checkpoint.get("arch") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"{path}: not a PRFDN network checkpoint (arch {found!r}, expected {PRFDN.ARCH!r})")
+    model = PRFDN(checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"], strict=True)
+    return model.eval().to(device)

@@ -57,3 +57,51 @@ def test_committed_results_are_the_submission_scores(benchmark_dir: Path) -> Non
             lr, hr = load_pair(pair)
             scores.append(calculate_psnr(tensor2uint(model(uint2tensor4(lr, 255.0)), 255.0), hr, border=4))
     assert sum(scores) / len(scores) == pytest.approx(recorded["sets"]["Set5"]["psnr"], abs=1e-6)
+
+
+OFFICIAL_SELECT_MODEL = """
+def select_model(args, device):
+    model_id = args.model_id
+    if model_id == 0:
+        raise AssertionError("not this branch")
+{branch}
+    else:
+        raise NotImplementedError(f"Model {{model_id}} is not implemented.")
+    model.eval()
+    tile = None
+    for k, v in model.named_parameters():
+        v.requires_grad = False
+    model = model.to(device)
+    return model, name, data_range, tile
+"""
+
+
+def readme_select_model_branch() -> str:
+    """The ```python block of the README's 'Submitting to the organizers' section, as it stands."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Submitting to the organizers", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert block.lstrip().startswith("elif model_id == 13:")
+    return block.rstrip("\n")
+
+
+def test_readme_branch_for_the_official_select_model_loads_the_submission(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import test_demo
+
+    branch = readme_select_model_branch()
+    imports = {line.split()[1] for line in branch.splitlines() if line.strip().startswith(("import ", "from "))}
+    assert imports <= {"torch", "models.team13_PRFDN"}
+    namespace = {"torch": torch, "os": __import__("os")}  # what the official harness imports at its top
+    exec(OFFICIAL_SELECT_MODEL.format(branch=branch), namespace)
+    monkeypatch.chdir(REPO_ROOT)  # the official harness runs from its repository root
+    model, name, data_range, tile = namespace["select_model"](types.SimpleNamespace(model_id=13), torch.device("cpu"))
+    ours, our_name, our_range, our_tile = test_demo.select_model(
+        types.SimpleNamespace(model_id=13, model_path=None), torch.device("cpu")
+    )
+    assert (name, data_range, tile) == (our_name, our_range, our_tile) == ("13_PRFDN", 255.0, None)
+    assert not any(p.requires_grad for p in model.parameters())
+    x = torch.rand(1, 3, 24, 20) * 255
+    with torch.no_grad():
+        assert torch.equal(model(x), ours(x))

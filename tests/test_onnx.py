@@ -1,0 +1,62 @@
+"""ONNX export (transform.onnx): dynamic sizes, checked with onnxruntime, refusals that write nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from transform import onnx as onnx_stage
+from transform.architectures import load_model
+from utils.checkpoint import read_model_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SUBMISSION = REPO_ROOT / "model_zoo" / "team13_prfdn.pth"
+MISSING = [name for name in onnx_stage.ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+needs_onnx = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (pip install -r requirements-onnx.txt)")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if MISSING:
+        pytest.skip(f"needs {', '.join(MISSING)} (pip install -r requirements-onnx.txt)")
+    out = tmp_path_factory.mktemp("onnx") / "prfdn.onnx"
+    assert onnx_stage.main([str(SUBMISSION), str(out)]) == 0
+    return out
+
+
+@needs_onnx
+def test_export_matches_pytorch_at_other_sizes_and_batches(exported: Path) -> None:
+    import onnx
+
+    model = load_model(read_model_checkpoint(SUBMISSION)).eval()
+    for shape in [(1, 3, 15, 15), (2, 3, 37, 22)]:
+        lr = torch.rand(*shape) * 255
+        assert onnx_stage.onnx_max_difference(model, exported, lr) <= 2e-3  # random noise is harder than photos
+    props = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
+    assert props["arch"] == "prfdn" and props["scale"] == "4" and props["data_range"] == "255"
+    assert props["opset"] == str(onnx_stage.OPSET) and len(props["source_sha256"]) == 64
+
+
+@needs_onnx
+def test_a_difference_over_the_tolerance_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(onnx_stage, "onnx_max_difference", lambda model, path: 0.5)
+    out = tmp_path / "bad.onnx"
+    assert onnx_stage.main([str(SUBMISSION), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differs from PyTorch by 0.5" in err[0] and "nothing written" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_packages_are_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(onnx_stage, "missing_onnx_packages", lambda: ["onnxruntime"])
+    assert onnx_stage.main([str(SUBMISSION), str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["transform.onnx: error: ONNX export needs onnxruntime: pip install -r requirements-onnx.txt"]
+    assert list(tmp_path.iterdir()) == []
