@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -111,10 +112,36 @@ def save_model_checkpoint(path: str | os.PathLike, checkpoint: ModelCheckpoint) 
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def weights_beside_state(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(best, last) weights that train_prfdn.py writes beside its training state ``OUT.state.pth``."""
+    path = Path(path)
+    marker = f".state{path.suffix}"
+    stem = path.name[: -len(marker)] if path.name.endswith(marker) else path.stem
+    return path.with_name(f"{stem}{path.suffix}"), path.with_name(f"{stem}_last{path.suffix}")
+
+
+def _training_state_error(path: str, state_format: str) -> HarnessError:
+    best, last = weights_beside_state(path)
+    weights = f"{best} (best by validation) or {last} (last)"
+    if not (best.is_file() or last.is_file()):
+        weights += ", written beside it by the same run (not found here)"
+    return HarnessError(
+        f"{path}: is a training state ({state_format}, for train_prfdn.py --resume), not model weights; evaluate {weights}"
+    )
+
+
 def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
-    """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's."""
+    """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's. A training state
+    of train_prfdn.py is refused, naming the weights written beside it."""
     path = str(path)
     obj = _load_file(path)
+    file_format = obj.get("format") if isinstance(obj, Mapping) else None
+    if isinstance(file_format, str) and file_format != CHECKPOINT_FORMAT:
+        from utils.training import STATE_FORMAT  # imported here: loading a model needs none of the training code
+
+        if file_format == STATE_FORMAT:
+            raise _training_state_error(path, STATE_FORMAT)
+        raise HarnessError(f"{path}: unknown checkpoint format {file_format!r} (expected {CHECKPOINT_FORMAT} or a state dict)")
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         try:
             return ModelCheckpoint(
