@@ -51,7 +51,8 @@ def evaluate_mode(
     ssim: bool = False,
     warmup: int = 2,
 ) -> dict[str, Any]:
-    """Results of one mode under the official keys: ``<mode>_psnr`` (per image), ``<mode>_ave_psnr``, ..."""
+    """Results of one mode under the official keys: ``<mode>_psnr`` (per image), ``<mode>_ave_psnr``, ...;
+    with ``tile``, also how the images were tiled (``<mode>_tile``, ``<mode>_tile_overlap``, ``<mode>_tile_mode``)."""
     border = scale
     save_dir = Path(save_dir)
     stopwatch = Stopwatch(device)
@@ -93,6 +94,8 @@ def evaluate_mode(
     results[f"{mode}_memory"] = memory
     results[f"{mode}_memory_kind"] = memory_kind
     results[f"{mode}_runtime_method"] = stopwatch.method
+    if tile is not None:
+        results.update({f"{mode}_tile": tile, f"{mode}_tile_overlap": tile_overlap, f"{mode}_tile_mode": tile_mode})
     for key in ("runtime", "psnr", "ssim", "psnr_y", "ssim_y"):
         if f"{mode}_{key}" in results:
             results[f"{mode}_ave_{key}"] = _mean(results[f"{mode}_{key}"])
