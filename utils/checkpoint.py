@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from utils.errors import HarnessError
+from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write
 
 # keys under which common training codes nest the weights (self-describing checkpoints, BasicSR, ...)
@@ -25,11 +26,18 @@ def _load_file(path: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise HarnessError(
-            f"{path}: not a loadable weights-only checkpoint (expected a state dict saved with torch.save; "
-            f"pickled modules are refused): {reason[:200]}"
-        ) from None
+        raise HarnessError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(err)})") from None
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load refused a file, without torch's advice to load it unsafely."""
+    text = str(err)
+    pickled = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if pickled:
+        return f"it holds a pickled {pickled.group(1)}; pickled objects are refused: expected a state dict saved with torch.save"
+    detail = text.split("WeightsUnpickler error:", 1)[-1].strip() or type(err).__name__
+    first_sentence = first_line(Exception(detail)).split(". ")[0]
+    return f"unreadable: corrupt, truncated or not a PyTorch file: {first_sentence}"
 
 
 def _state_dict_of(obj: Any, path: str) -> dict[str, torch.Tensor]:
@@ -155,3 +163,10 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
         except (KeyError, TypeError, ValueError) as err:
             raise HarnessError(f"{path}: malformed {CHECKPOINT_FORMAT} checkpoint ({err!r})") from None
     return ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path))
+
+
+def check_scale(checkpoint: ModelCheckpoint, scale: int, source: str) -> ModelCheckpoint:
+    """``checkpoint`` if its model upscales by ``scale``; else one line naming ``source``."""
+    if checkpoint.scale != scale:
+        raise HarnessError(f"{source}: is an x{checkpoint.scale} model; expected x{scale} (the scale evaluated here)")
+    return checkpoint
