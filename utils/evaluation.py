@@ -71,6 +71,11 @@ def evaluate_mode(
         except RuntimeError as err:
             raise _model_failure(pair, lr_tensor, tile, err) from None
         img_sr = tensor2uint(sr_tensor, data_range)
+        if img_sr.shape != img_hr.shape:
+            raise HarnessError(
+                f"{pair.lr_path or pair.hr_path}: the model made a {img_sr.shape[1]}x{img_sr.shape[0]} image of this "
+                f"{img_lr.shape[1]}x{img_lr.shape[0]} LR input; expected the HR's {img_hr.shape[1]}x{img_hr.shape[0]} (x{scale})"
+            )
 
         psnr = calculate_psnr(img_sr, img_hr, border=border)
         results[f"{mode}_runtime"].append(runtime_ms)
