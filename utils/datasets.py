@@ -65,11 +65,17 @@ def _by_stem(images: list[Path]) -> dict[str, Path]:
     return by_stem
 
 
+def _check_folder(folder: Path, kind: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise HarnessError(f"{folder}: is a file; expected the folder of the {kind} images")
+    if not folder.is_dir():
+        raise HarnessError(f"{folder}: {kind} folder not found")
+
+
 def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, scale: int = SCALE) -> list[ImagePair]:
     """Pair every image of ``hr_dir`` with its LR image in ``lr_dir`` (or with none, if ``lr_dir`` is None)."""
     hr_dir = Path(hr_dir)
-    if not hr_dir.is_dir():
-        raise HarnessError(f"{hr_dir}: HR folder not found")
+    _check_folder(hr_dir, "HR")
     hr_images = list_images(hr_dir)
     if not hr_images:
         raise HarnessError(f"{hr_dir}: HR folder holds no images (expected .png/.bmp/.jpg/.tif files)")
@@ -77,8 +83,7 @@ def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, sc
     if lr_dir is None:
         return [ImagePair(p, None) for p in hr_images]
     lr_dir = Path(lr_dir)
-    if not lr_dir.is_dir():
-        raise HarnessError(f"{lr_dir}: LR folder not found")
+    _check_folder(lr_dir, "LR")
     if lr_dir.resolve() == hr_dir.resolve():
         raise HarnessError(
             f"{lr_dir}: LR folder is the HR folder {hr_dir}; expected the folder of the LR images "
