@@ -112,6 +112,8 @@ def merge_into(
 ) -> tuple[dict[str, dict[str, Any]], Path]:
     """Merge ``entry`` into the results file (see ``merge_results``) and rewrite it and its table, under a lock
     of the file's folder, so runs finishing at the same time each keep their entry. Returns (results, txt path)."""
-    with folder_lock(write_target(json_path).parent):
+    folder = write_target(json_path).parent  # a symlink's target may lie in a folder not made yet
+    folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder):
         results = merge_results(load_results(json_path), model_name, entry, modes)
         return results, write_results(json_path, results)
