@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from utils.checkpoint import load_state, read_model_checkpoint
+from utils.checkpoint import check_scale, load_state, read_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
@@ -34,6 +34,7 @@ from utils.results import load_results, merge_into, table_path
 
 REPO_ROOT = Path(__file__).resolve().parent
 LOG_NAME = "test_demo.log"  # in --save_dir
+PRFDN_DATA_RANGE = 255.0  # the input range PRFDN's entry feeds; every PRFDN stage keeps RFDN's
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ def _load_prfdn(path: Path) -> nn.Module:
     checkpoint = read_model_checkpoint(path)
     if checkpoint.arch == "rfdn":
         raise OtherModelError(f"{path}: is a plain RFDN state dict, not a PRFDN checkpoint; evaluate it with --model_id 0")
+    check_scale(checkpoint, SCALE, str(path))
+    if checkpoint.data_range != PRFDN_DATA_RANGE:
+        raise HarnessError(
+            f"{path}: takes inputs in [0, {checkpoint.data_range:g}]; expected [0, {PRFDN_DATA_RANGE:g}], what PRFDN gets here"
+        )
     return load_model(checkpoint, str(path))
 
 
@@ -84,7 +90,7 @@ MODEL_ZOO: dict[int, ZooEntry] = {
         "PRFDN",
         _load_prfdn,
         "model_zoo/team13_prfdn.pth",
-        255.0,
+        PRFDN_DATA_RANGE,
         "this repository's PRFDN pipeline (see README: Reproducing PRFDN)",
     ),
 }
@@ -242,6 +248,8 @@ def prepare_outputs(args: argparse.Namespace, plan: list[tuple[str, list[ImagePa
     """Create the output folders and check every output file can be written and is no input, so that an
     unusable path stops the run before any work; an existing results file must be valid (it is left as it is)."""
     save_dir, results_json = Path(args.save_dir), Path(args.results_json)
+    if same_file(save_dir, results_json):
+        raise HarnessError(f"--results_json {results_json}: is the --save_dir folder; expected a file name")
     for flag, folder in (("--save_dir", save_dir), ("--results_json", results_json.parent)):
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ import utils.evaluation
 import utils.inference
 import utils.results
 from models.team00_RFDN import RFDN
+from models.team13_PRFDN import PRFDN, PRFDNConfig
+from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
 from utils.image import imread_uint, imsave
 
@@ -261,6 +263,8 @@ def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.Capt
     assert "pickled_module.pth: not a loadable weights-only checkpoint" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "pickled_module.pth"
     )
+    line = _bad(previous_results, capsys, "--model_path", "pickled_module.pth")
+    assert "it holds a pickled models.team00_RFDN.RFDN; pickled objects are refused" in line and "Re-running" not in line
     assert "--model_path absent.pth: checkpoint file not found" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "absent.pth"
     )
@@ -395,6 +399,11 @@ def test_results_json_symlink_and_mode_are_kept(workdir: Path, tiny_run: tuple[s
     assert Path("link.json").is_symlink() and Path("link.json").resolve() == real
     assert set(json.loads(real.read_text())) == {"99_other", "00_RFDN_baseline@rfdn_random"}
     assert stat.S_IMODE(real.stat().st_mode) == 0o644
+    Path("ahead.json").symlink_to("later/results.json")  # a link into a folder not made yet
+    assert _run(*tiny_run, "--results_json", "ahead.json") == 0
+    assert Path("ahead.json").is_symlink() and "00_RFDN_baseline@rfdn_random" in json.loads(
+        Path("later/results.json").read_text()
+    )
 
 
 def test_tile_mode_reaches_the_tiling_and_is_recorded(
@@ -488,9 +497,6 @@ def test_sr_images_never_replace_the_inputs(
 
 
 def _prfdn_checkpoint(path: Path, arch: str = "prfdn", **changes: object) -> Path:
-    from models.team13_PRFDN import PRFDNConfig
-    from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
-
     config = {**PRFDNConfig.merged(nf=8).to_config(), **changes}
     save_model_checkpoint(path, ModelCheckpoint(arch, config, {"head_skip.weight": torch.zeros(1)}))
     return path
@@ -508,7 +514,17 @@ def test_checkpoints_that_say_what_is_wrong_with_them(
     assert "future.pth: unknown architecture 'prfdn_v9': expected rfdn, branch, prfdn or prfdn_helpers" in line
     Path("corrupt.pth").write_bytes(b"garbage" * 10)
     line = _bad(previous_results, capsys, "--model_path", "corrupt.pth", *model_id)
-    assert "corrupt.pth: not a loadable weights-only checkpoint" in line and "fits none" not in line
+    assert "corrupt.pth: not a loadable weights-only checkpoint (unreadable: corrupt, truncated or not a PyTorch file" in line
+    assert "fits none" not in line
+    x2 = PRFDNConfig.merged(nf=8, grouped=False, scale=2)
+    save_model_checkpoint("x2.pth", ModelCheckpoint("prfdn", x2.to_config(), PRFDN(x2).state_dict(), scale=2))
+    line = _bad(previous_results, capsys, "--model_path", "x2.pth", *model_id)
+    assert "x2.pth: is an x2 model; expected x4" in line
+    x4 = PRFDNConfig.merged(nf=8, grouped=False)
+    save_model_checkpoint("unit.pth", ModelCheckpoint("prfdn", x4.to_config(), PRFDN(x4).state_dict(), data_range=1.0))
+    assert "unit.pth: takes inputs in [0, 1]; expected [0, 255]" in _bad(
+        previous_results, capsys, "--model_path", "unit.pth", *model_id
+    )
 
 
 @pytest.mark.parametrize("model_id", [[], ["--model_id", "13"], ["--model_id", "0"]])
@@ -524,7 +540,32 @@ def test_training_state_names_the_weights_beside_it(
     assert line.endswith("evaluate run.pth (best by validation) or run_last.pth (last)")
 
 
-def test_model_path_that_is_a_folder(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_paths_that_are_folders_or_one_another(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...]
+) -> None:
     Path("weights").mkdir()
     line = _bad(previous_results, capsys, "--model_path", "weights")
     assert "--model_path weights: is a folder; expected a checkpoint file" in line
+    line = _bad(previous_results, capsys, *tiny_run, "--save_dir", "r.json", "--results_json", "r.json")
+    assert "--results_json r.json: is the --save_dir folder; expected a file name" in line and not Path("r.json").exists()
+    line = _bad(previous_results, capsys, *tiny_run[2:], "--hr_dir", "hr/a.png")
+    assert "hr/a.png: is a file; expected the folder of the HR images" in line
+
+
+def test_a_model_output_of_another_size_is_one_line(tmp_path: Path) -> None:
+    """A model that does not upscale x4 (here x2) is stopped with the file and both sizes, not a metrics crash."""
+    imsave(np.zeros((64, 64, 3), np.uint8), tmp_path / "a.png")
+    x2 = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 1), torch.nn.PixelShuffle(2))
+    with pytest.raises(
+        test_demo.HarnessError, match=r"a\.png: the model made a 32x32 image of this 16x16 LR input; expected the HR's 64x64"
+    ):
+        utils.evaluation.evaluate_mode(
+            x2,
+            [test_demo.ImagePair(tmp_path / "a.png", None)],
+            "custom",
+            data_range=255.0,
+            device=torch.device("cpu"),
+            save_dir=tmp_path / "out",
+            logger=test_demo.get_logger("test", None, console=False),
+            warmup=0,
+        )
