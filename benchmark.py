@@ -40,6 +40,10 @@ def parse_model(spec: str) -> tuple[str, Path]:
         return Path(spec).stem, Path(spec)
     name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
     path_obj = Path(path)
+    if not path:
+        raise HarnessError(f"model {spec!r}: expected NAME=PATH or PATH of a checkpoint")
+    if path_obj.is_dir():
+        raise HarnessError(f"model {spec!r}: {path} is a folder; expected a checkpoint file")
     if not path_obj.is_file():
         raise HarnessError(f"model {spec!r}: checkpoint file {path} not found")
     return name or path_obj.stem, path_obj

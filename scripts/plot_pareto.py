@@ -68,13 +68,8 @@ def check_benchmark(benchmark: Any, source: str, table: bool = False) -> dict[st
             _expect(ok(value), source, f"results[{i}].{key}", value, expected)
         record = models[row["model"]]
         _expect(isinstance(record, dict), source, f"models.{row['model']}", record, "an object")
-        _expect(
-            _is_number(record.get("params", _MISSING)),
-            source,
-            f"models.{row['model']}.params",
-            record.get("params", _MISSING),
-            "a number",
-        )
+        params = record.get("params", _MISSING)
+        _expect(_is_number(params) and params > 0, source, f"models.{row['model']}.params", params, "a positive number")
     size = benchmark.get("lr_size", _MISSING)
     _expect(isinstance(size, list) and len(size) == 2 and all(_is_number(v) for v in size), source, "lr_size", size, "[H, W]")
     fields = [("device_name", str, "a string")]

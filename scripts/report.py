@@ -31,9 +31,9 @@ from run_pipeline import load_config  # noqa: E402
 
 import benchmark  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
-from utils.checkpoint import read_model_checkpoint  # noqa: E402
+from utils.checkpoint import check_scale, read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
-from utils.datasets import ImagePair, check_pairs, pair_folders  # noqa: E402
+from utils.datasets import SCALE, ImagePair, check_pairs, pair_folders  # noqa: E402
 from utils.errors import HarnessError, first_line  # noqa: E402
 from utils.evaluation import evaluate_mode  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_output_file  # noqa: E402
@@ -199,7 +199,10 @@ def output_files(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def check_inputs_and_outputs(args: argparse.Namespace, found: list[tuple[str, str, Path]]) -> None:
-    """Every output writable and no input; every test image readable and of the right size."""
+    """Every output writable and no input; every checkpoint an x4 model that loads; every test image readable
+    and of the right size."""
+    for _, _, path in found:
+        load_model(check_scale(read_model_checkpoint(path), SCALE, str(path)), str(path))
     outputs = output_files(args)
     for flag, path in outputs.items():
         check_output_file(path, flag.split("'")[0])

@@ -208,6 +208,9 @@ def test_benchmark_refuses_outputs_and_checkpoints_before_timing(
     assert f"--json {random_rfdn_checkpoint}: is the same file as model a" in line
     assert "--size 14x20: expected at least 15x15" in _refused(capsys, benchmark.main([*ckpt, "--size", "14x20"]))
     assert "--warmup -1: expected 0 or more" in _refused(capsys, benchmark.main([*ckpt, "--warmup", "-1"]))
+    assert "model 'a=': expected NAME=PATH or PATH" in _refused(capsys, benchmark.main(["a=", *ckpt[1:]]))
+    line = _refused(capsys, benchmark.main([f"a={tmp_path}", *ckpt[1:]]))
+    assert f"{tmp_path} is a folder; expected a checkpoint file" in line
 
 
 def test_benchmark_says_what_is_wrong_with_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,7 +237,10 @@ def test_benchmark_says_what_is_wrong_with_a_checkpoint(tmp_path: Path, capsys: 
         (lambda b: b["results"][0].pop("variant"), "b.json: results[0].variant is missing; expected a variant name"),
         (lambda b: b["results"][1].update(median_ms="2"), 'b.json: results[1].median_ms is "2"; expected a number'),
         (lambda b: b["results"][0].update(model="nobody"), 'b.json: results[0].model is "nobody"; expected the name of a model'),
-        (lambda b: b["models"]["fast_bad"].pop("params"), "b.json: models.fast_bad.params is missing; expected a number"),
+        (
+            lambda b: b["models"]["fast_bad"].pop("params"),
+            "b.json: models.fast_bad.params is missing; expected a positive number",
+        ),
         (lambda b: b.update(results=[]), "b.json: results is []; expected a non-empty list"),
     ],
 )
@@ -297,5 +303,9 @@ def test_report_checks_everything_before_evaluating(
     imsave(np.zeros((8, 8, 3), np.uint8), tmp_path / "benchmark" / "BSD68" / "LR_bicubic" / "X4" / "ax4.png")
     assert "ax4.png: LR image is 8x8; expected at least 15x15" in _refused(capsys, report_script.main(argv))
     assert "--warmup -2: expected 0 or more" in _refused(capsys, report_script.main([*argv, "--warmup", "-2"]))
+    imsave(np.zeros((16, 16, 3), np.uint8), tmp_path / "benchmark" / "BSD68" / "LR_bicubic" / "X4" / "ax4.png")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "merged.pth").write_bytes(b"garbage")  # a later row's checkpoint: refused before the first row
+    assert "merged.pth: not a loadable weights-only checkpoint" in _refused(capsys, report_script.main(argv))
     line = _refused(capsys, report_script.main([*argv, "--readme", str(tmp_path / "nothing.md")]))
     assert "--readme" in line and "nothing.md: not readable" in line
