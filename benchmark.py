@@ -20,12 +20,13 @@ from typing import Any
 
 import torch
 
+from models.team13_PRFDN import MIN_INPUT_SIZE
 from transform.architectures import load_model
 from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
 from utils.checkpoint import read_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError, first_line
-from utils.fileio import atomic_write_json, sha256_of
+from utils.fileio import atomic_write_json, check_distinct, check_output_file, sha256_of
 from utils.inference import resolve_device
 from utils.model_summary import summarize
 
@@ -39,6 +40,10 @@ def parse_model(spec: str) -> tuple[str, Path]:
         return Path(spec).stem, Path(spec)
     name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
     path_obj = Path(path)
+    if not path:
+        raise HarnessError(f"model {spec!r}: expected NAME=PATH or PATH of a checkpoint")
+    if path_obj.is_dir():
+        raise HarnessError(f"model {spec!r}: {path} is a folder; expected a checkpoint file")
     if not path_obj.is_file():
         raise HarnessError(f"model {spec!r}: checkpoint file {path} not found")
     return name or path_obj.stem, path_obj
@@ -50,8 +55,10 @@ def parse_size(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise HarnessError(f"--size {text!r}: expected HxW in LR pixels, e.g. 339x510") from None
-    if height < 16 or width < 16:
-        raise HarnessError(f"--size {text}: at least 16x16 (ESA's pooling needs it)")
+    if height < MIN_INPUT_SIZE or width < MIN_INPUT_SIZE:
+        raise HarnessError(
+            f"--size {text}: expected at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} (the smallest input the networks take)"
+        )
     return height, width
 
 
@@ -78,8 +85,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.threads < 1:
             raise HarnessError(f"--threads {args.threads}: must be at least 1")
         torch.set_num_threads(args.threads)
-    if args.repeats < 1 or args.warmup < 0:
-        raise HarnessError("--repeats must be at least 1 and --warmup not negative")
+    if args.repeats < 1:
+        raise HarnessError(f"--repeats {args.repeats}: expected at least 1 timed round")
+    if args.warmup < 0:
+        raise HarnessError(f"--warmup {args.warmup}: expected 0 or more untimed rounds")
     variants = [Variant.parse(v) for v in args.variants]
     if any(v.compile for v in variants) and args.warmup < 1:
         raise HarnessError("--warmup 0 with a +compile variant would time the compilation: give --warmup 1 or more")
@@ -93,6 +102,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reference = args.reference or names[0]
     if reference not in names:
         raise HarnessError(f"--reference {reference}: not one of {', '.join(names)}")
+    check_output_file(args.json, "--json")
+    check_distinct({"--json": args.json}, {f"model {name}": path for name, path in specs})
 
     generator = torch.Generator().manual_seed(0)
     lr = torch.rand(1, 3, height, width, generator=generator)

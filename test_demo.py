@@ -20,18 +20,21 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import load_state, read_model_checkpoint
+from models.team13_PRFDN import MIN_INPUT_SIZE
+from utils.checkpoint import check_scale, load_state, read_model_checkpoint
 from utils.cli import ArgumentParser
-from utils.datasets import SCALE, ImagePair, ensure_builtin_dataset, official_pairs, pair_folders
+from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
 from utils.evaluation import evaluate_mode
-from utils.fileio import sha256_of
+from utils.fileio import check_distinct, check_output_file, same_file, sha256_of
 from utils.inference import TILE_MODES, check_tiling, describe_device, resolve_device
 from utils.logger import get_logger
 from utils.model_summary import OFFICIAL_INPUT_DIM, summarize
-from utils.results import load_results, merge_results, write_results
+from utils.results import load_results, merge_into, table_path
 
 REPO_ROOT = Path(__file__).resolve().parent
+LOG_NAME = "test_demo.log"  # in --save_dir
+PRFDN_DATA_RANGE = 255.0  # the input range PRFDN's entry feeds; every PRFDN stage keeps RFDN's
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,16 @@ class ZooEntry:
     tile: int | None = None
 
 
+class OtherModelError(HarnessError):
+    """A readable checkpoint of another model of the zoo (the next model is tried when --model_id is not given)."""
+
+
 def _load_rfdn(path: Path) -> nn.Module:
     from models.team00_RFDN import RFDN
 
     checkpoint = read_model_checkpoint(path)
     if checkpoint.arch != "rfdn":
-        raise HarnessError(f"{path}: is a PRFDN {checkpoint.arch!r} checkpoint, not RFDN's; evaluate it with --model_id 13")
+        raise OtherModelError(f"{path}: is a PRFDN {checkpoint.arch!r} checkpoint, not RFDN's; evaluate it with --model_id 13")
     return load_state(RFDN(), checkpoint.state_dict, f"{path}: checkpoint does not fit RFDN_baseline")
 
 
@@ -62,7 +69,12 @@ def _load_prfdn(path: Path) -> nn.Module:
 
     checkpoint = read_model_checkpoint(path)
     if checkpoint.arch == "rfdn":
-        raise HarnessError(f"{path}: is a plain RFDN state dict, not a PRFDN checkpoint; evaluate it with --model_id 0")
+        raise OtherModelError(f"{path}: is a plain RFDN state dict, not a PRFDN checkpoint; evaluate it with --model_id 0")
+    check_scale(checkpoint, SCALE, str(path))
+    if checkpoint.data_range != PRFDN_DATA_RANGE:
+        raise HarnessError(
+            f"{path}: takes inputs in [0, {checkpoint.data_range:g}]; expected [0, {PRFDN_DATA_RANGE:g}], what PRFDN gets here"
+        )
     return load_model(checkpoint, str(path))
 
 
@@ -78,7 +90,7 @@ MODEL_ZOO: dict[int, ZooEntry] = {
         "PRFDN",
         _load_prfdn,
         "model_zoo/team13_prfdn.pth",
-        255.0,
+        PRFDN_DATA_RANGE,
         "this repository's PRFDN pipeline (see README: Reproducing PRFDN)",
     ),
 }
@@ -107,14 +119,35 @@ def default_model_id() -> int:
 
 
 def model_id_for_checkpoint(path: Path) -> int:
-    """The first model of DEFAULT_MODEL_ORDER that loads the checkpoint at ``path``."""
+    """The first model of DEFAULT_MODEL_ORDER that loads the checkpoint at ``path``.
+
+    A file that is no checkpoint at all (unreadable, a training state) is said as such; so is what is wrong with
+    a self-describing checkpoint (unknown architecture, malformed config, weights that do not fit it).
+    """
+    checkpoint = read_model_checkpoint(path)
+    failures = []
     for model_id in DEFAULT_MODEL_ORDER:
         try:
             MODEL_ZOO[model_id].load(path)
-        except HarnessError:
+        except OtherModelError:
+            continue
+        except HarnessError as err:
+            failures.append(err)
             continue
         return model_id
+    if failures and checkpoint.arch != "rfdn":  # it names its architecture: what keeps it from loading is the news
+        raise failures[0]
     raise HarnessError(f"--model_path {path}: fits none of the known models ({_known_models()}); pass --model_id")
+
+
+def _given_checkpoint(model_path: str | Path) -> Path:
+    """``--model_path``, which must be a file."""
+    path = Path(model_path)
+    if path.is_dir():
+        raise HarnessError(f"--model_path {path}: is a folder; expected a checkpoint file")
+    if not path.is_file():
+        raise HarnessError(f"--model_path {path}: checkpoint file not found")
+    return path
 
 
 def resolve_model_id(args: Any) -> int:
@@ -124,9 +157,7 @@ def resolve_model_id(args: Any) -> int:
     if model_id is None:
         if not model_path:
             return default_model_id()
-        if not Path(model_path).is_file():
-            raise HarnessError(f"--model_path {model_path}: checkpoint file not found")
-        return model_id_for_checkpoint(Path(model_path))
+        return model_id_for_checkpoint(_given_checkpoint(model_path))
     if model_id not in MODEL_ZOO:
         raise HarnessError(f"--model_id {model_id}: unknown model; known ids: {_known_models()}")
     return model_id
@@ -146,9 +177,9 @@ def select_model(args: Any, device: torch.device) -> tuple[nn.Module, str, float
     model_id = resolve_model_id(args)
     entry = MODEL_ZOO[model_id]
     path = checkpoint_path(args, model_id)
-    if not path.is_file():
-        if getattr(args, "model_path", None):
-            raise HarnessError(f"--model_path {path}: checkpoint file not found")
+    if getattr(args, "model_path", None):
+        _given_checkpoint(path)
+    elif not path.is_file():
         raise _missing_checkpoint(entry, path)
     model = entry.load(path)
     model.eval()
@@ -190,31 +221,83 @@ def plan_modes(args: argparse.Namespace) -> list[tuple[str, list[ImagePair]]]:
     return plan
 
 
-def prepare_outputs(save_dir: str, results_json: str) -> None:
-    """Create the output folders now, so that an unusable path stops the run before any work."""
-    for flag, folder in (("--save_dir", Path(save_dir)), ("--results_json", Path(results_json).parent)):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise HarnessError(f"{flag} {folder}: cannot create this folder ({err.strerror or err})") from None
-    if Path(results_json).is_dir():
-        raise HarnessError(f"--results_json {results_json}: is a folder; expected a file name")
-    load_results(results_json)  # a corrupt results file stops us before any work, and is left as it is
-
-
-def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Evaluate one model on every planned mode and merge its figures into ``args.results_json``."""
+def check_flags(args: argparse.Namespace) -> None:
+    """The numeric flags, in range."""
+    if args.tile is not None and args.tile < MIN_INPUT_SIZE:
+        raise HarnessError(
+            f"--tile {args.tile}: expected at least {MIN_INPUT_SIZE} (LR pixels; the smallest input the network takes)"
+        )
+    if args.tile_overlap < 0:
+        raise HarnessError(f"--tile_overlap {args.tile_overlap}: expected 0 or more (LR pixels)")
     try:
         check_tiling(args.tile, args.tile_overlap, args.tile_mode)
     except ValueError as err:
         raise HarnessError(f"--tile / --tile_overlap / --tile_mode: {err}") from None
+    if args.warmup < 0:
+        raise HarnessError(f"--warmup {args.warmup}: expected 0 or more untimed passes")
+
+
+def _input_files(args: argparse.Namespace, plan: list[tuple[str, list[ImagePair]]]) -> list[dict[str, Path | None]]:
+    """The files a run reads, one group per image pair (each with the checkpoint), for ``check_distinct``."""
+    checkpoint = {"--model_path": Path(args.model_path) if args.model_path else None}
+    groups = [{**checkpoint, "HR image": pair.hr_path, "LR image": pair.lr_path} for _, pairs in plan for pair in pairs]
+    return groups or [checkpoint]
+
+
+def prepare_outputs(args: argparse.Namespace, plan: list[tuple[str, list[ImagePair]]]) -> None:
+    """Create the output folders and check every output file can be written and is no input, so that an
+    unusable path stops the run before any work; an existing results file must be valid (it is left as it is)."""
+    save_dir, results_json = Path(args.save_dir), Path(args.results_json)
+    if same_file(save_dir, results_json):
+        raise HarnessError(f"--results_json {results_json}: is the --save_dir folder; expected a file name")
+    for flag, folder in (("--save_dir", save_dir), ("--results_json", results_json.parent)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise HarnessError(f"{flag} {folder}: cannot create this folder ({err.strerror or err})") from None
+    if results_json.is_dir():
+        raise HarnessError(f"--results_json {results_json}: is a folder; expected a file name")
+    table = table_path(results_json)
+    if same_file(results_json, table):
+        raise HarnessError(
+            f"--results_json {results_json}: its table goes to the same name with suffix .txt, {table}, which would replace "
+            "it; give a name ending in .json"
+        )
+    check_output_file(results_json, "--results_json")
+    check_output_file(table, "--results_json's table")
+    check_output_file(save_dir / LOG_NAME, "--save_dir")
+    outputs = {"--results_json": results_json, "its table": table, "the log": save_dir / LOG_NAME}
+    for inputs in _input_files(args, plan):
+        check_distinct(outputs, inputs)
+    load_results(results_json)  # a corrupt results file stops us before any work, and is left as it is
+
+
+def check_sr_outputs(save_dir: Path, plan: list[tuple[str, list[ImagePair]]]) -> None:
+    """SR images can be written under ``save_dir`` (``<mode>/<name>.png``), and none replaces an input image
+    (e.g. --hr_dir pointing into --save_dir's own output)."""
+    for mode, pairs in plan:
+        check_output_file(save_dir / mode / f"{pairs[0].name}.png", "--save_dir")
+        for pair in pairs:
+            output = {"SR image": save_dir / mode / f"{pair.name}.png"}
+            check_distinct(output, {"HR image": pair.hr_path, "LR image": pair.lr_path})
+
+
+def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Evaluate one model on every planned mode and merge its figures into ``args.results_json``.
+
+    Every flag, output path, checkpoint and image is checked before the first image is processed.
+    """
+    check_flags(args)
     device = resolve_device(args.device)
     plan = plan_modes(args)
-    prepare_outputs(args.save_dir, args.results_json)
+    prepare_outputs(args, plan)
     args.model_id = resolve_model_id(args)
     model, model_name, data_range, tile = select_model(args, device)
+    check_sr_outputs(Path(args.save_dir) / model_name, plan)
+    for _, pairs in plan:
+        check_pairs(pairs, SCALE)
     torch.backends.cudnn.benchmark = False
-    logger = get_logger("NTIRE-EfficientSR", Path(args.save_dir) / "test_demo.log")
+    logger = get_logger("NTIRE-EfficientSR", Path(args.save_dir) / LOG_NAME)
     logger.info(f"{model_name} on {describe_device(device)}: {', '.join(f'{m} ({len(p)} images)' for m, p in plan)}")
 
     entry: dict[str, Any] = {}
@@ -231,6 +314,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 scale=SCALE,
                 tile=tile,
                 tile_overlap=args.tile_overlap,
+                tile_mode=args.tile_mode,
                 ssim=args.ssim,
                 warmup=args.warmup,
             )
@@ -255,8 +339,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     logger.info(f"{'FLOPs':>16s} : {entry['flops']:<.4f} [G]")
     logger.info(f"{'#Params':>16s} : {entry['num_parameters']:<.4f} [M]")
 
-    results = merge_results(load_results(args.results_json), model_name, entry, [mode for mode, _ in plan])
-    txt_path = write_results(args.results_json, results)
+    results, txt_path = merge_into(args.results_json, model_name, entry, [mode for mode, _ in plan])
     logger.info(f"results: {args.results_json} and {txt_path}")
     return results
 

@@ -21,7 +21,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
+from utils.fileio import atomic_write, check_distinct, check_output_file  # noqa: E402
 
 
 def read_json(path: str) -> dict[str, Any]:
@@ -29,6 +29,74 @@ def read_json(path: str) -> dict[str, Any]:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise HarnessError(f"{path}: not a readable JSON file ({err})") from None
+
+
+_MISSING = object()
+
+
+def _json_text(value: Any) -> str:
+    return "missing" if value is _MISSING else json.dumps(value)[:60]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _expect(ok: bool, source: str, where: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise HarnessError(f"{source}: {where} is {_json_text(value)}; expected {expected}")
+
+
+def check_benchmark(benchmark: Any, source: str, table: bool = False) -> dict[str, Any]:
+    """``benchmark`` if it has what the plot reads from a benchmark.py result (with ``table``: also what
+    report.py's table reads); else one line naming the file and the first field that is off."""
+    what = "(as benchmark.py writes it)"
+    if not isinstance(benchmark, dict):
+        raise HarnessError(f"{source}: is {_json_text(benchmark)}; expected a JSON object {what}")
+    rows, models = benchmark.get("results", _MISSING), benchmark.get("models", _MISSING)
+    _expect(isinstance(rows, list) and bool(rows), source, "results", rows, f"a non-empty list of timings {what}")
+    _expect(isinstance(models, dict), source, "models", models, f"an object of model records {what}")
+    for i, row in enumerate(rows):
+        _expect(isinstance(row, dict), source, f"results[{i}]", row, "an object")
+        for key, ok, expected in (
+            ("model", lambda v: isinstance(v, str) and v in models, "the name of a model in models"),
+            ("variant", lambda v: isinstance(v, str), "a variant name such as fp32"),
+            ("median_ms", _is_number, "a number (ms)"),
+            ("ratio_to_reference", lambda v: v is None or _is_number(v), "a number or null"),
+        ):
+            value = row.get(key, None if key == "ratio_to_reference" else _MISSING)
+            _expect(ok(value), source, f"results[{i}].{key}", value, expected)
+        record = models[row["model"]]
+        _expect(isinstance(record, dict), source, f"models.{row['model']}", record, "an object")
+        params = record.get("params", _MISSING)
+        _expect(_is_number(params) and params > 0, source, f"models.{row['model']}.params", params, "a positive number")
+    size = benchmark.get("lr_size", _MISSING)
+    _expect(isinstance(size, list) and len(size) == 2 and all(_is_number(v) for v in size), source, "lr_size", size, "[H, W]")
+    fields = [("device_name", str, "a string")]
+    if table:
+        fields += [("reference", str, "a model name"), ("repeats", int, "a number of rounds"), ("command", str, "a string")]
+    for key, kind, expected in fields:
+        value = benchmark.get(key, _MISSING)
+        _expect(isinstance(value, kind) and not isinstance(value, bool), source, key, value, expected)
+    return benchmark
+
+
+def check_evaluation(evaluation: Any, source: str) -> dict[str, Any]:
+    """``evaluation`` if it is report.py's ``{"models": {NAME: {"sets": {SET: {"psnr": ...}}}}}``; else one line
+    naming the file and the first field that is off."""
+    if not isinstance(evaluation, dict):
+        raise HarnessError(f"{source}: is {_json_text(evaluation)}; expected a JSON object (as scripts/report.py writes it)")
+    models = evaluation.get("models", _MISSING)
+    _expect(isinstance(models, dict), source, "models", models, "an object of evaluated models")
+    for name, model in models.items():
+        _expect(isinstance(model, dict), source, f"models.{name}", model, "an object")
+        sets = model.get("sets", _MISSING)
+        _expect(isinstance(sets, dict) and bool(sets), source, f"models.{name}.sets", sets, "an object of test sets")
+        for set_name, scores in sets.items():
+            _expect(isinstance(scores, dict), source, f"models.{name}.sets.{set_name}", scores, "an object")
+            psnr = scores.get("psnr", _MISSING)
+            _expect(_is_number(psnr), source, f"models.{name}.sets.{set_name}.psnr", psnr, "a number (dB)")
+    return evaluation
 
 
 def psnr_of(evaluation: dict[str, Any], name: str, which: str) -> float:
@@ -113,6 +181,13 @@ def make_plot(benchmark: dict[str, Any], evaluation: dict[str, Any], out: str, w
     plot(found, title, ylabel, out)
 
 
+def check_plot_path(out: str | Path, flag: str) -> None:
+    """The plot is a PNG: ``out`` must be a writable ``.png`` path."""
+    if Path(out).suffix.lower() != ".png":
+        raise HarnessError(f"{flag} {out}: expected a .png file name (the plot is written as PNG)")
+    check_output_file(out, flag)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="plot_pareto.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benchmark", help="benchmark.py's JSON")
@@ -121,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", default="mean", help="which test set's PSNR (default: mean over the sets)")
     args = parser.parse_args(argv)
     try:
-        make_plot(read_json(args.benchmark), read_json(args.evaluation), args.out, args.set)
+        check_plot_path(args.out, "--out")
+        check_distinct({"--out": args.out}, {"BENCHMARK": args.benchmark, "EVALUATION": args.evaluation})
+        benchmark = check_benchmark(read_json(args.benchmark), args.benchmark)
+        evaluation = check_evaluation(read_json(args.evaluation), args.evaluation)
+        make_plot(benchmark, evaluation, args.out, args.set)
     except (HarnessError, OSError, KeyError) as err:
         print(f"plot_pareto.py: error: {err}", file=sys.stderr)
         return 2

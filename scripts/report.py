@@ -26,17 +26,17 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-from plot_pareto import make_plot, official_rows, read_json  # noqa: E402
+from plot_pareto import check_benchmark, make_plot, official_rows, read_json  # noqa: E402
 from run_pipeline import load_config  # noqa: E402
 
 import benchmark  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
-from utils.checkpoint import read_model_checkpoint  # noqa: E402
+from utils.checkpoint import check_scale, read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
-from utils.datasets import pair_folders  # noqa: E402
+from utils.datasets import SCALE, ImagePair, check_pairs, pair_folders  # noqa: E402
 from utils.errors import HarnessError, first_line  # noqa: E402
 from utils.evaluation import evaluate_mode  # noqa: E402
-from utils.fileio import atomic_write_json, atomic_write_text  # noqa: E402
+from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_output_file  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
 
 SETS = ("Set5", "Set14", "BSD68")
@@ -52,8 +52,11 @@ ROWS = (
 )
 
 
-def stage_files(config: dict[str, Any]) -> list[tuple[str, str, Path]]:
+def stage_files(config: dict[str, Any], source: str = "config") -> list[tuple[str, str, Path]]:
     """(label, name, path) of every row whose checkpoint exists."""
+    for key in ("rfdn", "work_dir", "output"):
+        if not isinstance(config[key], str) or not config[key]:
+            raise HarnessError(f"{source}: {key} is {config[key]!r}; expected a path")
     work = Path(config["work_dir"])
     found = []
     for label, name, file in ROWS:
@@ -77,7 +80,7 @@ def evaluate(path: Path, benchmark_dir: Path, device: torch.device) -> dict[str,
     sets = {}
     with tempfile.TemporaryDirectory() as save_dir:
         for name in SETS:
-            pairs = pair_folders(benchmark_dir / name / "HR", benchmark_dir / name / "LR_bicubic" / "X4")
+            pairs = set_pairs(benchmark_dir, name)
             result = evaluate_mode(
                 model, pairs, name, data_range=checkpoint.data_range, device=device, save_dir=save_dir, logger=logger, ssim=True
             )
@@ -96,6 +99,11 @@ def time_models(found: list[tuple[str, str, Path]], args: argparse.Namespace, ou
     result = benchmark.run(bench_args)
     print(benchmark.format_rows(result))
     return result
+
+
+def _ratio(row: dict[str, Any]) -> str:
+    ratio = row.get("ratio_to_reference")
+    return "no reference" if ratio is None else f"{ratio:.3f}x"
 
 
 def table(found: list[tuple[str, str, Path]], evaluation: dict[str, Any], cpu: dict[str, Any], gpu: dict[str, Any] | None) -> str:
@@ -120,10 +128,10 @@ def table(found: list[tuple[str, str, Path]], evaluation: dict[str, Any], cpu: d
             str(counts["conv2d"]),
         ]
         row = cpu_rows[name]
-        cells.append(f"{row['median_ms']:.0f} ms ({row['ratio_to_reference']:.3f}x)")
+        cells.append(f"{row['median_ms']:.0f} ms ({_ratio(row)})")
         if gpu:
             g = gpu_rows.get(name)
-            cells.append("-" if g is None else f"{g['median_ms']:.2f} ms ({g['ratio_to_reference']:.3f}x)")
+            cells.append("-" if g is None else f"{g['median_ms']:.2f} ms ({_ratio(g)})")
         else:
             cells.append("not measured (no GPU)")
         lines.append("| " + " | ".join(cells) + " |")
@@ -153,40 +161,84 @@ def replace_between_markers(text: str, block: str, source: str) -> str:
 def check_arguments(args: argparse.Namespace) -> None:
     """Every flag checked before minutes of evaluation."""
     resolve_device(args.device)
-    if args.repeats < 1 or args.warmup < 0:
-        raise HarnessError(f"--repeats {args.repeats} / --warmup {args.warmup}: at least 1 round, and no negative warm-up")
+    if args.repeats < 1:
+        raise HarnessError(f"--repeats {args.repeats}: expected at least 1 timed round")
+    if args.warmup < 0:
+        raise HarnessError(f"--warmup {args.warmup}: expected 0 or more warm-up rounds")
     benchmark.parse_size(args.size)
     benchmark_dir = Path(args.benchmark_dir)
     missing = [s for s in SETS if not (benchmark_dir / s / "HR").is_dir()]
     if missing:
         raise HarnessError(f"--benchmark_dir {benchmark_dir}: no {', '.join(missing)} (expected SET/HR and SET/LR_bicubic/X4)")
     if args.readme:
-        replace_between_markers(Path(args.readme).read_text(encoding="utf-8"), "", args.readme)
+        replace_between_markers(read_readme(args.readme), "", args.readme)
+
+
+def read_readme(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise HarnessError(
+            f"--readme {path}: not readable ({reason}); expected the README with the results markers, or ''"
+        ) from None
+
+
+def output_files(args: argparse.Namespace) -> dict[str, Path]:
+    """Every file a report writes, by the flag that places it."""
+    out_dir, docs_dir = Path(args.out_dir), Path(args.docs_dir)
+    outputs = {
+        "--out_dir": out_dir / "evaluation.json",
+        "--out_dir's benchmark": out_dir / f"benchmark_{args.device}.json",
+        "--docs_dir": docs_dir / "results.md",
+        "--docs_dir's plot": docs_dir / f"pareto_{args.device}.png",
+    }
+    if args.readme:
+        outputs["--readme"] = Path(args.readme)
+    return outputs
+
+
+def check_inputs_and_outputs(args: argparse.Namespace, found: list[tuple[str, str, Path]]) -> None:
+    """Every output writable and no input; every checkpoint an x4 model that loads; every test image readable
+    and of the right size."""
+    for _, _, path in found:
+        load_model(check_scale(read_model_checkpoint(path), SCALE, str(path)), str(path))
+    outputs = output_files(args)
+    for flag, path in outputs.items():
+        check_output_file(path, flag.split("'")[0])
+    inputs = {"config": args.config, "--gpu_benchmark": args.gpu_benchmark, **{f"checkpoint {name}": p for _, name, p in found}}
+    check_distinct(outputs, inputs)
+    for name in SETS:
+        check_pairs(set_pairs(Path(args.benchmark_dir), name))
+
+
+def set_pairs(benchmark_dir: Path, name: str) -> list[ImagePair]:
+    return pair_folders(benchmark_dir / name / "HR", benchmark_dir / name / "LR_bicubic" / "X4")
 
 
 def run(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     check_arguments(args)
-    gpu = read_json(args.gpu_benchmark) if args.gpu_benchmark else None
-    found = stage_files(config)
-    out_dir, docs_dir = Path(args.out_dir), Path(args.docs_dir)
+    gpu = check_benchmark(read_json(args.gpu_benchmark), args.gpu_benchmark, table=True) if args.gpu_benchmark else None
+    found = stage_files(config, args.config)
+    check_inputs_and_outputs(args, found)
+    outputs = output_files(args)
     device = torch.device(args.device)
     evaluation: dict[str, Any] = {"benchmark_dir": args.benchmark_dir, "config": args.config, "models": {}}
     for label, name, path in found:
         print(f"report.py: evaluating {label} ({path})")
         evaluation["models"][name] = evaluate(path, Path(args.benchmark_dir), device)
-    bench_path = out_dir / f"benchmark_{args.device}.json"
-    timing = time_models(found, args, bench_path)
+    timing = time_models(found, args, outputs["--out_dir's benchmark"])
     block = table(found, evaluation, timing, gpu)
     # every measurement done: only now is anything replaced, so a failure leaves the old set whole
-    atomic_write_json(out_dir / "evaluation.json", evaluation)
-    atomic_write_json(bench_path, timing)
-    make_plot(timing, evaluation, str(docs_dir / f"pareto_{args.device}.png"))
+    atomic_write_json(outputs["--out_dir"], evaluation)
+    atomic_write_json(outputs["--out_dir's benchmark"], timing)
+    make_plot(timing, evaluation, str(outputs["--docs_dir's plot"]))
     command = f"python scripts/report.py {args.config}" + (f" --gpu_benchmark {args.gpu_benchmark}" if gpu else "")
-    atomic_write_text(docs_dir / "results.md", f"# Results\n\nRegenerate: `{command}`\n\n{block}")
+    atomic_write_text(outputs["--docs_dir"], f"# Results\n\nRegenerate: `{command}`\n\n{block}")
     if args.readme:
-        readme = Path(args.readme)
-        atomic_write_text(readme, replace_between_markers(readme.read_text(encoding="utf-8"), block, str(readme)))
+        readme = outputs["--readme"]
+        atomic_write_text(readme, replace_between_markers(read_readme(args.readme), block, str(readme)))
     print(block)
 
 

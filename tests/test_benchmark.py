@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from models.team00_RFDN import RFDN
 from utils.benchmark import Entry, Variant, report, stats, time_interleaved
 from utils.datasets import ensure_builtin_dataset
 from utils.errors import HarnessError
+from utils.image import imsave
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -183,3 +185,127 @@ def test_report_refuses_missing_sets_and_markers(
         assert "CUDA is not available" in capsys.readouterr().err
     with pytest.raises(HarnessError, match="markers"):
         report_script.replace_between_markers("no markers", "x", "README.md")
+
+
+# --- checked before any work -------------------------------------------------------------------------------
+
+
+def _refused(capsys: pytest.CaptureFixture[str], rc: int) -> str:
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_benchmark_refuses_outputs_and_checkpoints_before_timing(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(benchmark, "time_interleaved", lambda *a: pytest.fail("timed before the checks"))
+    (tmp_path / "afile").write_text("x")
+    ckpt = [f"a={random_rfdn_checkpoint}", "--device", "cpu", "--size", "16x16"]
+    line = _refused(capsys, benchmark.main([*ckpt, "--json", str(tmp_path / "afile" / "b.json")]))
+    assert f"--json {tmp_path / 'afile' / 'b.json'}: {tmp_path / 'afile'} is not a folder" in line
+    line = _refused(capsys, benchmark.main([*ckpt, "--json", str(random_rfdn_checkpoint)]))
+    assert f"--json {random_rfdn_checkpoint}: is the same file as model a" in line
+    assert "--size 14x20: expected at least 15x15" in _refused(capsys, benchmark.main([*ckpt, "--size", "14x20"]))
+    assert "--warmup -1: expected 0 or more" in _refused(capsys, benchmark.main([*ckpt, "--warmup", "-1"]))
+    assert "model 'a=': expected NAME=PATH or PATH" in _refused(capsys, benchmark.main(["a=", *ckpt[1:]]))
+    line = _refused(capsys, benchmark.main([f"a={tmp_path}", *ckpt[1:]]))
+    assert f"{tmp_path} is a folder; expected a checkpoint file" in line
+
+
+def test_benchmark_says_what_is_wrong_with_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same one-line messages as test_demo.py: built in one place (load_model / read_model_checkpoint)."""
+    from models.team13_PRFDN import PRFDNConfig
+    from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
+    from utils.training import STATE_FORMAT
+
+    config = {**PRFDNConfig.merged(nf=8).to_config(), "tail": -8}
+    save_model_checkpoint(tmp_path / "neg.pth", ModelCheckpoint("prfdn", config, {"x": torch.zeros(1)}))
+    torch.save({"format": STATE_FORMAT, "model": {}}, tmp_path / "out.state.pth")
+    out = ["--json", str(tmp_path / "b.json"), "--device", "cpu"]
+    assert f"{tmp_path / 'neg.pth'}: malformed prfdn config" in _refused(
+        capsys, benchmark.main([str(tmp_path / "neg.pth"), *out])
+    )
+    line = _refused(capsys, benchmark.main([str(tmp_path / "out.state.pth"), *out]))
+    assert f"out.state.pth: is a training state ({STATE_FORMAT}, for train_prfdn.py --resume)" in line
+    assert f"evaluate {tmp_path / 'out.pth'} (best by validation) or {tmp_path / 'out_last.pth'} (last)" in line
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: b["results"][0].pop("variant"), "b.json: results[0].variant is missing; expected a variant name"),
+        (lambda b: b["results"][1].update(median_ms="2"), 'b.json: results[1].median_ms is "2"; expected a number'),
+        (lambda b: b["results"][0].update(model="nobody"), 'b.json: results[0].model is "nobody"; expected the name of a model'),
+        (
+            lambda b: b["models"]["fast_bad"].pop("params"),
+            "b.json: models.fast_bad.params is missing; expected a positive number",
+        ),
+        (lambda b: b.update(results=[]), "b.json: results is []; expected a non-empty list"),
+    ],
+)
+def test_plot_refuses_malformed_benchmark_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], change, message: str) -> None:
+    bench, evaluation = _bench_and_eval()
+    change(bench)
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    (tmp_path / "e.json").write_text(json.dumps(evaluation))
+    rc = plot_pareto.main([str(tmp_path / "b.json"), str(tmp_path / "e.json"), "--out", str(tmp_path / "p.png")])
+    assert message in _refused(capsys, rc) and not (tmp_path / "p.png").exists()
+
+
+def test_plot_refuses_bad_evaluation_and_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench, evaluation = _bench_and_eval()
+    evaluation["models"]["slow_good"]["sets"]["A"]["psnr"] = None
+    b, e = tmp_path / "b.json", tmp_path / "e.json"
+    b.write_text(json.dumps(bench))
+    e.write_text(json.dumps(evaluation))
+    line = _refused(capsys, plot_pareto.main([str(b), str(e), "--out", str(tmp_path / "p.png")]))
+    assert "e.json: models.slow_good.sets.A.psnr is null; expected a number" in line
+    assert "--out p.jpg: expected a .png file name" in _refused(capsys, plot_pareto.main([str(b), str(e), "--out", "p.jpg"]))
+    b.rename(tmp_path / "b.png")
+    line = _refused(capsys, plot_pareto.main([str(tmp_path / "b.png"), str(e), "--out", str(tmp_path / "b.png")]))
+    assert "is the same file as BENCHMARK" in line
+
+
+def _report_inputs(tmp_path: Path, checkpoint: Path, hr_size: int = 64) -> list[str]:
+    """A config and benchmark sets of one random image each (LR 16x16); the argv of a report into tmp_path."""
+    rng = np.random.default_rng(0)
+    bench_dir = tmp_path / "benchmark"
+    for name in report_script.SETS:
+        hr = rng.integers(0, 256, (hr_size, hr_size, 3), dtype=np.uint8)
+        imsave(hr, bench_dir / name / "HR" / "a.png")
+        imsave(hr[::4, ::4], bench_dir / name / "LR_bicubic" / "X4" / "ax4.png")
+    config = {"rfdn": str(checkpoint), "work_dir": str(tmp_path / "work"), "output": str(tmp_path / "none.pth"), "data": {}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    (tmp_path / "README.md").write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    argv = [str(tmp_path / "c.json"), "--benchmark_dir", str(bench_dir), "--out_dir", str(tmp_path / "out")]
+    return [*argv, "--docs_dir", str(tmp_path / "docs"), "--readme", str(tmp_path / "README.md"), "--size", "16x16"]
+
+
+def test_report_checks_everything_before_evaluating(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_script, "evaluate", lambda *a: pytest.fail("evaluated before the checks"))
+    argv = _report_inputs(tmp_path, random_rfdn_checkpoint)
+    gpu = {"device_name": "gpu", "lr_size": [16, 16], "reference": "rfdn", "repeats": 1, "command": "benchmark.py"}
+    gpu |= {"models": {"rfdn": {"params": 1}}, "results": [{"model": "rfdn", "median_ms": 1.0}]}
+    (tmp_path / "gpu.json").write_text(json.dumps(gpu))
+    line = _refused(capsys, report_script.main([*argv, "--gpu_benchmark", str(tmp_path / "gpu.json")]))
+    assert "gpu.json: results[0].variant is missing; expected a variant name such as fp32" in line
+    gpu["results"][0]["variant"] = "fp32"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "benchmark_cpu.json").write_text(json.dumps(gpu))
+    line = _refused(capsys, report_script.main([*argv, "--gpu_benchmark", str(tmp_path / "out" / "benchmark_cpu.json")]))
+    assert "benchmark_cpu.json: is the same file as --gpu_benchmark" in line
+    (tmp_path / "afile").write_text("x")
+    line = _refused(capsys, report_script.main([*argv, "--docs_dir", str(tmp_path / "afile")]))
+    assert f"--docs_dir {tmp_path / 'afile' / 'results.md'}: {tmp_path / 'afile'} is not a folder" in line
+    imsave(np.zeros((8, 8, 3), np.uint8), tmp_path / "benchmark" / "BSD68" / "LR_bicubic" / "X4" / "ax4.png")
+    assert "ax4.png: LR image is 8x8; expected at least 15x15" in _refused(capsys, report_script.main(argv))
+    assert "--warmup -2: expected 0 or more" in _refused(capsys, report_script.main([*argv, "--warmup", "-2"]))
+    imsave(np.zeros((16, 16, 3), np.uint8), tmp_path / "benchmark" / "BSD68" / "LR_bicubic" / "X4" / "ax4.png")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "merged.pth").write_bytes(b"garbage")  # a later row's checkpoint: refused before the first row
+    assert "merged.pth: not a loadable weights-only checkpoint" in _refused(capsys, report_script.main(argv))
+    line = _refused(capsys, report_script.main([*argv, "--readme", str(tmp_path / "nothing.md")]))
+    assert "--readme" in line and "nothing.md: not readable" in line

@@ -51,3 +51,34 @@ def test_table_has_a_row_per_model_and_mode(tmp_path: Path) -> None:
     assert lines[0].split("\t")[0].strip() == "Model" and len(lines) == 3
     assert "valid" in lines[1] and "29.00" in lines[1] and "12.50" in lines[1]
     assert format_table({}) == lines[0] + "\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"m": 5}', "entry 'm' is a number (5); expected an object of figures"),
+        ('{"m": {"valid_ave_psnr": "29.1"}}', "'m' has valid_ave_psnr = a string (\"29.1\"); expected a number"),
+        ('{"m": {"valid_ave_runtime": [1]}}', "'m' has valid_ave_runtime = a list ([1]); expected a number"),
+        ('{"m": {"num_conv": true}}', "'m' has num_conv = true; expected a number"),
+    ],
+)
+def test_malformed_entries_are_an_error_and_the_file_is_kept(tmp_path: Path, content: str, message: str) -> None:
+    target = tmp_path / "results.json"
+    target.write_text(content)
+    with pytest.raises(HarnessError, match=r"results\.json: ") as err:
+        load_results(target)
+    assert message in str(err.value) and target.read_text() == content
+
+
+def test_only_the_figures_the_table_reads_must_be_numbers(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text('{"m": {"valid_psnr": [29.0], "valid_ave_psnr": 29, "device": "cpu", "valid_memory_kind": "cpu_peak_rss"}}')
+    assert load_results(good)["m"]["valid_ave_psnr"] == 29
+
+
+def test_nothing_is_written_when_the_table_cannot_be_made(tmp_path: Path) -> None:
+    target = tmp_path / "results.json"
+    target.write_text('{"old": {}}\n')
+    with pytest.raises(ValueError):
+        write_results(target, {"m": {"valid_ave_psnr": "not a number"}})
+    assert target.read_text() == '{"old": {}}\n' and not (tmp_path / "results.txt").exists()

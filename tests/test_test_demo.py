@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,12 @@ import pytest
 import torch
 
 import test_demo
+import utils.evaluation
+import utils.inference
+import utils.results
 from models.team00_RFDN import RFDN
+from models.team13_PRFDN import PRFDN, PRFDNConfig
+from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
 from utils.image import imread_uint, imsave
 
@@ -216,14 +224,23 @@ def test_size_mismatch_and_corrupt_image_name_the_file(
 def test_image_too_small_for_the_network(
     previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
 ) -> None:
+    """Checked before any work: the line names the file and the minimum (LR 15 pixels; HR 60 when LR is made)."""
     imsave(np.zeros((32, 32, 3), np.uint8), Path("tiny/t.png"))  # LR 8x8: below what RFDN's ESA pooling takes
     ckpt = ("--model_id", "0", "--model_path", str(random_rfdn_checkpoint))
-    assert "t.png: the model failed on this 8x8 LR input" in _bad(previous_results, capsys, "--hr_dir", "tiny", *ckpt)
+    line = _bad(previous_results, capsys, "--hr_dir", "tiny", *ckpt)
+    assert "t.png: HR image is 32x32 (cropped to a multiple of 4); expected at least 60x60" in line
     imsave(np.zeros((3, 96, 3), np.uint8), Path("flat/f.png"))
     assert "f.png: HR image is smaller than 4x4 pixels" in _bad(previous_results, capsys, "--hr_dir", "flat", *ckpt)
+    imsave(np.zeros((56, 400, 3), np.uint8), Path("strip/s.png"))  # wide enough, 4 pixels too low
+    assert "s.png: HR image is 400x56" in _bad(previous_results, capsys, "--hr_dir", "strip", *ckpt)
+    imsave(np.zeros((56, 96, 3), np.uint8), Path("hr/a.png"))
+    imsave(np.zeros((14, 24, 3), np.uint8), Path("lr/ax4.png"))
+    line = _bad(previous_results, capsys, "--hr_dir", "hr", "--lr_dir", "lr", *ckpt)
+    assert "ax4.png: LR image is 24x14; expected at least 15x15" in line
     imsave(np.zeros((96, 96, 3), np.uint8), Path("ok/o.png"))
     line = _bad(previous_results, capsys, "--hr_dir", "ok", "--tile", "8", "--tile_overlap", "2", *ckpt)
-    assert "o.png: the model failed on this 24x24 LR input in tiles of 8 px (--tile)" in line
+    assert "--tile 8: expected at least 15" in line
+    assert not list(Path("results").rglob("*.png"))  # refused before any SR image was written
 
 
 def test_unknown_model_lists_the_known_ones(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -246,6 +263,8 @@ def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.Capt
     assert "pickled_module.pth: not a loadable weights-only checkpoint" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "pickled_module.pth"
     )
+    line = _bad(previous_results, capsys, "--model_path", "pickled_module.pth")
+    assert "it holds a pickled models.team00_RFDN.RFDN; pickled objects are refused" in line and "Re-running" not in line
     assert "--model_path absent.pth: checkpoint file not found" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "absent.pth"
     )
@@ -316,3 +335,237 @@ def test_default_run_on_a_fresh_clone(tmp_path: Path, any_rfdn_checkpoint: Path)
     assert len(list((clone / "results" / "00_RFDN_baseline" / "builtin").glob("*.png"))) == 5
     if any_rfdn_checkpoint.name == "team00_rfdn.pth":  # the real weights: far better than bicubic on photos
         assert entry["builtin_ave_psnr"] > 28.0
+
+
+# --- checked before any work; results merged under a lock, through links, keeping the file's mode ---------
+
+
+@pytest.fixture
+def tiny_run(workdir: Path, random_rfdn_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
+    """Flags of a fast run: one 64x64 HR image (LR 16x16), random RFDN weights, complexity counted on 16x16."""
+    monkeypatch.setattr(test_demo, "OFFICIAL_INPUT_DIM", (3, 16, 16))
+    rng = np.random.default_rng(0)
+    imsave(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), workdir / "hr" / "a.png")
+    return ("--hr_dir", "hr", "--model_id", "0", "--model_path", str(random_rfdn_checkpoint))
+
+
+def test_results_json_that_its_table_would_replace_is_refused(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], random_rfdn_checkpoint: Path
+) -> None:
+    Path("r.txt").write_text('{"kept": {}}\n')
+    line = _bad(previous_results, capsys, *tiny_run, "--results_json", "r.txt")
+    assert "--results_json r.txt: its table goes to the same name with suffix .txt" in line
+    assert Path("r.txt").read_text() == '{"kept": {}}\n'
+    line = _bad(previous_results, capsys, *tiny_run, "--results_json", str(random_rfdn_checkpoint))
+    assert f"--results_json {random_rfdn_checkpoint}: is the same file as --model_path" in line
+    line = _bad(previous_results, capsys, *tiny_run, "--results_json", "hr/a.png")
+    assert "--results_json hr/a.png: is the same file as HR image hr/a.png" in line
+
+
+def test_runs_finishing_together_keep_both_entries(
+    workdir: Path, tiny_run: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second run merging while the first one writes must wait for it, then merge into what it wrote."""
+    write_results = utils.results.write_results
+    other: list[threading.Thread] = []
+
+    def other_run_merges() -> None:
+        utils.results.merge_into("results.json", "99_other", {"valid_ave_psnr": 1.0}, ["valid"])
+
+    def write_while_another_run_merges(json_path: Path, results: dict) -> Path:
+        if not other:  # this run's write (the other run's own write goes straight through)
+            other.append(threading.Thread(target=other_run_merges))
+            other[0].start()
+            other[0].join(timeout=0.3)  # without the lock it is done by now, and its entry lost below
+        return write_results(json_path, results)
+
+    monkeypatch.setattr(utils.results, "write_results", write_while_another_run_merges)
+    assert _run(*tiny_run) == 0
+    other[0].join()
+    assert set(json.loads(Path("results.json").read_text())) == {"00_RFDN_baseline@rfdn_random", "99_other"}
+
+
+def test_results_json_symlink_and_mode_are_kept(workdir: Path, tiny_run: tuple[str, ...]) -> None:
+    real = workdir / "store" / "results.json"
+    real.parent.mkdir()
+    real.write_text('{"99_other": {"valid_ave_psnr": 1.0}}\n')
+    real.chmod(0o644)
+    Path("link.json").symlink_to(real)
+    old_umask = os.umask(0o077)  # a fresh file would get 0600: the existing one must keep 0644
+    try:
+        assert _run(*tiny_run, "--results_json", "link.json") == 0
+    finally:
+        os.umask(old_umask)
+    assert Path("link.json").is_symlink() and Path("link.json").resolve() == real
+    assert set(json.loads(real.read_text())) == {"99_other", "00_RFDN_baseline@rfdn_random"}
+    assert stat.S_IMODE(real.stat().st_mode) == 0o644
+    Path("ahead.json").symlink_to("later/results.json")  # a link into a folder not made yet
+    assert _run(*tiny_run, "--results_json", "ahead.json") == 0
+    assert Path("ahead.json").is_symlink() and "00_RFDN_baseline@rfdn_random" in json.loads(
+        Path("later/results.json").read_text()
+    )
+
+
+def test_tile_mode_reaches_the_tiling_and_is_recorded(
+    workdir: Path, tiny_run: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[str] = []
+
+    def forward(*args: object) -> torch.Tensor:
+        modes.append(args[-1])
+        return utils.inference.forward(*args)
+
+    monkeypatch.setattr(utils.evaluation, "forward", forward)
+    assert _run(*tiny_run, "--tile", "15", "--tile_overlap", "4", "--tile_mode", "stitch") == 0
+    entry = json.loads(Path("results.json").read_text())["00_RFDN_baseline@rfdn_random"]
+    assert modes == ["stitch"]
+    assert (entry["custom_tile"], entry["custom_tile_overlap"], entry["custom_tile_mode"]) == (15, 4, "stitch")
+    assert _run(*tiny_run) == 0  # whole images: the stale tiling keys go with the re-run mode
+    assert "custom_tile_mode" not in json.loads(Path("results.json").read_text())["00_RFDN_baseline@rfdn_random"]
+
+
+def test_broken_links_in_image_folders_are_refused(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...]
+) -> None:
+    Path("hr/b.png").symlink_to("gone.png")
+    assert "hr/b.png: broken symbolic link (to gone.png, which does not exist)" in _bad(previous_results, capsys, *tiny_run)
+    Path("hr/b.png").unlink()
+    imsave(np.zeros((16, 16, 3), np.uint8), Path("lr/ax4.png"))
+    Path("lr/bx4.png").symlink_to("bx4.png")
+    line = _bad(previous_results, capsys, *tiny_run, "--lr_dir", "lr")
+    assert "lr/bx4.png: broken symbolic link (to bx4.png, a loop of links)" in line
+    assert "hr: LR folder is the HR folder hr; expected the folder of the LR images" in _bad(
+        previous_results, capsys, *tiny_run, "--lr_dir", "hr"
+    )
+
+
+def test_numeric_flags_out_of_range(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...]
+) -> None:
+    assert "--warmup -3: expected 0 or more" in _bad(previous_results, capsys, *tiny_run, "--warmup", "-3")
+    assert "--tile_overlap -1: expected 0 or more" in _bad(previous_results, capsys, *tiny_run, "--tile_overlap", "-1")
+    assert "--tile 14: expected at least 15" in _bad(previous_results, capsys, *tiny_run, "--tile", "14", "--tile_overlap", "2")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"00_RFDN_baseline": 26.9}', "entry '00_RFDN_baseline' is a number (26.9); expected an object of figures"),
+        ('{"m": {"valid_ave_psnr": "26.9"}}', "'m' has valid_ave_psnr = a string (\"26.9\"); expected a number"),
+        ('{"00_RFDN_baseline@rfdn_random": {"flops": null}}', "has flops = null; expected a number"),
+    ],
+)
+def test_malformed_results_entries_are_refused_before_work(
+    workdir: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], content: str, message: str
+) -> None:
+    Path("results.json").write_text(content)
+    assert _run(*tiny_run) == 2
+    assert message in _error_line(capsys)
+    assert Path("results.json").read_text() == content and not Path("results.txt").exists()
+
+
+def test_unwritable_outputs_are_refused_before_work(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...]
+) -> None:
+    """Root writes through permission bits: a regular file where a folder must be stands in for 'unwritable'."""
+    Path("afile").write_text("x")
+    Path("link.json").symlink_to("afile/r.json")
+    line = _bad(previous_results, capsys, *tiny_run, "--results_json", "link.json")
+    assert line.endswith("--results_json link.json: afile is not a folder")
+    Path("out").mkdir()
+    Path("out/00_RFDN_baseline@rfdn_random").write_text("a file where the SR images' folder goes")
+    assert "--save_dir out/00_RFDN_baseline@rfdn_random/custom/a.png: out/00_RFDN_baseline@rfdn_random is not a folder" in _bad(
+        previous_results, capsys, *tiny_run, "--save_dir", "out"
+    )
+    Path("out2/test_demo.log").mkdir(parents=True)
+    assert "--save_dir out2/test_demo.log: is a folder" in _bad(previous_results, capsys, *tiny_run, "--save_dir", "out2")
+    assert not list(Path(".").rglob("*.png.*"))  # no temp file left
+
+
+def test_sr_images_never_replace_the_inputs(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...]
+) -> None:
+    """--hr_dir pointing at a previous run's SR output, under the same --save_dir: the SR images would replace it."""
+    sr_dir = Path("results/00_RFDN_baseline@rfdn_random/custom")
+    imsave(np.zeros((64, 64, 3), np.uint8), sr_dir / "a.png")
+    before = (sr_dir / "a.png").read_bytes()
+    args = [a if a != "hr" else str(sr_dir) for a in tiny_run]
+    assert "SR image results/00_RFDN_baseline@rfdn_random/custom/a.png: is the same file as HR image" in _bad(
+        previous_results, capsys, *args
+    )
+    assert (sr_dir / "a.png").read_bytes() == before
+
+
+def _prfdn_checkpoint(path: Path, arch: str = "prfdn", **changes: object) -> Path:
+    config = {**PRFDNConfig.merged(nf=8).to_config(), **changes}
+    save_model_checkpoint(path, ModelCheckpoint(arch, config, {"head_skip.weight": torch.zeros(1)}))
+    return path
+
+
+@pytest.mark.parametrize("model_id", [[], ["--model_id", "13"]])
+def test_checkpoints_that_say_what_is_wrong_with_them(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], model_id: list[str]
+) -> None:
+    """With or without --model_id, the line says what the file is or what is wrong with it, naming the file."""
+    _prfdn_checkpoint(Path("negative.pth"), skip=-8)
+    assert "negative.pth: malformed prfdn config (" in _bad(previous_results, capsys, "--model_path", "negative.pth", *model_id)
+    _prfdn_checkpoint(Path("future.pth"), arch="prfdn_v9")
+    line = _bad(previous_results, capsys, "--model_path", "future.pth", *model_id)
+    assert "future.pth: unknown architecture 'prfdn_v9': expected rfdn, branch, prfdn or prfdn_helpers" in line
+    Path("corrupt.pth").write_bytes(b"garbage" * 10)
+    line = _bad(previous_results, capsys, "--model_path", "corrupt.pth", *model_id)
+    assert "corrupt.pth: not a loadable weights-only checkpoint (unreadable: corrupt, truncated or not a PyTorch file" in line
+    assert "fits none" not in line
+    x2 = PRFDNConfig.merged(nf=8, grouped=False, scale=2)
+    save_model_checkpoint("x2.pth", ModelCheckpoint("prfdn", x2.to_config(), PRFDN(x2).state_dict(), scale=2))
+    line = _bad(previous_results, capsys, "--model_path", "x2.pth", *model_id)
+    assert "x2.pth: is an x2 model; expected x4" in line
+    x4 = PRFDNConfig.merged(nf=8, grouped=False)
+    save_model_checkpoint("unit.pth", ModelCheckpoint("prfdn", x4.to_config(), PRFDN(x4).state_dict(), data_range=1.0))
+    assert "unit.pth: takes inputs in [0, 1]; expected [0, 255]" in _bad(
+        previous_results, capsys, "--model_path", "unit.pth", *model_id
+    )
+
+
+@pytest.mark.parametrize("model_id", [[], ["--model_id", "13"], ["--model_id", "0"]])
+def test_training_state_names_the_weights_beside_it(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], model_id: list[str]
+) -> None:
+    from utils.training import STATE_FORMAT
+
+    torch.save({"format": STATE_FORMAT, "iteration": 10, "model": RFDN(nf=4).state_dict()}, "run.state.pth")
+    torch.save({}, "run.pth")
+    line = _bad(previous_results, capsys, "--model_path", "run.state.pth", *model_id)
+    assert f"run.state.pth: is a training state ({STATE_FORMAT}, for train_prfdn.py --resume), not model weights" in line
+    assert line.endswith("evaluate run.pth (best by validation) or run_last.pth (last)")
+
+
+def test_paths_that_are_folders_or_one_another(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...]
+) -> None:
+    Path("weights").mkdir()
+    line = _bad(previous_results, capsys, "--model_path", "weights")
+    assert "--model_path weights: is a folder; expected a checkpoint file" in line
+    line = _bad(previous_results, capsys, *tiny_run, "--save_dir", "r.json", "--results_json", "r.json")
+    assert "--results_json r.json: is the --save_dir folder; expected a file name" in line and not Path("r.json").exists()
+    line = _bad(previous_results, capsys, *tiny_run[2:], "--hr_dir", "hr/a.png")
+    assert "hr/a.png: is a file; expected the folder of the HR images" in line
+
+
+def test_a_model_output_of_another_size_is_one_line(tmp_path: Path) -> None:
+    """A model that does not upscale x4 (here x2) is stopped with the file and both sizes, not a metrics crash."""
+    imsave(np.zeros((64, 64, 3), np.uint8), tmp_path / "a.png")
+    x2 = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 1), torch.nn.PixelShuffle(2))
+    with pytest.raises(
+        test_demo.HarnessError, match=r"a\.png: the model made a 32x32 image of this 16x16 LR input; expected the HR's 64x64"
+    ):
+        utils.evaluation.evaluate_mode(
+            x2,
+            [test_demo.ImagePair(tmp_path / "a.png", None)],
+            "custom",
+            data_range=255.0,
+            device=torch.device("cpu"),
+            save_dir=tmp_path / "out",
+            logger=test_demo.get_logger("test", None, console=False),
+            warmup=0,
+        )

@@ -21,7 +21,7 @@ import torch.nn as nn
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import PRFDN, BlockWidths, DistillBlock, PRFDNConfig, conv, make_tail
 from utils.checkpoint import ModelCheckpoint, load_state
-from utils.errors import HarnessError
+from utils.errors import HarnessError, first_line
 
 
 class BranchPRFDN(nn.Module):
@@ -79,11 +79,20 @@ def model_config(model: nn.Module) -> tuple[str, dict[str, Any]]:
 
 
 def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Module:
-    """The module of ``checkpoint`` with its weights (strict), or a one-line HarnessError."""
+    """The module of ``checkpoint`` with its weights (strict), or a one-line HarnessError naming ``source``.
+
+    The one place a module is built from a checkpoint's config: an unknown architecture, or a config that no
+    module can be built from (missing keys, negative or absurd widths, ...), is said here.
+    """
     try:
         model = build_model(checkpoint.arch, checkpoint.config)
-    except (KeyError, TypeError, ValueError) as err:
-        raise HarnessError(f"{source}: malformed {checkpoint.arch} config ({type(err).__name__}: {err})") from None
+    except HarnessError as err:
+        raise HarnessError(f"{source}: {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, MemoryError, OverflowError) as err:
+        reason = first_line(err) if isinstance(err, RuntimeError) else f"{type(err).__name__}: {err}"
+        raise HarnessError(f"{source}: malformed {checkpoint.arch} config ({reason})") from None
+    if not all(isinstance(value, torch.Tensor) for value in checkpoint.state_dict.values()):
+        raise HarnessError(f"{source}: its state_dict holds values that are not tensors")
     return load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
 
 

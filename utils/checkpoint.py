@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from utils.errors import HarnessError
+from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write
 
 # keys under which common training codes nest the weights (self-describing checkpoints, BasicSR, ...)
@@ -24,11 +26,18 @@ def _load_file(path: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise HarnessError(
-            f"{path}: not a loadable weights-only checkpoint (expected a state dict saved with torch.save; "
-            f"pickled modules are refused): {reason[:200]}"
-        ) from None
+        raise HarnessError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(err)})") from None
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load refused a file, without torch's advice to load it unsafely."""
+    text = str(err)
+    pickled = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if pickled:
+        return f"it holds a pickled {pickled.group(1)}; pickled objects are refused: expected a state dict saved with torch.save"
+    detail = text.split("WeightsUnpickler error:", 1)[-1].strip() or type(err).__name__
+    first_sentence = first_line(Exception(detail)).split(". ")[0]
+    return f"unreadable: corrupt, truncated or not a PyTorch file: {first_sentence}"
 
 
 def _state_dict_of(obj: Any, path: str) -> dict[str, torch.Tensor]:
@@ -111,10 +120,36 @@ def save_model_checkpoint(path: str | os.PathLike, checkpoint: ModelCheckpoint) 
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def weights_beside_state(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(best, last) weights that train_prfdn.py writes beside its training state ``OUT.state.pth``."""
+    path = Path(path)
+    marker = f".state{path.suffix}"
+    stem = path.name[: -len(marker)] if path.name.endswith(marker) else path.stem
+    return path.with_name(f"{stem}{path.suffix}"), path.with_name(f"{stem}_last{path.suffix}")
+
+
+def _training_state_error(path: str, state_format: str) -> HarnessError:
+    best, last = weights_beside_state(path)
+    weights = f"{best} (best by validation) or {last} (last)"
+    if not (best.is_file() or last.is_file()):
+        weights += ", written beside it by the same run (not found here)"
+    return HarnessError(
+        f"{path}: is a training state ({state_format}, for train_prfdn.py --resume), not model weights; evaluate {weights}"
+    )
+
+
 def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
-    """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's."""
+    """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's. A training state
+    of train_prfdn.py is refused, naming the weights written beside it."""
     path = str(path)
     obj = _load_file(path)
+    file_format = obj.get("format") if isinstance(obj, Mapping) else None
+    if isinstance(file_format, str) and file_format != CHECKPOINT_FORMAT:
+        from utils.training import STATE_FORMAT  # imported here: loading a model needs none of the training code
+
+        if file_format == STATE_FORMAT:
+            raise _training_state_error(path, STATE_FORMAT)
+        raise HarnessError(f"{path}: unknown checkpoint format {file_format!r} (expected {CHECKPOINT_FORMAT} or a state dict)")
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         try:
             return ModelCheckpoint(
@@ -128,3 +163,10 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
         except (KeyError, TypeError, ValueError) as err:
             raise HarnessError(f"{path}: malformed {CHECKPOINT_FORMAT} checkpoint ({err!r})") from None
     return ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path))
+
+
+def check_scale(checkpoint: ModelCheckpoint, scale: int, source: str) -> ModelCheckpoint:
+    """``checkpoint`` if its model upscales by ``scale``; else one line naming ``source``."""
+    if checkpoint.scale != scale:
+        raise HarnessError(f"{source}: is an x{checkpoint.scale} model; expected x{scale} (the scale evaluated here)")
+    return checkpoint

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.team13_PRFDN import MIN_INPUT_SIZE
 from utils.errors import HarnessError
 from utils.image import imread_uint, imsave, list_images, modcrop
 from utils.imresize import bicubic_downsample
@@ -64,11 +65,17 @@ def _by_stem(images: list[Path]) -> dict[str, Path]:
     return by_stem
 
 
+def _check_folder(folder: Path, kind: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise HarnessError(f"{folder}: is a file; expected the folder of the {kind} images")
+    if not folder.is_dir():
+        raise HarnessError(f"{folder}: {kind} folder not found")
+
+
 def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, scale: int = SCALE) -> list[ImagePair]:
     """Pair every image of ``hr_dir`` with its LR image in ``lr_dir`` (or with none, if ``lr_dir`` is None)."""
     hr_dir = Path(hr_dir)
-    if not hr_dir.is_dir():
-        raise HarnessError(f"{hr_dir}: HR folder not found")
+    _check_folder(hr_dir, "HR")
     hr_images = list_images(hr_dir)
     if not hr_images:
         raise HarnessError(f"{hr_dir}: HR folder holds no images (expected .png/.bmp/.jpg/.tif files)")
@@ -76,8 +83,12 @@ def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, sc
     if lr_dir is None:
         return [ImagePair(p, None) for p in hr_images]
     lr_dir = Path(lr_dir)
-    if not lr_dir.is_dir():
-        raise HarnessError(f"{lr_dir}: LR folder not found")
+    _check_folder(lr_dir, "LR")
+    if lr_dir.resolve() == hr_dir.resolve():
+        raise HarnessError(
+            f"{lr_dir}: LR folder is the HR folder {hr_dir}; expected the folder of the LR images "
+            "(or none: LR made from the HR by bicubic)"
+        )
     lr_by_stem = _by_stem(list_images(lr_dir))
     pairs = []
     for hr in hr_images:
@@ -109,12 +120,17 @@ def official_pairs(data_dir: str | os.PathLike, mode: str) -> list[ImagePair]:
 
 def load_pair(pair: ImagePair, scale: int = SCALE) -> tuple[np.ndarray, np.ndarray]:
     """(LR, HR) as RGB uint8; HR cropped to a multiple of ``scale``; sizes checked against each other."""
-    hr = modcrop(imread_uint(pair.hr_path), scale)
-    if hr.size == 0:
-        raise HarnessError(f"{pair.hr_path}: HR image is smaller than {scale}x{scale} pixels")
+    hr = _read_hr(pair, scale)
     lr = bicubic_downsample(hr, scale) if pair.lr_path is None else imread_uint(pair.lr_path)
     check_lr_size(pair, lr, hr, scale)
     return lr, hr
+
+
+def _read_hr(pair: ImagePair, scale: int) -> np.ndarray:
+    hr = modcrop(imread_uint(pair.hr_path), scale)
+    if hr.size == 0:
+        raise HarnessError(f"{pair.hr_path}: HR image is smaller than {scale}x{scale} pixels")
+    return hr
 
 
 def check_lr_size(pair: ImagePair, lr: np.ndarray, hr: np.ndarray, scale: int = SCALE) -> None:
@@ -124,6 +140,30 @@ def check_lr_size(pair: ImagePair, lr: np.ndarray, hr: np.ndarray, scale: int = 
             f"{pair.lr_path}: LR is {lr.shape[1]}x{lr.shape[0]} but HR {pair.hr_path.name} cropped to a multiple of "
             f"{scale} is {hr.shape[1]}x{hr.shape[0]} (expected exactly {scale}x the LR size)"
         )
+
+
+def check_pairs(pairs: list[ImagePair], scale: int = SCALE, min_lr_size: int = MIN_INPUT_SIZE) -> None:
+    """Read every image once: readable, HR exactly ``scale`` times its LR, and LR at least ``min_lr_size`` pixels
+    high and wide (the smallest input the network takes; for HR-only pairs, the HR at least ``scale`` times that).
+    Run before any work, so a bad file stops a run before any image is processed."""
+    for pair in pairs:
+        hr = _read_hr(pair, scale)
+        if pair.lr_path is None:
+            least = min_lr_size * scale
+            if min(hr.shape[:2]) < least:
+                raise HarnessError(
+                    f"{pair.hr_path}: HR image is {hr.shape[1]}x{hr.shape[0]} (cropped to a multiple of {scale}); expected "
+                    f"at least {least}x{least}, so that its bicubic LR reaches {min_lr_size}x{min_lr_size}, the smallest "
+                    "input the network takes"
+                )
+            continue
+        lr = imread_uint(pair.lr_path)
+        if min(lr.shape[:2]) < min_lr_size:
+            raise HarnessError(
+                f"{pair.lr_path}: LR image is {lr.shape[1]}x{lr.shape[0]}; expected at least {min_lr_size}x{min_lr_size} "
+                "(the smallest input the network takes)"
+            )
+        check_lr_size(pair, lr, hr, scale)
 
 
 # --- built-in default data --------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def evaluate_mode(
     ssim: bool = False,
     warmup: int = 2,
 ) -> dict[str, Any]:
-    """Results of one mode under the official keys: ``<mode>_psnr`` (per image), ``<mode>_ave_psnr``, ..."""
+    """Results of one mode under the official keys: ``<mode>_psnr`` (per image), ``<mode>_ave_psnr``, ...;
+    with ``tile``, also how the images were tiled (``<mode>_tile``, ``<mode>_tile_overlap``, ``<mode>_tile_mode``)."""
     border = scale
     save_dir = Path(save_dir)
     stopwatch = Stopwatch(device)
@@ -70,6 +71,11 @@ def evaluate_mode(
         except RuntimeError as err:
             raise _model_failure(pair, lr_tensor, tile, err) from None
         img_sr = tensor2uint(sr_tensor, data_range)
+        if img_sr.shape != img_hr.shape:
+            raise HarnessError(
+                f"{pair.lr_path or pair.hr_path}: the model made a {img_sr.shape[1]}x{img_sr.shape[0]} image of this "
+                f"{img_lr.shape[1]}x{img_lr.shape[0]} LR input; expected the HR's {img_hr.shape[1]}x{img_hr.shape[0]} (x{scale})"
+            )
 
         psnr = calculate_psnr(img_sr, img_hr, border=border)
         results[f"{mode}_runtime"].append(runtime_ms)
@@ -93,6 +99,8 @@ def evaluate_mode(
     results[f"{mode}_memory"] = memory
     results[f"{mode}_memory_kind"] = memory_kind
     results[f"{mode}_runtime_method"] = stopwatch.method
+    if tile is not None:
+        results.update({f"{mode}_tile": tile, f"{mode}_tile_overlap": tile_overlap, f"{mode}_tile_mode": tile_mode})
     for key in ("runtime", "psnr", "ssim", "psnr_y", "ssim_y"):
         if f"{mode}_{key}" in results:
             results[f"{mode}_ave_{key}"] = _mean(results[f"{mode}_{key}"])

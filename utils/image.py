@@ -6,6 +6,7 @@ is dropped (as OpenCV's default colour read does), 16-bit images are mapped to 8
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -24,8 +25,29 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name; hidden files (``._a.png``, ...) are skipped."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    """Image files directly inside ``folder``, sorted by name; hidden files (``._a.png``, ...) are skipped.
+
+    A symlink with an image name that leads nowhere (dangling, or a loop) is an error, not skipped: the average
+    would otherwise cover fewer images than the folder shows.
+    """
+    images = []
+    for path in sorted(Path(folder).iterdir()):
+        if not is_image_file(path) or path.name.startswith("."):
+            continue
+        if path.is_symlink() and not path.exists():
+            why = _why_unreachable(path)
+            raise HarnessError(f"{path}: broken symbolic link (to {os.readlink(path)}, {why}); expected an image")
+        if path.is_file():
+            images.append(path)
+    return images
+
+
+def _why_unreachable(link: Path) -> str:
+    try:
+        link.stat()
+    except OSError as err:
+        return "a loop of links" if err.errno == errno.ELOOP else "which does not exist"
+    return "unreachable"
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

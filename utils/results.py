@@ -8,11 +8,42 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import HarnessError
-from utils.fileio import atomic_write_json, atomic_write_text
+from utils.fileio import atomic_write_json, atomic_write_text, folder_lock, write_target
+
+# figures the table reads: they must be numbers in every entry of an existing file
+FIGURE_KEYS = ("num_parameters", "flops", "activations", "num_conv")
+FIGURE_SUFFIXES = ("_ave_psnr", "_ave_ssim", "_ave_psnr_y", "_ave_ssim_y", "_ave_runtime", "_memory")
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    kinds = ((dict, "an object"), (list, "a list"), (str, "a string"), ((int, float), "a number"))
+    return next((f"{kind} ({json.dumps(value)[:40]})" for types, kind in kinds if isinstance(value, types)), type(value).__name__)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_results(results: Any, path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``results`` if it is what this harness writes: an object of model entries, each an object whose
+    figures (PSNR, SSIM, runtime, memory, complexity) are numbers; else a one-line error naming the entry."""
+    advice = "fix it or move the file away (it is left as it is)"
+    if not isinstance(results, dict):
+        raise HarnessError(f"{path}: existing results file is not a JSON object of model entries; move it away")
+    for name, entry in results.items():
+        if not isinstance(entry, dict):
+            raise HarnessError(f"{path}: entry {name!r} is {_json_kind(entry)}; expected an object of figures; {advice}")
+        for key, value in entry.items():
+            if (key in FIGURE_KEYS or key.endswith(FIGURE_SUFFIXES)) and not _is_number(value):
+                raise HarnessError(f"{path}: {name!r} has {key} = {_json_kind(value)}; expected a number; {advice}")
+    return results
 
 
 def load_results(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """What an earlier run wrote, or {} if the file is absent. A corrupt file is an error, never overwritten."""
+    """What an earlier run wrote, or {} if the file is absent. A corrupt or malformed file is an error, never
+    overwritten."""
     path = Path(path)
     if not path.exists():
         return {}
@@ -20,9 +51,7 @@ def load_results(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise HarnessError(f"{path}: existing results file is not readable JSON ({err}); move it away") from None
-    if not isinstance(results, dict):
-        raise HarnessError(f"{path}: existing results file is not a JSON object of model entries; move it away")
-    return results
+    return check_results(results, path)
 
 
 def merge_results(
@@ -63,9 +92,28 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_results(json_path: str | os.PathLike, results: dict[str, dict[str, Any]]) -> Path:
-    """Write ``results.json`` and ``results.txt`` beside it, each atomically; returns the txt path."""
+    """Write ``results.json`` and ``results.txt`` beside it, each atomically; returns the txt path. The table
+    is made first, so nothing is written if it cannot be."""
     json_path = Path(json_path)
-    txt_path = json_path.with_suffix(".txt")
+    txt_path = table_path(json_path)
+    table = format_table(results)
     atomic_write_json(json_path, results)
-    atomic_write_text(txt_path, format_table(results))
+    atomic_write_text(txt_path, table)
     return txt_path
+
+
+def table_path(json_path: str | os.PathLike) -> Path:
+    """Where the table of ``json_path`` goes: beside it, with the suffix ``.txt``."""
+    return Path(json_path).with_suffix(".txt")
+
+
+def merge_into(
+    json_path: str | os.PathLike, model_name: str, entry: dict[str, Any], modes: list[str]
+) -> tuple[dict[str, dict[str, Any]], Path]:
+    """Merge ``entry`` into the results file (see ``merge_results``) and rewrite it and its table, under a lock
+    of the file's folder, so runs finishing at the same time each keep their entry. Returns (results, txt path)."""
+    folder = write_target(json_path).parent  # a symlink's target may lie in a folder not made yet
+    folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder):
+        results = merge_results(load_results(json_path), model_name, entry, modes)
+        return results, write_results(json_path, results)
