@@ -459,3 +459,18 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
     )
     assert names(pipeline_config.ReparamSection) == flags_of(run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst"})
     assert names(pipeline_config.PruneSection) == flags_of(run_pipeline.prune.parse_args, ["a", "b"], {"src", "dst"})
+
+
+def test_an_interrupted_stage_stops_the_pipeline_with_130(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in a stage (its exit code 130) is no failure to fix: the pipeline says to run it again."""
+
+    def interrupted(argv: list[str]) -> int:
+        return 130
+
+    monkeypatch.setitem(run_pipeline.STAGE_PARSERS, interrupted, run_pipeline.branch.parse_args)
+    monkeypatch.setattr(run_pipeline.branch, "main", interrupted)
+    (tmp_path / "config.json").write_text(json.dumps(quick_config))
+    assert run_pipeline.main([str(tmp_path / "config.json")]) == 130
+    assert "interrupted; run the same command again to continue" in capsys.readouterr().err
