@@ -35,7 +35,7 @@ import train_prfdn  # noqa: E402
 from models.team13_PRFDN import MIN_INPUT_SIZE  # noqa: E402
 from transform import feature_fit, prune, reparam  # noqa: E402
 from utils.datasets import SCALE  # noqa: E402
-from utils.errors import HarnessError  # noqa: E402
+from utils.errors import HarnessError, first_line  # noqa: E402
 from utils.train_data import DATA_FLAGS, first_duplicate  # noqa: E402
 from utils.training import TrainSettings, default_lr  # noqa: E402
 
@@ -154,6 +154,7 @@ class PipelineConfig:
     final_tuning: TrainingSection | None = None
 
     def data_flags(self, teacher: bool = True) -> list[str]:
+        """The data section as flags (without ``--teacher`` for a stage whose teacher is another flag)."""
         options = given(self.data)
         if not teacher:
             options.pop("teacher", None)
@@ -227,8 +228,8 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
 
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=refuse_duplicates)
-    except (OSError, ValueError) as err:
-        raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:
+        raise HarnessError(f"{path}: not a readable JSON config ({first_line(err)})") from None
     if not isinstance(config, dict):
         raise HarnessError(f"{path}: expected a JSON object (see configs/x4.json), got {describe(config)}")
     return config
@@ -270,7 +271,7 @@ def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any
         ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
     elif kind is float:
         ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-        if ok and not math.isfinite(value):
+        if ok and not (isinstance(value, int) or math.isfinite(value)):
             ok, expected = False, "a finite number"
     elif kind is str:
         ok, expected = isinstance(value, str) and value != "", "a path" if path else "a non-empty string"

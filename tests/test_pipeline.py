@@ -359,6 +359,7 @@ def test_malformed_configs_are_refused_with_the_key(
     text = json.dumps(quick_config)
     cases: dict[str, tuple[dict | str, str]] = {
         "not JSON": ("{", "not a readable JSON config"),
+        "JSON nested too deep": ("[" * 100_000 + "]" * 100_000, "not a readable JSON config (maximum recursion depth"),
         "a JSON list": ("[]", "expected a JSON object (see configs/x4.json), got an empty list"),
         "a key twice": (text[:-1] + ', "output": "x.pth"}', "key 'output' is given twice in one object"),
         "NaN": (with_values(quick_config, "prune", {"ratio": float("nan")}), "prune.ratio: expected a finite number, got NaN"),
