@@ -262,6 +262,14 @@ def describe(value: Any) -> str:
     return json.dumps(value)  # null, numbers (NaN and Infinity as JSON writes them)
 
 
+def is_finite(number: float) -> bool:
+    """Whether ``number`` is a finite float (an integer too large for one is not: its flag would read infinity)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any:
     """``value`` as ``kind`` (int, float, str, bool or tuple[str, ...]), or a HarnessError naming ``where``."""
     path = re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1] in PATH_KEYS
@@ -271,7 +279,7 @@ def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any
         ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
     elif kind is float:
         ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-        if ok and not (isinstance(value, int) or math.isfinite(value)):
+        if ok and not is_finite(value):
             ok, expected = False, "a finite number"
     elif kind is str:
         ok, expected = isinstance(value, str) and value != "", "a path" if path else "a non-empty string"

@@ -367,6 +367,10 @@ def test_malformed_configs_are_refused_with_the_key(
             with_values(quick_config, "branch_training", {"lr": float("inf")}),
             "expected a finite number, got Infinity",
         ),
+        "a number too large for a float": (
+            with_values(quick_config, "final_tuning", {"lr": 10**400}),
+            "final_tuning.lr: expected a finite number, got 1000",
+        ),
         "true for a number": (with_values(quick_config, "prune", {"steps": True}), "prune.steps: expected an integer, got true"),
         "a string for a number": (
             with_values(quick_config, "prune", {"ratio": "0.5"}),
