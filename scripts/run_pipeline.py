@@ -199,11 +199,12 @@ def read_checkpoint_input(label: str, path: str) -> None:
         raise HarnessError(message if message.startswith(label) else f"{label} {message}") from None
 
 
-def check_folder(label: str, folder: str, of_images: bool = True) -> None:
+def check_image_folder(label: str, folder: str) -> None:
+    """Refuse a data folder that is missing or holds no images (the stage reading it would run first)."""
     path = Path(folder)
     if not path.is_dir():
         raise HarnessError(f"{label} {folder}: folder not found")
-    if of_images and not list_images(path):
+    if not list_images(path):
         raise HarnessError(f"{label} {folder}: holds no images (expected .png/.bmp/.jpg/.tif files)")
 
 
@@ -215,11 +216,11 @@ def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
     if stages - {"branch", "merged", "final"}:  # stages that read training images
         data = config.data
         for index, folder in enumerate(data.train_dir):
-            check_folder(f"data.train_dir[{index}]", folder)
+            check_image_folder(f"data.train_dir[{index}]", folder)
         for index, folder in enumerate(data.lr_dir or ()):
-            check_folder(f"data.lr_dir[{index}]", folder)
+            check_image_folder(f"data.lr_dir[{index}]", folder)
         if data.val_dir is not None:
-            check_folder("data.val_dir", data.val_dir)
+            check_image_folder("data.val_dir", data.val_dir)
     if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:
         read_checkpoint_input("data.teacher", config.data.teacher)
 
