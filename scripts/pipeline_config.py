@@ -240,6 +240,16 @@ def parse_config(path: str | Path) -> PipelineConfig:
     return config_from_json(read_config_json(path), Path(path))
 
 
+def read_paths(path: str | Path) -> dict[str, str]:
+    """Only the config's three paths, its keys checked (for reading a finished run's files: the sections matter only
+    to running it)."""
+    raw = read_config_json(path)
+    try:
+        return read_top_level(raw)
+    except HarnessError as err:
+        raise HarnessError(f"{path}: {err}") from None
+
+
 def config_from_json(raw: dict[str, Any], source: Path) -> PipelineConfig:
     try:
         config = _read_config(raw, source)
@@ -381,14 +391,19 @@ def read_stage_section(raw: dict[str, Any], section: str) -> Any:
     return parsed
 
 
-def _read_config(raw: dict[str, Any], source: Path) -> PipelineConfig:
+def read_top_level(raw: dict[str, Any]) -> dict[str, str]:
+    """The config's keys known and present, and its three paths (``rfdn``, ``work_dir``, ``output``) typed."""
     unknown = [key for key in raw if key not in KEYS and not key.startswith("_")]
     if unknown:
         raise HarnessError(f"unknown key {', '.join(unknown)}; expected {', '.join(KEYS)} (keys starting with _ are comments)")
     missing = [key for key in (*TOP_LEVEL, "data") if key not in raw]
     if missing:
         raise HarnessError(f"config lacks {', '.join(missing)} (see configs/x4.json)")
-    paths = {key: read_value(raw[key], str, key) for key in TOP_LEVEL}
+    return {key: read_value(raw[key], str, key) for key in TOP_LEVEL}
+
+
+def _read_config(raw: dict[str, Any], source: Path) -> PipelineConfig:
+    paths = read_top_level(raw)
     data = read_section(DataSection, raw["data"], "data")
     check_data(data)
     sections = {section: read_stage_section(raw, section) for section in SECTIONS if section != "data"}

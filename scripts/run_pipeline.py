@@ -42,7 +42,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-from pipeline_config import PipelineConfig, config_from_json, parse_config, read_config_json  # noqa: E402
+from pipeline_config import PipelineConfig, parse_config, read_config_json, read_paths  # noqa: E402
 from pipeline_config import flags as flags  # noqa: E402  (part of this module's interface)
 
 import train_prfdn  # noqa: E402
@@ -74,10 +74,10 @@ STAGE_PARSERS: dict[Callable[[list[str]], int], Callable[[list[str]], argparse.N
 
 
 def load_config(path: str) -> dict[str, Any]:
-    """The config as its JSON object, after every check of ``parse_config`` (for scripts that read a few keys)."""
-    raw = read_config_json(path)
-    config_from_json(raw, Path(path))
-    return raw
+    """The config's JSON object, its keys and its paths checked (``scripts/report.py`` reads a run's files by them;
+    ``parse_config`` checks the whole config, as running it needs)."""
+    read_paths(path)
+    return read_config_json(path)
 
 
 def plan(config: PipelineConfig) -> list[Step]:
