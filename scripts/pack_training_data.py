@@ -8,14 +8,16 @@ the training loader decodes it (``utils.image.imread_uint``: 8-bit RGB) and writ
 OUT/<folder name>/<stem>.webp; the encoded bytes are decoded again and compared pixel for pixel before
 anything is written. Training names are ``folder/stem`` and the images keep their order, so the held-out
 split and the patch stream of the packed folders are those of the originals: training on the copy is training
-on the same pixels. Nothing is written when the images total more than ``--max_mb`` (10^6 bytes), or when an
-OUT folder holds other files (they would be trained on too). OpenCV does the encoding; only the folder walk,
+on the same pixels. Nothing is written when the images total more than ``--max_mb`` (10^6 bytes), when an
+OUT folder holds other files (they would be trained on too), or when OUT is a training folder, is inside one, or
+holds one as OUT/<folder name> (the copies would land among the originals). OpenCV does the encoding; only the folder walk,
 the checks and the budget are written here.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
+from utils.fileio import atomic_write, check_output_file, same_file  # noqa: E402
 from utils.image import imread_uint, list_images  # noqa: E402
 from utils.train_data import first_duplicate  # noqa: E402
 
@@ -55,7 +57,19 @@ def encode_lossless(rgb: np.ndarray, source: Path) -> bytes:
     return encoded.tobytes()
 
 
-def plan_folder(folder: Path, out: Path) -> list[PackedImage]:
+def check_out(folders: list[Path], out: Path) -> None:
+    """Refuse an OUT that would write into a training folder: OUT/<name> is one, or OUT is one or inside one."""
+    for folder in folders:
+        if same_file(out / folder.name, folder):
+            raise HarnessError(
+                f"--out {out}: {out / folder.name} is the training folder {folder} itself; pack into another folder"
+            )
+        if folder.resolve() in (out.resolve(), *out.resolve().parents):
+            raise HarnessError(f"--out {out}: is inside the training folder {folder}; pack into a folder of its own")
+
+
+def plan_folder(folder: Path, out: Path) -> list[tuple[Path, Path]]:
+    """(image, its packed copy) for every image of ``folder``, every check made before any image is decoded."""
     if not folder.is_dir():
         raise HarnessError(f"{folder}: training folder not found")
     sources = list_images(folder)
@@ -71,15 +85,18 @@ def plan_folder(folder: Path, out: Path) -> list[PackedImage]:
     stale = sorted({p.name for p in (out / folder.name).glob("*") if p.is_file()} - {t.name for t in targets})
     if stale:
         raise HarnessError(f"{out / folder.name}: holds {len(stale)} other files (e.g. {stale[0]}); pack into an empty folder")
-    return [PackedImage(p, t, encode_lossless(imread_uint(p), p)) for p, t in zip(sources, targets, strict=True)]
+    check_output_file(targets[0], "--out")
+    return list(zip(sources, targets, strict=True))
 
 
 def pack(folders: list[Path], out: Path, max_bytes: int) -> list[PackedImage]:
-    """Encode every image of ``folders``, check the budget, then write them all (each atomically)."""
+    """Check every folder and OUT, encode every image, check the budget, then write them all (each atomically)."""
     clash = first_duplicate([f.name for f in folders])
     if clash is not None:
         raise HarnessError(f"two training folders are named {clash}: their images would share names")
-    packed = [image for folder in folders for image in plan_folder(folder, out)]
+    check_out(folders, out)
+    pairs = [pair for folder in folders for pair in plan_folder(folder, out)]
+    packed = [PackedImage(source, target, encode_lossless(imread_uint(source), source)) for source, target in pairs]
     total = sum(len(image.data) for image in packed)
     if total > max_bytes:
         raise HarnessError(f"--max_mb: the packed images take {total / 1e6:.1f} MB, over {max_bytes / 1e6:.1f} MB")
@@ -99,8 +116,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if args.max_mb <= 0:
-            raise HarnessError(f"--max_mb {args.max_mb}: must be positive")
+        if not (math.isfinite(args.max_mb) and args.max_mb > 0):
+            raise HarnessError(f"--max_mb {args.max_mb}: must be a positive number")
         packed = pack(args.folders, args.out, int(args.max_mb * 1e6))
     except (HarnessError, OSError, cv2.error) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)

@@ -21,30 +21,38 @@ only that file, e.g. a fresh GPU machine). ``--save_next DIR`` runs nothing: it 
 machine needs to go on (the input of the stage after the last finished one, and the training state and log of
 an interrupted run of it; once every stage is done, the output and the training logs) and prints the
 ``--from`` to use there.
+
+Nothing runs before everything is checked (one line naming the key or file, exit code 2): the config's keys,
+types and ranges and every stage's flags (``pipeline_config.py``); then, for the stages to run, their inputs (the
+RFDN, the data folders, the teacher), that ``work_dir`` and ``output`` can be written, that ``output`` is not an
+input, the config or one of the run's own stage files, and that a stage set to ``cuda`` has it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+import torch  # noqa: E402
+from pipeline_config import PipelineConfig, parse_config, read_config_json, read_paths  # noqa: E402
+from pipeline_config import flags as flags  # noqa: E402  (part of this module's interface)
+
 import train_prfdn  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
+from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write, sha256_of  # noqa: E402
+from utils.fileio import atomic_write, check_distinct, check_output_file, same_file, sha256_of  # noqa: E402
+from utils.image import list_images  # noqa: E402
 
 STAGES = (
     "branch",
@@ -57,133 +65,50 @@ STAGES = (
     "final_trained",
     "final_tuned",
 )
-
-
-def flags(options: dict[str, Any]) -> list[str]:
-    """``{"iters": 10, "train_dir": ["a", "b"], "amp": true}`` -> ``--iters 10 --train_dir a b --amp``."""
-    argv: list[str] = []
-    for key, value in options.items():
-        if value is None or value is False:
-            continue
-        argv.append(f"--{key}")
-        if value is True:
-            continue
-        argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
-    return argv
-
-
-SECTIONS = (
-    "data",
-    "feature_fit",
-    "branch_training",
-    "reparam",
-    "merged_training",
-    "prune",
-    "final_training",
-    "final_tuning",
-)
-KEYS = ("rfdn", "work_dir", "output", *SECTIONS)
+TRAINED_STAGES = ("branch_trained", "merged_trained", "final_trained", "final_tuned")  # train_prfdn.py's outputs
 Step = tuple[str, Callable[[list[str]], int], list[str]]  # (stage, entry point, argv: SRC DST flags...)
+STAGE_PARSERS: dict[Callable[[list[str]], int], Callable[[list[str]], argparse.Namespace]] = {
+    train_prfdn.cli: train_prfdn.parse_args,
+    **{module.main: module.parse_args for module in (branch, feature_fit, reparam, prune, export)},
+}
 
 
 def load_config(path: str) -> dict[str, Any]:
-    """The config, with its keys and section types checked (a typo must not cost hours of a run)."""
-    try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
-    if not isinstance(config, dict):
-        raise HarnessError(f"{path}: expected a JSON object (see configs/x4.json)")
-    missing = [key for key in ("rfdn", "work_dir", "output", "data") if key not in config]
-    if missing:
-        raise HarnessError(f"{path}: config lacks {', '.join(missing)} (see configs/x4.json)")
-    unknown = [key for key in config if key not in KEYS and not key.startswith("_")]
-    if unknown:
-        raise HarnessError(
-            f"{path}: unknown key {', '.join(unknown)}; expected {', '.join(KEYS)} (keys starting with _ are comments)"
-        )
-    for section in SECTIONS:
-        if not isinstance(config.get(section, {}), dict):
-            raise HarnessError(f'{path}: {section} must be an object of flags, e.g. {{"iters": 1000}}')
-        check_phases(path, section, config.get(section, {}))
-    return config
+    """The config's JSON object, its keys and its paths checked (``scripts/report.py`` reads a run's files by them;
+    ``parse_config`` checks the whole config, as running it needs)."""
+    read_paths(path)
+    return read_config_json(path)
 
 
-TRAINING_SECTIONS = ("branch_training", "merged_training", "final_training", "final_tuning")
-
-
-def is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_phases(path: str, section: str, options: dict[str, Any]) -> None:
-    """``then``: a list of later lr phases of a training section, each with more ``iters`` than the one before."""
-    if "then" not in options:
-        return
-    phases = options["then"]
-    if section not in TRAINING_SECTIONS:
-        raise HarnessError(f"{path}: {section} cannot have 'then' (only {', '.join(TRAINING_SECTIONS)} can)")
-    if not isinstance(phases, list) or not all(isinstance(phase, dict) for phase in phases):
-        raise HarnessError(f'{path}: {section}.then must be a list of objects of flags, e.g. [{{"iters": 2000, "lr": 1e-5}}]')
-    previous = options.get("iters")
-    if not is_count(previous):
-        raise HarnessError(f"{path}: {section} needs an integer iters for its first phase when it has 'then'")
-    for index, phase in enumerate(phases):
-        if not is_count(phase.get("iters")) or phase["iters"] <= previous:
-            raise HarnessError(f"{path}: {section}.then[{index}] needs an integer iters above the phase before it ({previous})")
-        previous = phase["iters"]
-
-
-def check_flags(steps: list[Step]) -> None:
-    """Parse every stage's argv now: an unknown or malformed flag fails before the first stage runs."""
-    modules = (branch, feature_fit, reparam, prune, export)
-    parsers = {train_prfdn.cli: train_prfdn.parse_args, **{m.main: m.parse_args for m in modules}}
-    for stage, entry, argv in steps:
-        try:
-            with contextlib.redirect_stderr(io.StringIO()) as err:
-                parsers[entry](argv)
-        except SystemExit:
-            message = err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "bad flags"
-            raise HarnessError(f"stage {stage}: {message.split(': error: ')[-1]} (check the config's section for it)") from None
-
-
-def plan(config: dict[str, Any]) -> list[Step]:
+def plan(config: PipelineConfig) -> list[Step]:
     """(stage, entry point, argv) for every stage to run, in order."""
-    work = Path(config["work_dir"])
+    work = Path(config.work_dir)
     out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
-    data = flags(config["data"])
-    steps: list[Step] = [("branch", branch.main, [config["rfdn"], out["branch"]])]
+    steps: list[Step] = [("branch", branch.main, [config.rfdn, out["branch"]])]
     branched = out["branch"]
-    if config.get("feature_fit", {}).get("iters", 0):
-        fit_data = flags({k: v for k, v in config["data"].items() if k != "teacher"})  # the teacher is --rfdn here
-        fit_argv = [branched, out["branch_fitted"], "--rfdn", config["rfdn"], *fit_data, *flags(config["feature_fit"])]
-        steps.append(("branch_fitted", feature_fit.main, fit_argv))
+    if config.feature_fit is not None:
+        steps.append(("branch_fitted", feature_fit.main, config.feature_fit_argv(branched, out["branch_fitted"])))
         branched = out["branch_fitted"]
-    steps += training_steps("branch_trained", branched, out["branch_trained"], data, config.get("branch_training", {}))
-    steps.append(("merged", reparam.main, [out["branch_trained"], out["merged"], *flags(config.get("reparam", {}))]))
+    steps += training_steps(config, "branch_training", "branch_trained", branched, out["branch_trained"])
+    steps.append(("merged", reparam.main, config.reparam_argv(out["branch_trained"], out["merged"])))
     merged = out["merged"]
-    if config.get("merged_training", {}).get("iters", 0):
-        steps += training_steps("merged_trained", merged, out["merged_trained"], data, config["merged_training"])
+    if config.merged_training is not None:
+        steps += training_steps(config, "merged_training", "merged_trained", merged, out["merged_trained"])
         merged = out["merged_trained"]
-    steps.append(("pruned", prune.main, [merged, out["pruned"], *data, *flags(config.get("prune", {}))]))
+    steps.append(("pruned", prune.main, config.prune_argv(merged, out["pruned"])))
     steps.append(("final", export.main, [out["pruned"], out["final"]]))
     final = out["final"]
     for stage, section in (("final_trained", "final_training"), ("final_tuned", "final_tuning")):
-        if config.get(section, {}).get("iters", 0):
-            steps += training_steps(stage, final, out[stage], data, config[section])
+        if getattr(config, section) is not None:
+            steps += training_steps(config, section, stage, final, out[stage])
             final = out[stage]
     return steps
 
 
-def training_steps(stage: str, src: str, dst: str, data: list[str], section: dict[str, Any]) -> list[Step]:
+def training_steps(config: PipelineConfig, section: str, stage: str, src: str, dst: str) -> list[Step]:
     """One train_prfdn.py step, and one ``--resume`` step per later lr phase in ``then`` (each phase's flags
     override those before it; a changed lr makes train_prfdn.py start a new lr phase of the same run)."""
-    options = {key: value for key, value in section.items() if key != "then"}
-    steps: list[Step] = [(stage, train_prfdn.cli, [src, dst, *data, *flags(options)])]
-    for phase in section.get("then", []):
-        options = {**options, **phase}
-        steps.append((stage, train_prfdn.cli, [src, dst, *data, *flags(options), "--resume"]))
-    return steps
+    return [(stage, train_prfdn.cli, argv) for argv in config.training_argvs(section, src, dst)]
 
 
 def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
@@ -235,42 +160,145 @@ def next_stage(steps: list[Step]) -> tuple[str | None, list[Path]]:
     return stage, files
 
 
-def save_next(config_path: str, folder: str) -> str | None:
-    """Copy into ``folder`` what a fresh machine needs to go on (see ``next_stage``), or, when every stage is
-    done, the output and the training logs; the stage to go on ``--from`` (None: done)."""
-    config = load_config(config_path)
-    steps = plan(config)
-    check_flags(steps)
-    stage, files = next_stage(steps)
-    if stage is None:
-        logs = [train_prfdn.output_paths(argv[1])["log"] for _, entry, argv in steps if entry is train_prfdn.cli]
-        files = [Path(config["output"]), *(log for log in logs if log.exists())]
-    for file in files:
-        if not file.is_file():
-            raise HarnessError(f"--save_next: {file} is missing (run the pipeline first)")
-        atomic_write(Path(folder) / file.name, lambda tmp, file=file: shutil.copyfile(file, tmp))
-    names = " ".join(file.name for file in files)
-    where = "every stage is done" if stage is None else f"go on with --from {stage}, these files in {config['work_dir']}"
-    print(f"== save_next: {names} -> {folder} ({where})")
-    return stage
+def stage_files(work_dir: str | Path) -> dict[str, Path]:
+    """Every file the stages write in ``work_dir`` (by file name): their outputs, and the training stages'
+    last weights, states and logs; whichever stages a config skips."""
+    work = Path(work_dir)
+    files: dict[str, Path] = {}
+    for stage in STAGES:
+        out = work / f"{stage}.pth"
+        written = train_prfdn.output_paths(out).values() if stage in TRAINED_STAGES else [out]
+        files.update({path.name: path for path in written})
+    return files
 
 
-def run(config_path: str, force: bool = False, until: str | None = None, start: str | None = None) -> Path:
-    config = load_config(config_path)
-    steps = plan(config)
-    check_flags(steps)
+def written_by(entry: Callable[[list[str]], int], argv: list[str]) -> list[Path]:
+    """The files one step writes."""
+    return list(train_prfdn.output_paths(argv[1]).values()) if entry is train_prfdn.cli else [Path(argv[1])]
+
+
+def select_steps(steps: list[Step], start: str | None, until: str | None) -> list[Step]:
+    """The steps from ``--from`` to ``--until`` (each included, with all of its lr phases)."""
     names = [stage for stage, _, _ in steps]
     for flag, stage in (("--until", until), ("--from", start)):
         if stage is not None and stage not in names:
             raise HarnessError(f"{flag} {stage}: this config skips that stage (its section's iters is 0 or missing)")
     if start is not None and until is not None and names.index(until) < names.index(start):
         raise HarnessError(f"--until {until} comes before --from {start}")
-    if start is not None:
-        steps = steps[names.index(start) :]
-        if not Path(steps[0][2][0]).is_file():
-            raise HarnessError(f"--from {start}: its input {steps[0][2][0]} is missing")
-    Path(config["work_dir"]).mkdir(parents=True, exist_ok=True)
-    for index, (stage, entry, argv) in enumerate(steps):
+    first = names.index(start) if start is not None else 0
+    last = len(names) - 1 - names[::-1].index(until) if until is not None else len(names) - 1
+    return steps[first : last + 1]
+
+
+def read_checkpoint_input(label: str, path: str) -> None:
+    """Refuse an input checkpoint that is missing, corrupt or fits no architecture here."""
+    try:
+        load_model(read_model_checkpoint(path), f"{label} {path}")
+    except HarnessError as err:
+        message = str(err)
+        raise HarnessError(message if message.startswith(label) else f"{label} {message}") from None
+
+
+def check_image_folder(label: str, folder: str) -> None:
+    """Refuse a data folder that is missing or holds no images (the stage reading it would run first)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise HarnessError(f"{label} {folder}: folder not found")
+    if not list_images(path):
+        raise HarnessError(f"{label} {folder}: holds no images (expected .png/.bmp/.jpg/.tif files)")
+
+
+def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
+    """What the stages to run read, before the first one: the RFDN, the data folders, the teacher."""
+    stages = {stage for stage, _, _ in pending}
+    if stages & {"branch", "branch_fitted"}:
+        read_checkpoint_input("rfdn", config.rfdn)
+    if stages - {"branch", "merged", "final"}:  # stages that read training images
+        data = config.data
+        for index, folder in enumerate(data.train_dir):
+            check_image_folder(f"data.train_dir[{index}]", folder)
+        for index, folder in enumerate(data.lr_dir or ()):
+            check_image_folder(f"data.lr_dir[{index}]", folder)
+        if data.val_dir is not None:
+            check_image_folder("data.val_dir", data.val_dir)
+    if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:
+        read_checkpoint_input("data.teacher", config.data.teacher)
+
+
+def check_outputs(config: PipelineConfig, pending: list[Step]) -> None:
+    """Where the run writes, before the first stage: the work folder and ``output`` can be written, and neither the
+    output nor a stage file is an input or another of the run's files."""
+    work = Path(config.work_dir)
+    if work.exists() and not work.is_dir():
+        raise HarnessError(f"work_dir {work}: is a file; expected a folder (the stage files go there)")
+    outputs = {"output": config.output, **{f"the stage file {name}": path for name, path in stage_files(work).items()}}
+    inputs = {"rfdn": config.rfdn, "data.teacher": config.data.teacher, "the config": config.source}
+    check_distinct(outputs, inputs)
+    for _, entry, argv in pending:
+        for path in written_by(entry, argv):
+            check_output_file(path, "work_dir")
+    output = check_output_file(config.output, "output")
+    if output.exists():
+        try:
+            read_model_checkpoint(output)
+        except HarnessError:
+            raise HarnessError(
+                f"output {config.output}: exists and is not a model checkpoint; give another path (it would be replaced)"
+            ) from None
+
+
+def check_devices(pending: list[Step]) -> None:
+    """A stage set to run on CUDA on a machine without it is refused now, not once the stages before it ran."""
+    for stage, entry, argv in pending:
+        device = getattr(STAGE_PARSERS[entry](argv), "device", None)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise HarnessError(f"stage {stage}: device cuda, but CUDA is not available on this machine (use cpu)")
+
+
+def save_next(config_path: str, folder: str) -> str | None:
+    """Copy into ``folder`` what a fresh machine needs to go on (see ``next_stage``), or, when every stage is
+    done, the output and the training logs; the stage to go on ``--from`` (None: done)."""
+    config = parse_config(config_path)
+    steps = plan(config)
+    stage, files = next_stage(steps)
+    if stage is None:
+        logs = [train_prfdn.output_paths(argv[1])["log"] for _, entry, argv in steps if entry is train_prfdn.cli]
+        files = [Path(config.output), *(log for log in logs if log.exists())]
+    for file in files:
+        if not file.is_file():
+            raise HarnessError(f"--save_next: {file} is missing (run the pipeline first)")
+    if same_file(folder, config.work_dir):
+        raise HarnessError(f"--save_next {folder}: is the work_dir; give a folder of its own to take to the other machine")
+    targets = [Path(folder) / file.name for file in files]
+    for file, target in zip(files, targets, strict=True):
+        check_output_file(target, "--save_next")
+        if same_file(target, file):
+            raise HarnessError(f"--save_next {folder}: holds {file} itself; give a folder of its own")
+    check_distinct({f"the copy of {file}": target for file, target in zip(files, targets, strict=True)}, {})
+    for file, target in zip(files, targets, strict=True):
+        atomic_write(target, lambda tmp, file=file: shutil.copyfile(file, tmp))
+    names = " ".join(file.name for file in files)
+    where = "every stage is done" if stage is None else f"go on with --from {stage}, these files in {config.work_dir}"
+    print(f"== save_next: {names} -> {folder} ({where})")
+    return stage
+
+
+def run(config_path: str, force: bool = False, until: str | None = None, start: str | None = None) -> Path:
+    """Run the stages from ``start`` to ``until`` (default: all, then copy the last output to ``output``).
+
+    Every check comes first: the config's types and ranges, the stages' flags, the inputs of the stages to run,
+    the outputs' folders and that no output is an input; nothing is written before they pass."""
+    config = parse_config(config_path)
+    steps = select_steps(plan(config), start, until)
+    if start is not None and not Path(steps[0][2][0]).is_file():
+        raise HarnessError(f"--from {start}: its input {steps[0][2][0]} is missing")
+    pending = [step for step in steps if force or not step_done(step[1], step[2])]
+    check_inputs(config, pending)
+    check_outputs(config, pending)
+    check_devices(pending)
+    Path(config.work_dir).mkdir(parents=True, exist_ok=True)
+    target = Path(steps[-1][2][1])
+    for stage, entry, argv in steps:
         target = Path(argv[1])
         if not force and step_done(entry, argv):
             if target.exists():
@@ -278,24 +306,34 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
                 print(f"== {stage}: {target} exists, skipped")
             else:
                 print(f"== {stage}: its training state is past this phase, skipped")
-        else:
-            resumable = entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists()
-            if resumable and not force and "--resume" not in argv:
-                argv = [*argv, "--resume"]
-            print(f"== {stage}: {' '.join(argv)}")
-            if entry(argv) != 0:
-                raise HarnessError(f"stage {stage} failed (see its message above); fix it and run again to continue")
-        last_of_stage = index + 1 == len(steps) or steps[index + 1][0] != stage
-        if stage == until and last_of_stage:
-            return target
-    final = Path(steps[-1][2][1])  # the last stage's output
-    atomic_write(config["output"], lambda tmp: shutil.copyfile(final, tmp))
-    print(f"== done: {config['output']}")
-    return Path(config["output"])
+            continue
+        resumable = entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists()
+        if resumable and not force and "--resume" not in argv:
+            argv = [*argv, "--resume"]
+        print(f"== {stage}: {' '.join(argv)}")
+        code = entry(argv)
+        if code == 130:
+            raise KeyboardInterrupt
+        if code != 0:
+            raise HarnessError(f"stage {stage} failed (see its message above); fix it and run again to continue")
+    if until is not None:
+        return target
+    atomic_write(config.output, lambda tmp: shutil.copyfile(target, tmp))
+    print(f"== done: {config.output}")
+    return Path(config.output)
+
+
+class OneLineArgumentParser(ArgumentParser):
+    """A usage mistake (unknown ``--from`` stage, missing config) gets one line, as every bad input does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="run_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(
+        prog="run_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("config", help="JSON config (see configs/x4.json)")
     parser.add_argument("--force", action="store_true", help="redo stages whose output exists")
     parser.add_argument("--until", choices=STAGES, default=None, help="stop after this stage")
@@ -314,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     except (HarnessError, OSError) as err:
         print(f"run_pipeline.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("run_pipeline.py: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
     return 0
 
 

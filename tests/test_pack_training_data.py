@@ -94,3 +94,38 @@ def test_bad_input_is_refused_and_nothing_written(
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1
     assert not out.exists() or [p.name for p in out.rglob("*") if p.is_file()] == ["old.webp"]
+
+
+def files_under(folder: Path) -> dict[str, bytes | None]:
+    return {str(p): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("out is a training folder", "is inside the training folder"),
+        ("out holds a training folder", "photos is the training folder"),
+        ("out inside a training folder", "is inside the training folder"),
+        ("out under a file", "file.txt is not a folder"),
+        ("max_mb not a number", "--max_mb nan: must be a positive number"),
+        ("max_mb infinite", "--max_mb inf: must be a positive number"),
+    ],
+)
+def test_out_or_budget_that_would_spoil_the_originals_is_refused(
+    folders: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str
+) -> None:
+    (tmp_path / "file.txt").write_text("mine")
+    out = {
+        "out is a training folder": folders[0],
+        "out holds a training folder": tmp_path,
+        "out inside a training folder": folders[1] / "packed",
+        "out under a file": tmp_path / "file.txt" / "packed",
+    }.get(case, tmp_path / "packed")
+    args = [*map(str, folders), "--out", str(out)]
+    if case.startswith("max_mb"):
+        args += ["--max_mb", "inf" if case.endswith("infinite") else "nan"]
+    before = files_under(tmp_path)
+    assert pack_training_data.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1
+    assert files_under(tmp_path) == before

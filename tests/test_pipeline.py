@@ -159,7 +159,8 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "c.json").write_text(json.dumps(config))
     assert run_pipeline.main([str(tmp_path / "c.json")]) == 2
     err = capsys.readouterr().err
-    assert "empty" in err and "stage branch_trained failed" in err
+    assert "data.train_dir[0]" in err and "empty: holds no images" in err
+    assert not (tmp_path / "w").exists()  # refused before the first stage
 
 
 @pytest.mark.parametrize(
@@ -179,12 +180,14 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
 )
 def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) -> None:
     """The shipped configs: known keys, and every stage's flags accepted by that stage (no run needed)."""
-    config = run_pipeline.load_config(str(REPO_ROOT / "configs" / name))
+    config = run_pipeline.parse_config(str(REPO_ROOT / "configs" / name))  # also runs every stage's parser and checks
     steps = run_pipeline.plan(config)
-    run_pipeline.check_flags(steps)
     assert [stage for stage, _, _ in steps] == stages
+    for _, entry, argv in steps:
+        run_pipeline.STAGE_PARSERS[entry](argv)  # the argv each stage gets parses
     # x4_gpu is not yet run: it must not replace the submitted checkpoint before it is compared with it
-    assert config["output"] == ("runs/x4_gpu/team13_prfdn.pth" if name == "x4_gpu.json" else "model_zoo/team13_prfdn.pth")
+    assert config.output == ("runs/x4_gpu/team13_prfdn.pth" if name == "x4_gpu.json" else "model_zoo/team13_prfdn.pth")
+    assert run_pipeline.load_config(str(REPO_ROOT / "configs" / name))["output"] == config.output  # scripts/report.py's view
 
 
 def test_shipped_x4_data_loads(tmp_path: Path) -> None:
@@ -208,7 +211,7 @@ def test_config_mistakes_stop_before_any_stage(tmp_path: Path, capsys: pytest.Ca
     base = json.loads((REPO_ROOT / "configs" / "tiny.json").read_text())
     base.update(work_dir=str(tmp_path / "work"))
     cases = {
-        "typo in a section": ({"prune": {"ratoi": 0.5}}, "stage pruned: unrecognized arguments: --ratoi 0.5"),
+        "typo in a section": ({"prune": {"ratoi": 0.5}}, "prune: unknown key ratoi; expected one of ratio, steps,"),
         "typo in a section name": ({"prnue": {"ratio": 0.5}}, "unknown key prnue"),
         "section of the wrong type": ({"data": "folder"}, "data must be an object of flags"),
         "lr phase of a stage that does not train": ({"prune": {"then": [{"iters": 5}]}}, "prune cannot have 'then'"),
@@ -232,3 +235,247 @@ def test_config_mistakes_stop_before_any_stage(tmp_path: Path, capsys: pytest.Ca
     path.write_text(json.dumps(base))
     assert run_pipeline.main([str(path), "--until", "merged_trained"]) == 2
     assert "--until merged_trained: this config skips that stage" in capsys.readouterr().err
+
+
+# --- bad input is refused before any work: one line, exit code 2, every file as it was ----------------------------
+
+
+def files_under(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its content (None for a folder)."""
+    return {str(p): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], config: dict | str, *args: str) -> str:
+    """Run the pipeline on ``config``, which must be refused before any work; the one line of stderr."""
+    path = tmp_path / "config.json"
+    path.write_text(config if isinstance(config, str) else json.dumps(config))
+    before = files_under(tmp_path)
+    assert run_pipeline.main([str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert files_under(tmp_path) == before  # nothing written, nothing replaced
+    return err
+
+
+@pytest.fixture
+def quick_config(tiny_config: Path) -> dict:
+    """configs/tiny.json with its inputs and outputs in tmp_path, as a dict to spoil."""
+    return json.loads(tiny_config.read_text())
+
+
+def with_values(config: dict, section: str, values: dict) -> dict:
+    return {**config, section: {**config.get(section, {}), **values}}
+
+
+@pytest.mark.parametrize(
+    "stage_file",
+    ["final.pth", "final_tuned.state.pth", "branch_trained.log.jsonl", "final_trained_last.pth", "merged_trained.pth"],
+)
+def test_output_naming_a_stage_file_is_refused(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], stage_file: str
+) -> None:
+    """It would replace the run's own file (merged_trained.pth: of a stage this config skips), and every later run
+    would refuse the work folder."""
+    work = Path(quick_config["work_dir"])
+    err = refused(tmp_path, capsys, {**quick_config, "output": str(work / stage_file)})
+    assert f"output {work / stage_file}: is the same file as the stage file {stage_file}" in err
+
+
+@pytest.mark.parametrize("input_name", ["rfdn", "teacher", "config"])
+def test_output_naming_an_input_is_refused(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], input_name: str
+) -> None:
+    teacher = tmp_path / "teacher.pth"
+    shutil.copyfile(quick_config["rfdn"], teacher)
+    config = with_values(quick_config, "data", {"teacher": str(teacher)})
+    output = {"rfdn": config["rfdn"], "teacher": str(teacher), "config": str(tmp_path / "config.json")}[input_name]
+    err = refused(tmp_path, capsys, {**config, "output": output})
+    assert f"output {output}: is the same file as" in err and "which is read, never replaced" in err
+
+
+@pytest.mark.parametrize("key", ["rfdn", "work_dir", "output"])
+@pytest.mark.parametrize(
+    "value, got", [(None, "null"), (["a.pth"], "a list"), (5, "5"), (True, "true (a boolean)"), ("", 'the string ""')]
+)
+def test_paths_of_the_wrong_type_are_refused(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: object, got: str
+) -> None:
+    err = refused(tmp_path, capsys, {**quick_config, key: value})
+    assert f"config.json: {key}: expected a path, got {got}" in err
+
+
+@pytest.mark.parametrize(
+    "section, values, message",
+    [
+        ("final_training", {"iters": -1}, "final_training.iters -1: must be at least 0 (0 skips the stage)"),
+        ("branch_training", {"iters": 0}, "branch_training.iters 0: must be at least 1"),
+        ("branch_training", {"lr": -1e-4}, "branch_training.lr -0.0001: must be positive"),
+        ("final_tuning", {"then": [{"iters": 5, "lr": -1}]}, "final_tuning.then[0].lr -1.0: must be positive"),
+        ("prune", {"ratio": 1.5}, "prune.ratio 1.5: must be in (0, 1)"),
+        ("prune", {"lr": 0}, "prune.lr 0.0: must be positive"),
+        ("feature_fit", {"patch_size": 8}, "feature_fit.patch_size 8: must be at least 15"),
+        ("final_training", {"patch_size": 14}, "final_training.patch_size 14: must be at least 15"),
+        ("prune", {"patch_size": 12}, "prune.patch_size 12: must be at least 15"),
+        ("branch_training", {"batch_size": 0}, "branch_training.batch_size 0: must be at least 1"),
+        ("final_tuning", {"ema_decay": 1}, "final_tuning.ema_decay 1.0: must be at least 0 (off) and below 1"),
+        ("data", {"val_fraction": 1}, "data.val_fraction 1: must be in [0, 1)"),
+        ("branch_training", {"seed": -1}, "branch_training.seed -1: must not be negative"),
+        ("branch_training", {"distill_weight": 1}, "branch_training.distill_weight 1: needs data.teacher"),
+    ],
+)
+def test_values_out_of_range_are_refused_before_any_stage(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, values: dict, message: str
+) -> None:
+    err = refused(tmp_path, capsys, with_values(quick_config, section, values))
+    assert message in err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_stage(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "notes.txt"  # root writes anywhere: a path under a regular file cannot be written
+    a_file.write_text("mine")
+    cases = {
+        "output under a file": ({"output": str(a_file / "out.pth")}, f"output {a_file / 'out.pth'}: {a_file} is not a folder"),
+        "output a folder": ({"output": str(tmp_path)}, f"output {tmp_path}: is a folder"),
+        "output a file not a checkpoint": ({"output": str(a_file)}, "exists and is not a model checkpoint"),
+        "work_dir a file": ({"work_dir": str(a_file)}, f"work_dir {a_file}: is a file; expected a folder"),
+        "work_dir under a file": ({"work_dir": str(a_file / "w")}, f"{a_file} is not a folder"),
+    }
+    for name, (change, message) in cases.items():
+        assert message in refused(tmp_path, capsys, {**quick_config, **change}), name
+    # --save_next copies the next stage's input (here the RFDN): its folder is checked first
+    for folder, message in (
+        (a_file / "next", f"{a_file} is not a folder"),
+        (Path(quick_config["work_dir"]), "is the work_dir"),
+        (Path(quick_config["rfdn"]).parent, f"holds {quick_config['rfdn']} itself"),
+    ):
+        assert message in refused(tmp_path, capsys, quick_config, "--save_next", str(folder)), folder
+
+
+def test_malformed_configs_are_refused_with_the_key(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = json.dumps(quick_config)
+    cases: dict[str, tuple[dict | str, str]] = {
+        "not JSON": ("{", "not a readable JSON config"),
+        "JSON nested too deep": ("[" * 100_000 + "]" * 100_000, "not a readable JSON config (maximum recursion depth"),
+        "a JSON list": ("[]", "expected a JSON object (see configs/x4.json), got an empty list"),
+        "a key twice": (text[:-1] + ', "output": "x.pth"}', "key 'output' is given twice in one object"),
+        "NaN": (with_values(quick_config, "prune", {"ratio": float("nan")}), "prune.ratio: expected a finite number, got NaN"),
+        "Infinity": (
+            with_values(quick_config, "branch_training", {"lr": float("inf")}),
+            "expected a finite number, got Infinity",
+        ),
+        "a number too large for a float": (
+            with_values(quick_config, "final_tuning", {"lr": 10**400}),
+            "final_tuning.lr: expected a finite number, got 1000",
+        ),
+        "true for a number": (with_values(quick_config, "prune", {"steps": True}), "prune.steps: expected an integer, got true"),
+        "a string for a number": (
+            with_values(quick_config, "prune", {"ratio": "0.5"}),
+            'prune.ratio: expected a number, got the string "0.5"',
+        ),
+        "a fraction for an integer": (
+            with_values(quick_config, "final_training", {"iters": 2.5}),
+            "expected an integer, got 2.5",
+        ),
+        "null": (
+            with_values(quick_config, "final_tuning", {"lr": None}),
+            "final_tuning.lr: expected a number, got null (omit the key",
+        ),
+        "a string for a list": (
+            with_values(quick_config, "data", {"train_dir": "x"}),
+            "data.train_dir: expected a list of folders",
+        ),
+        "a data flag in a stage's section": (
+            with_values(quick_config, "prune", {"val_fraction": 0.1}),
+            "prune.val_fraction: a data flag",
+        ),
+        "an unknown key in a phase": (
+            with_values(quick_config, "final_tuning", {"then": [{"iters": 5, "lrr": 1e-5}]}),
+            "final_tuning.then[0]: unknown key lrr; expected one of iters, batch_size",
+        ),
+        "a choice the stage does not have": (
+            with_values(quick_config, "reparam", {"form": "sparse"}),
+            "argument reparam.form: invalid choice: 'sparse'",
+        ),
+        "an optional stage without iters": ({**quick_config, "final_training": {"lr": 1e-4}}, "final_training lacks iters"),
+        "phases of a skipped stage": (
+            with_values(quick_config, "final_tuning", {"iters": 0, "then": [{"iters": 5}]}),
+            "final_tuning.iters 0 skips the stage, so its 'then' phases would never run",
+        ),
+        "two validation sets": (
+            with_values(quick_config, "data", {"val_dir": "v"}),
+            "data.val_dir and data.val_fraction: give one",
+        ),
+        "a path that reads as a flag": (
+            with_values(quick_config, "data", {"teacher": "-t.pth"}),
+            "data.teacher -t.pth: a path may not",
+        ),
+        "a missing training folder": (
+            with_values(quick_config, "data", {"train_dir": [str(tmp_path / "nowhere")]}),
+            f"data.train_dir[0] {tmp_path / 'nowhere'}: folder not found",
+        ),
+        "a missing teacher": (
+            with_values(quick_config, "data", {"teacher": str(tmp_path / "t.pth")}),
+            f"data.teacher {tmp_path / 't.pth'}: checkpoint file not found",
+        ),
+    }
+    for name, (config, message) in cases.items():
+        assert message in refused(tmp_path, capsys, config), name
+
+
+def test_an_unknown_stage_gets_one_line(tiny_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        run_pipeline.main([str(tiny_config), "--from", "prunned"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "argument --from: invalid choice: 'prunned'" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_stage_without_cuda_is_refused_before_any_stage(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(tmp_path, capsys, with_values(quick_config, "final_tuning", {"device": "cuda"}))
+    assert "stage final_tuned: device cuda, but CUDA is not available" in err
+
+
+def test_config_sections_know_every_flag_of_their_stage() -> None:
+    """The typed sections and the stages' parsers name the same flags (a new flag must reach the config)."""
+    import dataclasses
+
+    import pipeline_config
+
+    from utils.train_data import DATA_FLAGS
+
+    def names(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    def flags_of(parse_args: object, argv: list[str], own: set[str]) -> set[str]:
+        return set(vars(parse_args(argv))) - own - set(DATA_FLAGS)  # type: ignore[operator]
+
+    assert names(pipeline_config.DataSection) == set(DATA_FLAGS)
+    fit = flags_of(run_pipeline.feature_fit.parse_args, ["a", "b", "--rfdn", "r"], {"src", "dst", "rfdn"})
+    assert names(pipeline_config.FeatureFitSection) == fit
+    assert names(pipeline_config.TrainingPhase) == flags_of(
+        run_pipeline.train_prfdn.parse_args, ["a", "b"], {"src", "out", "resume"}
+    )
+    assert names(pipeline_config.ReparamSection) == flags_of(run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst"})
+    assert names(pipeline_config.PruneSection) == flags_of(run_pipeline.prune.parse_args, ["a", "b"], {"src", "dst"})
+
+
+def test_an_interrupted_stage_stops_the_pipeline_with_130(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in a stage (its exit code 130) is no failure to fix: the pipeline says to run it again."""
+
+    def interrupted(argv: list[str]) -> int:
+        return 130
+
+    monkeypatch.setitem(run_pipeline.STAGE_PARSERS, interrupted, run_pipeline.branch.parse_args)
+    monkeypatch.setattr(run_pipeline.branch, "main", interrupted)
+    (tmp_path / "config.json").write_text(json.dumps(quick_config))
+    assert run_pipeline.main([str(tmp_path / "config.json")]) == 130
+    assert "interrupted; run the same command again to continue" in capsys.readouterr().err

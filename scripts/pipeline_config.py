@@ -1,0 +1,515 @@
+"""The pipeline's JSON config as typed sections, every value checked before any stage runs.
+
+``parse_config(path)`` reads a config (``configs/x4.json`` shows the keys) into a ``PipelineConfig``: one
+dataclass per section, the training sections with their later learning-rate phases (``then``). Refused with one
+line naming the file and the key: a file that is not one JSON object, a key given twice, an unknown key (the known
+ones are listed), a value of the wrong type (``true`` and ``"100"`` are not numbers, ``null`` is no value: omit the
+key for the stage's default), NaN or Infinity, and a value out of range. Each stage's flags are then parsed by the
+stage's own command-line parser and checked by the stage's own checks, without running it, so the stages and the
+config cannot disagree on what is valid. Paths are checked here for their type only: whether the inputs are there
+and the outputs can be written depends on which stages run, and ``scripts/run_pipeline.py`` checks it before the
+first one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import train_prfdn  # noqa: E402
+from models.team13_PRFDN import MIN_INPUT_SIZE  # noqa: E402
+from transform import feature_fit, prune, reparam  # noqa: E402
+from utils.datasets import SCALE  # noqa: E402
+from utils.errors import HarnessError, first_line  # noqa: E402
+from utils.train_data import DATA_FLAGS, first_duplicate  # noqa: E402
+from utils.training import TrainSettings, default_lr  # noqa: E402
+
+# --- the sections -----------------------------------------------------------------------------------------------
+# A field left None was not given: the stage's own default applies (on --resume, the resumed run's value).
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """``data``: the data flags of every stage that trains, fits or prunes (``utils.train_data``)."""
+
+    train_dir: tuple[str, ...]
+    lr_dir: tuple[str, ...] | None = None
+    val_dir: str | None = None
+    val_fraction: float | None = None
+    val_seed: int | None = None
+    val_crop: int | None = None
+    skip_small: bool | None = None
+    teacher: str | None = None
+
+
+@dataclass(frozen=True)
+class FeatureFitSection:
+    """``feature_fit``: flags of ``transform.feature_fit`` (its ``--rfdn`` is the config's ``rfdn``)."""
+
+    iters: int
+    batch_size: int | None = None
+    patch_size: int | None = None
+    lr: float | None = None
+    log_every: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingPhase:
+    """Flags of ``train_prfdn.py`` for one learning-rate phase of a training stage."""
+
+    iters: int | None = None
+    batch_size: int | None = None
+    patch_size: int | None = None
+    lr: float | None = None
+    lr_after_plateau: float | None = None
+    plateau_patience: int | None = None
+    distill_weight: float | None = None
+    loss: str | None = None
+    val_every: int | None = None
+    log_every: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    amp: bool | None = None
+    num_workers: int | None = None
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    no_progress: bool | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    """A training stage: its first phase, and later phases of the same run (``then``), each to its own ``iters``."""
+
+    first: TrainingPhase
+    then: tuple[TrainingPhase, ...] = ()
+
+    def phases(self) -> list[TrainingPhase]:
+        """Every phase with the flags it runs with: its own over those of the phases before it."""
+        merged = [self.first]
+        for phase in self.then:
+            merged.append(replace(merged[-1], **given(phase)))
+        return merged
+
+
+@dataclass(frozen=True)
+class ReparamSection:
+    """``reparam``: flags of ``transform.reparam``."""
+
+    form: str | None = None
+
+
+@dataclass(frozen=True)
+class PruneSection:
+    """``prune``: flags of ``transform.prune`` (its data flags come from ``data``)."""
+
+    ratio: float | None = None
+    steps: int | None = None
+    target_params: float | None = None
+    target_flops: float | None = None
+    round_to: int | None = None
+    importance: str | None = None
+    calibration_patches: int | None = None
+    finetune_iters: int | None = None
+    distill_weight: float | None = None
+    batch_size: int | None = None
+    patch_size: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    device: str | None = None
+    amp: bool | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole config. An optional stage's section is None when the stage is skipped (absent, or ``iters`` 0)."""
+
+    source: Path  # the config file
+    rfdn: str
+    work_dir: str
+    output: str
+    data: DataSection
+    branch_training: TrainingSection
+    reparam: ReparamSection
+    prune: PruneSection
+    feature_fit: FeatureFitSection | None = None
+    merged_training: TrainingSection | None = None
+    final_training: TrainingSection | None = None
+    final_tuning: TrainingSection | None = None
+
+    def data_flags(self, teacher: bool = True) -> list[str]:
+        """The data section as flags (without ``--teacher`` for a stage whose teacher is another flag)."""
+        options = given(self.data)
+        if not teacher:
+            options.pop("teacher", None)
+        return flags(options)
+
+    def feature_fit_argv(self, src: str, dst: str) -> list[str]:
+        """``transform.feature_fit``'s argv; its teacher is ``--rfdn``, so the data section's is left out."""
+        assert self.feature_fit is not None
+        return [src, dst, "--rfdn", self.rfdn, *self.data_flags(teacher=False), *flags(given(self.feature_fit))]
+
+    def training_argvs(self, section: str, src: str, dst: str) -> list[list[str]]:
+        """``train_prfdn.py``'s argv per phase of ``section``; the later phases continue the run (``--resume``)."""
+        phases = getattr(self, section).phases()
+        argvs = [[src, dst, *self.data_flags(), *flags(given(phase))] for phase in phases]
+        for argv in argvs[1:]:
+            argv.append("--resume")
+        return argvs
+
+    def reparam_argv(self, src: str, dst: str) -> list[str]:
+        return [src, dst, *flags(given(self.reparam))]
+
+    def prune_argv(self, src: str, dst: str) -> list[str]:
+        return [src, dst, *self.data_flags(), *flags(given(self.prune))]
+
+
+def given(section: Any) -> dict[str, Any]:
+    """The fields of a section that the config gives (not None)."""
+    return {f.name: getattr(section, f.name) for f in fields(section) if getattr(section, f.name) is not None}
+
+
+def flags(options: dict[str, Any]) -> list[str]:
+    """``{"iters": 10, "train_dir": ["a", "b"], "amp": true}`` -> ``--iters 10 --train_dir a b --amp``."""
+    argv: list[str] = []
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        argv.append(f"--{key}")
+        if value is True:
+            continue
+        argv.extend(str(v) for v in value) if isinstance(value, list | tuple) else argv.append(str(value))
+    return argv
+
+
+# --- reading --------------------------------------------------------------------------------------------------
+
+TOP_LEVEL = ("rfdn", "work_dir", "output")
+SECTIONS = (
+    "data",
+    "feature_fit",
+    "branch_training",
+    "reparam",
+    "merged_training",
+    "prune",
+    "final_training",
+    "final_tuning",
+)
+KEYS = (*TOP_LEVEL, *SECTIONS)
+TRAINING_SECTIONS = ("branch_training", "merged_training", "final_training", "final_tuning")
+OPTIONAL_STAGES = ("feature_fit", "merged_training", "final_training", "final_tuning")  # skipped at iters 0
+PATH_KEYS = ("rfdn", "work_dir", "output", "train_dir", "lr_dir", "val_dir", "teacher")
+
+
+def read_config_json(path: str | Path) -> dict[str, Any]:
+    """The config file as one JSON object; a key given twice in one object is refused (JSON keeps the last)."""
+
+    def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        twice = first_duplicate([key for key, _ in pairs])
+        if twice is not None:
+            raise ValueError(f"key {twice!r} is given twice in one object")
+        return dict(pairs)
+
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=refuse_duplicates)
+    except (OSError, ValueError, RecursionError) as err:
+        raise HarnessError(f"{path}: not a readable JSON config ({first_line(err)})") from None
+    if not isinstance(config, dict):
+        raise HarnessError(f"{path}: expected a JSON object (see configs/x4.json), got {describe(config)}")
+    return config
+
+
+def parse_config(path: str | Path) -> PipelineConfig:
+    """The config at ``path``, typed and checked (see the module docstring); one line naming the key if not."""
+    return config_from_json(read_config_json(path), Path(path))
+
+
+def read_paths(path: str | Path) -> dict[str, str]:
+    """Only the config's three paths, its keys checked (for reading a finished run's files: the sections matter only
+    to running it)."""
+    raw = read_config_json(path)
+    try:
+        return read_top_level(raw)
+    except HarnessError as err:
+        raise HarnessError(f"{path}: {err}") from None
+
+
+def config_from_json(raw: dict[str, Any], source: Path) -> PipelineConfig:
+    try:
+        config = _read_config(raw, source)
+        check_stage_flags(config)
+    except HarnessError as err:
+        raise HarnessError(f"{source}: {err}") from None
+    return config
+
+
+def describe(value: Any) -> str:
+    """A JSON value as the config shows it, with its kind where the text alone does not tell it."""
+    if isinstance(value, bool):
+        return f"{json.dumps(value)} (a boolean)"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value)}"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, dict):
+        return "an object"
+    return json.dumps(value)  # null, numbers (NaN and Infinity as JSON writes them)
+
+
+def is_finite(number: float) -> bool:
+    """Whether ``number`` is a finite float (an integer too large for one is not: its flag would read infinity)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
+def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any:
+    """``value`` as ``kind`` (int, float, str, bool or tuple[str, ...]), or a HarnessError naming ``where``."""
+    path = re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1] in PATH_KEYS
+    if kind is bool:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif kind is int:
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif kind is float:
+        ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        if ok and not is_finite(value):
+            ok, expected = False, "a finite number"
+    elif kind is str:
+        ok, expected = isinstance(value, str) and value != "", "a path" if path else "a non-empty string"
+    else:  # tuple[str, ...]: folders
+        ok, expected = isinstance(value, list) and bool(value), 'a list of folders, e.g. ["a", "b"]'
+        if ok:
+            return tuple(read_value(item, str, f"{where}[{i}]") for i, item in enumerate(value))
+    if not ok:
+        hint = " (omit the key for the stage's default)" if value is None and optional else ""
+        raise HarnessError(f"{where}: expected {expected}, got {describe(value)}{hint}")
+    if path and value.startswith("-"):
+        raise HarnessError(f"{where} {value}: a path may not start with '-' (write ./{value})")
+    if path and "\0" in value:
+        raise HarnessError(f"{where}: a path may not hold a NUL character")
+    return value  # an integer stays one where a number goes (the stage's flag reads it as it read it before)
+
+
+def _field_kind(annotation: Any) -> Any:
+    """int for ``int | None``, and so on."""
+    if isinstance(annotation, types.UnionType):
+        return next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    return annotation
+
+
+def read_section(cls: type, options: Any, where: str) -> Any:
+    """A section dataclass from its JSON object: known keys only (``_`` keys are comments), each of its type."""
+    if not isinstance(options, dict):
+        raise HarnessError(f'{where} must be an object of flags, e.g. {{"iters": 1000}}, got {describe(options)}')
+    kinds = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    values = {}
+    for key, value in options.items():
+        if key.startswith("_"):
+            continue
+        if key not in known:
+            if key in DATA_FLAGS and cls is not DataSection:
+                raise HarnessError(f"{where}.{key}: a data flag; give it in the data section (it holds for every stage)")
+            raise HarnessError(f"{where}: unknown key {key}; expected one of {', '.join(known)}")
+        values[key] = read_value(value, _field_kind(kinds[key]), f"{where}.{key}", optional=key not in required)
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise HarnessError(f"{where} lacks {', '.join(missing)}")
+    return cls(**values)
+
+
+def phase_location(section: str, index: int) -> str:
+    """Where phase ``index`` of a training section is in the config: the section, then ``section.then[i]``."""
+    return section if index == 0 else f"{section}.then[{index - 1}]"
+
+
+def read_training(options: Any, section: str) -> TrainingSection:
+    if not isinstance(options, dict):
+        raise HarnessError(f'{section} must be an object of flags, e.g. {{"iters": 1000}}, got {describe(options)}')
+    first = read_section(TrainingPhase, {k: v for k, v in options.items() if k != "then"}, section)
+    if "then" not in options:
+        return TrainingSection(first)
+    phases = options["then"]
+    if not isinstance(phases, list) or not all(isinstance(phase, dict) for phase in phases):
+        raise HarnessError(f'{section}.then must be a list of objects of flags, e.g. [{{"iters": 2000, "lr": 1e-5}}]')
+    if first.iters is None:
+        raise HarnessError(f"{section} needs an integer iters for its first phase when it has 'then'")
+    then = tuple(read_section(TrainingPhase, phase, phase_location(section, i + 1)) for i, phase in enumerate(phases))
+    previous = first.iters
+    for index, phase in enumerate(then):
+        if phase.iters is None or phase.iters <= previous:
+            raise HarnessError(f"{section}.then[{index}] needs an integer iters above the phase before it ({previous})")
+        previous = phase.iters
+    return TrainingSection(first, then)
+
+
+def read_stage_section(raw: dict[str, Any], section: str) -> Any:
+    """A stage's section; for an optional stage None when it is skipped (absent, empty or ``iters`` 0)."""
+    options = raw.get(section, {})
+    if not isinstance(options, dict):
+        raise HarnessError(f'{section} must be an object of flags, e.g. {{"iters": 1000}}, got {describe(options)}')
+    if section not in TRAINING_SECTIONS and "then" in options:
+        raise HarnessError(f"{section} cannot have 'then' (only {', '.join(TRAINING_SECTIONS)} can)")
+    optional = section in OPTIONAL_STAGES
+    if optional and not any(not key.startswith("_") for key in options):
+        return None
+    if optional and "iters" not in options:
+        raise HarnessError(f"{section} lacks iters: the stage runs only with iters above 0 (give 0 to skip it)")
+    if section in TRAINING_SECTIONS:
+        parsed = read_training(options, section)
+        iters = parsed.first.iters
+    else:
+        cls = {"feature_fit": FeatureFitSection, "reparam": ReparamSection, "prune": PruneSection}[section]
+        parsed = read_section(cls, options, section)
+        iters = getattr(parsed, "iters", None)
+    if not optional:
+        return parsed
+    if iters < 0:
+        raise HarnessError(f"{section}.iters {iters}: must be at least 0 (0 skips the stage)")
+    if iters == 0:
+        if isinstance(parsed, TrainingSection) and parsed.then:
+            raise HarnessError(f"{section}.iters 0 skips the stage, so its 'then' phases would never run")
+        return None
+    return parsed
+
+
+def read_top_level(raw: dict[str, Any]) -> dict[str, str]:
+    """The config's keys known and present, and its three paths (``rfdn``, ``work_dir``, ``output``) typed."""
+    unknown = [key for key in raw if key not in KEYS and not key.startswith("_")]
+    if unknown:
+        raise HarnessError(f"unknown key {', '.join(unknown)}; expected {', '.join(KEYS)} (keys starting with _ are comments)")
+    missing = [key for key in (*TOP_LEVEL, "data") if key not in raw]
+    if missing:
+        raise HarnessError(f"config lacks {', '.join(missing)} (see configs/x4.json)")
+    return {key: read_value(raw[key], str, key) for key in TOP_LEVEL}
+
+
+def _read_config(raw: dict[str, Any], source: Path) -> PipelineConfig:
+    paths = read_top_level(raw)
+    data = read_section(DataSection, raw["data"], "data")
+    check_data(data)
+    sections = {section: read_stage_section(raw, section) for section in SECTIONS if section != "data"}
+    config = PipelineConfig(source=source, **paths, data=data, **sections)
+    check_ranges(config)
+    return config
+
+
+# --- ranges ---------------------------------------------------------------------------------------------------
+
+
+def check_data(data: DataSection) -> None:
+    """The data flags' ranges (``utils.train_data.load_training_data`` checks them only once it reads the images)."""
+    if data.lr_dir is not None and len(data.lr_dir) != len(data.train_dir):
+        raise HarnessError(
+            f"data.lr_dir: give one LR folder per data.train_dir folder ({len(data.train_dir)}), got {len(data.lr_dir)}"
+        )
+    if data.val_dir is not None and data.val_fraction:
+        raise HarnessError("data.val_dir and data.val_fraction: give one of them (a validation folder or a held-out fraction)")
+    if data.val_fraction is not None and not 0 <= data.val_fraction < 1:
+        raise HarnessError(f"data.val_fraction {data.val_fraction}: must be in [0, 1)")
+    if data.val_crop is not None and data.val_crop < SCALE:
+        raise HarnessError(f"data.val_crop {data.val_crop}: must be at least {SCALE} (HR pixels)")
+    if data.val_seed is not None and data.val_seed < 0:
+        raise HarnessError(f"data.val_seed {data.val_seed}: must not be negative")
+
+
+def check_ranges(config: PipelineConfig) -> None:
+    """What the stages' own checks do not cover: patches the network can take, seeds the samplers can take."""
+    located: list[tuple[str, Any]] = [("feature_fit", config.feature_fit), ("prune", config.prune)]
+    for section in TRAINING_SECTIONS:
+        training = getattr(config, section)
+        if training is not None:
+            located += [(phase_location(section, i), phase) for i, phase in enumerate([training.first, *training.then])]
+    for where, values in located:
+        patch_size, seed = getattr(values, "patch_size", None), getattr(values, "seed", None)
+        if patch_size is not None and patch_size < MIN_INPUT_SIZE:
+            raise HarnessError(
+                f"{where}.patch_size {patch_size}: must be at least {MIN_INPUT_SIZE} (LR pixels; the network takes no less)"
+            )
+        if seed is not None and seed < 0:
+            raise HarnessError(f"{where}.seed {seed}: must not be negative")
+
+
+def in_config_words(message: str, where: str) -> str:
+    """A stage's message about its flags in the config's words: ``--lr`` -> ``final_tuning.lr``, ``--val_fraction``
+    -> ``data.val_fraction``, ``--rfdn`` -> ``rfdn``."""
+
+    def key(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "rfdn":
+            return name
+        return f"{'data' if name in DATA_FLAGS else where}.{name}"
+
+    return re.sub(r"--([a-z_]+)", key, message)
+
+
+def parse_stage_flags(parse_args: Callable[[list[str]], argparse.Namespace], argv: list[str], where: str) -> argparse.Namespace:
+    """The stage's own parser on ``argv``; its error (argparse prints usage, then exits) as one line."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return parse_args(argv)
+    except SystemExit:
+        lines = stderr.getvalue().strip().splitlines()
+        message = lines[-1].split(": error: ")[-1] if lines else "bad flags"
+        raise HarnessError(in_config_words(message, where)) from None
+
+
+def run_stage_check(check: Callable[[], None], where: str) -> None:
+    try:
+        check()
+    except HarnessError as err:
+        raise HarnessError(in_config_words(str(err), where)) from None
+
+
+def training_settings(args: argparse.Namespace) -> TrainSettings:
+    """The settings a training phase runs with: its flags over ``TrainSettings``' defaults."""
+    given_flags = {name: getattr(args, name) for name in train_prfdn.SETTING_FLAGS if getattr(args, name) is not None}
+    return TrainSettings(**given_flags)
+
+
+def check_stage_flags(config: PipelineConfig) -> None:
+    """Every stage's flags through the stage's own parser and checks, without running it."""
+    src, dst = "SRC.pth", "DST.pth"
+    if config.feature_fit is not None:
+        args = parse_stage_flags(feature_fit.parse_args, config.feature_fit_argv(src, dst), "feature_fit")
+        run_stage_check(lambda: feature_fit._check_arguments(args), "feature_fit")
+    for section in TRAINING_SECTIONS:
+        if getattr(config, section) is None:
+            continue
+        for index, argv in enumerate(config.training_argvs(section, src, dst)):
+            where = phase_location(section, index)
+            settings = training_settings(parse_stage_flags(train_prfdn.parse_args, argv, where))
+            run_stage_check(settings.check, where)
+            if settings.distill_weight > 0 and config.data.teacher is None:
+                raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
+    parse_stage_flags(reparam.parse_args, config.reparam_argv(src, dst), "reparam")
+    args = parse_stage_flags(prune.parse_args, config.prune_argv(src, dst), "prune")
+    run_stage_check(lambda: prune._check_arguments(args), "prune")
+    lr = args.lr if args.lr is not None else default_lr("prfdn_helpers")
+    finetuning = TrainSettings(
+        iters=max(1, args.finetune_iters),
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=lr,
+        distill_weight=args.distill_weight,
+    )
+    run_stage_check(finetuning.check, "prune")  # what the fine-tuning between pruning steps would refuse
