@@ -35,7 +35,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -323,17 +323,8 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
     return Path(config.output)
 
 
-class OneLineArgumentParser(ArgumentParser):
-    """A usage mistake (unknown ``--from`` stage, missing config) gets one line, as every bad input does."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineArgumentParser(
-        prog="run_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(prog="run_pipeline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="JSON config (see configs/x4.json)")
     parser.add_argument("--force", action="store_true", help="redo stages whose output exists")
     parser.add_argument("--until", choices=STAGES, default=None, help="stop after this stage")

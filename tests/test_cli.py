@@ -22,3 +22,13 @@ def test_an_option_is_still_an_option() -> None:
     parser.add_argument("-e", action="store_true")
     with pytest.raises(SystemExit):
         parser.parse_args(["--lr", "-e"])
+
+
+def test_a_usage_mistake_is_one_line_with_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = ArgumentParser(prog="tool")
+    parser.add_argument("src")
+    parser.add_argument("--steps", type=int)
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["a.pth", "--steps", "two"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["tool: error: argument --steps: invalid int value: 'two' (see --help)"]
