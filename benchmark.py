@@ -3,6 +3,7 @@
     python benchmark.py                                   # RFDN vs PRFDN from model_zoo/, fp32, GPU if any
     python benchmark.py rfdn=model_zoo/team00_rfdn.pth final=runs/x4/final.pth --device cpu --repeats 10
     python benchmark.py --device cuda --variants fp32 fp16 fp32+channels_last fp16+channels_last fp16+compile
+    python benchmark.py --device cpu --variants fp32 onnxruntime     # PyTorch beside onnxruntime (ONNX export)
     python benchmark.py --size 256x256 --json results/bench_256.json
 
 The official figure is fp32 (the first variant, by default the only one); other variants are reported beside
@@ -22,6 +23,7 @@ import torch
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from transform.architectures import load_model
+from transform.onnx import export_onnx, missing_onnx_packages
 from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
 from utils.checkpoint import read_model_checkpoint
 from utils.cli import ArgumentParser
@@ -94,6 +96,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise HarnessError("--warmup 0 with a +compile variant would time the compilation: give --warmup 1 or more")
     for variant in variants:
         variant.check_device(device)
+    if any(v.onnxruntime for v in variants) and missing_onnx_packages():
+        raise HarnessError(
+            f"--variants onnxruntime needs {', '.join(missing_onnx_packages())}: pip install -r requirements-onnx.txt"
+        )
     height, width = parse_size(args.size)
     specs = [parse_model(spec) for spec in (args.models or DEFAULT_MODELS)]
     names = [name for name, _ in specs]
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         models[name] = described["record"]
         for variant in variants:
             x = variant.make_input(lr * described["data_range"], device)
-            entries.append(Entry(name, variant, variant.prepare(described["model"], device), x))
+            entries.append(Entry(name, variant, variant.prepare(described["model"], device, export_onnx), x))
     print(
         f"{PROG}: {len(entries)} entries on {device_name(device)}, LR {width}x{height} (WxH), "
         f"{args.warmup} warm-up + {args.repeats} rounds"
@@ -156,7 +162,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--size", default=f"{DEFAULT_LR_SIZE[0]}x{DEFAULT_LR_SIZE[1]}", help="LR input HxW (default 339x510, DIV2K-sized)"
     )
     parser.add_argument(
-        "--variants", nargs="+", default=["fp32"], help="fp32|fp16|bf16 [+channels_last] [+compile] (default fp32)"
+        "--variants",
+        nargs="+",
+        default=["fp32"],
+        help="fp32|fp16|bf16 [+channels_last] [+compile], or onnxruntime (CPU) (default fp32)",
     )
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")

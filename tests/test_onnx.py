@@ -60,3 +60,26 @@ def test_missing_packages_are_named_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["transform.onnx: error: ONNX export needs onnxruntime: pip install -r requirements-onnx.txt"]
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_onnx
+def test_benchmark_times_onnxruntime_beside_pytorch(tmp_path: Path) -> None:
+    import benchmark
+
+    out = tmp_path / "bench.json"
+    argv = [f"prfdn={SUBMISSION}", "--device", "cpu", "--variants", "fp32", "onnxruntime", "--size", "24x20"]
+    result = benchmark.run(benchmark.parse_args([*argv, "--repeats", "2", "--warmup", "1", "--json", str(out)]))
+    rows = {row["variant"]: row for row in result["results"]}
+    assert set(rows) == {"fp32", "onnxruntime"} and all(len(r["times_ms"]) == 2 for r in rows.values())
+    assert rows["onnxruntime"]["ratio_to_reference"] == 1.0  # compared with the reference in the same variant
+
+
+def test_onnxruntime_variant_is_alone_and_on_the_cpu() -> None:
+    from utils.benchmark import Variant
+    from utils.errors import HarnessError
+
+    assert Variant.parse("onnxruntime").name == "onnxruntime"
+    with pytest.raises(HarnessError, match="--variants"):
+        Variant.parse("onnxruntime+channels_last")
+    with pytest.raises(HarnessError, match="CPU only"):
+        Variant.parse("onnxruntime").check_device(torch.device("cuda"))

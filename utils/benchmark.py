@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import platform
 import statistics
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from utils.inference import Stopwatch
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 OPTIONS = ("channels_last", "compile")
+ONNXRUNTIME = "onnxruntime"  # the model exported to ONNX and run by onnxruntime (fp32, CPU)
+OnnxExporter = Callable[[nn.Module, str], None]
 DEFAULT_LR_SIZE = (339, 510)  # (H, W): a DIV2K validation LR image at x4 is about 510x339
 
 
@@ -33,33 +36,47 @@ class Variant:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    onnxruntime: bool = False
 
     @property
     def name(self) -> str:
+        if self.onnxruntime:
+            return ONNXRUNTIME
         return "+".join(
             [self.precision, *(["channels_last"] if self.channels_last else []), *(["compile"] if self.compile else [])]
         )
 
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """``fp16+channels_last`` -> Variant; a one-line HarnessError for anything else."""
+        """``fp16+channels_last`` or ``onnxruntime`` -> Variant; a one-line HarnessError for anything else."""
+        if text == ONNXRUNTIME:
+            return cls(onnxruntime=True)
         parts = [p for p in text.split("+") if p]
         precisions = [p for p in parts if p in PRECISIONS]
         unknown = [p for p in parts if p not in PRECISIONS and p not in OPTIONS]
         if unknown or len(precisions) > 1 or len(parts) != len(set(parts)) or not parts:
             raise HarnessError(
                 f"--variants {text!r}: expected '+'-joined parts, at most one of {', '.join(PRECISIONS)}, "
-                f"and any of {', '.join(OPTIONS)} (e.g. fp16+channels_last)"
+                f"and any of {', '.join(OPTIONS)} (e.g. fp16+channels_last); or {ONNXRUNTIME} alone"
             )
         return cls(precisions[0] if precisions else "fp32", "channels_last" in parts, "compile" in parts)
 
     def check_device(self, device: torch.device) -> None:
+        if self.onnxruntime and device.type != "cpu":
+            raise HarnessError(f"--variants {ONNXRUNTIME}: runs on the CPU only here (use --device cpu)")
         if self.precision == "fp16" and device.type != "cuda":
             raise HarnessError(f"--variants {self.name}: fp16 convolutions need --device cuda (on the CPU use bf16 or fp32)")
 
-    def prepare(self, model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    def prepare(
+        self, model: nn.Module, device: torch.device, export_onnx: OnnxExporter | None = None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """A copy of the model moved, cast and (optionally) compiled, as a callable on a ready input. (A copy:
-        ``Module.to`` works in place, and the same model is prepared for every variant.)"""
+        ``Module.to`` works in place, and the same model is prepared for every variant.) The onnxruntime variant
+        needs ``export_onnx(model, path)``, which writes the model as ONNX."""
+        if self.onnxruntime:
+            if export_onnx is None:
+                raise HarnessError(f"--variants {ONNXRUNTIME}: no ONNX exporter given")
+            return onnxruntime_runner(model, export_onnx)
         model = copy.deepcopy(model).to(device=device, dtype=PRECISIONS[self.precision]).eval()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -143,3 +160,22 @@ def report(entries: list[Entry], reference: str) -> list[dict[str, Any]]:
         row["times_ms"] = entry.times_ms
         rows.append(row)
     return rows
+
+
+def onnxruntime_runner(model: nn.Module, export_onnx: OnnxExporter) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` exported to ONNX and loaded into an onnxruntime CPU session with torch's thread count, as a
+    callable on a float32 tensor (the conversions to and from NumPy share memory, so they cost no copy)."""
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory(prefix="prfdn_bench_") as folder:
+        path = f"{folder}/model.onnx"
+        export_onnx(copy.deepcopy(model).float().eval(), path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    names = session.get_inputs()[0].name, session.get_outputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run([names[1]], {names[0]: x.numpy()})[0])
+
+    return run
