@@ -1,17 +1,15 @@
-"""Re-encode training folders as lossless WebP, small enough to carry to the lent GPU machine.
+"""Re-encode training folders as lossless WebP, small enough to copy to a GPU server.
 
-    python scripts/pack_training_data.py ../shared/train/BSD200 ../shared/train/T91 --out .carry/train [--max_mb 55]
+    python scripts/pack_training_data.py ../shared/train/BSD200 ../shared/train/T91 --out .gpu_data/train [--max_mb 55]
 
-The device tool takes at most 64 MiB of working tree per call (the repository, the RFDN checkpoint and
-carried runs included); BSD200 (PNG) + T91 (BMP) are 68.0 MB, 41.2 MB once packed. Each image is decoded as
-the training loader decodes it (``utils.image.imread_uint``: 8-bit RGB) and written as
-OUT/<folder name>/<stem>.webp; the encoded bytes are decoded again and compared pixel for pixel before
-anything is written. Training names are ``folder/stem`` and the images keep their order, so the held-out
-split and the patch stream of the packed folders are those of the originals: training on the copy is training
-on the same pixels. Nothing is written when the images total more than ``--max_mb`` (10^6 bytes), when an
-OUT folder holds other files (they would be trained on too), or when OUT is a training folder, is inside one, or
-holds one as OUT/<folder name> (the copies would land among the originals). OpenCV does the encoding; only the folder walk,
-the checks and the budget are written here.
+BSD200 (PNG) + T91 (BMP) are 68.0 MB, 41.2 MB once packed. Each image is decoded as the training loader decodes
+it (``utils.image.imread_uint``: 8-bit RGB) and written as OUT/<folder name>/<stem>.webp; the encoded bytes are
+decoded again and compared pixel for pixel before anything is written. Training names are ``folder/stem`` and
+the images keep their order, so the held-out split and the patch stream of the packed folders are those of the
+originals: training on the copy is training on the same pixels. Nothing is written when the images total more
+than ``--max_mb`` (10^6 bytes), when an OUT folder holds other files (they would be trained on too), or when OUT
+is a training folder, is inside one, or holds one as OUT/<folder name> (the copies would land among the
+originals). OpenCV does the encoding; only the folder walk, the checks and the budget are written here.
 """
 
 from __future__ import annotations
@@ -108,7 +106,7 @@ def pack(folders: list[Path], out: Path, max_bytes: int) -> list[PackedImage]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="training folders (their names are kept)")
-    parser.add_argument("--out", type=Path, required=True, help="where OUT/<folder name>/<stem>.webp go, e.g. .carry/train")
+    parser.add_argument("--out", type=Path, required=True, help="where OUT/<folder name>/<stem>.webp go, e.g. .gpu_data/train")
     parser.add_argument("--max_mb", type=float, default=55.0, help="write nothing if the images take more MB (default 55)")
     return parser.parse_args(argv)
 
