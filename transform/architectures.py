@@ -87,11 +87,19 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
     return load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
 
 
-def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
-    """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range."""
+def read_flag_checkpoint(path: str, flag: str) -> ModelCheckpoint:
+    """The checkpoint a flag names (``--teacher``, ``--rfdn``); its one-line error names the flag too."""
     from utils.checkpoint import read_model_checkpoint
 
-    checkpoint = read_model_checkpoint(path)
+    try:
+        return read_model_checkpoint(path)
+    except HarnessError as err:
+        raise HarnessError(f"{flag} {err}") from None
+
+
+def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
+    """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range."""
+    checkpoint = read_flag_checkpoint(path, "--teacher")
     teacher = load_model(checkpoint, f"--teacher {path}")
     if (checkpoint.scale, checkpoint.data_range) != (student.scale, student.data_range):
         raise HarnessError(
