@@ -26,9 +26,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from transform.architectures import load_model, load_teacher
+from transform.architectures import load_model, load_teacher, read_flag_checkpoint
 from transform.common import git_commit, git_dirty
-from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, atomic_write_text, check_distinct, check_output_file, sha256_of, write_target
@@ -238,7 +238,7 @@ def main(args: argparse.Namespace) -> FitResult:
     resolve_data_args(args, state["run"]["data_args"] if state else None)
     if state:
         check_apart_from_inputs(args, paths)  # the teacher and data folders the state names
-    checkpoint = read_model_checkpoint(src)
+    checkpoint = read_flag_checkpoint(src, "SRC")
     model = load_model(checkpoint, f"SRC {src}")
     src_sha = sha256_of(src)
     if state:

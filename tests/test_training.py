@@ -406,6 +406,8 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         return [*cli_args(workdir, out), "--distill_weight", "nan"], "--distill_weight nan: must be at least 0 and finite"
     if name == "negative seed":
         return [*cli_args(workdir, out), "--seed", "-1"], "--seed -1: must not be negative"
+    if name == "SRC is a folder":
+        return cli_args(workdir, out, src=workdir / "train"), f"SRC {workdir / 'train'}: is a folder; expected a checkpoint file"
     if name == "corrupt SRC":
         (tmp / "bad.pth").write_bytes(b"not a checkpoint")
         return cli_args(workdir, out, src=tmp / "bad.pth"), "bad.pth: not a loadable weights-only checkpoint"
@@ -474,6 +476,7 @@ ERROR_CASES = [
     "lr not a number",
     "distillation weight not a number",
     "negative seed",
+    "SRC is a folder",
     "corrupt SRC",
     "teacher not RFDN-compatible",
     "teacher missing",

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,10 +88,12 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
     return load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
 
 
-def read_flag_checkpoint(path: str, flag: str) -> ModelCheckpoint:
-    """The checkpoint a flag names (``--teacher``, ``--rfdn``); its one-line error names the flag too."""
+def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
+    """The checkpoint a flag or argument names (``SRC``, ``--teacher``, ``--rfdn``); its one-line error names it too."""
     from utils.checkpoint import read_model_checkpoint
 
+    if Path(path).is_dir():
+        raise HarnessError(f"{flag} {path}: is a folder; expected a checkpoint file")
     try:
         return read_model_checkpoint(path)
     except HarnessError as err:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import check_distinct, check_output_file, sha256_of
@@ -143,7 +143,9 @@ class StageCLI:
 
 def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:
     """The input checkpoint of a stage, refused with one line if it is of another stage."""
-    checkpoint = read_model_checkpoint(path)
+    from transform.architectures import read_flag_checkpoint
+
+    checkpoint = read_flag_checkpoint(path, "SRC")
     if checkpoint.arch not in expected_archs:
         raise HarnessError(f"{path}: is a {checkpoint.arch!r} checkpoint; {stage} takes {' or '.join(expected_archs)}")
     return checkpoint
