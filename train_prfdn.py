@@ -5,11 +5,14 @@
     python train_prfdn.py SRC.pth OUT.pth --resume                 # continue OUT.state.pth exactly
     python train_prfdn.py SRC.pth OUT.pth --resume --iters N --lr X  # go on to N iterations with a new lr phase
     python train_prfdn.py SRC.pth OUT.pth --resume --iters N --loss l2  # ... with the MSE (a new phase, fresh Adam)
+    python train_prfdn.py SRC.pth OUT.pth --overwrite ...            # start afresh over OUT's earlier run
     torchrun --nproc_per_node 2 train_prfdn.py SRC.pth OUT.pth ...  # DistributedDataParallel
 
 Writes OUT.pth (best weights by validation PSNR), OUT_last.pth (last weights), both self-describing
 checkpoints of SRC's architecture with provenance, OUT.state.pth (resumable training state) and
 OUT.log.jsonl (one JSON line per log interval / validation). Ctrl-C saves the state and exits 130.
+Where any of these four files exists, the run is refused unless --resume (continue it) or --overwrite (a new
+run over it) is given; none of them may be SRC, --teacher or a data image. Every check is made before training.
 """
 
 from __future__ import annotations
@@ -23,13 +26,20 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from transform.architectures import load_model, load_teacher
+from transform.architectures import load_model, load_teacher, read_flag_checkpoint
 from transform.common import git_commit, git_dirty
-from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
-from utils.fileio import atomic_write, atomic_write_text, sha256_of
-from utils.train_data import DATA_FLAGS, TrainData, add_data_arguments, fill_data_defaults, load_data_from_args
+from utils.fileio import atomic_write, atomic_write_text, check_distinct, check_output_file, sha256_of, write_target
+from utils.train_data import (
+    DATA_FLAGS,
+    TrainData,
+    add_data_arguments,
+    data_input_files,
+    fill_data_defaults,
+    load_data_from_args,
+)
 from utils.training import (
     PIXEL_LOSSES,
     STATE_FORMAT,
@@ -43,6 +53,7 @@ from utils.training import (
     init_distributed,
     loss_changed,
     starts_new_lr_phase,
+    truncate_log,
     world,
 )
 
@@ -72,12 +83,53 @@ SETTING_FLAGS = (
 def output_paths(out: str | Path) -> dict[str, Path]:
     """OUT.pth -> best OUT.pth, last OUT_last.pth, state OUT.state.pth, log OUT.log.jsonl."""
     out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise HarnessError(f"OUT {str(out)!r}: expected a file name (e.g. runs/model.pth)")
     return {
         "best": out,
         "last": out.with_name(f"{out.stem}_last{out.suffix}"),
         "state": out.with_name(f"{out.stem}.state{out.suffix}"),
         "log": out.with_name(f"{out.stem}.log.jsonl"),
     }
+
+
+OUTPUT_LABELS = {"best": "OUT", "last": "OUT_last", "state": "OUT.state", "log": "OUT.log"}
+
+
+def labelled_outputs(paths: dict[str, Path]) -> dict[str, Path]:
+    return {OUTPUT_LABELS[key]: path for key, path in paths.items()}
+
+
+def check_apart_from_inputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+    """Refuse an output that is SRC, --teacher, an image of the data folders, or another output."""
+    outputs = labelled_outputs(paths)
+    check_distinct(outputs, {"SRC": args.src, "--teacher": args.teacher})
+    for flag, image in data_input_files(args):
+        check_distinct(outputs, {flag: image})
+
+
+def check_outputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+    """Refuse, before any work, outputs that cannot be written or are inputs, and an earlier run's files
+    without --resume or --overwrite."""
+    if args.resume and args.overwrite:
+        raise HarnessError("--resume and --overwrite: give one of them (continue OUT's run, or start a new one over it)")
+    for label, path in labelled_outputs(paths).items():
+        check_output_file(path, label)
+    check_apart_from_inputs(args, paths)
+    if not (args.resume or args.overwrite):
+        for label, path in labelled_outputs(paths).items():
+            if path.exists():
+                raise HarnessError(
+                    f"{label} {path}: exists from an earlier run; give --resume to continue that run, or --overwrite "
+                    "to start a new one over it"
+                )
+
+
+def start_fresh(paths: dict[str, Path]) -> None:
+    """A new run (also over an earlier one, --overwrite): a fresh log and no earlier state to resume by mistake;
+    the earlier best and last weights stay until this run replaces them."""
+    write_target(paths["state"]).unlink(missing_ok=True)
+    atomic_write_text(paths["log"], "")
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -136,6 +188,18 @@ def resolve_data_args(args: argparse.Namespace, saved: dict[str, Any] | None) ->
     fill_data_defaults(args)
 
 
+def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
+    """Tell on stderr what a resume with other settings changes (once every check has passed)."""
+    if loss_changed(state["settings"], settings):
+        print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
+    if starts_new_lr_phase(state["settings"], settings):
+        print(
+            f"{PROG}: --resume starts a new learning-rate phase: from iteration {state['iteration']} the lr is "
+            f"{settings.lr:g} (plateau: {settings.lr_after_plateau:g} after {settings.plateau_patience})",
+            file=sys.stderr,
+        )
+
+
 def build_provenance(
     args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
 ) -> dict[str, Any]:
@@ -169,36 +233,35 @@ def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> FitResult:
     src, paths = Path(args.src), output_paths(args.out)
-    if paths["best"].resolve() == src.resolve() or (args.teacher and paths["best"].resolve() == Path(args.teacher).resolve()):
-        raise HarnessError(f"OUT {paths['best']}: must differ from SRC and --teacher (they are read, not replaced)")
-    checkpoint = read_model_checkpoint(src)
+    check_outputs(args, paths)
+    state = read_state(paths["state"]) if args.resume else None
+    resolve_data_args(args, state["run"]["data_args"] if state else None)
+    if state:
+        check_apart_from_inputs(args, paths)  # the teacher and data folders the state names
+    checkpoint = read_flag_checkpoint(src, "SRC")
     model = load_model(checkpoint, f"SRC {src}")
     src_sha = sha256_of(src)
-    state = None
-    if args.resume:
-        state = read_state(paths["state"])
+    if state:
         check_resume(state, paths["state"], src, src_sha, checkpoint)
         if args.iters is not None and args.iters < state["iteration"]:
             raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {args.iters}")
-    resolve_data_args(args, state["run"]["data_args"] if state else None)
     settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
-    if state and loss_changed(state["settings"], settings):
-        print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
-    if state and starts_new_lr_phase(state["settings"], settings):
-        print(
-            f"{PROG}: --resume starts a new learning-rate phase: from iteration {state['iteration']} the lr is "
-            f"{settings.lr:g} (plateau: {settings.lr_after_plateau:g} after {settings.plateau_patience})",
-            file=sys.stderr,
+    if state and settings.seed != state["settings"].get("seed", settings.seed):
+        raise HarnessError(
+            f"--seed {settings.seed}: {paths['state']} was trained with --seed {state['settings']['seed']} (its patch "
+            "stream); a resumed run keeps it"
         )
+    if settings.distill_weight > 0 and not args.teacher:
+        raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
+    teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
     device = init_distributed(settings.device)
     if world()[1] > 1:
         settings.device = str(device)
     data = load_data_from_args(
         args, patch_size=settings.patch_size, seed=settings.seed, data_range=checkpoint.data_range, scale=checkpoint.scale
     )
-    teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
-    if settings.distill_weight > 0 and teacher is None:
-        raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
+    if state:
+        announce_resume(state, settings)
     run = {
         "parent": str(src),
         "parent_sha256": src_sha,
@@ -213,7 +276,9 @@ def main(args: argparse.Namespace) -> FitResult:
     if rank == 0:
         paths["best"].parent.mkdir(parents=True, exist_ok=True)
         if state is None:
-            atomic_write_text(paths["log"], "")  # a fresh run starts a fresh log
+            start_fresh(paths)
+        else:
+            truncate_log(paths["log"], int(state["iteration"]))  # records a killed run wrote after its state
     result = fit(
         model,
         data.train,
@@ -277,14 +342,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="continue OUT.state.pth exactly (another --lr, --lr_after_plateau or --plateau_patience: a new lr phase)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run where OUT, OUT_last, OUT.state.pth or OUT.log.jsonl exist (their earlier run is replaced)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
 def cli(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    state_path = output_paths(args.out)["state"]
+    state_path = None
     try:
+        state_path = output_paths(args.out)["state"]
         main(args)
         if distributed_active():
             # Rank 0 still writes the outputs when the others finish; a rank that tears gloo down while its
@@ -300,7 +371,7 @@ def cli(argv: list[str] | None = None) -> int:
         )
         return 130
     except KeyboardInterrupt:
-        saved = "the last saved state is in" if state_path.is_file() else "no state saved yet at"
+        saved = "the last saved state is in" if state_path is not None and state_path.is_file() else "no state saved yet at"
         print(f"{PROG}: interrupted; {saved} {state_path}", file=sys.stderr)
         return 130
     finally:

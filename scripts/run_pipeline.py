@@ -310,6 +310,9 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
         resumable = entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists()
         if resumable and not force and "--resume" not in argv:
             argv = [*argv, "--resume"]
+        earlier = entry is train_prfdn.cli and any(p.exists() for p in train_prfdn.output_paths(target).values())
+        if earlier and "--resume" not in argv:
+            argv = [*argv, "--overwrite"]  # a new run of this stage: --force, or what a run that saved no state left
         print(f"== {stage}: {' '.join(argv)}")
         code = entry(argv)
         if code == 130:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import cv2
@@ -175,3 +176,43 @@ def test_skip_small_leaves_out_images_smaller_than_a_patch(tmp_path: Path) -> No
         load_training_data([tmp_path], patch_size=12, val_fraction=0)
     data = load_training_data([tmp_path], patch_size=12, val_fraction=0, skip_small=True)
     assert data.description["train_images"] == 1 and data.description["skipped_small"] == [f"{tmp_path.name}/small"]
+
+
+def test_validation_images_must_be_as_large_as_the_network_takes(hr_dir: Path, tmp_path: Path) -> None:
+    """The network takes no LR smaller than MIN_INPUT_SIZE: a smaller validation crop or image is refused up front."""
+    with pytest.raises(HarnessError, match=r"--val_crop 59: must be at least 60 \(HR pixels"):
+        load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_crop=59)
+    data = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_crop=60)
+    assert all(v.lr.shape[:2] == (15, 15) for v in data.val)
+    rng = np.random.default_rng(0)
+    imsave(rng.integers(0, 256, (59, 200, 3), dtype=np.uint8), tmp_path / "val" / "flat.png")
+    with pytest.raises(HarnessError, match=r"flat\.png: validation image \(--val_dir\) is 200x59, smaller than") as err:
+        load_training_data([hr_dir], patch_size=8, val_dir=tmp_path / "val")
+    assert "\n" not in str(err.value)
+    folder = write_photos(tmp_path / "train", ("coffee",))
+    imsave(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), folder / "tiny.png")
+    with pytest.raises(HarnessError, match=r"tiny\.png: validation image \(held out by --val_fraction\) is 40x40"):
+        load_training_data([folder], patch_size=8, val_fraction=0.5, val_seed=3)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ({"val_fraction": float("nan")}, "--val_fraction nan: must be in"),
+        ({"val_fraction": 0.2, "val_seed": -1}, "--val_seed -1: must not be negative"),
+        ({"val_fraction": 0.2, "seed": -3}, "--seed -3: must not be negative"),
+    ],
+)
+def test_flags_out_of_range_are_refused(hr_dir: Path, flags: dict, expected: str) -> None:
+    with pytest.raises(HarnessError, match=re.escape(expected)):
+        load_training_data([hr_dir], patch_size=8, **flags)
+
+
+def test_a_file_given_for_a_folder_is_refused(hr_dir: Path) -> None:
+    image = next(hr_dir.iterdir())
+    with pytest.raises(HarnessError, match=re.escape(f"--train_dir {image}: is a file; expected a folder of training images")):
+        load_training_data([image], patch_size=8)
+    with pytest.raises(HarnessError, match=re.escape(f"--lr_dir {image}: is a file; expected a folder of LR images")):
+        load_training_data([hr_dir], [image], patch_size=8)
+    with pytest.raises(HarnessError, match=re.escape(f"--val_dir {image}: is a file; expected a folder of validation images")):
+        load_training_data([hr_dir], patch_size=8, val_dir=image)

@@ -378,13 +378,36 @@ def test_default_learning_rate_per_stage(workdir: Path) -> None:
 
 def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[list[str], str]:
     out = tmp / "out.pth"
+    paths = train_prfdn.output_paths(out)
     if name == "empty training folder":
         (tmp / "empty").mkdir()
         args = cli_args(workdir, out)
         args[args.index(str(workdir / "train"))] = str(tmp / "empty")
         return args, f"{tmp / 'empty'}: training folder holds no images"
+    if name == "training folder is a file":
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "train"))] = str(workdir / "src.pth")
+        return args, f"--train_dir {workdir / 'src.pth'}: is a file; expected a folder of training images"
     if name == "images smaller than the patch":
         return [*cli_args(workdir, out), "--patch_size", "40"], ".png: image is 128x128, smaller than the 160x160 HR patch"
+    if name == "patch smaller than the network takes":
+        return [*cli_args(workdir, out), "--patch_size", "14"], "--patch_size 14: must be at least 15 (LR pixels"
+    if name == "validation crop smaller than the network takes":
+        return [*cli_args(workdir, out), "--val_crop", "4"], "--val_crop 4: must be at least 60 (HR pixels"
+    if name == "validation image smaller than the network takes":
+        imsave(cv2.resize(skimage_data.coffee(), (40, 30)), tmp / "val" / "tiny.png")
+        args = [*cli_args(workdir, out), "--val_fraction", "0", "--val_dir", str(tmp / "val")]
+        return args, f"{tmp / 'val' / 'tiny.png'}: validation image (--val_dir) is 40x30, smaller than the network's smallest"
+    if name == "negative lr in scientific notation":
+        return [*cli_args(workdir, out), "--lr", "-1e-4"], "--lr -0.0001: must be positive"
+    if name == "lr not a number":
+        return [*cli_args(workdir, out), "--lr", "nan"], "--lr nan: must be positive and finite"
+    if name == "distillation weight not a number":
+        return [*cli_args(workdir, out), "--distill_weight", "nan"], "--distill_weight nan: must be at least 0 and finite"
+    if name == "negative seed":
+        return [*cli_args(workdir, out), "--seed", "-1"], "--seed -1: must not be negative"
+    if name == "SRC is a folder":
+        return cli_args(workdir, out, src=workdir / "train"), f"SRC {workdir / 'train'}: is a folder; expected a checkpoint file"
     if name == "corrupt SRC":
         (tmp / "bad.pth").write_bytes(b"not a checkpoint")
         return cli_args(workdir, out, src=tmp / "bad.pth"), "bad.pth: not a loadable weights-only checkpoint"
@@ -393,11 +416,49 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         args = cli_args(workdir, out)
         args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "teacher.pth")
         return args, "--teacher"
+    if name == "teacher missing":
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "missing.pth")
+        return args, f"--teacher {tmp / 'missing.pth'}: checkpoint file not found"
     if name == "resume past its iters":
-        shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], train_prfdn.output_paths(out)["state"])
+        shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--iters", "5"], "is at iteration 8, past --iters 5"
+    if name == "resume with another seed":
+        shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
+        return [*cli_args(workdir, out), "--resume", "--seed", "5"], "--seed 5: " + f"{paths['state']} was trained with --seed 0"
     if name == "resume file missing":
         return [*cli_args(workdir, out), "--resume"], "out.state.pth not found"
+    if name == "resume and overwrite":
+        return [*cli_args(workdir, out), "--resume", "--overwrite"], "--resume and --overwrite: give one of them"
+    if name.startswith("earlier run's "):  # any of OUT's four files, from a run long or short
+        key = name.removeprefix("earlier run's ")
+        paths[key].write_bytes(b"an earlier run's file")
+        label = train_prfdn.OUTPUT_LABELS[key]
+        return cli_args(
+            workdir, out
+        ), f"{label} {paths[key]}: exists from an earlier run; give --resume to continue that run, or --overwrite"
+    if name == "SRC is OUT_last":  # continuing from the last weights, OUT_last would be written over its own input
+        shutil.copyfile(workdir / "src.pth", paths["last"])
+        return cli_args(workdir, out, "--overwrite", src=paths["last"]), f"OUT_last {paths['last']}: is the same file as SRC"
+    if name == "SRC hard-linked as OUT":
+        shutil.copyfile(workdir / "src.pth", tmp / "src.pth")
+        os.link(tmp / "src.pth", out)
+        return cli_args(workdir, out, "--overwrite", src=tmp / "src.pth"), f"OUT {out}: is the same file as SRC"
+    if name == "teacher linked as OUT's state":
+        paths["state"].symlink_to(workdir / "rfdn_teacher.pth")
+        return cli_args(workdir, out, "--resume"), f"OUT.state {paths['state']}: is the same file as --teacher"
+    if name == "OUT is a training image":
+        image = workdir / "train" / "coffee.png"
+        return cli_args(workdir, image, "--overwrite"), f"OUT {image}: is the same file as --train_dir {image}"
+    if name == "OUT is a folder":
+        (tmp / "folder").mkdir()
+        return cli_args(workdir, tmp / "folder"), f"OUT {tmp / 'folder'}: is a folder; expected a file name"
+    if name == "OUT empty":
+        args = cli_args(workdir, out)
+        args[1] = ""
+        return args, "OUT '.': expected a file name"
+    if name == "OUT under a regular file":
+        return cli_args(workdir, workdir / "src.pth" / "out.pth"), f"{workdir / 'src.pth'} is not a folder"
     other = save_checkpoint(BranchPRFDN(nf=8), tmp / "branch.pth")  # resume a state of another model
     other_out = tmp / "other.pth"
     train_prfdn.output_paths(other_out)["state"].write_bytes(train_prfdn.output_paths(cli_run)["state"].read_bytes())
@@ -406,20 +467,89 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
 
 ERROR_CASES = [
     "empty training folder",
+    "training folder is a file",
     "images smaller than the patch",
+    "patch smaller than the network takes",
+    "validation crop smaller than the network takes",
+    "validation image smaller than the network takes",
+    "negative lr in scientific notation",
+    "lr not a number",
+    "distillation weight not a number",
+    "negative seed",
+    "SRC is a folder",
     "corrupt SRC",
     "teacher not RFDN-compatible",
+    "teacher missing",
     "resume file missing",
     "resume past its iters",
+    "resume with another seed",
     "resume from another model",
+    "resume and overwrite",
+    "earlier run's best",
+    "earlier run's last",
+    "earlier run's state",
+    "earlier run's log",
+    "SRC is OUT_last",
+    "SRC hard-linked as OUT",
+    "teacher linked as OUT's state",
+    "OUT is a training image",
+    "OUT is a folder",
+    "OUT empty",
+    "OUT under a regular file",
 ]
+
+
+def snapshot(*folders: Path) -> dict[Path, bytes]:
+    """Every file under ``folders`` (read through links) and its content."""
+    return {path: path.read_bytes() for folder in folders for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)
 def test_cli_bad_input_is_one_line_exit_2(case: str, workdir: Path, cli_run: Path, tmp_path: Path, capsys: Any) -> None:
     args, expected = _error_case(case, workdir, tmp_path, cli_run)
+    before = snapshot(tmp_path, workdir)
     assert train_prfdn.cli(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("train_prfdn.py: error: ") and err.count("\n") == 1, err
     assert expected in err, err
-    assert not (tmp_path / "out.pth").exists()
+    assert snapshot(tmp_path, workdir) == before  # nothing written, nothing created (no out.pth either)
+
+
+def copy_run(out: Path, to: Path) -> Path:
+    """A copy of the four files of the run at ``out`` as the run at ``to``."""
+    for key, path in train_prfdn.output_paths(out).items():
+        shutil.copyfile(path, train_prfdn.output_paths(to)[key])
+    return to
+
+
+def log_iterations(out: Path) -> list[int]:
+    return [json.loads(line)["iter"] for line in train_prfdn.output_paths(out)["log"].read_text().splitlines()]
+
+
+def test_cli_overwrite_starts_a_new_run_over_an_earlier_one(workdir: Path, cli_run: Path, tmp_path: Path) -> None:
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    assert train_prfdn.cli(cli_args(workdir, out, "--overwrite", "--iters", "1")) == 0
+    assert log_iterations(out) == [0, 1]  # the earlier run's records are gone with it
+    assert train_prfdn.read_state(train_prfdn.output_paths(out)["state"])["iteration"] == 1
+    for key in ("best", "last"):
+        assert read_model_checkpoint(train_prfdn.output_paths(out)[key]).provenance["iterations"] == 1
+
+
+def test_cli_resume_after_a_kill_logs_each_iteration_once_and_leaves_no_temp_file(
+    workdir: Path, cli_run: Path, tmp_path: Path
+) -> None:
+    """kill -9 after the state of iteration 8: records of 9 and 10 (and half a line) were logged after it, and a
+    save cut short left its temp files; the resumed run logs 9 again, once, and the temp files go."""
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    paths = train_prfdn.output_paths(out)
+    with open(paths["log"], "a", encoding="utf-8") as log:
+        log.write('{"iter": 9, "lr": 0.001, "loss": 1.0}\n{"iter": 10, "lr": 0.001, "loss": 1.0}\n{"iter": 1')
+    writer = subprocess.Popen(["true"])
+    writer.wait()  # a writer that is gone, as after kill -9
+    stale = [tmp_path / f".{path.name}.{writer.pid}.0123abcd.tmp{path.suffix}" for path in (paths["state"], out)]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    assert train_prfdn.cli(cli_args(workdir, out, "--resume", "--iters", "9")) == 0
+    assert log_iterations(out) == list(range(10))
+    assert not any(path.exists() for path in stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,90 @@ def test_feature_fit_cli_refuses_missing_data_and_wrong_rfdn(tmp_path: Path, cap
     assert feature_fit.main(argv) == 2
     assert "expected the official RFDN" in capsys.readouterr().err
     assert not (tmp_path / "o.pth").exists()
+
+
+def test_stage_cli_refuses_a_dst_that_is_an_input_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """DST is SRC itself (the official RFDN, say), through a link, a hard link or another spelling; or cannot be written."""
+    rfdn = tmp_path / "rfdn.pth"
+    torch.save(_random_rfdn_state(), rfdn)
+    (tmp_path / "alias.pth").symlink_to(rfdn)
+    os.link(rfdn, tmp_path / "hard.pth")
+    (tmp_path / "sub").mkdir()
+    content = rfdn.read_bytes()
+    for dst, expected in (
+        (rfdn, "is the same file as SRC"),
+        (tmp_path / "alias.pth", "is the same file as SRC"),
+        (tmp_path / "hard.pth", "is the same file as SRC"),
+        (tmp_path / "sub" / ".." / "rfdn.pth", "is the same file as SRC"),
+        (tmp_path / "sub", "is a folder; expected a file name"),
+        (rfdn / "branch.pth", f"{rfdn} is not a folder"),
+    ):
+        assert branch_stage.main([str(rfdn), str(dst)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"transform.branch: error: DST {dst}: ") and captured.err.count("\n") == 1
+        assert expected in captured.err and not captured.out  # refused before any work
+    assert rfdn.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.pth", "hard.pth", "rfdn.pth", "sub"]
+
+
+@pytest.fixture(scope="module")
+def feature_fit_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A branch checkpoint, the random RFDN it came from, and the built-in training images."""
+    from transform.common import write_stage_output
+    from utils.checkpoint import ModelCheckpoint
+    from utils.datasets import ensure_builtin_dataset
+
+    root = tmp_path_factory.mktemp("feature_fit")
+    rfdn_state = _random_rfdn_state(3)
+    torch.save(rfdn_state, root / "rfdn.pth")
+    model, _ = branch_from_rfdn(rfdn_state)
+    write_stage_output(str(root / "branch.pth"), model, ModelCheckpoint("rfdn", {}, {}), {"stage": "branch"})
+    train_dir = str(ensure_builtin_dataset()[0].hr_path.parent)
+    return {"branch": str(root / "branch.pth"), "rfdn": str(root / "rfdn.pth"), "train_dir": train_dir}
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--patch_size", "14"], "--patch_size 14: must be at least 15 (LR pixels"),
+        (["--val_crop", "8"], "--val_crop 8: must be at least 60 (HR pixels"),
+        (["--lr", "inf"], "--lr inf: must be positive and finite"),
+        (["--seed", "-1"], "--seed -1: must not be negative"),
+        (["DST=--rfdn"], "is the same file as --rfdn"),
+    ],
+)
+def test_feature_fit_cli_refuses_bad_flags_before_any_work(
+    feature_fit_inputs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str
+) -> None:
+    from transform import feature_fit
+
+    dst = feature_fit_inputs["rfdn"] if flags == ["DST=--rfdn"] else str(tmp_path / "fitted.pth")
+    argv = [
+        feature_fit_inputs["branch"],
+        dst,
+        "--rfdn",
+        feature_fit_inputs["rfdn"],
+        "--train_dir",
+        feature_fit_inputs["train_dir"],
+    ]
+    content = Path(feature_fit_inputs["rfdn"]).read_bytes()
+    assert feature_fit.main([*argv, *(f for f in flags if not f.startswith("DST="))]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("transform.feature_fit: error: ") and captured.err.count("\n") == 1
+    assert expected in captured.err and not captured.out
+    assert not (tmp_path / "fitted.pth").exists() and Path(feature_fit_inputs["rfdn"]).read_bytes() == content
+
+
+def test_feature_fit_without_validation_images_records_null(feature_fit_inputs: dict[str, str], tmp_path: Path) -> None:
+    """--val_fraction 0: no PSNR to measure, so null in the provenance (not NaN) and no NumPy warning."""
+    from transform import feature_fit
+
+    argv = [feature_fit_inputs["branch"], str(tmp_path / "fitted.pth"), "--rfdn", feature_fit_inputs["rfdn"]]
+    argv += ["--train_dir", feature_fit_inputs["train_dir"], "--val_fraction", "0", "--iters", "1", "--batch_size", "1"]
+    argv += ["--patch_size", "15", "--device", "cpu"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert feature_fit.main(argv) == 0
+    record = read_model_checkpoint(tmp_path / "fitted.pth").provenance
+    assert record["val_psnr_before"] is None and record["val_psnr_after"] is None and record["val_psnr_rfdn"] is None
+    assert record["data"]["validation"]["val_images"] == []

@@ -4,6 +4,7 @@ stage's checkpoint evaluated through test_demo.py."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,40 @@ def test_stage_errors(stage_checkpoints: dict[str, Path], tmp_path: Path, capsys
         assert prune_stage.main([merged, str(tmp_path / "x.pth"), flag, value]) == 2
         assert f"{flag} {shown}: must" in capsys.readouterr().err
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_stage_clis_refuse_a_dst_that_is_an_input_and_bad_flags_before_any_work(
+    stage_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from utils.datasets import ensure_builtin_dataset
+
+    train_dir = str(ensure_builtin_dataset()[0].hr_path.parent)
+    merged, pruned, branch = (str(stage_checkpoints[s]) for s in ("merged", "pruned", "branch"))
+    (tmp_path / "merged_link.pth").symlink_to(merged)
+    os.link(pruned, tmp_path / "pruned_hard.pth")
+    before = {path: path.read_bytes() for path in stage_checkpoints.values()}
+    teacher = str(tmp_path / "teacher.pth")
+    cases = [
+        (reparam_stage, [branch, branch], "is the same file as SRC"),
+        (prune_stage, [merged, str(tmp_path / "merged_link.pth")], "is the same file as SRC"),
+        (export_stage, [pruned, str(tmp_path / "pruned_hard.pth")], "is the same file as SRC"),
+        (prune_stage, [merged, teacher, "--teacher", teacher], "is the same file as --teacher"),
+        (export_stage, [pruned, str(tmp_path)], "is a folder; expected a file name"),
+        (export_stage, [pruned, f"{pruned}/final.pth"], "is not a folder"),
+        # the network takes no LR patch under MIN_INPUT_SIZE: refused, not a crash in the calibration pass
+        (prune_stage, [merged, str(tmp_path / "x.pth"), "--train_dir", train_dir, "--patch_size", "14"], "--patch_size 14: must"),
+        # fine-tuning settings are checked before the first pruning step, not after it
+        (
+            prune_stage,
+            [merged, str(tmp_path / "x.pth"), "--train_dir", train_dir, "--finetune_iters", "1", "--lr", "nan"],
+            "--lr nan: must be positive and finite",
+        ),
+        (prune_stage, [merged, str(tmp_path / "x.pth"), "--seed", "-2"], "--seed -2: must not be negative"),
+    ]
+    for stage, argv, expected in cases:
+        assert stage.main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and expected in captured.err, captured.err
+        assert not captured.out, captured.out  # no work done
+    assert {path: path.read_bytes() for path in stage_checkpoints.values()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged_link.pth", "pruned_hard.pth"]

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,11 +97,21 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
     return load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
 
 
-def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
-    """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range."""
+def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
+    """The checkpoint a flag or argument names (``SRC``, ``--teacher``, ``--rfdn``); its one-line error names it too."""
     from utils.checkpoint import read_model_checkpoint
 
-    checkpoint = read_model_checkpoint(path)
+    if Path(path).is_dir():
+        raise HarnessError(f"{flag} {path}: is a folder; expected a checkpoint file")
+    try:
+        return read_model_checkpoint(path)
+    except HarnessError as err:
+        raise HarnessError(f"{flag} {err}") from None
+
+
+def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
+    """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range."""
+    checkpoint = read_flag_checkpoint(path, "--teacher")
     teacher = load_model(checkpoint, f"--teacher {path}")
     if (checkpoint.scale, checkpoint.data_range) != (student.scale, student.data_range):
         raise HarnessError(

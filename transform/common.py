@@ -15,12 +15,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
-from utils.fileio import sha256_of
+from utils.fileio import check_distinct, check_output_file, sha256_of
 from utils.image import modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample
+from utils.train_data import data_input_files
 from utils.training import TrainingInterruptedError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,10 +96,24 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, what: str, tole
     return difference
 
 
+INPUT_FLAGS = ("rfdn", "teacher")  # checkpoint flags some stages read besides SRC
+
+
+def check_stage_output(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a DST that cannot be written or is an input: SRC, --rfdn, --teacher or an image
+    of the data folders (also through symlinks and hard links)."""
+    check_output_file(args.dst, "DST")
+    inputs = {"SRC": args.src, **{f"--{name}": getattr(args, name, None) for name in INPUT_FLAGS}}
+    check_distinct({"DST": args.dst}, inputs)
+    for flag, image in data_input_files(args):
+        check_distinct({"DST": args.dst}, {flag: image})
+
+
 @dataclass(frozen=True)
 class StageCLI:
     """The command line of one stage, ``python -m transform.<stage> SRC DST [options]``: one-line errors and exit
-    code 2; Ctrl-C (also inside fine-tuning) exits 130 with nothing written, as outputs are written at the end."""
+    code 2; DST checked before any work (see ``check_stage_output``); Ctrl-C (also inside fine-tuning) exits 130
+    with nothing written, as outputs are written at the end."""
 
     prog: str
     description: str
@@ -108,13 +123,14 @@ class StageCLI:
     def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
         parser = ArgumentParser(prog=self.prog, description=self.description)
         parser.add_argument("src", help="input checkpoint")
-        parser.add_argument("dst", help="output checkpoint (written atomically)")
+        parser.add_argument("dst", help="output checkpoint (written atomically; never SRC or another input)")
         self.add_arguments(parser)
         return parser.parse_args(argv)
 
     def main(self, argv: list[str] | None = None) -> int:
         args = self.parse_args(argv)
         try:
+            check_stage_output(args)
             self.run(args)
         except (HarnessError, OSError) as err:
             print(f"{self.prog}: error: {err}", file=sys.stderr)
@@ -127,7 +143,9 @@ class StageCLI:
 
 def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:
     """The input checkpoint of a stage, refused with one line if it is of another stage."""
-    checkpoint = read_model_checkpoint(path)
+    from transform.architectures import read_flag_checkpoint
+
+    checkpoint = read_flag_checkpoint(path, "SRC")
     if checkpoint.arch not in expected_archs:
         raise HarnessError(f"{path}: is a {checkpoint.arch!r} checkpoint; {stage} takes {' or '.join(expected_archs)}")
     return checkpoint

@@ -14,6 +14,7 @@ whole branch model on the SR loss alone. Validation PSNR on the held-out images 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Iterator
 
@@ -22,12 +23,18 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from models.team00_RFDN import RFDN
-from transform.architectures import BranchPRFDN, load_model
+from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
 from transform.common import StageCLI, provenance, read_stage_input, write_stage_output
-from utils.checkpoint import read_model_checkpoint
 from utils.errors import HarnessError
 from utils.inference import resolve_device
-from utils.train_data import PatchSampler, add_data_arguments, fill_data_defaults, load_data_from_args
+from utils.train_data import (
+    PatchSampler,
+    add_data_arguments,
+    check_patch_size,
+    check_seed,
+    fill_data_defaults,
+    load_data_from_args,
+)
 from utils.training import seed_everything, validate
 
 NEW_BRANCHES = (2, 3, 4)
@@ -98,35 +105,42 @@ def _lr_batches(loader: DataLoader, device: torch.device) -> Iterator[torch.Tens
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    for flag in ("iters", "batch_size", "patch_size", "log_every"):
+    """Refuse impossible settings before any work."""
+    for flag in ("iters", "batch_size", "log_every"):
         if getattr(args, flag) < 1:
             raise HarnessError(f"--{flag} {getattr(args, flag)}: must be at least 1")
-    if not args.lr > 0:
-        raise HarnessError(f"--lr {args.lr}: must be positive")
+    check_patch_size(args.patch_size)
+    check_seed(args.seed)
+    if not 0 < args.lr < math.inf:
+        raise HarnessError(f"--lr {args.lr}: must be positive and finite")
     if not args.train_dir:
         raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
+    fill_data_defaults(args)
 
 
 def _run(args: argparse.Namespace) -> None:
     _check_arguments(args)
+    device = resolve_device(args.device)
     parent = read_stage_input(args.src, ("branch",), "feature fitting")
     model = load_model(parent, args.src)
-    rfdn_checkpoint = read_model_checkpoint(args.rfdn)
+    rfdn_checkpoint = read_flag_checkpoint(args.rfdn, "--rfdn")
     if rfdn_checkpoint.arch != "rfdn":
         raise HarnessError(f"--rfdn {args.rfdn}: is a {rfdn_checkpoint.arch!r} checkpoint; expected the official RFDN")
     rfdn = load_model(rfdn_checkpoint, f"--rfdn {args.rfdn}").eval()
     seed_everything(args.seed)
-    fill_data_defaults(args)
     data = load_data_from_args(args, patch_size=args.patch_size, seed=args.seed, data_range=parent.data_range, scale=parent.scale)
     loader = DataLoader(data.train, batch_size=args.batch_size, sampler=PatchSampler(0, args.iters, args.batch_size))
-    device = resolve_device(args.device)
     model, rfdn = model.to(device), rfdn.to(device)
-    before = validate(model, data.val, parent.data_range, device)
+    before = validate(model, data.val, parent.data_range, device)  # None (stored as null) without validation images
     reference = validate(rfdn, data.val, parent.data_range, device)
-    print(f"validation PSNR before: {before:.4f} dB (RFDN {reference:.4f} dB, {len(data.val)} held-out images)")
+    if data.val:
+        print(f"validation PSNR before: {before:.4f} dB (RFDN {reference:.4f} dB, {len(data.val)} held-out images)")
+    else:
+        print("no validation images: the PSNR before and after is not measured")
     log = fit_features(model, rfdn, _lr_batches(loader, device), args.iters, args.lr, args.log_every)
     after = validate(model, data.val, parent.data_range, device)
-    print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
+    if data.val:
+        print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
     record = provenance(
         "feature_fit",
         args.src,

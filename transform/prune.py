@@ -20,6 +20,7 @@ steps go on (up to ``--ratio``) until the exported network fits the budget. The 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, rebuild
 from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
 from utils.model_summary import summarize
-from utils.train_data import TrainData, add_data_arguments, fill_data_defaults, load_data_from_args
+from utils.train_data import TrainData, add_data_arguments, check_patch_size, check_seed, fill_data_defaults, load_data_from_args
 from utils.training import TrainSettings, default_lr, fit
 
 EXAMPLE_SIZE = 64  # LR pixels of the tracing input (ESA needs at least 15)
@@ -122,7 +123,6 @@ def _training_data(args: argparse.Namespace, student: ModelCheckpoint) -> TrainD
     """Training patches and validation images from the data flags (None without ``--train_dir``)."""
     if not args.train_dir:
         return None
-    fill_data_defaults(args)
     return load_data_from_args(
         args, patch_size=args.patch_size, seed=args.seed, data_range=student.data_range, scale=student.scale
     )
@@ -134,6 +134,23 @@ def _calibration(data: TrainData, count: int) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack([lr for lr, _ in pairs]), torch.stack([hr for _, hr in pairs])
 
 
+def _finetune_settings(args: argparse.Namespace, step: int) -> TrainSettings:
+    """The training loop's settings for the fine-tuning after pruning step ``step``."""
+    return TrainSettings(
+        iters=args.finetune_iters,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr if args.lr is not None else default_lr(HelperPRFDN.ARCH),
+        distill_weight=args.distill_weight if args.teacher else 0.0,
+        val_every=args.finetune_iters,
+        log_every=max(1, args.finetune_iters // 10),
+        seed=args.seed + step,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        amp=args.amp,
+        progress=False,
+    )
+
+
 def _finetuner(
     args: argparse.Namespace, data: TrainData | None, student: ModelCheckpoint
 ) -> Callable[[nn.Module, int], None] | None:
@@ -143,28 +160,14 @@ def _finetuner(
     if data is None:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
     teacher = load_teacher(args.teacher, student) if args.teacher else None
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    lr = args.lr if args.lr is not None else default_lr(HelperPRFDN.ARCH)
 
     def finetune(model: nn.Module, step: int) -> None:
-        settings = TrainSettings(
-            iters=args.finetune_iters,
-            batch_size=args.batch_size,
-            patch_size=args.patch_size,
-            lr=lr,
-            distill_weight=args.distill_weight if teacher is not None else 0.0,
-            val_every=args.finetune_iters,
-            log_every=max(1, args.finetune_iters // 10),
-            seed=args.seed + step,
-            device=device,
-            amp=args.amp,
-            progress=False,
-        )
         freeze_helpers(model)
-        result = fit(model, data.train, data.val, settings, teacher=teacher)
+        result = fit(model, data.train, data.val, _finetune_settings(args, step), teacher=teacher)
         model.load_state_dict(result.best_state_dict)
         model.to("cpu")
-        print(f"  fine-tuned {args.finetune_iters} iterations: validation PSNR {result.best_psnr}")
+        psnr = "n/a (no validation images)" if result.best_psnr is None else f"{result.best_psnr:.4f} dB"
+        print(f"  fine-tuned {args.finetune_iters} iterations: validation PSNR {psnr}")
 
     return finetune
 
@@ -173,22 +176,30 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse impossible settings before any work."""
     if not 0 < args.ratio < 1:
         raise HarnessError(f"--ratio {args.ratio}: must be in (0, 1)")
-    for flag in ("steps", "calibration_patches", "round_to", "batch_size", "patch_size"):
+    for flag in ("steps", "calibration_patches", "round_to", "batch_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise HarnessError(f"--{flag} {value}: must be at least 1")
+    check_patch_size(args.patch_size)
+    check_seed(args.seed)
     if args.finetune_iters < 0:
         raise HarnessError(f"--finetune_iters {args.finetune_iters}: must not be negative")
     for flag in ("target_params", "target_flops"):
         value = getattr(args, flag)
-        if value is not None and not value > 0:
-            raise HarnessError(f"--{flag} {value}: must be positive")
+        if value is not None and not 0 < value < math.inf:
+            raise HarnessError(f"--{flag} {value}: must be positive and finite")
     if args.importance == "auto":
         args.importance = "taylor" if args.train_dir else "magnitude"
     if args.importance == "taylor" and not args.train_dir:
         raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
     if args.finetune_iters and not args.train_dir:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if args.finetune_iters:
+        _finetune_settings(args, 1).check()
+    if args.train_dir:
+        fill_data_defaults(args)
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from models.team13_PRFDN import MIN_INPUT_SIZE
 from utils.datasets import SCALE, check_lr_size, pair_folders
 from utils.errors import HarnessError
 from utils.image import imread_uint, list_images, modcrop
@@ -69,18 +71,36 @@ def _content_key(img: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(img).tobytes() + str(img.shape).encode()).hexdigest()
 
 
-def _image_folder(folder: str | os.PathLike, flag: str) -> Path:
+def check_patch_size(patch_size: int, flag: str = "--patch_size") -> None:
+    """Refuse an LR patch smaller than the network takes (``MIN_INPUT_SIZE`` pixels per side)."""
+    if patch_size < MIN_INPUT_SIZE:
+        raise HarnessError(
+            f"{flag} {patch_size}: must be at least {MIN_INPUT_SIZE} (LR pixels; the network takes no smaller input)"
+        )
+
+
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """Refuse a negative seed (NumPy's generators take none)."""
+    if seed < 0:
+        raise HarnessError(f"{flag} {seed}: must not be negative")
+
+
+def _image_folder(folder: str | os.PathLike, flag: str, kind: str = "training") -> Path:
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise HarnessError(f"{flag} {folder}: is a file; expected a folder of {kind} images")
     if not folder.is_dir():
         raise HarnessError(f"{flag} {folder}: folder not found")
     if not list_images(folder):
-        raise HarnessError(f"{flag} {folder}: training folder holds no images (expected .png/.bmp/.jpg/.tif files)")
+        raise HarnessError(f"{flag} {folder}: {kind} folder holds no images (expected .png/.bmp/.jpg/.tif files)")
     return folder
 
 
 def read_folder(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = None, scale: int = SCALE) -> list[TrainImage]:
     """Decode every image of ``hr_dir`` (and its LR ``NAMEx4.*`` / ``NAME.*`` in ``lr_dir``), sizes checked."""
     hr_dir = _image_folder(hr_dir, "--train_dir")
+    if lr_dir is not None:
+        lr_dir = _image_folder(lr_dir, "--lr_dir", "LR")
     images = []
     for pair in pair_folders(hr_dir, lr_dir, scale):
         hr = imread_uint(pair.hr_path)
@@ -134,6 +154,7 @@ class TrainPatches(Dataset):
             raise HarnessError("no training images")
         if patch_size < 1:
             raise HarnessError(f"--patch_size {patch_size}: must be at least 1")
+        check_seed(seed)
         check_patch_fits(images, patch_size, scale)
         self.images = list(images)
         self.patch_size = patch_size
@@ -228,12 +249,17 @@ def center_crop(hr: np.ndarray, max_size: int | None, scale: int = SCALE) -> tup
     return top, left, h, w
 
 
-def validation_image(image: TrainImage, max_size: int | None, scale: int = SCALE) -> ValidationImage:
+def validation_image(image: TrainImage, max_size: int | None, scale: int = SCALE, source: str = "--val_dir") -> ValidationImage:
     """The whole image (HR cropped to a multiple of ``scale``), centre-cropped to at most ``max_size`` HR pixels
-    per side; LR from the LR file where there is one, else bicubic x4 of the (cropped) HR."""
+    per side; LR from the LR file where there is one, else bicubic x4 of the (cropped) HR. An image whose LR
+    would be smaller than the network takes (``MIN_INPUT_SIZE``) is refused, naming ``source``."""
     top, left, h, w = center_crop(image.hr, max_size, scale)
-    if h == 0 or w == 0:
-        raise HarnessError(f"{image.path}: image is smaller than {scale}x{scale} pixels")
+    if min(h, w) < scale * MIN_INPUT_SIZE:
+        height, width = image.hr.shape[:2]
+        raise HarnessError(
+            f"{image.path}: validation image ({source}) is {width}x{height}, smaller than the network's smallest input "
+            f"(HR {scale * MIN_INPUT_SIZE}x{scale * MIN_INPUT_SIZE}, LR {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}); remove it"
+        )
     hr = np.ascontiguousarray(image.hr[top : top + h, left : left + w])
     if image.lr is None:
         lr = bicubic_downsample(hr, scale)
@@ -290,12 +316,7 @@ def load_training_data(
         raise HarnessError("--train_dir: give at least one folder of training images")
     if lr_dirs and len(lr_dirs) != len(train_dirs):
         raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(train_dirs)}), got {len(lr_dirs)}")
-    if val_dir is not None and val_fraction:
-        raise HarnessError("--val_dir and --val_fraction: give one of them (a validation folder or a held-out fraction)")
-    if val_fraction is not None and not 0 <= val_fraction < 1:
-        raise HarnessError(f"--val_fraction {val_fraction}: must be in [0, 1)")
-    if val_crop is not None and val_crop < scale:
-        raise HarnessError(f"--val_crop {val_crop}: must be at least {scale} (HR pixels)")
+    check_data_values(val_dir, val_fraction, val_seed, val_crop, scale)
 
     images: list[TrainImage] = []
     for i, folder in enumerate(train_dirs):
@@ -333,7 +354,8 @@ def load_training_data(
     split["val_images"] = sorted(image.name for image in val_images)
     split["val_crop"] = val_crop
     train = TrainPatches(train_images, patch_size, scale, data_range, seed)
-    val = [validation_image(image, val_crop, scale) for image in val_images]
+    source = "--val_dir" if val_dir is not None else "held out by --val_fraction"
+    val = [validation_image(image, val_crop, scale, source) for image in val_images]
     description = {
         "train_dirs": [str(d) for d in train_dirs],
         "lr_dirs": [str(d) for d in lr_dirs] if lr_dirs else None,
@@ -344,14 +366,30 @@ def load_training_data(
     return TrainData(train, val, description)
 
 
+def check_data_values(
+    val_dir: str | os.PathLike | None,
+    val_fraction: float | None,
+    val_seed: int,
+    val_crop: int | None,
+    scale: int = SCALE,
+) -> None:
+    """Refuse validation flags out of range (before any image is decoded)."""
+    if val_dir is not None and val_fraction:
+        raise HarnessError("--val_dir and --val_fraction: give one of them (a validation folder or a held-out fraction)")
+    if val_fraction is not None and not (math.isfinite(val_fraction) and 0 <= val_fraction < 1):
+        raise HarnessError(f"--val_fraction {val_fraction}: must be in [0, 1)")
+    check_seed(val_seed, "--val_seed")
+    smallest = scale * MIN_INPUT_SIZE
+    if val_crop is not None and val_crop < smallest:
+        raise HarnessError(
+            f"--val_crop {val_crop}: must be at least {smallest} (HR pixels; the network takes no LR smaller than "
+            f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE})"
+        )
+
+
 def read_folder_as_validation(folder: str | os.PathLike, scale: int = SCALE) -> list[TrainImage]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise HarnessError(f"--val_dir {folder}: folder not found")
-    paths = list_images(folder)
-    if not paths:
-        raise HarnessError(f"--val_dir {folder}: folder holds no images")
-    return [TrainImage(f"{folder.name}/{p.stem}", p, imread_uint(p)) for p in paths]
+    folder = _image_folder(folder, "--val_dir", "validation")
+    return [TrainImage(f"{folder.name}/{p.stem}", p, imread_uint(p)) for p in list_images(folder)]
 
 
 # --- command-line data flags, shared by train_prfdn.py and transform.prune ----------------------------------
@@ -377,12 +415,26 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--teacher", default=None, help="checkpoint to distil from, e.g. the official RFDN (L1 to its SR)")
 
 
-def fill_data_defaults(args: argparse.Namespace) -> None:
+def fill_data_defaults(args: argparse.Namespace, scale: int = SCALE) -> None:
+    """Defaults for the data flags not given, then their values checked (before any image is decoded)."""
     if args.val_dir is None and args.val_fraction is None:
         args.val_fraction = DEFAULT_VAL_FRACTION
     args.val_seed = 0 if args.val_seed is None else args.val_seed
     args.val_crop = 256 if args.val_crop is None else args.val_crop
     args.skip_small = bool(args.skip_small)
+    check_data_values(args.val_dir, args.val_fraction, args.val_seed, args.val_crop, scale)
+
+
+def data_input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(flag, image file) for every image the data flags read (folders that are not there are skipped: the
+    loader refuses them), so outputs can be checked against them before any work."""
+    files = []
+    for flag in ("train_dir", "lr_dir", "val_dir"):
+        folders = getattr(args, flag, None)
+        for folder in [folders] if isinstance(folders, str) else folders or []:
+            if Path(folder).is_dir():
+                files += [(f"--{flag}", path) for path in list_images(folder)]
+    return files
 
 
 def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int) -> TrainData:

@@ -51,9 +51,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from utils.errors import HarnessError
+from utils.fileio import atomic_write_text
 from utils.image import tensor2uint, uint2tensor4
 from utils.metrics import calculate_psnr
-from utils.train_data import PatchSampler, TrainPatches, ValidationImage
+from utils.train_data import PatchSampler, TrainPatches, ValidationImage, check_patch_size, check_seed
 
 STATE_FORMAT = "prfdn-train-state/1"
 PSNR_BORDER = 4
@@ -97,16 +98,22 @@ class TrainSettings:
     progress: bool = True  # tqdm bar on rank 0
 
     def check(self) -> None:
-        for name in ("iters", "batch_size", "patch_size", "val_every", "log_every"):
+        """Refuse settings out of range (one line naming the flag), before any work."""
+        for name in ("iters", "batch_size", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise HarnessError(f"--{name} {getattr(self, name)}: must be at least 1")
+        check_patch_size(self.patch_size)
         for name in ("lr", "lr_after_plateau"):
-            if not getattr(self, name) > 0:
-                raise HarnessError(f"--{name} {getattr(self, name)}: must be positive")
-        if self.plateau_patience < 0 or self.num_workers < 0 or self.distill_weight < 0:
-            raise HarnessError("--plateau_patience, --num_workers and --distill_weight must not be negative")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive")
+            if not 0 < getattr(self, name) < math.inf:
+                raise HarnessError(f"--{name} {getattr(self, name)}: must be positive and finite")
+        for name in ("plateau_patience", "num_workers"):
+            if getattr(self, name) < 0:
+                raise HarnessError(f"--{name} {getattr(self, name)}: must not be negative")
+        if not 0 <= self.distill_weight < math.inf:
+            raise HarnessError(f"--distill_weight {self.distill_weight}: must be at least 0 and finite")
+        check_seed(self.seed)
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive and finite")
         if self.loss not in PIXEL_LOSSES:
             raise HarnessError(f"--loss {self.loss}: must be one of {', '.join(PIXEL_LOSSES)}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -149,6 +156,30 @@ class JsonlLog:
     def __call__(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def truncate_log(path: str | os.PathLike, iteration: int) -> int:
+    """Keep only the records of ``path`` up to ``iteration`` (where a resumed run goes on), atomically.
+
+    A run killed after its last saved state has logged iterations the resumed run logs again; a line cut off
+    by the kill is no record either. Returns how many lines were dropped (0: the file is left as it is)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            keep = isinstance(record, dict) and int(record["iter"]) <= iteration
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "".join(kept))
+    return dropped
 
 
 # --- distributed --------------------------------------------------------------------------------------------
@@ -258,8 +289,11 @@ def _stop_requests() -> Iterator[list[bool]]:
             signal.signal(sig, old)
 
 
-def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: float, device: torch.device) -> float:
-    """Mean PSNR (dB) over ``images``: whole images, SR clamped and rounded to uint8, RGB, 4-pixel border."""
+def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: float, device: torch.device) -> float | None:
+    """Mean PSNR (dB) over ``images``: whole images, SR clamped and rounded to uint8, RGB, 4-pixel border.
+    None without images."""
+    if not images:
+        return None
     was_training = model.training
     model.eval()
     scores = []
