@@ -27,11 +27,11 @@ import torch
 import torch.distributed as dist
 
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint
-from transform.common import git_commit, git_dirty
 from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, atomic_write_text, check_distinct, check_output_file, sha256_of, write_target
+from utils.provenance import provenance
 from utils.train_data import (
     DATA_FLAGS,
     TrainData,
@@ -203,27 +203,24 @@ def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
 def build_provenance(
     args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
 ) -> dict[str, Any]:
-    return {
-        "stage": "train",
-        "weights": weights,
-        "parent": run["parent"],
-        "parent_sha256": run["parent_sha256"],
-        "parent_arch": run["arch"],
-        "parent_provenance": run["parent_provenance"],
-        "iterations": result.iterations,
-        "best_iteration": result.best_iteration,
-        "best_val_psnr": result.best_psnr,
-        "initial_val_psnr": result.initial_psnr,
-        "data": data.description,
-        "settings": asdict(settings),
-        "teacher": run["teacher"],
-        "teacher_sha256": run["teacher_sha256"],
-        "world_size": world()[1],
-        "resumed": bool(args.resume),
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
-        "torch": str(torch.__version__),
-    }
+    return provenance(
+        "train",
+        run["parent"],
+        run["parent_provenance"],
+        parent_sha256=run["parent_sha256"],
+        weights=weights,
+        parent_arch=run["arch"],
+        iterations=result.iterations,
+        best_iteration=result.best_iteration,
+        best_val_psnr=result.best_psnr,
+        initial_val_psnr=result.initial_psnr,
+        data=data.description,
+        settings=asdict(settings),
+        teacher=run["teacher"],
+        teacher_sha256=run["teacher_sha256"],
+        world_size=world()[1],
+        resumed=bool(args.resume),
+    )
 
 
 def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:

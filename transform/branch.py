@@ -94,7 +94,10 @@ def _run(args: argparse.Namespace) -> None:
     for target, how in report.initialized.items():
         print(f"  {target:28s} <- {how}")
     write_stage_output(
-        args.dst, model, parent, provenance("branch", args.src, parent, loaded=len(report.loaded), new=len(report.initialized))
+        args.dst,
+        model,
+        parent,
+        provenance("branch", args.src, parent.provenance, loaded=len(report.loaded), new=len(report.initialized)),
     )
 
 

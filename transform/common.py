@@ -1,10 +1,8 @@
-"""What every transform stage shares: provenance, the numerical equivalence check, the stage CLI."""
+"""What every transform stage shares: the numerical equivalence check, the stage CLI, reading and writing."""
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ import torch.nn as nn
 from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
-from utils.fileio import check_distinct, check_output_file, sha256_of
+from utils.fileio import check_distinct, check_output_file
 from utils.image import modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample
 from utils.train_data import data_input_files
@@ -26,43 +24,6 @@ from utils.training import TrainingInterruptedError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages meant to be exact
-
-
-def git_commit() -> str | None:
-    """HEAD of the repository holding this code; None outside a git checkout or without git."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
-
-
-def git_dirty() -> bool | None:
-    """Whether the checkout has uncommitted changes (then ``git_commit`` alone does not name the code that ran)."""
-    try:
-        done = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(done.stdout.strip()) if done.returncode == 0 else None
-
-
-def provenance(
-    stage: str, parent: str | Path | None, parent_checkpoint: ModelCheckpoint | None = None, **extra: Any
-) -> dict[str, Any]:
-    """Where a checkpoint comes from: stage, parent file and sha256, the parent's own provenance, git commit."""
-    record: dict[str, Any] = {
-        "stage": stage,
-        "parent": None if parent is None else str(parent),
-        "parent_sha256": None if parent is None else sha256_of(parent),
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **extra,
-    }
-    if parent_checkpoint is not None and parent_checkpoint.provenance:
-        record["parent_provenance"] = parent_checkpoint.provenance
-    return record
 
 
 @lru_cache(maxsize=1)

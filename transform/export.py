@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> None:
     record = provenance(
         "final",
         args.src,
-        parent,
+        parent.provenance,
         max_abs_difference=difference,
         join="concatenation" if join is None else f"gather of {len(join)} channels",
     )

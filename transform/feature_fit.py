@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> None:
     record = provenance(
         "feature_fit",
         args.src,
-        parent,
+        parent.provenance,
         rfdn=args.rfdn,
         iters=args.iters,
         batch_size=args.batch_size,

@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace) -> None:
     record = provenance(
         "pruned",
         args.src,
-        parent,
+        parent.provenance,
         ratio=args.ratio,
         steps=args.steps,
         finetune_iters=args.finetune_iters,

@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> None:
     merged = merge_branches(branch, args.form)
     difference = check_equivalent(branch, merged, f"{args.form} merge of {args.src}")
     write_stage_output(
-        args.dst, merged, parent, provenance("merged", args.src, parent, form=args.form, max_abs_difference=difference)
+        args.dst, merged, parent, provenance("merged", args.src, parent.provenance, form=args.form, max_abs_difference=difference)
     )
 
 

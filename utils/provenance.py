@@ -1,0 +1,69 @@
+"""Provenance records: where a checkpoint comes from (stage, parent file and its own record, the code that ran).
+
+Every stage and training run writes its record with :func:`provenance`, so all records carry the same fields:
+``stage``, ``parent``, ``parent_sha256``, ``parent_provenance`` (the chain back to the official RFDN),
+``git_commit``, ``git_dirty``, ``torch`` and ``created``, then the stage's own figures.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from utils.fileio import sha256_of
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# What decides what a run computes: the code, its configs and its pinned requirements. Run outputs (runs/,
+# model_zoo/, results, docs) change as the code runs, so they must not mark the code as modified.
+CODE_PATHSPECS = (":(glob)**/*.py", "configs", ":(glob)requirements*.txt", "pyproject.toml", "scripts")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository holding this code; None outside a git checkout or without git."""
+    out = _git("rev-parse", "HEAD")
+    return out.strip() or None if out is not None else None
+
+
+def git_dirty() -> bool | None:
+    """Whether the code differs from ``git_commit`` (modified or new code, configs or requirements; run outputs
+    do not count); None outside a git checkout."""
+    out = _git("status", "--porcelain", "--", *CODE_PATHSPECS)
+    return None if out is None else bool(out.strip())
+
+
+def provenance(
+    stage: str,
+    parent: str | os.PathLike | None,
+    parent_provenance: dict[str, Any] | None = None,
+    *,
+    parent_sha256: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The record of a checkpoint made by ``stage`` from the file ``parent`` (whose own record is
+    ``parent_provenance``); ``parent_sha256`` is computed unless given (e.g. taken when a long run started)."""
+    if parent is not None and parent_sha256 is None:
+        parent_sha256 = sha256_of(parent)
+    return {
+        "stage": stage,
+        "parent": None if parent is None else str(parent),
+        "parent_sha256": parent_sha256,
+        "parent_provenance": parent_provenance or None,
+        "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "torch": str(torch.__version__),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
