@@ -20,7 +20,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from models.team00_RFDN import RFDN
 from models.team13_PRFDN import MIN_INPUT_SIZE
+from transform.architectures import load_model
 from utils.checkpoint import check_scale, load_state, read_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
@@ -55,8 +57,6 @@ class OtherModelError(HarnessError):
 
 
 def _load_rfdn(path: Path) -> nn.Module:
-    from models.team00_RFDN import RFDN
-
     checkpoint = read_model_checkpoint(path)
     if checkpoint.arch != "rfdn":
         raise OtherModelError(f"{path}: is a PRFDN {checkpoint.arch!r} checkpoint, not RFDN's; evaluate it with --model_id 13")
@@ -65,8 +65,6 @@ def _load_rfdn(path: Path) -> nn.Module:
 
 def _load_prfdn(path: Path) -> nn.Module:
     """A self-describing checkpoint of any PRFDN stage (branch, merged, pruned, final), with its own architecture."""
-    from transform.architectures import load_model
-
     checkpoint = read_model_checkpoint(path)
     if checkpoint.arch == "rfdn":
         raise OtherModelError(f"{path}: is a plain RFDN state dict, not a PRFDN checkpoint; evaluate it with --model_id 0")

@@ -27,10 +27,11 @@ import torch
 import torch.distributed as dist
 
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint
-from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, check_training_state, safe_load, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, atomic_write_text, check_distinct, check_output_file, sha256_of, write_target
+from utils.inference import resolve_device
 from utils.provenance import provenance
 from utils.train_data import (
     DATA_FLAGS,
@@ -42,7 +43,6 @@ from utils.train_data import (
 )
 from utils.training import (
     PIXEL_LOSSES,
-    STATE_FORMAT,
     FitResult,
     JsonlLog,
     TrainingInterruptedError,
@@ -136,11 +136,12 @@ def read_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise HarnessError(f"--resume: {path} not found (no interrupted run of this OUT to continue)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise HarnessError(f"--resume: {path} is not a loadable training state ({type(err).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or not isinstance(state.get("run"), dict):
-        raise HarnessError(f"--resume: {path} is not a training state ({STATE_FORMAT}) written by {PROG}")
+        state = safe_load(path)
+    except HarnessError as err:
+        raise HarnessError(f"--resume: {err}") from None
+    check_training_state(state, f"--resume: {path}")
+    if not isinstance(state.get("run"), dict):
+        raise HarnessError(f"--resume: {path}: a training state without its run record (expected one written by {PROG})")
     return state
 
 
@@ -162,15 +163,14 @@ def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] 
     else:
         settings = TrainSettings(
             lr=default_lr(arch),
-            device="cuda" if torch.cuda.is_available() else "cpu",
+            device=resolve_device(None).type,
             distill_weight=1.0 if args.teacher else 0.0,
         )
     for name in SETTING_FLAGS:
         value = getattr(args, name)
         if value is not None:
             setattr(settings, name, value)
-    if settings.device == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    resolve_device(settings.device)  # refuses cuda on a machine without it
     if args.no_progress:
         settings.progress = False
     settings.check()

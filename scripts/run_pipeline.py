@@ -41,7 +41,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
 from pipeline_config import PipelineConfig, parse_config, read_config_json, read_paths  # noqa: E402
 from pipeline_config import flags as flags  # noqa: E402  (part of this module's interface)
 
@@ -53,6 +52,7 @@ from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write, check_distinct, check_output_file, same_file, sha256_of  # noqa: E402
 from utils.image import list_images  # noqa: E402
+from utils.inference import resolve_device  # noqa: E402
 
 STAGES = (
     "branch",
@@ -251,8 +251,10 @@ def check_devices(pending: list[Step]) -> None:
     """A stage set to run on CUDA on a machine without it is refused now, not once the stages before it ran."""
     for stage, entry, argv in pending:
         device = getattr(STAGE_PARSERS[entry](argv), "device", None)
-        if device == "cuda" and not torch.cuda.is_available():
-            raise HarnessError(f"stage {stage}: device cuda, but CUDA is not available on this machine (use cpu)")
+        try:
+            resolve_device(device)
+        except HarnessError as err:
+            raise HarnessError(f"stage {stage}: {err}") from None
 
 
 def save_next(config_path: str, folder: str) -> str | None:

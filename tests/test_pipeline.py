@@ -439,7 +439,7 @@ def test_a_cuda_stage_without_cuda_is_refused_before_any_stage(
     quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = refused(tmp_path, capsys, with_values(quick_config, "final_tuning", {"device": "cuda"}))
-    assert "stage final_tuned: device cuda, but CUDA is not available" in err
+    assert "stage final_tuned: --device cuda: CUDA is not available" in err
 
 
 def test_config_sections_know_every_flag_of_their_stage() -> None:

@@ -21,7 +21,8 @@ import torch.nn as nn
 
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import PRFDN, BlockWidths, DistillBlock, PRFDNConfig, conv, make_tail
-from utils.checkpoint import ModelCheckpoint, load_state
+from transform.helpers import HelperPRFDN
+from utils.checkpoint import ModelCheckpoint, load_state, read_model_checkpoint
 from utils.errors import HarnessError, first_line
 
 
@@ -62,8 +63,6 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     if arch == "prfdn":
         return PRFDN(PRFDNConfig.from_config(config))
     if arch == "prfdn_helpers":
-        from transform.helpers import HelperPRFDN
-
         return HelperPRFDN(PRFDNConfig.from_config(config))
     raise HarnessError(f"unknown architecture {arch!r}: expected rfdn, branch, prfdn or prfdn_helpers")
 
@@ -99,8 +98,6 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
 
 def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
     """The checkpoint a flag or argument names (``SRC``, ``--teacher``, ``--rfdn``); its one-line error names it too."""
-    from utils.checkpoint import read_model_checkpoint
-
     if Path(path).is_dir():
         raise HarnessError(f"{flag} {path}: is a folder; expected a checkpoint file")
     try:

@@ -24,9 +24,10 @@ import torch
 
 from models.team00_RFDN import RFDN
 from transform.architectures import BranchPRFDN
-from transform.common import StageCLI, provenance, read_stage_input, write_stage_output
+from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.checkpoint import describe_mismatch
 from utils.errors import HarnessError
+from utils.provenance import provenance
 
 
 @dataclass

@@ -13,14 +13,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from transform.architectures import model_config, read_flag_checkpoint
 from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
-from utils.errors import HarnessError
+from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import check_distinct, check_output_file
 from utils.image import modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample
 from utils.train_data import data_input_files
-from utils.training import TrainingInterruptedError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages meant to be exact
@@ -104,8 +104,6 @@ class StageCLI:
 
 def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:
     """The input checkpoint of a stage, refused with one line if it is of another stage."""
-    from transform.architectures import read_flag_checkpoint
-
     checkpoint = read_flag_checkpoint(path, "SRC")
     if checkpoint.arch not in expected_archs:
         raise HarnessError(f"{path}: is a {checkpoint.arch!r} checkpoint; {stage} takes {' or '.join(expected_archs)}")
@@ -113,8 +111,6 @@ def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> 
 
 
 def write_stage_output(path: str, model: nn.Module, checkpoint_like: ModelCheckpoint, record: dict[str, Any]) -> None:
-    from transform.architectures import model_config
-
     arch, config = model_config(model)
     save_model_checkpoint(
         path, ModelCheckpoint(arch, config, model.state_dict(), checkpoint_like.scale, checkpoint_like.data_range, record)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 
 from transform.architectures import load_model
-from transform.common import StageCLI, check_equivalent, provenance, read_stage_input, write_stage_output
+from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.helpers import fold_helpers, is_helper
 from utils.model_summary import summarize
+from utils.provenance import provenance
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader
 
 from models.team00_RFDN import RFDN
 from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
-from transform.common import StageCLI, provenance, read_stage_input, write_stage_output
+from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.errors import HarnessError
 from utils.inference import resolve_device
+from utils.provenance import provenance
 from utils.train_data import (
     PatchSampler,
     add_data_arguments,

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from models.team13_PRFDN import PRFDN, BlockWidths, DistillBlock, PRFDNConfig
+from transform.weights import dense_block_weight
 from utils.errors import HarnessError
 
 
@@ -76,8 +77,6 @@ class HelperPRFDN(PRFDN):
 
 
 def _dense(model: PRFDN) -> PRFDN:
-    from transform.reparam import dense_block_weight
-
     if model.cfg.srfdb_groups == 1 and model.cfg.rfdb_groups == 1:
         return model
     config = PRFDNConfig(**{**model.cfg.__dict__, "srfdb_groups": 1, "rfdb_groups": 1})

@@ -30,11 +30,13 @@ import torch_pruning as tp
 
 from models.team13_PRFDN import PRFDN
 from transform.architectures import load_model, load_teacher
-from transform.common import StageCLI, check_equivalent, provenance, read_stage_input, write_stage_output
+from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, rebuild, with_helpers
 from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
+from utils.inference import resolve_device
 from utils.model_summary import summarize
+from utils.provenance import provenance
 from utils.train_data import TrainData, add_data_arguments, check_patch_size, check_seed, fill_data_defaults, load_data_from_args
 from utils.training import TrainSettings, default_lr, fit
 
@@ -145,7 +147,7 @@ def _finetune_settings(args: argparse.Namespace, step: int) -> TrainSettings:
         val_every=args.finetune_iters,
         log_every=max(1, args.finetune_iters // 10),
         seed=args.seed + step,
-        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        device=resolve_device(args.device).type,
         amp=args.amp,
         progress=False,
     )
@@ -194,8 +196,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
     if args.finetune_iters and not args.train_dir:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    resolve_device(args.device)  # refuses cuda on a machine without it
     if args.finetune_iters:
         _finetune_settings(args, 1).check()
     if args.train_dir:

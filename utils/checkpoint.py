@@ -19,8 +19,9 @@ from utils.fileio import atomic_write
 NESTED_STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model")
 
 
-def _load_file(path: str) -> Any:
-    """``torch.load(weights_only=True)`` on CPU, with one-line errors for a missing, corrupt or unsafe file."""
+def safe_load(path: str | os.PathLike) -> Any:
+    """``torch.load(weights_only=True)`` on CPU, with one-line errors for a missing, corrupt or unsafe file: the one
+    way this project reads a ``.pth`` file (checkpoints and training states alike)."""
     if not os.path.isfile(path):
         raise HarnessError(f"{path}: checkpoint file not found")
     try:
@@ -89,6 +90,14 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -
 # --- self-describing model checkpoints ---------------------------------------------------------------------
 
 CHECKPOINT_FORMAT = "prfdn-checkpoint/1"
+TRAINING_STATE_FORMAT = "prfdn-train-state/1"  # train_prfdn.py's resumable state (OUT.state.pth)
+
+
+def check_training_state(state: Any, source: str) -> dict[str, Any]:
+    """``state`` if it is a training state written by train_prfdn.py, else a one-line HarnessError."""
+    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+        raise HarnessError(f"{source}: not a training state ({TRAINING_STATE_FORMAT}) written by train_prfdn.py")
+    return state
 
 
 @dataclass
@@ -142,13 +151,11 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
     """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's. A training state
     of train_prfdn.py is refused, naming the weights written beside it."""
     path = str(path)
-    obj = _load_file(path)
+    obj = safe_load(path)
     file_format = obj.get("format") if isinstance(obj, Mapping) else None
     if isinstance(file_format, str) and file_format != CHECKPOINT_FORMAT:
-        from utils.training import STATE_FORMAT  # imported here: loading a model needs none of the training code
-
-        if file_format == STATE_FORMAT:
-            raise _training_state_error(path, STATE_FORMAT)
+        if file_format == TRAINING_STATE_FORMAT:
+            raise _training_state_error(path, TRAINING_STATE_FORMAT)
         raise HarnessError(f"{path}: unknown checkpoint format {file_format!r} (expected {CHECKPOINT_FORMAT} or a state dict)")
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         try:

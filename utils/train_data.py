@@ -30,7 +30,7 @@ from torch.utils.data import Dataset, Sampler
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from utils.datasets import SCALE, check_lr_size, pair_folders
 from utils.errors import HarnessError
-from utils.image import imread_uint, list_images, modcrop
+from utils.image import imread_uint, list_images, modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample
 
 NUM_TRANSFORMS = 8
@@ -204,8 +204,8 @@ def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def to_tensor(img: np.ndarray, data_range: float = 255.0) -> torch.Tensor:
-    """HxWxC uint8 -> CxHxW float32 in [0, data_range] (the scaling of ``utils.image.uint2tensor4``)."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0 / data_range)
+    """HxWxC uint8 -> CxHxW float32 in [0, data_range]."""
+    return uint2tensor4(img, data_range)[0]
 
 
 class PatchSampler(Sampler[int]):

@@ -50,13 +50,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from utils.errors import HarnessError
+from utils.checkpoint import TRAINING_STATE_FORMAT, check_training_state, describe_mismatch
+from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write_text
 from utils.image import tensor2uint, uint2tensor4
 from utils.metrics import calculate_psnr
 from utils.train_data import PatchSampler, TrainPatches, ValidationImage, check_patch_size, check_seed
 
-STATE_FORMAT = "prfdn-train-state/1"
+STATE_FORMAT = TRAINING_STATE_FORMAT
 PSNR_BORDER = 4
 
 LogFn = Callable[[dict[str, Any]], None]
@@ -135,15 +136,6 @@ class FitResult:
     last_state_dict: dict[str, torch.Tensor]
     state: dict[str, Any]  # resumable training state at the end
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class TrainingInterruptedError(Exception):
-    """Raised by ``fit`` after a Ctrl-C / SIGTERM, once the state of the last finished iteration is saved."""
-
-    def __init__(self, iteration: int, state: dict[str, Any]) -> None:
-        super().__init__(f"interrupted after iteration {iteration}")
-        self.iteration = iteration
-        self.state = state
 
 
 class JsonlLog:
@@ -255,10 +247,7 @@ def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def check_state(state: Any, model: nn.Module, source: str = "training state") -> dict[str, Any]:
     """``state`` if it is a training state of ``model``'s structure, else a one-line HarnessError."""
-    from utils.checkpoint import describe_mismatch
-
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise HarnessError(f"{source}: not a training state ({STATE_FORMAT}) written by train_prfdn.py")
+    check_training_state(state, source)
     mismatch = describe_mismatch(model, state["model"])
     if mismatch:
         raise HarnessError(f"{source}: saved from another model: {mismatch}")
