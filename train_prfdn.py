@@ -26,14 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from transform.architectures import load_model, load_teacher, read_flag_checkpoint
-from utils.checkpoint import ModelCheckpoint, check_training_state, safe_load, save_model_checkpoint
-from utils.cli import ArgumentParser
-from utils.errors import HarnessError
-from utils.fileio import atomic_write, atomic_write_text, check_distinct, check_output_file, sha256_of, write_target
-from utils.inference import resolve_device
-from utils.provenance import provenance
-from utils.train_data import (
+from training.data import (
     DATA_FLAGS,
     TrainData,
     add_data_arguments,
@@ -41,8 +34,8 @@ from utils.train_data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from utils.training import (
-    PIXEL_LOSSES,
+from training.flags import SETTING_NAMES, add_setting_arguments
+from training.loop import (
     FitResult,
     JsonlLog,
     TrainingInterruptedError,
@@ -56,28 +49,18 @@ from utils.training import (
     truncate_log,
     world,
 )
+from transform.architectures import load_model, load_teacher, read_flag_checkpoint
+from utils.checkpoint import ModelCheckpoint, check_training_state, safe_load, save_model_checkpoint
+from utils.cli import ArgumentParser
+from utils.errors import HarnessError
+from utils.fileio import atomic_write, atomic_write_text, check_distinct, check_output_file, sha256_of, write_target
+from utils.inference import resolve_device
+from utils.provenance import provenance
 
 REPO_ROOT = Path(__file__).resolve().parent
 PROG = "train_prfdn.py"
 
-SETTING_FLAGS = (
-    "iters",
-    "batch_size",
-    "patch_size",
-    "lr",
-    "lr_after_plateau",
-    "plateau_patience",
-    "distill_weight",
-    "loss",
-    "val_every",
-    "log_every",
-    "seed",
-    "device",
-    "amp",
-    "num_workers",
-    "grad_clip",
-    "ema_decay",
-)
+SETTING_FLAGS = SETTING_NAMES  # every TrainSettings field a user sets
 
 
 def output_paths(out: str | Path) -> dict[str, Path]:
@@ -306,33 +289,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("out", help="best weights go here; OUT_last.pth, OUT.state.pth and OUT.log.jsonl beside it")
     add_data_arguments(parser)
     opt = parser.add_argument_group("training (default: the stage's recipe, or the resumed run's)")
-    opt.add_argument("--iters", type=int, default=None, help="total iterations (default 10000)")
-    opt.add_argument("--batch_size", type=int, default=None, help="patches per iteration and process (default 16)")
-    opt.add_argument("--patch_size", type=int, default=None, help="LR patch size in pixels (default 48)")
-    opt.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-5 branch, 1e-6 prfdn*, 1e-5 other)")
-    opt.add_argument("--lr_after_plateau", type=float, default=None, help="learning rate once validation stalls (default 5e-6)")
-    opt.add_argument("--plateau_patience", type=int, default=None, help="validations without improvement tolerated (default 5)")
-    opt.add_argument(
-        "--distill_weight", type=float, default=None, help="weight of the loss to the teacher (default 1 with --teacher)"
-    )
-    opt.add_argument(
-        "--loss",
-        choices=list(PIXEL_LOSSES),
-        default=None,
-        help="to HR and to the teacher: l1 (default) or l2, the mean squared error (on --resume: new lr phase, fresh Adam)",
-    )
-    opt.add_argument("--val_every", type=int, default=None, help="validate every N iterations (default 500)")
-    opt.add_argument("--log_every", type=int, default=None, help="log line every N iterations (default 100)")
-    opt.add_argument("--seed", type=int, default=None, help="seed of the patch stream and RNGs (default 0)")
-    opt.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
-    opt.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="float16 autocast on CUDA")
-    opt.add_argument("--num_workers", type=int, default=None, help="DataLoader worker processes (default 0)")
-    opt.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to this (default: off)")
-    opt.add_argument(
-        "--ema_decay",
-        type=float,
-        default=None,
-        help="validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (default 0: off)",
+    add_setting_arguments(
+        opt,
+        SETTING_FLAGS,
+        default_text={
+            "lr": "1e-5 branch, 1e-6 prfdn*, 1e-5 other",
+            "distill_weight": "1 with --teacher, else 0",
+            "device": "cuda when available",
+            "grad_clip": "off",
+            "amp": "off",
+            "ema_decay": "0",
+        },
     )
     parser.add_argument(
         "--resume",

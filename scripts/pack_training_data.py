@@ -27,11 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from training.data import first_duplicate  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write, check_output_file, same_file  # noqa: E402
 from utils.image import imread_uint, list_images  # noqa: E402
-from utils.train_data import first_duplicate  # noqa: E402
 
 PROG = "pack_training_data.py"
 WEBP_LOSSLESS = [cv2.IMWRITE_WEBP_QUALITY, 101]  # OpenCV: quality above 100 selects lossless WebP

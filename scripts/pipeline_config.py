@@ -33,11 +33,11 @@ if str(REPO_ROOT) not in sys.path:
 
 import train_prfdn  # noqa: E402
 from models.team13_PRFDN import MIN_INPUT_SIZE  # noqa: E402
+from training.data import DATA_FLAGS, first_duplicate  # noqa: E402
+from training.loop import TrainSettings, default_lr  # noqa: E402
 from transform import feature_fit, prune, reparam  # noqa: E402
 from utils.datasets import SCALE  # noqa: E402
 from utils.errors import HarnessError, first_line  # noqa: E402
-from utils.train_data import DATA_FLAGS, first_duplicate  # noqa: E402
-from utils.training import TrainSettings, default_lr  # noqa: E402
 
 # --- the sections -----------------------------------------------------------------------------------------------
 # A field left None was not given: the stage's own default applies (on --resume, the resumed run's value).
@@ -45,7 +45,7 @@ from utils.training import TrainSettings, default_lr  # noqa: E402
 
 @dataclass(frozen=True)
 class DataSection:
-    """``data``: the data flags of every stage that trains, fits or prunes (``utils.train_data``)."""
+    """``data``: the data flags of every stage that trains, fits or prunes (``training.data``)."""
 
     train_dir: tuple[str, ...]
     lr_dir: tuple[str, ...] | None = None
@@ -416,7 +416,7 @@ def _read_config(raw: dict[str, Any], source: Path) -> PipelineConfig:
 
 
 def check_data(data: DataSection) -> None:
-    """The data flags' ranges (``utils.train_data.load_training_data`` checks them only once it reads the images)."""
+    """The data flags' ranges (``training.data.load_training_data`` checks them only once it reads the images)."""
     if data.lr_dir is not None and len(data.lr_dir) != len(data.train_dir):
         raise HarnessError(
             f"data.lr_dir: give one LR folder per data.train_dir folder ({len(data.train_dir)}), got {len(data.lr_dir)}"
@@ -491,6 +491,7 @@ def check_stage_flags(config: PipelineConfig) -> None:
     src, dst = "SRC.pth", "DST.pth"
     if config.feature_fit is not None:
         args = parse_stage_flags(feature_fit.parse_args, config.feature_fit_argv(src, dst), "feature_fit")
+        args.device = None  # devices are checked for the stages about to run only (a GPU config parses anywhere)
         run_stage_check(lambda: feature_fit._check_arguments(args), "feature_fit")
     for section in TRAINING_SECTIONS:
         if getattr(config, section) is None:
@@ -503,6 +504,7 @@ def check_stage_flags(config: PipelineConfig) -> None:
                 raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
     parse_stage_flags(reparam.parse_args, config.reparam_argv(src, dst), "reparam")
     args = parse_stage_flags(prune.parse_args, config.prune_argv(src, dst), "prune")
+    args.device = None  # as above
     run_stage_check(lambda: prune._check_arguments(args), "prune")
     lr = args.lr if args.lr is not None else default_lr("prfdn_helpers")
     finetuning = TrainSettings(

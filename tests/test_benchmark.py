@@ -216,8 +216,8 @@ def test_benchmark_refuses_outputs_and_checkpoints_before_timing(
 def test_benchmark_says_what_is_wrong_with_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The same one-line messages as test_demo.py: built in one place (load_model / read_model_checkpoint)."""
     from models.team13_PRFDN import PRFDNConfig
+    from training.loop import STATE_FORMAT
     from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
-    from utils.training import STATE_FORMAT
 
     config = {**PRFDNConfig.merged(nf=8).to_config(), "tail": -8}
     save_model_checkpoint(tmp_path / "neg.pth", ModelCheckpoint("prfdn", config, {"x": torch.zeros(1)}))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
-from utils.train_data import load_training_data
+from training.data import load_training_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))

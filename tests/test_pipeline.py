@@ -192,7 +192,7 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
 
 def test_shipped_x4_data_loads(tmp_path: Path) -> None:
     """The x4 config's data settings fit the real training images (T91 has images smaller than its patches)."""
-    from utils.train_data import fill_data_defaults, load_data_from_args
+    from training.data import fill_data_defaults, load_data_from_args
 
     config = run_pipeline.load_config(str(REPO_ROOT / "configs" / "x4.json"))
     for folder in config["data"]["train_dir"]:
@@ -448,7 +448,7 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
 
     import pipeline_config
 
-    from utils.train_data import DATA_FLAGS
+    from training.data import DATA_FLAGS
 
     def names(cls: type) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
@@ -460,7 +460,9 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
     fit = flags_of(run_pipeline.feature_fit.parse_args, ["a", "b", "--rfdn", "r"], {"src", "dst", "rfdn"})
     assert names(pipeline_config.FeatureFitSection) == fit
     assert names(pipeline_config.TrainingPhase) == flags_of(
-        run_pipeline.train_prfdn.parse_args, ["a", "b"], {"src", "out", "resume"}
+        run_pipeline.train_prfdn.parse_args,
+        ["a", "b"],
+        {"src", "out", "resume", "overwrite"},  # the pipeline sets these
     )
     assert names(pipeline_config.ReparamSection) == flags_of(run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst"})
     assert names(pipeline_config.PruneSection) == flags_of(run_pipeline.prune.parse_args, ["a", "b"], {"src", "dst"})

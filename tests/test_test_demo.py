@@ -531,7 +531,7 @@ def test_checkpoints_that_say_what_is_wrong_with_them(
 def test_training_state_names_the_weights_beside_it(
     previous_results: Path, capsys: pytest.CaptureFixture[str], model_id: list[str]
 ) -> None:
-    from utils.training import STATE_FORMAT
+    from training.loop import STATE_FORMAT
 
     torch.save({"format": STATE_FORMAT, "iteration": 10, "model": RFDN(nf=4).state_dict()}, "run.state.pth")
     torch.save({}, "run.pth")

@@ -13,10 +13,7 @@ import torch
 from skimage import data as skimage_data
 from torch.utils.data import DataLoader
 
-from utils.errors import HarnessError
-from utils.image import imsave, modcrop
-from utils.imresize import bicubic_downsample
-from utils.train_data import (
+from training.data import (
     NUM_TRANSFORMS,
     PatchSampler,
     TrainPatches,
@@ -26,6 +23,9 @@ from utils.train_data import (
     load_training_data,
     read_folder,
 )
+from utils.errors import HarnessError
+from utils.image import imsave, modcrop
+from utils.imresize import bicubic_downsample
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
 

@@ -22,13 +22,13 @@ from skimage import data as skimage_data
 
 import train_prfdn
 from models.team00_RFDN import RFDN
+from training.data import load_training_data
+from training.loop import TrainingInterruptedError, TrainSettings, _make_scheduler, fit
 from transform.architectures import PRFDN, BranchPRFDN, PRFDNConfig, load_model, model_config
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.errors import HarnessError
 from utils.fileio import sha256_of
 from utils.image import imsave
-from utils.train_data import load_training_data
-from utils.training import TrainingInterruptedError, TrainSettings, _make_scheduler, fit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATCH = 16

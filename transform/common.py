@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from training.data import data_input_files
 from transform.architectures import model_config, read_flag_checkpoint
 from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
@@ -20,7 +21,6 @@ from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import check_distinct, check_output_file
 from utils.image import modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample
-from utils.train_data import data_input_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages meant to be exact

@@ -23,12 +23,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from models.team00_RFDN import RFDN
-from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
-from transform.common import StageCLI, read_stage_input, write_stage_output
-from utils.errors import HarnessError
-from utils.inference import resolve_device
-from utils.provenance import provenance
-from utils.train_data import (
+from training.data import (
     PatchSampler,
     add_data_arguments,
     check_patch_size,
@@ -36,7 +31,13 @@ from utils.train_data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from utils.training import seed_everything, validate
+from training.flags import add_setting_arguments
+from training.loop import seed_everything, validate
+from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
+from transform.common import StageCLI, read_stage_input, write_stage_output
+from utils.errors import HarnessError
+from utils.inference import resolve_device
+from utils.provenance import provenance
 
 NEW_BRANCHES = (2, 3, 4)
 
@@ -166,13 +167,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rfdn", required=True, help="the official RFDN checkpoint the branch model came from")
     add_data_arguments(parser)
     fit = parser.add_argument_group("fitting")
-    fit.add_argument("--iters", type=int, default=2000, help="Adam steps (default 2000)")
-    fit.add_argument("--batch_size", type=int, default=16)
-    fit.add_argument("--patch_size", type=int, default=48, help="LR patch size (default 48)")
-    fit.add_argument("--lr", type=float, default=2e-4, help="initial learning rate, cosine-decayed to 0 (default 2e-4)")
-    fit.add_argument("--log_every", type=int, default=100)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
+    add_setting_arguments(
+        fit,
+        ("iters", "batch_size", "patch_size", "lr", "log_every", "seed", "device"),
+        defaults={"iters": 2000, "batch_size": 16, "patch_size": 48, "lr": 2e-4, "log_every": 100, "seed": 0},
+        default_text={"lr": "2e-4, cosine-decayed to 0", "device": "cuda when available"},
+    )
 
 
 CLI = StageCLI(

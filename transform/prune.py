@@ -29,6 +29,9 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from models.team13_PRFDN import PRFDN
+from training.data import TrainData, add_data_arguments, check_patch_size, check_seed, fill_data_defaults, load_data_from_args
+from training.flags import add_setting_arguments
+from training.loop import TrainSettings, default_lr, fit
 from transform.architectures import load_model, load_teacher
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, rebuild, with_helpers
@@ -37,8 +40,6 @@ from utils.errors import HarnessError
 from utils.inference import resolve_device
 from utils.model_summary import summarize
 from utils.provenance import provenance
-from utils.train_data import TrainData, add_data_arguments, check_patch_size, check_seed, fill_data_defaults, load_data_from_args
-from utils.training import TrainSettings, default_lr, fit
 
 EXAMPLE_SIZE = 64  # LR pixels of the tracing input (ESA needs at least 15)
 
@@ -56,6 +57,7 @@ def within_budget(values: dict[str, float], target_params: float | None, target_
     return params_ok and flops_ok
 
 
+FINETUNE_FLAGS = ("distill_weight", "batch_size", "patch_size", "lr", "seed", "device", "amp")
 IMPORTANCES = ("taylor", "magnitude")
 
 
@@ -267,15 +269,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     ft = parser.add_argument_group("fine-tuning between steps (the training loop of train_prfdn.py)")
     ft.add_argument("--finetune_iters", type=int, default=0, help="iterations after each step (default 0: prune only)")
-    ft.add_argument("--distill_weight", type=float, default=1.0, help="weight of the L1 to the --teacher (default 1)")
-    ft.add_argument("--batch_size", type=int, default=16)
-    ft.add_argument("--patch_size", type=int, default=48, help="LR patch size (default 48)")
-    ft.add_argument(
-        "--lr", type=float, default=None, help="learning rate (default: the factsheet's 1e-6 after re-parametrization)"
+    add_setting_arguments(
+        ft,
+        FINETUNE_FLAGS,
+        defaults={"distill_weight": 1.0, "batch_size": 16, "patch_size": 48, "seed": 0, "amp": False},
+        default_text={"lr": "the factsheet's 1e-6 after re-parametrization", "device": "cuda when available", "amp": "off"},
     )
-    ft.add_argument("--seed", type=int, default=0)
-    ft.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    ft.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
 
 
 CLI = StageCLI("transform.prune", "Channel-prune the merged PRFDN (stage 4).", _run, add_arguments)

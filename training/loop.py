@@ -11,7 +11,7 @@ best weights by validation PSNR.
   the noise of the last steps. Turned on when resuming a run, it starts from the weights there.
 - Validation PSNR as the harness scores it: SR clamped and rounded to uint8, RGB, 4-pixel border, averaged.
 - Exact resume: ``training_state`` holds model, best weights, optimizer, scheduler, AMP scaler, iteration and
-  every RNG state; the data sampler is counter-based (see ``utils.train_data``), so its state is the iteration.
+  every RNG state; the data sampler is counter-based (see ``training.data``), so its state is the iteration.
   On CPU, training N iterations equals training K, saving, resuming in a new object or process, training N-K,
   bit for bit. The state loads with ``torch.load(weights_only=True)``. Resuming with another ``lr``,
   ``lr_after_plateau`` or ``plateau_patience`` starts a new learning-rate phase at the new ``lr`` (the rest
@@ -50,12 +50,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from training.data import PatchSampler, TrainPatches, ValidationImage, check_patch_size, check_seed
 from utils.checkpoint import TRAINING_STATE_FORMAT, check_training_state, describe_mismatch
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write_text
 from utils.image import tensor2uint, uint2tensor4
 from utils.metrics import calculate_psnr
-from utils.train_data import PatchSampler, TrainPatches, ValidationImage, check_patch_size, check_seed
 
 STATE_FORMAT = TRAINING_STATE_FORMAT
 PSNR_BORDER = 4

@@ -1,0 +1,1 @@
+"""Training of any PRFDN stage's checkpoint: the loop (``training.loop``) and its data (``training.data``)."""

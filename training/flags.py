@@ -1,0 +1,67 @@
+"""The training flags, declared once from ``TrainSettings`` and reused by every command that trains.
+
+``train_prfdn.py`` takes every setting; ``transform.prune`` (fine-tuning between pruning steps) and
+``transform.feature_fit`` take the ones they use, with their own defaults. A flag is named as its field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from training.loop import PIXEL_LOSSES, TrainSettings
+
+DEVICES = ("cpu", "cuda")
+SETTING_HELP: dict[str, str] = {
+    "iters": "total iterations",
+    "batch_size": "patches per iteration and process",
+    "patch_size": "LR patch size in pixels",
+    "lr": "learning rate",
+    "lr_after_plateau": "learning rate once validation stalls",
+    "plateau_patience": "validations without improvement tolerated",
+    "distill_weight": "weight of the loss to the --teacher's SR",
+    "loss": "to HR and to the teacher: l1 or l2, the mean squared error (on --resume: new lr phase, fresh Adam)",
+    "val_every": "validate every N iterations",
+    "log_every": "log line every N iterations",
+    "seed": "seed of the patch stream and RNGs",
+    "device": "cpu or cuda",
+    "amp": "float16 autocast on CUDA",
+    "num_workers": "DataLoader worker processes",
+    "grad_clip": "clip the gradient norm to this",
+    "ema_decay": "validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (0: off)",
+}
+SETTING_NAMES = tuple(SETTING_HELP)
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainSettings)}
+_VALUE_TYPES = {"int": int, "float": float, "str": str, "float | None": float}
+
+
+def add_setting_arguments(
+    group: argparse._ActionsContainer,
+    names: Iterable[str] = SETTING_NAMES,
+    defaults: Mapping[str, Any] | None = None,
+    default_text: Mapping[str, str] | None = None,
+) -> None:
+    """Declare the ``TrainSettings`` fields ``names`` as ``--<name>`` flags.
+
+    ``defaults`` gives a flag's parsed default (absent: None, "not given", so the caller fills it in);
+    ``default_text`` says in the help what a flag left out means (absent: the parsed default, or the
+    ``TrainSettings`` default).
+    """
+    defaults, default_text = defaults or {}, default_text or {}
+    base = TrainSettings()
+    for name in names:
+        field = _FIELDS[name]
+        shown = default_text.get(name, defaults.get(name, getattr(base, name)))
+        help_text = f"{SETTING_HELP[name]} (default {shown})"
+        kwargs: dict[str, Any] = {"default": defaults.get(name), "help": help_text}
+        if name == "device":
+            kwargs["choices"] = DEVICES
+        elif name == "loss":
+            kwargs["choices"] = list(PIXEL_LOSSES)
+        elif field.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _VALUE_TYPES[str(field.type)]
+        group.add_argument(f"--{name}", **kwargs)
