@@ -18,6 +18,7 @@ run over it) is given; none of them may be SRC, --teacher or a data image. Every
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -53,7 +54,15 @@ from transform.architectures import load_model, load_teacher, read_flag_checkpoi
 from utils.checkpoint import ModelCheckpoint, check_training_state, safe_load, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
-from utils.fileio import atomic_write, atomic_write_text, check_distinct, check_output_file, sha256_of, write_target
+from utils.fileio import (
+    atomic_write,
+    atomic_write_text,
+    check_distinct,
+    check_output_file,
+    exclusive_run,
+    sha256_of,
+    write_target,
+)
 from utils.inference import resolve_device
 from utils.provenance import provenance
 
@@ -211,9 +220,18 @@ def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def check_unchanged_since_checked(args: argparse.Namespace, paths: dict[str, Path], state: dict[str, Any] | None) -> None:
+    """Once OUT is claimed: no other run wrote it since the checks (one that ended in between is not replaced)."""
+    if state is None:
+        check_outputs(args, paths)
+    elif read_state(paths["state"])["iteration"] != state["iteration"]:
+        raise HarnessError(f"--resume: {paths['state']} was continued by another run meanwhile; run --resume again")
+
+
 def main(args: argparse.Namespace) -> FitResult:
-    src, paths = Path(args.src), output_paths(args.out)
+    paths = output_paths(args.out)
     check_outputs(args, paths)
+    src = Path(args.src)
     state = read_state(paths["state"]) if args.resume else None
     resolve_data_args(args, state["run"]["data_args"] if state else None)
     if state:
@@ -253,34 +271,36 @@ def main(args: argparse.Namespace) -> FitResult:
         "data_args": {name: getattr(args, name) for name in DATA_FLAGS},
     }
     rank = world()[0]
-    if rank == 0:
-        paths["best"].parent.mkdir(parents=True, exist_ok=True)
-        if state is None:
-            start_fresh(paths)
-        else:
-            truncate_log(paths["log"], int(state["iteration"]))  # records a killed run wrote after its state
-    result = fit(
-        model,
-        data.train,
-        data.val,
-        settings,
-        teacher=teacher,
-        state=state,
-        log=JsonlLog(paths["log"]) if rank == 0 else None,
-        save_state=lambda st: write_state(paths["state"], st, run),
-    )
-    if rank == 0:
-        for key, weights in (("best", result.best_state_dict), ("last", result.last_state_dict)):
-            provenance = build_provenance(args, run, data, settings, result, key)
-            out = ModelCheckpoint(
-                checkpoint.arch, checkpoint.config, weights, checkpoint.scale, checkpoint.data_range, provenance
-            )
-            save_model_checkpoint(paths[key], out)
-        write_state(paths["state"], result.state, run)
-        best = "n/a (no validation images)" if result.best_psnr is None else f"{result.best_psnr:.4f} dB"
-        print(f"{PROG}: {result.iterations} iterations; best validation PSNR {best} at iteration {result.best_iteration}")
-        print(f"{PROG}: wrote {paths['best']}, {paths['last']}, {paths['state']}, {paths['log']}")
-    return result
+    with exclusive_run(paths["state"], "OUT") if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            check_unchanged_since_checked(args, paths, state)
+            paths["best"].parent.mkdir(parents=True, exist_ok=True)
+            if state is None:
+                start_fresh(paths)
+            else:
+                truncate_log(paths["log"], int(state["iteration"]))  # records a killed run wrote after its state
+        result = fit(
+            model,
+            data.train,
+            data.val,
+            settings,
+            teacher=teacher,
+            state=state,
+            log=JsonlLog(paths["log"]) if rank == 0 else None,
+            save_state=lambda st: write_state(paths["state"], st, run),
+        )
+        if rank == 0:
+            for key, weights in (("best", result.best_state_dict), ("last", result.last_state_dict)):
+                provenance = build_provenance(args, run, data, settings, result, key)
+                out = ModelCheckpoint(
+                    checkpoint.arch, checkpoint.config, weights, checkpoint.scale, checkpoint.data_range, provenance
+                )
+                save_model_checkpoint(paths[key], out)
+            write_state(paths["state"], result.state, run)
+            best = "n/a (no validation images)" if result.best_psnr is None else f"{result.best_psnr:.4f} dB"
+            print(f"{PROG}: {result.iterations} iterations; best validation PSNR {best} at iteration {result.best_iteration}")
+            print(f"{PROG}: wrote {paths['best']}, {paths['last']}, {paths['state']}, {paths['log']}")
+        return result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

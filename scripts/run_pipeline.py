@@ -50,7 +50,7 @@ from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write, check_distinct, check_output_file, same_file, sha256_of  # noqa: E402
+from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of  # noqa: E402
 from utils.image import list_images  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
 
@@ -299,6 +299,11 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
     check_outputs(config, pending)
     check_devices(pending)
     Path(config.work_dir).mkdir(parents=True, exist_ok=True)
+    with exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"):
+        return _run_steps(config, steps, force, until)
+
+
+def _run_steps(config: PipelineConfig, steps: list[Step], force: bool, until: str | None) -> Path:
     target = Path(steps[-1][2][1])
     for stage, entry, argv in steps:
         target = Path(argv[1])

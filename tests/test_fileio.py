@@ -124,3 +124,17 @@ def test_folder_lock_serializes_read_merge_write(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert counter.read_text() == "8"
+
+
+def test_exclusive_run_refuses_a_second_run_and_frees_the_path_when_done(tmp_path: Path) -> None:
+    from utils.fileio import exclusive_run
+
+    out = tmp_path / "out.state.pth"
+    with exclusive_run(out, "OUT"):
+        first_claim_held = True
+        with pytest.raises(HarnessError, match=r"OUT .*out\.state\.pth: another run is using it now"), exclusive_run(out, "OUT"):
+            pass
+    assert first_claim_held
+    with exclusive_run(out, "OUT"):  # released at the end of the block
+        pass
+    assert not out.exists()

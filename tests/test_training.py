@@ -553,3 +553,14 @@ def test_cli_resume_after_a_kill_logs_each_iteration_once_and_leaves_no_temp_fil
     assert log_iterations(out) == list(range(10))
     assert not any(path.exists() for path in stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_cli_refuses_to_write_an_out_another_run_is_writing(workdir: Path, tmp_path: Path, capsys: Any) -> None:
+    from utils.fileio import exclusive_run
+
+    out = tmp_path / "busy.pth"
+    with exclusive_run(train_prfdn.output_paths(out)["state"], "OUT"):  # as a run in another process holds it
+        assert train_prfdn.cli(cli_args(workdir, out, "--iters", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "busy.state.pth: another run is using it now" in err, err
+    assert not any(p.exists() for p in train_prfdn.output_paths(out).values())

@@ -229,3 +229,27 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def exclusive_run(path: str | os.PathLike, label: str) -> Iterator[None]:
+    """Refuse (one line) to start while another process runs on ``path``; hold that claim until the block ends.
+
+    The claim is an advisory lock on a hidden file beside ``path`` (``.<name>.lock``), released by the system
+    when the process ends, however it ends, so a killed run never blocks the next one.
+    """
+    target = write_target(path)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f".{target.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HarnessError(f"{label} {path}: another run is using it now; wait for it to end") from None
+        yield
+    finally:
+        os.close(fd)
