@@ -56,10 +56,12 @@ def within_budget(values: dict[str, float], target_params: float | None, target_
 IMPORTANCES = ("taylor", "magnitude")
 
 
-def make_pruner(model: HelperPRFDN, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.MetaPruner:
+def make_pruner(model: HelperPRFDN, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.BasePruner:
+    """Torch-Pruning's pruner for ``model``: ``steps`` calls of ``step()`` take every channel group (local ranking)
+    linearly up to ``ratio`` of its channels, rounded down to multiples of ``round_to``."""
     example = torch.rand(1, model.cfg.in_nc, EXAMPLE_SIZE, EXAMPLE_SIZE) * 255.0
     scores = tp.importance.GroupTaylorImportance() if importance == "taylor" else tp.importance.GroupMagnitudeImportance(p=2)
-    return tp.pruner.MetaPruner(
+    return tp.pruner.BasePruner(
         model,
         example,
         importance=scores,
