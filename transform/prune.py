@@ -74,7 +74,7 @@ def smaller(values: dict[str, float], bound: dict[str, float]) -> bool:
 IMPORTANCES = ("taylor", "magnitude")
 
 
-def make_pruner(model: HelperPRFDN, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.BasePruner:
+def make_pruner(model: PRFDN, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.BasePruner:
     """Torch-Pruning's pruner for ``model``: ``steps`` calls of ``step()`` take every channel group (local ranking)
     linearly up to ``ratio`` of its channels, rounded down to multiples of ``round_to``."""
     example = torch.rand(1, model.cfg.in_nc, EXAMPLE_SIZE, EXAMPLE_SIZE) * 255.0
