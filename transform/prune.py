@@ -90,7 +90,7 @@ def make_pruner(model: PRFDN, ratio: float, steps: int, importance: str, round_t
     )
 
 
-def figures_at_ratio(model: HelperPRFDN, ratio: float, steps: int, round_to: int | None) -> dict[str, float]:
+def figures_at_ratio(model: PRFDN, ratio: float, steps: int, round_to: int | None) -> dict[str, float]:
     """``figures`` of ``model`` pruned in ``steps`` steps up to ``ratio``, leaving ``model`` untouched.
 
     How many channels a step removes from a group depends only on the group's widths, never on which channels
@@ -169,7 +169,7 @@ def _check_reachable(
 ) -> None:
     """Refuse, before any step, a ratio whose last step is still not smaller than the input or not within the budget."""
     if not smaller(at_ratio, bound):
-        converted = "" if pruning_form == bound else f"; pruning works on its dense form, {describe(pruning_form)}"
+        converted = f"; pruning works on its dense form, {describe(pruning_form)}" if smaller(bound, pruning_form) else ""
         raise HarnessError(
             f"--ratio {ratio} gives {describe(at_ratio)}, not smaller than the input ({describe(bound)}{converted}): "
             "give a higher --ratio (with --target_params / --target_flops the steps stop once within the budget)"
@@ -260,7 +260,7 @@ def _run(args: argparse.Namespace) -> None:
     if model is not merged:
         check_equivalent(merged, model, "concatenations as 1x1 convolutions")
     before = figures(merged)
-    grouped = isinstance(merged, PRFDN) and (merged.cfg.srfdb_groups > 1 or merged.cfg.rfdb_groups > 1)
+    grouped = merged.cfg.srfdb_groups > 1 or merged.cfg.rfdb_groups > 1
     if grouped:
         print(
             f"grouped input ({describe(before)}) converted to its dense form for pruning ({describe(figures(model))}): "
