@@ -18,9 +18,10 @@ from transform import reparam as reparam_stage
 from transform.architectures import BranchPRFDN, load_model, model_config
 from transform.common import max_abs_difference
 from transform.helpers import HelperPRFDN, fold_helpers, is_helper, with_helpers
-from transform.prune import figures, prune
+from transform.prune import figures, figures_at_ratio, prune, smaller
 from transform.reparam import merge_branches
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
+from utils.errors import HarnessError
 
 X = torch.rand(1, 3, 40, 44) * 255
 
@@ -232,3 +233,86 @@ def test_stage_clis_refuse_a_dst_that_is_an_input_and_bad_flags_before_any_work(
         assert not captured.out, captured.out  # no work done
     assert {path: path.read_bytes() for path in stage_checkpoints.values()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged_link.pth", "pruned_hard.pth"]
+
+
+# --- the input's own size is a budget: pruning never returns a network that is not smaller ------------------
+
+
+def _merged_checkpoint(path: Path, form: str) -> Path:
+    return _save(path, merge_branches(_small_branch(5, nf=8), form))
+
+
+def _exported_figures(path: Path) -> dict[str, float]:
+    return figures(load_model(read_model_checkpoint(path)))
+
+
+@pytest.mark.parametrize(
+    ("form", "ratio", "shrinks"), [("grouped", "0.3", False), ("grouped", "0.5", True), ("dense", "0.3", True)]
+)
+def test_pruning_never_grows_the_input(
+    form: str, ratio: str, shrinks: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grouped merge is about 3.4x smaller than the dense form pruning works on: a small ratio is refused
+    (one line, nothing written), a large enough one gives a smaller network; a dense input shrinks at any ratio."""
+    merged, out = _merged_checkpoint(tmp_path / "merged.pth", form), tmp_path / "pruned.pth"
+    code = prune_stage.main([str(merged), str(out), "--ratio", ratio, "--steps", "2", "--importance", "magnitude"])
+    output = capsys.readouterr()
+    assert ("converted to its dense form for pruning" in output.out) == (form == "grouped")
+    if shrinks:
+        assert code == 0
+        before, after = _exported_figures(merged), _exported_figures(out)
+        assert after["params_M"] < before["params_M"] and after["flops_G"] < before["flops_G"]
+        assert read_model_checkpoint(out).provenance["input_form"] == form
+    else:
+        assert code == 2 and not out.exists() and "step 1/2" not in output.out
+        error = output.err.strip()
+        assert len(error.splitlines()) == 1 and f"--ratio {ratio} gives" in error and "not smaller than the input" in error
+        assert "transform.reparam --form dense" in error
+
+
+def test_readme_stage_commands_with_defaults_shrink(tmp_path: Path) -> None:
+    """``transform.reparam`` in its default (grouped) form, then ``transform.prune`` with only ``--ratio``, then export."""
+    paths = {name: tmp_path / f"{name}.pth" for name in ("merged", "pruned", "final")}
+    branch = _save(tmp_path / "branch.pth", _small_branch(5, nf=8))
+    assert reparam_stage.main([str(branch), str(paths["merged"])]) == 0
+    assert read_model_checkpoint(paths["merged"]).config["rfdb_groups"] == 4
+    assert prune_stage.main([str(paths["merged"]), str(paths["pruned"]), "--ratio", "0.5"]) == 0
+    assert export_stage.main([str(paths["pruned"]), str(paths["final"])]) == 0
+    before, after = _exported_figures(paths["merged"]), _exported_figures(paths["final"])
+    assert after["params_M"] < before["params_M"] and after["flops_G"] < before["flops_G"]
+
+
+def test_budget_above_the_input_stops_once_smaller_than_the_input(tmp_path: Path) -> None:
+    """A budget the grouped input already meets: the steps still go on until the network is smaller than the input."""
+    merged, out = _merged_checkpoint(tmp_path / "merged.pth", "grouped"), tmp_path / "pruned.pth"
+    argv = ["--target_params", "1e9", "--ratio", "0.8", "--steps", "4", "--importance", "magnitude"]
+    assert prune_stage.main([str(merged), str(out), *argv]) == 0
+    record = read_model_checkpoint(out).provenance
+    assert record["after"]["params_M"] < record["before"]["params_M"] and record["after"]["flops_G"] < record["before"]["flops_G"]
+    # steps at 0.2 and 0.4 of the dense form are still larger than the grouped input; 0.6 is the first below it
+    assert [h["params_M"] < record["before"]["params_M"] for h in record["history"]] == [False, False, False, True]
+    assert record["steps_done"] == 3
+
+
+def test_unreachable_budget_is_refused_before_any_step(capsys: pytest.CaptureFixture[str]) -> None:
+    helper = with_helpers(merge_branches(_small_branch(5, nf=8), "dense"))
+    with pytest.raises(HarnessError, match=r"budget not reached at --ratio 0.2: its last step gives"):
+        prune(helper, ratio=0.2, steps=2, target_params=100)
+    assert "step 1/2" not in capsys.readouterr().out
+
+
+def test_same_size_is_not_smaller() -> None:
+    size = {"params_M": 0.5, "flops_G": 30.0}
+    assert not smaller(size, size)
+    assert not smaller({"params_M": 0.4, "flops_G": 30.0}, size) and not smaller({"params_M": 0.5, "flops_G": 20.0}, size)
+    assert smaller({"params_M": 0.4, "flops_G": 20.0}, size)
+
+
+def test_widths_do_not_depend_on_the_ranking() -> None:
+    """What the up-front check relies on: the same schedule ranked by magnitude on a copy gives the size of any run."""
+    helper = with_helpers(merge_branches(_small_branch(5, nf=8), "dense"))
+    predicted = figures_at_ratio(helper, 0.5, 3, round_to=4)
+    torch.manual_seed(0)
+    calibration = (torch.rand(2, 3, 20, 20) * 255, torch.rand(2, 3, 80, 80) * 255)
+    pruned, history = prune(helper, ratio=0.5, steps=3, round_to=4, importance="taylor", calibration=calibration)
+    assert predicted == figures(pruned) == {k: v for k, v in history[-1].items() if k != "step"}

@@ -1,12 +1,26 @@
 """The pruning form of PRFDN: every concatenation replaced by an equivalent sum of 1x1 convolutions, and back.
 
-Torch-Pruning's dependency graph sees convolutions and additions exactly; a concatenation hides which
-output channel came from which input. So, before pruning, ``cat(a, b, ...) -> conv`` becomes
-``conv(P_a a + P_b b + ...)`` where each placement conv ``P`` (1x1, no bias, weights 0/1) puts its part
-at its offset. Two places have concatenations: the parts fused by ``c5`` inside each block, and the
-``join`` of the skip features with the SRFDB output in front of the RFDB. (The merged model has no split:
-its two head convs read the input directly.) Placement weights are frozen (never trained), so after pruning
-they are still 0/1 matrices with at most one 1 per row, which is what makes the fold back exact:
+Before pruning, ``cat(a, b, ...) -> conv`` becomes ``conv(P_a a + P_b b + ...)`` where each placement conv ``P``
+(1x1, no bias, weights 0/1) puts its part at its offset (the original method's step). Two places have
+concatenations: the parts fused by ``c5`` inside each block, and the ``join`` of the skip features with the
+SRFDB output in front of the RFDB. (The merged model has no split: its two head convs read the input directly.)
+
+Why: not because Torch-Pruning cannot follow a concatenation. Version 1.6 tracks ``torch.cat`` and maps channel
+indices through it; the plain dense PRFDN prunes correctly. What the placements change is which widths are
+chosen together. Through a concatenation, the consumer's input channels are the producers' output channels:
+the RFDB's input (and residual) channels form one coupled group with the skip path (``head_skip``, ``LR_conv``,
+the upsampler's input) and the SRFDB's output, so the RFDB's width is the skip width plus the SRFDB's, and c5's
+inputs are the parts' outputs. With placements, a consumer's input and each producer's output are separate
+groups (24 instead of 21 in the merged network), each pruned on its own ranking. Measured on the official
+RFDN's dense merge pruned to 317,000 params (docs/pruning.md): both forms reach the same widths (RFDB 79
+against 78 channels, all else equal) and the same quality right after pruning (Taylor: 26.70 against
+26.71 dB on the built-in images), and only the placement form leaves channels that the exported network
+computes for nothing or reads as zeros (15 of the RFDB's 79 inputs read a pruned-away source; 10 of the
+SRFDB's 59 outputs and 15 of the 156 parts the RFDB's c5 fuses are never read). The form is kept as the
+method's step; its freedom (a consumer's width not tied to its producers') bought nothing measurable here.
+
+Placement weights are frozen (never trained), so after pruning they are still 0/1 matrices with at most one 1
+per row, which is what makes the fold back exact:
 
 - placements before ``c5`` fold into ``c5`` (a product of linear maps): c5 reads the concatenated parts;
 - the join becomes a concatenation followed, where pruning dropped or reordered channels, by a gather

@@ -5,7 +5,7 @@
     python -m transform.prune MERGED.pth OUT.pth --target_params 317000 [--steps S] ...   # budget instead of ratio
 
 First every concatenation becomes summed 1x1 placement convolutions (``transform.helpers``; checked exact on
-a real image), so the dependency graph sees exact channel couplings. Then ``S`` pruning steps remove channels,
+a real image; the reason is measured there). Then ``S`` pruning steps remove channels (``tp.pruner.BasePruner``),
 each followed by ``K`` fine-tuning iterations with the training loop of ``train_prfdn.py``
 (``--finetune_iters 0``: prune only). Channels are ranked by ``--importance``: ``taylor`` (default;
 first-order |weight x gradient| of the L1 loss on ``--calibration_patches`` training patches, recomputed
@@ -15,11 +15,19 @@ fine-tuning scores far lower by magnitude than by Taylor importance (figures in 
 conv keeps its 48 output channels (PixelShuffle needs them). With ``--target_params`` / ``--target_flops`` the
 steps go on (up to ``--ratio``) until the exported network fits the budget. The output is the pruning form
 (``prfdn_helpers``); ``transform.export`` folds the placement convs back.
+
+Pruning works on the dense form: a grouped merge is converted first (the output says so, with both sizes).
+``--ratio`` is the share of every coupled channel group's channels that the last step removes. The input's own
+size is a budget, too: the result always has fewer parameters and FLOPs than the input (once exported). A
+grouped merge is about 3.4 times smaller than its dense form (zero blocks), so a small ``--ratio`` cannot get
+below it (the official RFDN's grouped merge needs about 0.47). Such a ratio, or a budget that the last step at
+``--ratio`` does not reach, is refused in one line before any step, writing nothing. See docs/pruning.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +42,7 @@ from training.flags import add_setting_arguments
 from training.loop import TrainSettings, default_lr, fit
 from transform.architectures import load_model, load_teacher
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
-from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, rebuild, with_helpers
+from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, is_helper, rebuild, with_helpers
 from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
 from utils.inference import resolve_device
@@ -45,10 +53,15 @@ EXAMPLE_SIZE = 64  # LR pixels of the tracing input (ESA needs at least 15)
 
 
 def figures(model: HelperPRFDN | PRFDN) -> dict[str, float]:
-    """Params (M) and FLOPs (G, 3x256x256) of the network this becomes after export (placements folded)."""
-    final = fold_helpers(model) if isinstance(model, HelperPRFDN) else model
-    summary = summarize(final)
+    """Params (M) and FLOPs (G, 3x256x256) of the network this becomes after export (placements folded).
+    Counted on a copy on the "meta" device: the same figures as a real forward pass, without its arithmetic."""
+    final = fold_helpers(model) if isinstance(model, HelperPRFDN) else copy.deepcopy(model)
+    summary = summarize(final.to("meta"))
     return {"params_M": summary.num_parameters / 1e6, "flops_G": summary.flops / 1e9}
+
+
+def describe(values: dict[str, float]) -> str:
+    return f"{values['params_M']:.4f} M params, {values['flops_G']:.2f} G FLOPs"
 
 
 def within_budget(values: dict[str, float], target_params: float | None, target_flops: float | None) -> bool:
@@ -57,14 +70,21 @@ def within_budget(values: dict[str, float], target_params: float | None, target_
     return params_ok and flops_ok
 
 
+def smaller(values: dict[str, float], bound: dict[str, float]) -> bool:
+    """Whether ``values`` has fewer parameters and fewer FLOPs than ``bound`` (the same size is not smaller)."""
+    return values["params_M"] < bound["params_M"] and values["flops_G"] < bound["flops_G"]
+
+
 FINETUNE_FLAGS = ("distill_weight", "batch_size", "patch_size", "lr", "seed", "device", "amp")
 IMPORTANCES = ("taylor", "magnitude")
 
 
-def make_pruner(model: HelperPRFDN, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.MetaPruner:
+def make_pruner(model: PRFDN, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.BasePruner:
+    """Torch-Pruning's pruner for ``model``: ``steps`` calls of ``step()`` take every channel group (local ranking)
+    linearly up to ``ratio`` of its channels, rounded down to multiples of ``round_to``."""
     example = torch.rand(1, model.cfg.in_nc, EXAMPLE_SIZE, EXAMPLE_SIZE) * 255.0
     scores = tp.importance.GroupTaylorImportance() if importance == "taylor" else tp.importance.GroupMagnitudeImportance(p=2)
-    return tp.pruner.MetaPruner(
+    return tp.pruner.BasePruner(
         model,
         example,
         importance=scores,
@@ -73,6 +93,19 @@ def make_pruner(model: HelperPRFDN, ratio: float, steps: int, importance: str, r
         ignored_layers=[model.upsampler[0]],  # PixelShuffle needs out_nc * scale^2 channels
         round_to=round_to,
     )
+
+
+def figures_at_ratio(model: PRFDN, ratio: float, steps: int, round_to: int | None) -> dict[str, float]:
+    """``figures`` of ``model`` pruned in ``steps`` steps up to ``ratio``, leaving ``model`` untouched.
+
+    How many channels a step removes from a group depends only on the group's widths, never on which channels
+    rank lowest, so the same schedule ranked by magnitude on a copy gives the widths (and size) of any run.
+    """
+    trial = copy.deepcopy(model)
+    pruner = make_pruner(trial, ratio, steps, "magnitude", round_to)
+    for _ in range(steps):
+        pruner.step()
+    return figures(trial)
 
 
 def compute_gradients(model: nn.Module, calibration: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -96,16 +129,24 @@ def prune(
     target_params: float | None = None,
     target_flops: float | None = None,
     round_to: int | None = None,
+    smaller_than: dict[str, float] | None = None,
 ) -> tuple[HelperPRFDN, list[dict[str, Any]]]:
     """Prune ``model`` in ``steps`` steps up to ``ratio`` (or until within the budget), calling
-    ``finetune(model, step)`` after each step. Returns the pruned model (fresh, consistent) and a step log."""
+    ``finetune(model, step)`` after each step. Returns the pruned model (fresh, consistent) and a step log.
+
+    The result is always smaller (fewer parameters and FLOPs, once exported) than ``smaller_than``, the input's
+    figures (default: ``model``'s own): a budget run stops at the first step within both, and a ratio that cannot
+    get below it is refused before any step.
+    """
     if importance not in IMPORTANCES:
         raise HarnessError(f"--importance {importance}: expected one of {', '.join(IMPORTANCES)}")
     if importance == "taylor" and calibration is None:
         raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
     budget = target_params is not None or target_flops is not None
-    pruner = make_pruner(model, ratio, steps, importance, round_to)
     history = [{"step": 0, **figures(model)}]
+    bound = history[0] if smaller_than is None else smaller_than
+    _check_reachable(figures_at_ratio(model, ratio, steps, round_to), history[0], bound, ratio, target_params, target_flops)
+    pruner = make_pruner(model, ratio, steps, importance, round_to)
     for step in range(1, steps + 1):
         if importance == "taylor":
             compute_gradients(model, calibration)
@@ -115,12 +156,32 @@ def prune(
         if finetune is not None:
             finetune(model, step)
         history.append({"step": step, **figures(model)})
-        print(f"step {step}/{steps}: {history[-1]['params_M']:.4f} M params, {history[-1]['flops_G']:.2f} G FLOPs")
-        if budget and within_budget(history[-1], target_params, target_flops):
+        print(f"step {step}/{steps}: {describe(history[-1])}")
+        if budget and within_budget(history[-1], target_params, target_flops) and smaller(history[-1], bound):
             break
-    if budget and not within_budget(history[-1], target_params, target_flops):
-        raise HarnessError(f"budget not reached at --ratio {ratio}: {history[-1]}; raise --ratio or --steps")
+    if not smaller(history[-1], bound) or (budget and not within_budget(history[-1], target_params, target_flops)):
+        raise HarnessError(f"pruning ended at {describe(history[-1])}, outside the budget or not smaller than the input")
     return rebuild(model), history
+
+
+def _check_reachable(
+    at_ratio: dict[str, float],
+    pruning_form: dict[str, float],
+    bound: dict[str, float],
+    ratio: float,
+    target_params: float | None,
+    target_flops: float | None,
+) -> None:
+    """Refuse, before any step, a ratio whose last step is still not smaller than the input or not within the budget."""
+    if not smaller(at_ratio, bound):
+        converted = f"; pruning works on its dense form, {describe(pruning_form)}" if smaller(bound, pruning_form) else ""
+        raise HarnessError(
+            f"--ratio {ratio} gives {describe(at_ratio)}, not smaller than the input ({describe(bound)}{converted}): "
+            "give a higher --ratio (with --target_params / --target_flops the steps stop once within the budget)"
+            + (", or prune a dense merge (transform.reparam --form dense)" if converted else "")
+        )
+    if not within_budget(at_ratio, target_params, target_flops):
+        raise HarnessError(f"budget not reached at --ratio {ratio}: its last step gives {describe(at_ratio)}; raise --ratio")
 
 
 def _training_data(args: argparse.Namespace, student: ModelCheckpoint) -> TrainData | None:
@@ -213,6 +274,12 @@ def _run(args: argparse.Namespace) -> None:
     if model is not merged:
         check_equivalent(merged, model, "concatenations as 1x1 convolutions")
     before = figures(merged)
+    grouped = merged.cfg.srfdb_groups > 1 or merged.cfg.rfdb_groups > 1
+    if grouped:
+        print(
+            f"grouped input ({describe(before)}) converted to its dense form for pruning ({describe(figures(model))}): "
+            "--ratio applies to the dense form; the result must still be smaller than the input"
+        )
     data = _training_data(args, parent)
     calibration = _calibration(data, args.calibration_patches) if data is not None and args.importance == "taylor" else None
     pruned, history = prune(
@@ -225,12 +292,12 @@ def _run(args: argparse.Namespace) -> None:
         target_params=args.target_params,
         target_flops=args.target_flops,
         round_to=args.round_to,
+        smaller_than=before,
     )
     after = {key: value for key, value in history[-1].items() if key != "step"}  # measured on the same weights
-    print(f"before: {before['params_M']:.4f} M params, {before['flops_G']:.2f} G FLOPs (3x256x256)")
-    dense = history[0]
-    print(f"dense pruning form: {dense['params_M']:.4f} M params, {dense['flops_G']:.2f} G FLOPs (what the ratio applies to)")
-    print(f"after:  {after['params_M']:.4f} M params, {after['flops_G']:.2f} G FLOPs (once exported)")
+    print(f"before: {describe(before)} (3x256x256)")
+    placements = sum(p.numel() for name, p in pruned.named_parameters() if is_helper(name))
+    print(f"after:  {describe(after)} once exported (the checkpoint also holds {placements:,} placement weights, folded away)")
     record = provenance(
         "pruned",
         args.src,
@@ -247,13 +314,18 @@ def _run(args: argparse.Namespace) -> None:
         history=history,
         data=None if data is None else data.description,
         importance=args.importance,
+        input_form="grouped" if grouped else "dense",
     )
     write_stage_output(args.dst, pruned, parent, record)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--ratio", type=float, default=0.5, help="channel pruning ratio of the dense form (budget mode: the most allowed)"
+        "--ratio",
+        type=float,
+        default=0.5,
+        help="share of each channel group to remove, in the dense form (budget mode: the most allowed); "
+        "the result must be smaller than the input",
     )
     parser.add_argument("--steps", type=int, default=4, help="pruning steps (default 4)")
     parser.add_argument("--target_params", type=float, default=None, help="prune until at most this many parameters")
