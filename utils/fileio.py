@@ -235,8 +235,9 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
 def exclusive_run(path: str | os.PathLike, label: str) -> Iterator[None]:
     """Refuse (one line) to start while another process runs on ``path``; hold that claim until the block ends.
 
-    The claim is an advisory lock on a hidden file beside ``path`` (``.<name>.lock``), released by the system
-    when the process ends, however it ends, so a killed run never blocks the next one.
+    The claim is an advisory lock on a hidden file beside ``path`` (``.<name>.lock``), removed at the end; the
+    system releases the lock when the process ends, however it ends, so a killed run never blocks the next one
+    (its file stays, and the next run takes it over).
     """
     target = write_target(path)
     if fcntl is None:  # pragma: no cover - Windows
@@ -244,12 +245,20 @@ def exclusive_run(path: str | os.PathLike, label: str) -> Iterator[None]:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f".{target.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise HarnessError(f"{label} {path}: another run is using it now; wait for it to end") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
+                break  # the claim is on the file that is there (not on one its last holder just removed)
+        os.close(fd)
+    try:
         yield
     finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()  # removed while still held, so the next run claims a fresh file
         os.close(fd)
