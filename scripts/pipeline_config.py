@@ -4,9 +4,10 @@
 dataclass per section, the training sections with their later learning-rate phases (``then``). Refused with one
 line naming the file and the key: a file that is not one JSON object, a key given twice, an unknown key (the known
 ones are listed), a value of the wrong type (``true`` and ``"100"`` are not numbers, ``null`` is no value: omit the
-key for the stage's default), NaN or Infinity, and a value out of range. Each stage's flags are then parsed by the
-stage's own command-line parser and checked by the stage's own checks, without running it, so the stages and the
-config cannot disagree on what is valid. Paths are checked here for their type only: whether the inputs are there
+key for the stage's default), NaN or Infinity, and a value out of range. Each stage's arguments are then made as
+its command line would make them (its parser's defaults, then the config's typed values: no round trip through
+strings) and checked by the stage's own checks, without running it, so the stages and the config cannot disagree
+on what is valid; ``scripts/run_pipeline.py`` calls each stage with these arguments. Paths are checked here for their type only: whether the inputs are there
 and the outputs can be written depends on which stages run, and ``scripts/run_pipeline.py`` checks it before the
 first one.
 """
@@ -14,8 +15,6 @@ first one.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import math
 import re
@@ -153,49 +152,57 @@ class PipelineConfig:
     final_training: TrainingSection | None = None
     final_tuning: TrainingSection | None = None
 
-    def data_flags(self, teacher: bool = True) -> list[str]:
-        """The data section as flags (without ``--teacher`` for a stage whose teacher is another flag)."""
+    def data_options(self, teacher: bool = True) -> dict[str, Any]:
+        """The data section's values (without ``teacher`` for a stage whose teacher is another flag)."""
         options = given(self.data)
         if not teacher:
             options.pop("teacher", None)
-        return flags(options)
+        return options
 
-    def feature_fit_argv(self, src: str, dst: str) -> list[str]:
-        """``transform.feature_fit``'s argv; its teacher is ``--rfdn``, so the data section's is left out."""
+    def feature_fit_args(self, src: str, dst: str) -> argparse.Namespace:
+        """``transform.feature_fit``'s arguments; its teacher is ``--rfdn``, so the data section's is left out."""
         assert self.feature_fit is not None
-        return [src, dst, "--rfdn", self.rfdn, *self.data_flags(teacher=False), *flags(given(self.feature_fit))]
+        options = {"rfdn": self.rfdn, **self.data_options(teacher=False), **given(self.feature_fit)}
+        return stage_args(feature_fit.parse_args, [src, dst, "--rfdn", self.rfdn], options)
 
-    def training_argvs(self, section: str, src: str, dst: str) -> list[list[str]]:
-        """``train_prfdn.py``'s argv per phase of ``section``; the later phases continue the run (``--resume``)."""
+    def training_args(self, section: str, src: str, dst: str) -> list[argparse.Namespace]:
+        """``train_prfdn.py``'s arguments per phase of ``section``; the later phases continue the run (``resume``)."""
         phases = getattr(self, section).phases()
-        argvs = [[src, dst, *self.data_flags(), *flags(given(phase))] for phase in phases]
-        for argv in argvs[1:]:
-            argv.append("--resume")
-        return argvs
+        runs = [stage_args(train_prfdn.parse_args, [src, dst], {**self.data_options(), **given(phase)}) for phase in phases]
+        for args in runs[1:]:
+            args.resume = True
+        return runs
 
-    def reparam_argv(self, src: str, dst: str) -> list[str]:
-        return [src, dst, *flags(given(self.reparam))]
+    def reparam_args(self, src: str, dst: str) -> argparse.Namespace:
+        return stage_args(reparam.parse_args, [src, dst], given(self.reparam))
 
-    def prune_argv(self, src: str, dst: str) -> list[str]:
-        return [src, dst, *self.data_flags(), *flags(given(self.prune))]
+    def prune_args(self, src: str, dst: str) -> argparse.Namespace:
+        return stage_args(prune.parse_args, [src, dst], {**self.data_options(), **given(self.prune)})
+
+
+def stage_args(
+    parse_args: Callable[[list[str]], argparse.Namespace], positional: list[str], options: dict[str, Any]
+) -> argparse.Namespace:
+    """A stage's arguments as its command line would give them: its parser's defaults, then the config's typed
+    values (no round trip through strings). The sections name only the stage's own flags (a test holds them so)."""
+    args = parse_args(positional)
+    for key, value in options.items():
+        if not hasattr(args, key):
+            raise HarnessError(f"{key}: not a flag of this stage")
+        setattr(args, key, list(value) if isinstance(value, tuple) else value)
+    return args
 
 
 def given(section: Any) -> dict[str, Any]:
-    """The fields of a section that the config gives (not None)."""
-    return {f.name: getattr(section, f.name) for f in fields(section) if getattr(section, f.name) is not None}
-
-
-def flags(options: dict[str, Any]) -> list[str]:
-    """``{"iters": 10, "train_dir": ["a", "b"], "amp": true}`` -> ``--iters 10 --train_dir a b --amp``."""
-    argv: list[str] = []
-    for key, value in options.items():
-        if value is None or value is False:
-            continue
-        argv.append(f"--{key}")
-        if value is True:
-            continue
-        argv.extend(str(v) for v in value) if isinstance(value, list | tuple) else argv.append(str(value))
-    return argv
+    """The fields of a section that the config gives (not None), as the stage's flags read them (a number as a
+    float where the flag takes one)."""
+    kinds = typing.get_type_hints(type(section))
+    values = {}
+    for f in fields(section):
+        value = getattr(section, f.name)
+        if value is not None:
+            values[f.name] = float(value) if _field_kind(kinds[f.name]) is float else value
+    return values
 
 
 # --- reading --------------------------------------------------------------------------------------------------
@@ -304,7 +311,7 @@ def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any
         raise HarnessError(f"{where} {value}: a path may not start with '-' (write ./{value})")
     if path and "\0" in value:
         raise HarnessError(f"{where}: a path may not hold a NUL character")
-    return value  # an integer stays one where a number goes (the stage's flag reads it as it read it before)
+    return value  # an integer stays one where a number goes (``given`` hands it to the stage as a float)
 
 
 def _field_kind(annotation: Any) -> Any:
@@ -461,18 +468,6 @@ def in_config_words(message: str, where: str) -> str:
     return re.sub(r"--([a-z_]+)", key, message)
 
 
-def parse_stage_flags(parse_args: Callable[[list[str]], argparse.Namespace], argv: list[str], where: str) -> argparse.Namespace:
-    """The stage's own parser on ``argv``; its error (argparse prints usage, then exits) as one line."""
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            return parse_args(argv)
-    except SystemExit:
-        lines = stderr.getvalue().strip().splitlines()
-        message = lines[-1].split(": error: ")[-1] if lines else "bad flags"
-        raise HarnessError(in_config_words(message, where)) from None
-
-
 def run_stage_check(check: Callable[[], None], where: str) -> None:
     try:
         check()
@@ -487,24 +482,27 @@ def training_settings(args: argparse.Namespace) -> TrainSettings:
 
 
 def check_stage_flags(config: PipelineConfig) -> None:
-    """Every stage's flags through the stage's own parser and checks, without running it."""
+    """Every stage's arguments through the stage's own checks, without running it (devices are checked for the
+    stages about to run only, so a GPU config parses anywhere)."""
     src, dst = "SRC.pth", "DST.pth"
     if config.feature_fit is not None:
-        args = parse_stage_flags(feature_fit.parse_args, config.feature_fit_argv(src, dst), "feature_fit")
-        args.device = None  # devices are checked for the stages about to run only (a GPU config parses anywhere)
+        args = config.feature_fit_args(src, dst)
+        args.device = None
         run_stage_check(lambda: feature_fit._check_arguments(args), "feature_fit")
     for section in TRAINING_SECTIONS:
         if getattr(config, section) is None:
             continue
-        for index, argv in enumerate(config.training_argvs(section, src, dst)):
+        for index, args in enumerate(config.training_args(section, src, dst)):
             where = phase_location(section, index)
-            settings = training_settings(parse_stage_flags(train_prfdn.parse_args, argv, where))
+            settings = training_settings(args)
             run_stage_check(settings.check, where)
             if settings.distill_weight > 0 and config.data.teacher is None:
                 raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
-    parse_stage_flags(reparam.parse_args, config.reparam_argv(src, dst), "reparam")
-    args = parse_stage_flags(prune.parse_args, config.prune_argv(src, dst), "prune")
-    args.device = None  # as above
+    form = config.reparam_args(src, dst).form
+    if form not in reparam.FORMS:
+        raise HarnessError(f"argument reparam.form: invalid choice: {form!r} (choose from {', '.join(reparam.FORMS)})")
+    args = config.prune_args(src, dst)
+    args.device = None
     run_stage_check(lambda: prune._check_arguments(args), "prune")
     lr = args.lr if args.lr is not None else default_lr("prfdn_helpers")
     finetuning = TrainSettings(

@@ -2,7 +2,7 @@
 
     python scripts/run_pipeline.py configs/x4.json [--force] [--from STAGE] [--until STAGE]
 
-Stages, each writing WORK_DIR/<stage>.pth through the stage's own CLI:
+Stages, each writing WORK_DIR/<stage>.pth, called as functions with the config's typed values as their arguments:
 branch (transform.branch) -> branch_fitted (transform.feature_fit; skipped without a ``feature_fit``
 section or when its ``iters`` is 0) -> branch_trained (train_prfdn.py) -> merged (transform.reparam)
 -> merged_trained (train_prfdn.py, skipped when its ``iters`` is 0) -> pruned (transform.prune)
@@ -34,6 +34,7 @@ import argparse
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,13 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from pipeline_config import PipelineConfig, parse_config, read_config_json, read_paths  # noqa: E402
-from pipeline_config import flags as flags  # noqa: E402  (part of this module's interface)
 
 import train_prfdn  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
-from utils.errors import HarnessError  # noqa: E402
+from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of  # noqa: E402
 from utils.image import list_images  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
@@ -66,11 +66,28 @@ STAGES = (
     "final_tuned",
 )
 TRAINED_STAGES = ("branch_trained", "merged_trained", "final_trained", "final_tuned")  # train_prfdn.py's outputs
-Step = tuple[str, Callable[[list[str]], int], list[str]]  # (stage, entry point, argv: SRC DST flags...)
-STAGE_PARSERS: dict[Callable[[list[str]], int], Callable[[list[str]], argparse.Namespace]] = {
-    train_prfdn.cli: train_prfdn.parse_args,
-    **{module.main: module.parse_args for module in (branch, feature_fit, reparam, prune, export)},
-}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage to run: the function that runs it (raising HarnessError on bad input, KeyboardInterrupt or
+    TrainingInterruptedError when stopped) and its arguments, as its command line would give them."""
+
+    stage: str
+    run: Callable[[argparse.Namespace], Any]
+    args: argparse.Namespace
+
+    @property
+    def trains(self) -> bool:
+        return self.run is train_prfdn.main
+
+    @property
+    def src(self) -> Path:
+        return Path(self.args.src)
+
+    @property
+    def dst(self) -> Path:
+        return Path(self.args.out if self.trains else self.args.dst)
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -81,22 +98,22 @@ def load_config(path: str) -> dict[str, Any]:
 
 
 def plan(config: PipelineConfig) -> list[Step]:
-    """(stage, entry point, argv) for every stage to run, in order."""
+    """Every stage to run, in order, with its arguments."""
     work = Path(config.work_dir)
     out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
-    steps: list[Step] = [("branch", branch.main, [config.rfdn, out["branch"]])]
+    steps = [Step("branch", branch.CLI.execute, branch.parse_args([config.rfdn, out["branch"]]))]
     branched = out["branch"]
     if config.feature_fit is not None:
-        steps.append(("branch_fitted", feature_fit.main, config.feature_fit_argv(branched, out["branch_fitted"])))
+        steps.append(Step("branch_fitted", feature_fit.CLI.execute, config.feature_fit_args(branched, out["branch_fitted"])))
         branched = out["branch_fitted"]
     steps += training_steps(config, "branch_training", "branch_trained", branched, out["branch_trained"])
-    steps.append(("merged", reparam.main, config.reparam_argv(out["branch_trained"], out["merged"])))
+    steps.append(Step("merged", reparam.CLI.execute, config.reparam_args(out["branch_trained"], out["merged"])))
     merged = out["merged"]
     if config.merged_training is not None:
         steps += training_steps(config, "merged_training", "merged_trained", merged, out["merged_trained"])
         merged = out["merged_trained"]
-    steps.append(("pruned", prune.main, config.prune_argv(merged, out["pruned"])))
-    steps.append(("final", export.main, [out["pruned"], out["final"]]))
+    steps.append(Step("pruned", prune.CLI.execute, config.prune_args(merged, out["pruned"])))
+    steps.append(Step("final", export.CLI.execute, export.parse_args([out["pruned"], out["final"]])))
     final = out["final"]
     for stage, section in (("final_trained", "final_training"), ("final_tuned", "final_tuning")):
         if getattr(config, section) is not None:
@@ -108,16 +125,16 @@ def plan(config: PipelineConfig) -> list[Step]:
 def training_steps(config: PipelineConfig, section: str, stage: str, src: str, dst: str) -> list[Step]:
     """One train_prfdn.py step, and one ``--resume`` step per later lr phase in ``then`` (each phase's flags
     override those before it; a changed lr makes train_prfdn.py start a new lr phase of the same run)."""
-    return [(stage, train_prfdn.cli, argv) for argv in config.training_argvs(section, src, dst)]
+    return [Step(stage, train_prfdn.main, args) for args in config.training_args(section, src, dst)]
 
 
-def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
+def step_done(step: Step) -> bool:
     """A step is done when its output exists and, for training, its kept state (if any) has reached the step's
     iterations (a later lr phase, or iters raised in the config, goes on with the same run) and the output was
     written at them; a training step whose state is already past it (a later phase ran) is done even where its
     output is not there."""
-    target = Path(argv[1])
-    if entry is not train_prfdn.cli:
+    target = step.dst
+    if not step.trains:
         return target.exists()
     state_path = train_prfdn.output_paths(target)["state"]
     if not state_path.is_file():
@@ -126,7 +143,7 @@ def step_done(entry: Callable[[list[str]], int], argv: list[str]) -> bool:
         state = train_prfdn.read_state(state_path)
     except HarnessError as err:
         raise HarnessError(str(err).removeprefix("--resume: ")) from None
-    wanted = train_prfdn.parse_args(argv).iters or state["settings"]["iters"]
+    wanted = step.args.iters or state["settings"]["iters"]
     if state["iteration"] != wanted or not target.exists():
         return state["iteration"] > wanted
     # a state stopped exactly at this phase's end beside an earlier phase's output: resuming writes the output
@@ -148,16 +165,16 @@ def check_made_from(target: Path, parent: Path, stage: str) -> None:
 def next_stage(steps: list[Step]) -> tuple[str | None, list[Path]]:
     """The stage after the last one whose output exists (None when that is the last stage), and the files a
     machine needs to run it with ``--from``: its input, and the state and log of an interrupted training."""
-    done = [i for i, (_, entry, argv) in enumerate(steps) if step_done(entry, argv)]
+    done = [i for i, step in enumerate(steps) if step_done(step)]
     following = done[-1] + 1 if done else 0
     if following == len(steps):
         return None, []
-    stage, entry, argv = steps[following]
-    files = [Path(argv[0])]
-    if entry is train_prfdn.cli:
-        paths = train_prfdn.output_paths(argv[1])
+    step = steps[following]
+    files = [step.src]
+    if step.trains:
+        paths = train_prfdn.output_paths(step.dst)
         files += [path for path in (paths["best"], paths["state"], paths["log"]) if path.exists()]
-    return stage, files
+    return step.stage, files
 
 
 def stage_files(work_dir: str | Path) -> dict[str, Path]:
@@ -172,14 +189,14 @@ def stage_files(work_dir: str | Path) -> dict[str, Path]:
     return files
 
 
-def written_by(entry: Callable[[list[str]], int], argv: list[str]) -> list[Path]:
+def written_by(step: Step) -> list[Path]:
     """The files one step writes."""
-    return list(train_prfdn.output_paths(argv[1]).values()) if entry is train_prfdn.cli else [Path(argv[1])]
+    return list(train_prfdn.output_paths(step.dst).values()) if step.trains else [step.dst]
 
 
 def select_steps(steps: list[Step], start: str | None, until: str | None) -> list[Step]:
     """The steps from ``--from`` to ``--until`` (each included, with all of its lr phases)."""
-    names = [stage for stage, _, _ in steps]
+    names = [step.stage for step in steps]
     for flag, stage in (("--until", until), ("--from", start)):
         if stage is not None and stage not in names:
             raise HarnessError(f"{flag} {stage}: this config skips that stage (its section's iters is 0 or missing)")
@@ -210,7 +227,7 @@ def check_image_folder(label: str, folder: str) -> None:
 
 def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
     """What the stages to run read, before the first one: the RFDN, the data folders, the teacher."""
-    stages = {stage for stage, _, _ in pending}
+    stages = {step.stage for step in pending}
     if stages & {"branch", "branch_fitted"}:
         read_checkpoint_input("rfdn", config.rfdn)
     if stages - {"branch", "merged", "final"}:  # stages that read training images
@@ -234,8 +251,8 @@ def check_outputs(config: PipelineConfig, pending: list[Step]) -> None:
     outputs = {"output": config.output, **{f"the stage file {name}": path for name, path in stage_files(work).items()}}
     inputs = {"rfdn": config.rfdn, "data.teacher": config.data.teacher, "the config": config.source}
     check_distinct(outputs, inputs)
-    for _, entry, argv in pending:
-        for path in written_by(entry, argv):
+    for step in pending:
+        for path in written_by(step):
             check_output_file(path, "work_dir")
     output = check_output_file(config.output, "output")
     if output.exists():
@@ -249,12 +266,11 @@ def check_outputs(config: PipelineConfig, pending: list[Step]) -> None:
 
 def check_devices(pending: list[Step]) -> None:
     """A stage set to run on CUDA on a machine without it is refused now, not once the stages before it ran."""
-    for stage, entry, argv in pending:
-        device = getattr(STAGE_PARSERS[entry](argv), "device", None)
+    for step in pending:
         try:
-            resolve_device(device)
+            resolve_device(getattr(step.args, "device", None))
         except HarnessError as err:
-            raise HarnessError(f"stage {stage}: {err}") from None
+            raise HarnessError(f"stage {step.stage}: {err}") from None
 
 
 def save_next(config_path: str, folder: str) -> str | None:
@@ -264,7 +280,7 @@ def save_next(config_path: str, folder: str) -> str | None:
     steps = plan(config)
     stage, files = next_stage(steps)
     if stage is None:
-        logs = [train_prfdn.output_paths(argv[1])["log"] for _, entry, argv in steps if entry is train_prfdn.cli]
+        logs = [train_prfdn.output_paths(step.dst)["log"] for step in steps if step.trains]
         files = [Path(config.output), *(log for log in logs if log.exists())]
     for file in files:
         if not file.is_file():
@@ -292,9 +308,9 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
     the outputs' folders and that no output is an input; nothing is written before they pass."""
     config = parse_config(config_path)
     steps = select_steps(plan(config), start, until)
-    if start is not None and not Path(steps[0][2][0]).is_file():
-        raise HarnessError(f"--from {start}: its input {steps[0][2][0]} is missing")
-    pending = [step for step in steps if force or not step_done(step[1], step[2])]
+    if start is not None and not steps[0].src.is_file():
+        raise HarnessError(f"--from {start}: its input {steps[0].src} is missing")
+    pending = [step for step in steps if force or not step_done(step)]
     check_inputs(config, pending)
     check_outputs(config, pending)
     check_devices(pending)
@@ -304,33 +320,46 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
 
 
 def _run_steps(config: PipelineConfig, steps: list[Step], force: bool, until: str | None) -> Path:
-    target = Path(steps[-1][2][1])
-    for stage, entry, argv in steps:
-        target = Path(argv[1])
-        if not force and step_done(entry, argv):
+    target = steps[-1].dst
+    for step in steps:
+        target = step.dst
+        if not force and step_done(step):
             if target.exists():
-                check_made_from(target, Path(argv[0]), stage)
-                print(f"== {stage}: {target} exists, skipped")
+                check_made_from(target, step.src, step.stage)
+                print(f"== {step.stage}: {target} exists, skipped")
             else:
-                print(f"== {stage}: its training state is past this phase, skipped")
+                print(f"== {step.stage}: its training state is past this phase, skipped")
             continue
-        resumable = entry is train_prfdn.cli and train_prfdn.output_paths(target)["state"].exists()
-        if resumable and not force and "--resume" not in argv:
-            argv = [*argv, "--resume"]
-        earlier = entry is train_prfdn.cli and any(p.exists() for p in train_prfdn.output_paths(target).values())
-        if earlier and "--resume" not in argv:
-            argv = [*argv, "--overwrite"]  # a new run of this stage: --force, or what a run that saved no state left
-        print(f"== {stage}: {' '.join(argv)}")
-        code = entry(argv)
-        if code == 130:
-            raise KeyboardInterrupt
-        if code != 0:
-            raise HarnessError(f"stage {stage} failed (see its message above); fix it and run again to continue")
+        args = argparse.Namespace(**vars(step.args))
+        if step.trains:
+            paths = train_prfdn.output_paths(target)
+            args.resume = args.resume or (paths["state"].exists() and not force)
+            # a new run over files of this stage: --force, or what a run that saved no state left
+            args.overwrite = not args.resume and any(path.exists() for path in paths.values())
+        print(f"== {step.stage}: {describe_step(step, args)}")
+        try:
+            step.run(args)
+        except TrainingInterruptedError:
+            raise KeyboardInterrupt from None
+        except HarnessError as err:
+            raise HarnessError(f"stage {step.stage}: {err}") from None
     if until is not None:
         return target
     atomic_write(config.output, lambda tmp: shutil.copyfile(target, tmp))
     print(f"== done: {config.output}")
     return Path(config.output)
+
+
+def describe_step(step: Step, args: argparse.Namespace) -> str:
+    """``SRC -> DST`` and the arguments that are set, written as flags (for the run's log)."""
+    words = [f"{step.src} -> {step.dst}"]
+    for key, value in vars(args).items():
+        if key in ("src", "dst", "out") or value is None or value is False:
+            continue
+        words.append(f"--{key}")
+        if value is not True:
+            words.extend(str(v) for v in value) if isinstance(value, list) else words.append(str(value))
+    return " ".join(words)
 
 
 def main(argv: list[str] | None = None) -> int:

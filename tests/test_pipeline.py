@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from utils.datasets import ensure_builtin_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import pipeline_config  # noqa: E402
 import run_pipeline  # noqa: E402
 
 
@@ -182,9 +184,9 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
     """The shipped configs: known keys, and every stage's flags accepted by that stage (no run needed)."""
     config = run_pipeline.parse_config(str(REPO_ROOT / "configs" / name))  # also runs every stage's parser and checks
     steps = run_pipeline.plan(config)
-    assert [stage for stage, _, _ in steps] == stages
-    for _, entry, argv in steps:
-        run_pipeline.STAGE_PARSERS[entry](argv)  # the argv each stage gets parses
+    assert [step.stage for step in steps] == stages
+    for step in steps:  # each stage gets its own arguments, with its output in the work folder
+        assert step.dst == Path(config.work_dir) / f"{step.stage}.pth" and step.args.src == str(step.src)
     # x4_gpu is not yet run: it must not replace the submitted checkpoint before it is compared with it
     assert config.output == ("runs/x4_gpu/team13_prfdn.pth" if name == "x4_gpu.json" else "model_zoo/team13_prfdn.pth")
     assert run_pipeline.load_config(str(REPO_ROOT / "configs" / name))["output"] == config.output  # scripts/report.py's view
@@ -198,7 +200,7 @@ def test_shipped_x4_data_loads(tmp_path: Path) -> None:
     for folder in config["data"]["train_dir"]:
         if not (REPO_ROOT / folder).is_dir():
             pytest.skip(f"needs the training images at {REPO_ROOT / folder} (third-party data in ../shared, absent here)")
-    args = run_pipeline.train_prfdn.parse_args(["a.pth", "b.pth", *run_pipeline.flags(config["data"])])
+    args = pipeline_config.stage_args(run_pipeline.train_prfdn.parse_args, ["a.pth", "b.pth"], config["data"])
     args.train_dir = [str(REPO_ROOT / d) for d in args.train_dir]
     fill_data_defaults(args)
     patch = config["branch_training"]["patch_size"]
@@ -471,13 +473,12 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
 def test_an_interrupted_stage_stops_the_pipeline_with_130(
     quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C in a stage (its exit code 130) is no failure to fix: the pipeline says to run it again."""
+    """Ctrl-C in a stage is no failure to fix: the pipeline exits 130 and says to run it again."""
 
-    def interrupted(argv: list[str]) -> int:
-        return 130
+    def interrupted(args: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C inside the stage
 
-    monkeypatch.setitem(run_pipeline.STAGE_PARSERS, interrupted, run_pipeline.branch.parse_args)
-    monkeypatch.setattr(run_pipeline.branch, "main", interrupted)
+    monkeypatch.setattr(run_pipeline.branch, "CLI", types.SimpleNamespace(execute=interrupted))
     (tmp_path / "config.json").write_text(json.dumps(quick_config))
     assert run_pipeline.main([str(tmp_path / "config.json")]) == 130
     assert "interrupted; run the same command again to continue" in capsys.readouterr().err

@@ -88,11 +88,16 @@ class StageCLI:
         self.add_arguments(parser)
         return parser.parse_args(argv)
 
+    def execute(self, args: argparse.Namespace) -> None:
+        """Run the stage on parsed arguments (as the pipeline does): its output checked first; bad input raises
+        HarnessError."""
+        check_stage_output(args)
+        self.run(args)
+
     def main(self, argv: list[str] | None = None) -> int:
         args = self.parse_args(argv)
         try:
-            check_stage_output(args)
-            self.run(args)
+            self.execute(args)
         except (HarnessError, OSError) as err:
             print(f"{self.prog}: error: {err}", file=sys.stderr)
             return 2

@@ -253,6 +253,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and not 0 < value < math.inf:
             raise HarnessError(f"--{flag} {value}: must be positive and finite")
+    if args.importance not in ("auto", *IMPORTANCES):
+        raise HarnessError(f"--importance {args.importance}: expected auto, {' or '.join(IMPORTANCES)}")
     if args.importance == "auto":
         args.importance = "taylor" if args.train_dir else "magnitude"
     if args.importance == "taylor" and not args.train_dir:

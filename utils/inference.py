@@ -140,6 +140,8 @@ def peak_memory_mib(device: torch.device) -> tuple[float, str]:
 def resolve_device(requested: str | None) -> torch.device:
     """``--device``: the one asked for (refused with one line when CUDA is asked for and absent), else CUDA
     when there is one, else the CPU."""
+    if requested not in (None, "cpu", "cuda"):
+        raise HarnessError(f"--device {requested}: expected cpu or cuda")
     if requested == "cuda" and not torch.cuda.is_available():
         raise HarnessError("--device cuda: CUDA is not available on this machine (use --device cpu)")
     if requested is None:
