@@ -7,9 +7,9 @@ ones are listed), a value of the wrong type (``true`` and ``"100"`` are not numb
 key for the stage's default), NaN or Infinity, and a value out of range. Each stage's arguments are then made as
 its command line would make them (its parser's defaults, then the config's typed values: no round trip through
 strings) and checked by the stage's own checks, without running it, so the stages and the config cannot disagree
-on what is valid; ``scripts/run_pipeline.py`` calls each stage with these arguments. Paths are checked here for their type only: whether the inputs are there
-and the outputs can be written depends on which stages run, and ``scripts/run_pipeline.py`` checks it before the
-first one.
+on what is valid; ``scripts/run_pipeline.py`` calls each stage with these arguments. Paths are checked here for
+their type only: whether the inputs are there and the outputs can be written depends on which stages run, and
+``scripts/run_pipeline.py`` checks it before the first one.
 """
 
 from __future__ import annotations
