@@ -1,2 +1,2 @@
-"""Model-to-model stages of PRFDN: branch -> (train) -> reparam -> prune -> export. One stage per module,
+"""Model-to-model stages of PRFDN: branch -> (train) -> reparam -> prune -> export, and onnx. One stage per module,
 each with a CLI ``python -m transform.<stage> SRC DST``."""

@@ -1,1 +1,2 @@
-"""Shared helpers of the harness: image I/O, resizing, metrics, model summary, data layouts, logging."""
+"""Stateless helpers: image I/O and resizing, metrics, model summary, data layouts and evaluation, checkpoints and
+provenance, safe file output, the argument parser, logging."""
