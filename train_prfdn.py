@@ -318,6 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "device": "cuda when available",
             "grad_clip": "off",
             "amp": "off",
+            "channels_last": "off",
             "ema_decay": "0",
         },
     )

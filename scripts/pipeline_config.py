@@ -67,6 +67,8 @@ class FeatureFitSection:
     log_every: int | None = None
     seed: int | None = None
     device: str | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class TrainingPhase:
     seed: int | None = None
     device: str | None = None
     amp: bool | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
     num_workers: int | None = None
     grad_clip: float | None = None
     ema_decay: float | None = None
@@ -133,6 +137,8 @@ class PruneSection:
     seed: int | None = None
     device: str | None = None
     amp: bool | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -564,3 +566,33 @@ def test_cli_refuses_to_write_an_out_another_run_is_writing(workdir: Path, tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "busy.state.pth: another run is using it now" in err, err
     assert not any(p.exists() for p in train_prfdn.output_paths(out).values())
+
+
+def test_fast_path_bf16_channels_last_trains_resumes_exactly_and_saves_plain_tensors(workdir: Path) -> None:
+    """bf16 autocast + channels_last: the loss falls as in fp32, a resumed run matches an uninterrupted one, and
+    the weights come back in the standard memory format (fp32)."""
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    fast = settings(iters=40, log_every=10, val_every=1000, precision="bf16", channels_last=True)
+    result = fit(tiny_prfdn(), data.train, data.val, fast)
+    losses = [r["loss"] for r in result.history if "loss" in r]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert all(t.dtype == torch.float32 for t in result.last_state_dict.values())
+    first = fit(tiny_prfdn(), data.train, data.val, replace(fast, iters=20))
+    resumed = fit(tiny_prfdn(), data.train, data.val, fast, state=first.state)
+    assert_same_tensors(resumed.last_state_dict, result.last_state_dict)
+    weights = read_back(result.last_state_dict)
+    assert all(t.is_contiguous() for t in weights.values())
+
+
+def read_back(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors as a checkpoint file holds them."""
+    return ModelCheckpoint("prfdn", {}, state_dict).to_dict()["state_dict"]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [({"precision": "fp16"}, "--precision fp16: must be one of fp32, bf16"), ({"precision": "bf16", "amp": True}, "give one")],
+)
+def test_fast_path_settings_are_checked(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(HarnessError, match=re.escape(message)):
+        settings(**values).check()

@@ -112,8 +112,10 @@ def test_stage_clis_refuse_wrong_stage_and_corrupt_input(tmp_path: Path, capsys:
     assert not (tmp_path / "out.pth").exists()
 
 
-def test_feature_fit_moves_only_the_new_layers_towards_rfdn_features() -> None:
-    """Stage 1b: the loss falls on a fixed batch, RFDN's own tensors in the branch model stay bit-identical."""
+@pytest.mark.parametrize("fast", [False, True], ids=["fp32", "bf16+channels_last"])
+def test_feature_fit_moves_only_the_new_layers_towards_rfdn_features(fast: bool) -> None:
+    """Stage 1b: the loss falls on a fixed batch, RFDN's own tensors in the branch model stay bit-identical (also
+    on the fast path: bf16 autocast with channels_last)."""
     from transform.feature_fit import feature_loss, fit_features
 
     torch.manual_seed(0)
@@ -123,7 +125,8 @@ def test_feature_fit_moves_only_the_new_layers_towards_rfdn_features() -> None:
     batch = torch.rand(2, 3, 24, 24) * 255
     with torch.no_grad():
         loss_before = float(feature_loss(model, rfdn, batch))
-    fit_features(model, rfdn, iter([batch] * 30), iters=30, lr=1e-3, log_every=10)
+    options = {"precision": "bf16", "channels_last": True} if fast else {}
+    fit_features(model, rfdn, iter([batch] * 30), iters=30, lr=1e-3, log_every=10, **options)
     with torch.no_grad():
         loss_after = float(feature_loss(model, rfdn, batch))
     assert loss_after < 0.9 * loss_before

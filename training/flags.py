@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from training.loop import PIXEL_LOSSES, TrainSettings
+from training.loop import PIXEL_LOSSES, PRECISIONS, TrainSettings
 
 DEVICES = ("cpu", "cuda")
 SETTING_HELP: dict[str, str] = {
@@ -28,6 +28,8 @@ SETTING_HELP: dict[str, str] = {
     "seed": "seed of the patch stream and RNGs",
     "device": "cpu or cuda",
     "amp": "float16 autocast on CUDA",
+    "precision": "fp32, or bf16: the forward pass under bfloat16 autocast, fp32 weights (CPU or CUDA)",
+    "channels_last": "model and batches in channels_last memory format (faster convolutions on many CPUs)",
     "num_workers": "DataLoader worker processes",
     "grad_clip": "clip the gradient norm to this",
     "ema_decay": "validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (0: off)",
@@ -60,6 +62,8 @@ def add_setting_arguments(
             kwargs["choices"] = DEVICES
         elif name == "loss":
             kwargs["choices"] = list(PIXEL_LOSSES)
+        elif name == "precision":
+            kwargs["choices"] = list(PRECISIONS)
         elif field.type == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

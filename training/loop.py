@@ -61,6 +61,7 @@ STATE_FORMAT = TRAINING_STATE_FORMAT
 PSNR_BORDER = 4
 
 LogFn = Callable[[dict[str, Any]], None]
+PRECISIONS = ("fp32", "bf16")
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "l2": F.mse_loss}
 
 
@@ -92,6 +93,8 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     amp: bool = False  # float16 autocast + GradScaler; on CUDA only
+    precision: str = "fp32"  # "bf16": the forward pass under bfloat16 autocast (CPU or CUDA); weights stay fp32
+    channels_last: bool = False  # model and batches in channels_last memory format (faster convolutions on CPUs)
     num_workers: int = 0
     grad_clip: float | None = None  # max global gradient norm; None: no clipping
     ema_decay: float = 0.0  # weight EMA per iteration (e.g. 0.999); 0: off
@@ -117,6 +120,10 @@ class TrainSettings:
             raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive and finite")
         if self.loss not in PIXEL_LOSSES:
             raise HarnessError(f"--loss {self.loss}: must be one of {', '.join(PIXEL_LOSSES)}")
+        if self.precision not in PRECISIONS:
+            raise HarnessError(f"--precision {self.precision}: must be one of {', '.join(PRECISIONS)}")
+        if self.precision == "bf16" and self.amp:
+            raise HarnessError("--amp (float16) and --precision bf16: give one of them")
         if not 0.0 <= self.ema_decay < 1.0:
             raise HarnessError(f"--ema_decay {self.ema_decay}: must be at least 0 (off) and below 1")
 
@@ -362,6 +369,11 @@ class _Trainer:
         self.scheduler = _make_scheduler(self.optimizer, settings)
         self.amp = settings.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.autocast_dtype = torch.float16 if self.amp else torch.bfloat16 if settings.precision == "bf16" else None
+        if settings.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            if self.teacher is not None:
+                self.teacher.to(memory_format=torch.channels_last)
         self.net: nn.Module = self.model
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -459,7 +471,9 @@ class _Trainer:
     def step(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor) -> None:
         lr_batch = lr_batch.to(self.device, non_blocking=True)
         hr_batch = hr_batch.to(self.device, non_blocking=True)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+        if self.settings.channels_last:
+            lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             sr = self.net(lr_batch)
             target = None
             if self.teacher is not None:

@@ -32,7 +32,7 @@ from training.data import (
     load_data_from_args,
 )
 from training.flags import add_setting_arguments
-from training.loop import seed_everything, validate
+from training.loop import PRECISIONS, seed_everything, validate
 from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.errors import HarnessError
@@ -77,15 +77,26 @@ def fit_features(
     iters: int,
     lr: float,
     log_every: int = 100,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> list[dict[str, float]]:
-    """``iters`` Adam steps (cosine-decayed learning rate) on the feature loss. Returns the loss log."""
+    """``iters`` Adam steps (cosine-decayed learning rate) on the feature loss. Returns the loss log.
+    ``precision="bf16"`` runs the forward passes under bfloat16 autocast (weights stay fp32); ``channels_last``
+    puts both networks and the batches in that memory format (the training loop's fast path)."""
     rfdn.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        rfdn.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(new_layers(model), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, iters))
     model.train()
     log, started, running = [], time.time(), 0.0
     for step in range(1, iters + 1):
-        loss = feature_loss(model, rfdn, next(batches))
+        batch = next(batches)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = feature_loss(model, rfdn, batch).float()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -115,6 +126,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_seed(args.seed)
     if not 0 < args.lr < math.inf:
         raise HarnessError(f"--lr {args.lr}: must be positive and finite")
+    if args.precision not in PRECISIONS:
+        raise HarnessError(f"--precision {args.precision}: must be one of {', '.join(PRECISIONS)}")
     if not args.train_dir:
         raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
     fill_data_defaults(args)
@@ -139,7 +152,9 @@ def _run(args: argparse.Namespace) -> None:
         print(f"validation PSNR before: {before:.4f} dB (RFDN {reference:.4f} dB, {len(data.val)} held-out images)")
     else:
         print("no validation images: the PSNR before and after is not measured")
-    log = fit_features(model, rfdn, _lr_batches(loader, device), args.iters, args.lr, args.log_every)
+    log = fit_features(
+        model, rfdn, _lr_batches(loader, device), args.iters, args.lr, args.log_every, args.precision, args.channels_last
+    )
     after = validate(model, data.val, parent.data_range, device)
     if data.val:
         print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
@@ -154,6 +169,8 @@ def _run(args: argparse.Namespace) -> None:
         lr=args.lr,
         seed=args.seed,
         device=device.type,
+        precision=args.precision,
+        channels_last=args.channels_last,
         val_psnr_before=before,
         val_psnr_after=after,
         val_psnr_rfdn=reference,
@@ -169,8 +186,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit = parser.add_argument_group("fitting")
     add_setting_arguments(
         fit,
-        ("iters", "batch_size", "patch_size", "lr", "log_every", "seed", "device"),
-        defaults={"iters": 2000, "batch_size": 16, "patch_size": 48, "lr": 2e-4, "log_every": 100, "seed": 0},
+        ("iters", "batch_size", "patch_size", "lr", "log_every", "seed", "device", "precision", "channels_last"),
+        defaults={
+            "iters": 2000,
+            "batch_size": 16,
+            "patch_size": 48,
+            "lr": 2e-4,
+            "log_every": 100,
+            "seed": 0,
+            "precision": "fp32",
+            "channels_last": False,
+        },
         default_text={"lr": "2e-4, cosine-decayed to 0", "device": "cuda when available"},
     )
 

@@ -75,7 +75,7 @@ def smaller(values: dict[str, float], bound: dict[str, float]) -> bool:
     return values["params_M"] < bound["params_M"] and values["flops_G"] < bound["flops_G"]
 
 
-FINETUNE_FLAGS = ("distill_weight", "batch_size", "patch_size", "lr", "seed", "device", "amp")
+FINETUNE_FLAGS = ("distill_weight", "batch_size", "patch_size", "lr", "seed", "device", "amp", "precision", "channels_last")
 IMPORTANCES = ("taylor", "magnitude")
 
 
@@ -212,6 +212,8 @@ def _finetune_settings(args: argparse.Namespace, step: int) -> TrainSettings:
         seed=args.seed + step,
         device=resolve_device(args.device).type,
         amp=args.amp,
+        precision=args.precision,
+        channels_last=args.channels_last,
         progress=False,
     )
 
@@ -346,7 +348,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting_arguments(
         ft,
         FINETUNE_FLAGS,
-        defaults={"distill_weight": 1.0, "batch_size": 16, "patch_size": 48, "seed": 0, "amp": False},
+        defaults={
+            "distill_weight": 1.0,
+            "batch_size": 16,
+            "patch_size": 48,
+            "seed": 0,
+            "amp": False,
+            "precision": "fp32",
+            "channels_last": False,
+        },
         default_text={"lr": "the factsheet's 1e-6 after re-parametrization", "device": "cuda when available", "amp": "off"},
     )
 
