@@ -309,3 +309,19 @@ def test_report_checks_everything_before_evaluating(
     assert "merged.pth: not a loadable weights-only checkpoint" in _refused(capsys, report_script.main(argv))
     line = _refused(capsys, report_script.main([*argv, "--readme", str(tmp_path / "nothing.md")]))
     assert "--readme" in line and "nothing.md: not readable" in line
+
+
+def test_training_speed_script_times_every_fast_path(tmp_path: Path, random_rfdn_checkpoint: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import bench_training
+
+    from utils.datasets import ensure_builtin_dataset
+
+    hr = ensure_builtin_dataset()[0].hr_path.parent
+    out = tmp_path / "speed.json"
+    argv = [str(random_rfdn_checkpoint), "--train_dir", str(hr), "--batch_size", "2", "--patch_size", "16"]
+    assert bench_training.main([*argv, "--rounds", "2", "--warmup", "0", "--json", str(out)]) == 0
+    rows = {row["variant"]: row for row in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"fp32", "fp32+channels_last", "bf16+channels_last"}
+    assert rows["fp32"]["ratio_to_fp32"] == 1.0 and all(len(r["times_s"]) == 2 for r in rows.values())
+    assert bench_training.main([*argv, "--rounds", "0"]) == 2
