@@ -331,6 +331,8 @@ def _run_steps(config: PipelineConfig, steps: list[Step], force: bool, until: st
                 print(f"== {step.stage}: its training state is past this phase, skipped")
             continue
         args = argparse.Namespace(**vars(step.args))
+        if not step.trains:
+            args.overwrite = True  # the run's own stage file: absent, or redone with --force
         if step.trains:
             paths = train_prfdn.output_paths(target)
             args.resume = args.resume or (paths["state"].exists() and not force)

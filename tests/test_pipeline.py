@@ -459,15 +459,17 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
         return set(vars(parse_args(argv))) - own - set(DATA_FLAGS)  # type: ignore[operator]
 
     assert names(pipeline_config.DataSection) == set(DATA_FLAGS)
-    fit = flags_of(run_pipeline.feature_fit.parse_args, ["a", "b", "--rfdn", "r"], {"src", "dst", "rfdn"})
+    fit = flags_of(run_pipeline.feature_fit.parse_args, ["a", "b", "--rfdn", "r"], {"src", "dst", "rfdn", "overwrite"})
     assert names(pipeline_config.FeatureFitSection) == fit
     assert names(pipeline_config.TrainingPhase) == flags_of(
         run_pipeline.train_prfdn.parse_args,
         ["a", "b"],
         {"src", "out", "resume", "overwrite"},  # the pipeline sets these
     )
-    assert names(pipeline_config.ReparamSection) == flags_of(run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst"})
-    assert names(pipeline_config.PruneSection) == flags_of(run_pipeline.prune.parse_args, ["a", "b"], {"src", "dst"})
+    assert names(pipeline_config.ReparamSection) == flags_of(
+        run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst", "overwrite"}
+    )
+    assert names(pipeline_config.PruneSection) == flags_of(run_pipeline.prune.parse_args, ["a", "b"], {"src", "dst", "overwrite"})
 
 
 def test_an_interrupted_stage_stops_the_pipeline_with_130(

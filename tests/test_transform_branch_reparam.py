@@ -241,3 +241,18 @@ def test_feature_fit_without_validation_images_records_null(feature_fit_inputs: 
     record = read_model_checkpoint(tmp_path / "fitted.pth").provenance
     assert record["val_psnr_before"] is None and record["val_psnr_after"] is None and record["val_psnr_rfdn"] is None
     assert record["data"]["validation"]["val_images"] == []
+
+
+def test_stage_cli_replaces_an_existing_dst_only_with_overwrite(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from transform import branch as branch_stage
+
+    dst = tmp_path / "kept.pth"
+    dst.write_bytes(b"a user's file")
+    assert branch_stage.main([str(random_rfdn_checkpoint), str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "kept.pth: exists; give another path, or --overwrite to replace it" in err
+    assert dst.read_bytes() == b"a user's file"
+    assert branch_stage.main([str(random_rfdn_checkpoint), str(dst), "--overwrite"]) == 0
+    assert dst.read_bytes() != b"a user's file"

@@ -61,13 +61,15 @@ INPUT_FLAGS = ("rfdn", "teacher")  # checkpoint flags some stages read besides S
 
 
 def check_stage_output(args: argparse.Namespace) -> None:
-    """Refuse, before any work, a DST that cannot be written or is an input: SRC, --rfdn, --teacher or an image
-    of the data folders (also through symlinks and hard links)."""
-    check_output_file(args.dst, "DST")
+    """Refuse, before any work, a DST that cannot be written, exists (without ``--overwrite``) or is an input: SRC,
+    --rfdn, --teacher or an image of the data folders (also through symlinks and hard links)."""
+    target = check_output_file(args.dst, "DST")
     inputs = {"SRC": args.src, **{f"--{name}": getattr(args, name, None) for name in INPUT_FLAGS}}
     check_distinct({"DST": args.dst}, inputs)
     for flag, image in data_input_files(args):
         check_distinct({"DST": args.dst}, {flag: image})
+    if target.exists() and not getattr(args, "overwrite", False):
+        raise HarnessError(f"DST {args.dst}: exists; give another path, or --overwrite to replace it")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class StageCLI:
         parser = ArgumentParser(prog=self.prog, description=self.description)
         parser.add_argument("src", help="input checkpoint")
         parser.add_argument("dst", help="output checkpoint (written atomically; never SRC or another input)")
+        parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists (default: refuse)")
         self.add_arguments(parser)
         return parser.parse_args(argv)
 
