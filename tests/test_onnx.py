@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,10 +42,16 @@ def test_export_matches_pytorch_at_other_sizes_and_batches(exported: Path) -> No
     assert props["opset"] == str(onnx_stage.OPSET) and len(props["source_sha256"]) == 64
 
 
+def reuse_export(exported: Path) -> Callable[..., None]:
+    """An exporter that copies the module's one real export (each export takes seconds)."""
+    return lambda model, path, opset=onnx_stage.OPSET: shutil.copyfile(exported, path)
+
+
 @needs_onnx
 def test_a_difference_over_the_tolerance_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setattr(onnx_stage, "export_onnx", reuse_export(exported))
     monkeypatch.setattr(onnx_stage, "onnx_max_difference", lambda model, path: 0.5)
     out = tmp_path / "bad.onnx"
     assert onnx_stage.main([str(SUBMISSION), str(out)]) == 2
@@ -63,8 +71,10 @@ def test_missing_packages_are_named_in_one_line(
 
 
 @needs_onnx
-def test_benchmark_times_onnxruntime_beside_pytorch(tmp_path: Path) -> None:
+def test_benchmark_times_onnxruntime_beside_pytorch(exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import benchmark
+
+    monkeypatch.setattr(benchmark, "export_onnx", reuse_export(exported))  # the same network as SUBMISSION
 
     out = tmp_path / "bench.json"
     argv = [f"prfdn={SUBMISSION}", "--device", "cpu", "--variants", "fp32", "onnxruntime", "--size", "24x20"]
