@@ -253,15 +253,13 @@ def prepare_outputs(args: argparse.Namespace, plan: list[tuple[str, list[ImagePa
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise HarnessError(f"{flag} {folder}: cannot create this folder ({err.strerror or err})") from None
-    if results_json.is_dir():
-        raise HarnessError(f"--results_json {results_json}: is a folder; expected a file name")
+    check_output_file(results_json, "--results_json")
     table = table_path(results_json)
     if same_file(results_json, table):
         raise HarnessError(
             f"--results_json {results_json}: its table goes to the same name with suffix .txt, {table}, which would replace "
             "it; give a name ending in .json"
         )
-    check_output_file(results_json, "--results_json")
     check_output_file(table, "--results_json's table")
     check_output_file(save_dir / LOG_NAME, "--save_dir")
     outputs = {"--results_json": results_json, "its table": table, "the log": save_dir / LOG_NAME}

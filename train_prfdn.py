@@ -31,7 +31,7 @@ from training.data import (
     DATA_FLAGS,
     TrainData,
     add_data_arguments,
-    data_input_files,
+    check_apart_from_data,
     fill_data_defaults,
     load_data_from_args,
 )
@@ -96,8 +96,7 @@ def check_apart_from_inputs(args: argparse.Namespace, paths: dict[str, Path]) ->
     """Refuse an output that is SRC, --teacher, an image of the data folders, or another output."""
     outputs = labelled_outputs(paths)
     check_distinct(outputs, {"SRC": args.src, "--teacher": args.teacher})
-    for flag, image in data_input_files(args):
-        check_distinct(outputs, {flag: image})
+    check_apart_from_data(outputs, args)
 
 
 def check_outputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:

@@ -22,6 +22,7 @@ if str(REPO_ROOT) not in sys.path:
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write, check_distinct, check_output_file  # noqa: E402
+from utils.results import is_number  # noqa: E402
 
 
 def read_json(path: str) -> dict[str, Any]:
@@ -36,10 +37,6 @@ _MISSING = object()
 
 def _json_text(value: Any) -> str:
     return "missing" if value is _MISSING else json.dumps(value)[:60]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _expect(ok: bool, source: str, where: str, value: Any, expected: str) -> None:
@@ -61,17 +58,17 @@ def check_benchmark(benchmark: Any, source: str, table: bool = False) -> dict[st
         for key, ok, expected in (
             ("model", lambda v: isinstance(v, str) and v in models, "the name of a model in models"),
             ("variant", lambda v: isinstance(v, str), "a variant name such as fp32"),
-            ("median_ms", _is_number, "a number (ms)"),
-            ("ratio_to_reference", lambda v: v is None or _is_number(v), "a number or null"),
+            ("median_ms", is_number, "a number (ms)"),
+            ("ratio_to_reference", lambda v: v is None or is_number(v), "a number or null"),
         ):
             value = row.get(key, None if key == "ratio_to_reference" else _MISSING)
             _expect(ok(value), source, f"results[{i}].{key}", value, expected)
         record = models[row["model"]]
         _expect(isinstance(record, dict), source, f"models.{row['model']}", record, "an object")
         params = record.get("params", _MISSING)
-        _expect(_is_number(params) and params > 0, source, f"models.{row['model']}.params", params, "a positive number")
+        _expect(is_number(params) and params > 0, source, f"models.{row['model']}.params", params, "a positive number")
     size = benchmark.get("lr_size", _MISSING)
-    _expect(isinstance(size, list) and len(size) == 2 and all(_is_number(v) for v in size), source, "lr_size", size, "[H, W]")
+    _expect(isinstance(size, list) and len(size) == 2 and all(is_number(v) for v in size), source, "lr_size", size, "[H, W]")
     fields = [("device_name", str, "a string")]
     if table:
         fields += [("reference", str, "a model name"), ("repeats", int, "a number of rounds"), ("command", str, "a string")]
@@ -95,7 +92,7 @@ def check_evaluation(evaluation: Any, source: str) -> dict[str, Any]:
         for set_name, scores in sets.items():
             _expect(isinstance(scores, dict), source, f"models.{name}.sets.{set_name}", scores, "an object")
             psnr = scores.get("psnr", _MISSING)
-            _expect(_is_number(psnr), source, f"models.{name}.sets.{set_name}.psnr", psnr, "a number (dB)")
+            _expect(is_number(psnr), source, f"models.{name}.sets.{set_name}.psnr", psnr, "a number (dB)")
     return evaluation
 
 

@@ -17,7 +17,7 @@ import argparse
 import hashlib
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, Sampler
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from utils.datasets import SCALE, check_lr_size, pair_folders
 from utils.errors import HarnessError
+from utils.fileio import check_distinct
 from utils.image import imread_uint, list_images, modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample
 
@@ -435,6 +436,12 @@ def data_input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
             if Path(folder).is_dir():
                 files += [(f"--{flag}", path) for path in list_images(folder)]
     return files
+
+
+def check_apart_from_data(outputs: Mapping[str, str | os.PathLike], args: argparse.Namespace) -> None:
+    """Refuse an output that is one of the images the data flags of ``args`` read (through links too)."""
+    for flag, image in data_input_files(args):
+        check_distinct(outputs, {flag: image})
 
 
 def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int) -> TrainData:

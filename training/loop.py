@@ -71,6 +71,12 @@ DEFAULT_LR = {"branch": 1e-5, "prfdn": 1e-6, "prfdn_helpers": 1e-6}
 FALLBACK_LR = 1e-5
 
 
+def check_precision(precision: str) -> None:
+    """Refuse a training precision other than fp32 and bf16."""
+    if precision not in PRECISIONS:
+        raise HarnessError(f"--precision {precision}: must be one of {', '.join(PRECISIONS)}")
+
+
 def default_lr(arch: str) -> float:
     """The stage's learning rate from the factsheet: 1e-5 for ``branch``, 1e-6 for ``prfdn``/``prfdn_helpers``."""
     return DEFAULT_LR.get(arch, FALLBACK_LR)
@@ -120,8 +126,7 @@ class TrainSettings:
             raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive and finite")
         if self.loss not in PIXEL_LOSSES:
             raise HarnessError(f"--loss {self.loss}: must be one of {', '.join(PIXEL_LOSSES)}")
-        if self.precision not in PRECISIONS:
-            raise HarnessError(f"--precision {self.precision}: must be one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if self.precision == "bf16" and self.amp:
             raise HarnessError("--amp (float16) and --precision bf16: give one of them")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from training.data import data_input_files
+from training.data import check_apart_from_data
 from transform.architectures import model_config, read_flag_checkpoint
 from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
@@ -66,8 +66,7 @@ def check_stage_output(args: argparse.Namespace) -> None:
     target = check_output_file(args.dst, "DST")
     inputs = {"SRC": args.src, **{f"--{name}": getattr(args, name, None) for name in INPUT_FLAGS}}
     check_distinct({"DST": args.dst}, inputs)
-    for flag, image in data_input_files(args):
-        check_distinct({"DST": args.dst}, {flag: image})
+    check_apart_from_data({"DST": args.dst}, args)
     if target.exists() and not getattr(args, "overwrite", False):
         raise HarnessError(f"DST {args.dst}: exists; give another path, or --overwrite to replace it")
 

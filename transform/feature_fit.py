@@ -32,7 +32,7 @@ from training.data import (
     load_data_from_args,
 )
 from training.flags import add_setting_arguments
-from training.loop import PRECISIONS, seed_everything, validate
+from training.loop import check_precision, seed_everything, validate
 from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.errors import HarnessError
@@ -126,8 +126,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_seed(args.seed)
     if not 0 < args.lr < math.inf:
         raise HarnessError(f"--lr {args.lr}: must be positive and finite")
-    if args.precision not in PRECISIONS:
-        raise HarnessError(f"--precision {args.precision}: must be one of {', '.join(PRECISIONS)}")
+    check_precision(args.precision)
     if not args.train_dir:
         raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
     fill_data_defaults(args)

@@ -9,7 +9,6 @@ lands on what a symlink points to (the link stays a link), and the file gets the
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -219,13 +218,7 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                break
-            except OSError as err:  # pragma: no cover - interrupted by a signal
-                if err.errno != errno.EINTR:
-                    raise
+        fcntl.flock(fd, fcntl.LOCK_EX)  # Python retries it when a signal interrupts the wait (PEP 475)
         yield
     finally:
         os.close(fd)  # closing releases the lock

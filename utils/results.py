@@ -22,7 +22,8 @@ def _json_kind(value: Any) -> str:
     return next((f"{kind} ({json.dumps(value)[:40]})" for types, kind in kinds if isinstance(value, types)), type(value).__name__)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Whether a JSON value is a number (``true`` and ``false`` are not, though Python counts them as ints)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -36,7 +37,7 @@ def check_results(results: Any, path: str | os.PathLike) -> dict[str, dict[str, 
         if not isinstance(entry, dict):
             raise HarnessError(f"{path}: entry {name!r} is {_json_kind(entry)}; expected an object of figures; {advice}")
         for key, value in entry.items():
-            if (key in FIGURE_KEYS or key.endswith(FIGURE_SUFFIXES)) and not _is_number(value):
+            if (key in FIGURE_KEYS or key.endswith(FIGURE_SUFFIXES)) and not is_number(value):
                 raise HarnessError(f"{path}: {name!r} has {key} = {_json_kind(value)}; expected a number; {advice}")
     return results
 
