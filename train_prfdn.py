@@ -41,6 +41,7 @@ from training.loop import (
     JsonlLog,
     TrainingInterruptedError,
     TrainSettings,
+    check_feature_distill,
     default_lr,
     distributed_active,
     fit,
@@ -251,6 +252,8 @@ def main(args: argparse.Namespace) -> FitResult:
     if settings.distill_weight > 0 and not args.teacher:
         raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
+    if settings.feature_distill > 0:
+        check_feature_distill(model, teacher)
     device = init_distributed(settings.device)
     if world()[1] > 1:
         settings.device = str(device)

@@ -32,7 +32,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import train_prfdn  # noqa: E402
 from models.team13_PRFDN import MIN_INPUT_SIZE  # noqa: E402
-from training.data import DATA_FLAGS, first_duplicate  # noqa: E402
+from training.data import DATA_FLAGS, check_scale_aug, first_duplicate  # noqa: E402
 from training.loop import TrainSettings, default_lr  # noqa: E402
 from transform import feature_fit, prune, reparam  # noqa: E402
 from utils.datasets import SCALE  # noqa: E402
@@ -48,6 +48,8 @@ class DataSection:
 
     train_dir: tuple[str, ...]
     lr_dir: tuple[str, ...] | None = None
+    extra_train_dir: tuple[str, ...] | None = None
+    scale_aug: tuple[float, ...] | None = None
     val_dir: str | None = None
     val_fraction: float | None = None
     val_seed: int | None = None
@@ -227,7 +229,7 @@ SECTIONS = (
 KEYS = (*TOP_LEVEL, *SECTIONS)
 TRAINING_SECTIONS = ("branch_training", "merged_training", "final_training", "final_tuning")
 OPTIONAL_STAGES = ("feature_fit", "merged_training", "final_training", "final_tuning")  # skipped at iters 0
-PATH_KEYS = ("rfdn", "work_dir", "output", "train_dir", "lr_dir", "val_dir", "teacher")
+PATH_KEYS = ("rfdn", "work_dir", "output", "train_dir", "lr_dir", "extra_train_dir", "val_dir", "teacher")
 
 
 def read_config_json(path: str | Path) -> dict[str, Any]:
@@ -294,7 +296,8 @@ def is_finite(number: float) -> bool:
 
 
 def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any:
-    """``value`` as ``kind`` (int, float, str, bool or tuple[str, ...]), or a HarnessError naming ``where``."""
+    """``value`` as ``kind`` (int, float, str, bool, tuple[str, ...] or tuple[float, ...]), or a HarnessError
+    naming ``where``."""
     path = re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1] in PATH_KEYS
     if kind is bool:
         ok, expected = isinstance(value, bool), "true or false"
@@ -306,6 +309,10 @@ def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any
             ok, expected = False, "a finite number"
     elif kind is str:
         ok, expected = isinstance(value, str) and value != "", "a path" if path else "a non-empty string"
+    elif kind == tuple[float, ...]:
+        ok, expected = isinstance(value, list) and bool(value), "a list of numbers, e.g. [0.5, 0.75]"
+        if ok:
+            return tuple(read_value(item, float, f"{where}[{i}]") for i, item in enumerate(value))
     else:  # tuple[str, ...]: folders
         ok, expected = isinstance(value, list) and bool(value), 'a list of folders, e.g. ["a", "b"]'
         if ok:
@@ -434,8 +441,8 @@ def check_data(data: DataSection) -> None:
         raise HarnessError(
             f"data.lr_dir: give one LR folder per data.train_dir folder ({len(data.train_dir)}), got {len(data.lr_dir)}"
         )
-    if data.val_dir is not None and data.val_fraction:
-        raise HarnessError("data.val_dir and data.val_fraction: give one of them (a validation folder or a held-out fraction)")
+    if data.scale_aug is not None:
+        check_scale_aug(data.scale_aug, "data.scale_aug")
     if data.val_fraction is not None and not 0 <= data.val_fraction < 1:
         raise HarnessError(f"data.val_fraction {data.val_fraction}: must be in [0, 1)")
     if data.val_crop is not None and data.val_crop < SCALE:

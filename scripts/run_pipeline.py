@@ -234,8 +234,9 @@ def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
         data = config.data
         for index, folder in enumerate(data.train_dir):
             check_image_folder(f"data.train_dir[{index}]", folder)
-        for index, folder in enumerate(data.lr_dir or ()):
-            check_image_folder(f"data.lr_dir[{index}]", folder)
+        for key in ("lr_dir", "extra_train_dir"):
+            for index, folder in enumerate(getattr(data, key) or ()):
+                check_image_folder(f"data.{key}[{index}]", folder)
         if data.val_dir is not None:
             check_image_folder("data.val_dir", data.val_dir)
     if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:

@@ -407,9 +407,13 @@ def test_malformed_configs_are_refused_with_the_key(
             with_values(quick_config, "final_tuning", {"iters": 0, "then": [{"iters": 5}]}),
             "final_tuning.iters 0 skips the stage, so its 'then' phases would never run",
         ),
-        "two validation sets": (
-            with_values(quick_config, "data", {"val_dir": "v"}),
-            "data.val_dir and data.val_fraction: give one",
+        "a scale augmentation factor that upscales": (
+            with_values(quick_config, "data", {"scale_aug": [0.5, 1.5]}),
+            "data.scale_aug 1.5: each factor must be between 0 and 1",
+        ),
+        "scale augmentation factors that are not numbers": (
+            with_values(quick_config, "data", {"scale_aug": ["half"]}),
+            "data.scale_aug[0]: expected a number",
         ),
         "a path that reads as a flag": (
             with_values(quick_config, "data", {"teacher": "-t.pth"}),

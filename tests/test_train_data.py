@@ -25,7 +25,7 @@ from training.data import (
 )
 from utils.errors import HarnessError
 from utils.image import imsave, modcrop
-from utils.imresize import bicubic_downsample
+from utils.imresize import bicubic_downsample, imresize
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
 
@@ -148,8 +148,39 @@ def test_val_dir_is_used_whole_and_must_not_overlap(hr_dir: Path, tmp_path: Path
     assert loaded.val[0].hr.shape[:2] == (148, 192)  # coins 303x384 halved: 151x192, cropped to a multiple of 4
     with pytest.raises(HarnessError, match="also a training image"):
         load_training_data([hr_dir], patch_size=8, val_dir=hr_dir)
-    with pytest.raises(HarnessError, match="give one of them"):
-        load_training_data([hr_dir], patch_size=8, val_dir=val_dir, val_fraction=0.1)
+
+
+def test_val_dir_and_val_fraction_together_validate_on_both_groups(hr_dir: Path, tmp_path: Path) -> None:
+    val_dir = write_photos(tmp_path / "val", ("coins",), shrink=2)
+    held_only = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7)
+    both = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, val_dir=val_dir)
+    assert [(v.name, v.group) for v in both.val] == [(v.name, "held_out") for v in held_only.val] + [("val/coins", "val_dir")]
+    assert [i.name for i in both.train.images] == [i.name for i in held_only.train.images]
+    assert both.description["validation"]["kind"] == "val_fraction+val_dir"
+
+
+def test_extra_train_dirs_are_trained_on_and_never_held_out(hr_dir: Path, tmp_path: Path) -> None:
+    extra = write_photos(tmp_path / "extra", ("coins", "moon"), shrink=2)
+    plain = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7)
+    more = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, extra_train_dirs=[extra])
+    assert [v.name for v in more.val] == [v.name for v in plain.val]  # the held-out split does not move
+    assert [i.name for i in more.train.images] == [i.name for i in plain.train.images] + ["extra/coins", "extra/moon"]
+    with pytest.raises(HarnessError, match="named extra/coins"):
+        load_training_data([hr_dir], patch_size=8, extra_train_dirs=[extra, extra])
+
+
+def test_scale_aug_adds_downscaled_copies_of_training_images_only(hr_dir: Path) -> None:
+    plain = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7)
+    aug = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, scale_aug=[0.5])
+    originals = plain.train.images
+    assert [i.name for i in aug.train.images] == [i.name for i in originals] + [f"{i.name}@0.5" for i in originals]
+    for image, copy in zip(originals, aug.train.images[len(originals) :], strict=True):
+        assert np.array_equal(copy.hr, imresize(image.hr, 0.5))
+    held = set(aug.description["validation"]["val_images"])
+    assert not any(i.name.split("@")[0] in held for i in aug.train.images)
+    for bad in ([1.0], [0.0], [float("nan")], [0.5, 0.5]):
+        with pytest.raises(HarnessError, match="--scale_aug"):
+            load_training_data([hr_dir], patch_size=8, scale_aug=bad)
 
 
 def test_clear_errors(hr_dir: Path, tmp_path: Path) -> None:

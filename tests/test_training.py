@@ -25,7 +25,7 @@ from skimage import data as skimage_data
 import train_prfdn
 from models.team00_RFDN import RFDN
 from training.data import load_training_data
-from training.loop import TrainingInterruptedError, TrainSettings, _make_scheduler, fit
+from training.loop import TrainingInterruptedError, TrainSettings, _make_scheduler, fit, rfdn_with_features
 from transform.architectures import PRFDN, BranchPRFDN, PRFDNConfig, load_model, model_config
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.errors import HarnessError
@@ -269,6 +269,36 @@ def test_distillation_pulls_the_student_toward_the_teacher(workdir: Path) -> Non
     assert with_distill < 0.8 * without
     assert len(calls) == 25 + 2  # once per iteration, plus the two comparisons here
     assert_same_tensors(teacher_before, teacher.state_dict())
+
+
+def test_rfdn_with_features_is_rfdn_and_its_block_outputs() -> None:
+    torch.manual_seed(3)
+    rfdn, x = RFDN().eval(), torch.rand(1, 3, 16, 16) * 255
+    with torch.no_grad():
+        sr, blocks = rfdn_with_features(rfdn, x)
+        assert torch.equal(sr, rfdn(x)) and len(blocks) == 4
+        assert torch.equal(blocks[1], rfdn.B2(rfdn.B1(rfdn.fea_conv(x))))
+
+
+def test_feature_distillation_pulls_the_branch_outputs_toward_rfdns_blocks(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    torch.manual_seed(1)
+    teacher, lr_batch = RFDN().eval(), data.train[0][0][None]
+
+    def feature_gap(weight: float) -> float:
+        torch.manual_seed(0)
+        student = BranchPRFDN()
+        result = fit(student, data.train, None, settings(iters=6, batch_size=2, feature_distill=weight), teacher=teacher)
+        assert all(("feature" in r) == (weight > 0) for r in result.history if "loss" in r)
+        with torch.no_grad():
+            _, maps = student(lr_batch, with_features=True)
+            _, targets = rfdn_with_features(teacher, lr_batch)
+        return float(torch.stack([(m - t).abs().mean() for m, t in zip(maps, targets, strict=True)]).mean())
+
+    assert feature_gap(5.0) < 0.8 * feature_gap(0.0)
+    for student, teach in ((tiny_prfdn(), teacher), (BranchPRFDN(), tiny_prfdn())):
+        with pytest.raises(HarnessError, match="--feature_distill > 0 needs a branch-model SRC and the official RFDN"):
+            fit(student, data.train, None, settings(iters=1, feature_distill=1.0), teacher=teach)
 
 
 # --- train_prfdn.py -----------------------------------------------------------------------------------------

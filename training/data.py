@@ -32,7 +32,7 @@ from utils.datasets import SCALE, check_lr_size, pair_folders
 from utils.errors import HarnessError
 from utils.fileio import check_distinct
 from utils.image import imread_uint, list_images, modcrop, uint2tensor4
-from utils.imresize import bicubic_downsample
+from utils.imresize import bicubic_downsample, imresize
 
 NUM_TRANSFORMS = 8
 
@@ -237,6 +237,7 @@ class ValidationImage:
     name: str
     lr: np.ndarray  # uint8 HxWx3
     hr: np.ndarray  # uint8, exactly scale x the LR size
+    group: str = "held_out"  # "held_out" (by --val_fraction) or "val_dir": the log reports each group's mean too
 
 
 def center_crop(hr: np.ndarray, max_size: int | None, scale: int = SCALE) -> tuple[int, int, int, int]:
@@ -250,7 +251,9 @@ def center_crop(hr: np.ndarray, max_size: int | None, scale: int = SCALE) -> tup
     return top, left, h, w
 
 
-def validation_image(image: TrainImage, max_size: int | None, scale: int = SCALE, source: str = "--val_dir") -> ValidationImage:
+def validation_image(
+    image: TrainImage, max_size: int | None, scale: int = SCALE, source: str = "--val_dir", group: str = "val_dir"
+) -> ValidationImage:
     """The whole image (HR cropped to a multiple of ``scale``), centre-cropped to at most ``max_size`` HR pixels
     per side; LR from the LR file where there is one, else bicubic x4 of the (cropped) HR. An image whose LR
     would be smaller than the network takes (``MIN_INPUT_SIZE``) is refused, naming ``source``."""
@@ -266,7 +269,7 @@ def validation_image(image: TrainImage, max_size: int | None, scale: int = SCALE
         lr = bicubic_downsample(hr, scale)
     else:
         lr = np.ascontiguousarray(image.lr[top // scale : (top + h) // scale, left // scale : (left + w) // scale])
-    return ValidationImage(image.name, lr, hr)
+    return ValidationImage(image.name, lr, hr, group)
 
 
 def first_duplicate(names: Sequence[str]) -> str | None:
@@ -283,6 +286,32 @@ def holdout_split(names: Sequence[str], fraction: float, seed: int) -> set[str]:
     count = max(1, round(fraction * len(ordered)))
     order = np.random.default_rng(seed).permutation(len(ordered))
     return {ordered[i] for i in order[:count]}
+
+
+def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") -> None:
+    """Scale-augmentation factors must lie strictly between 0 and 1 (downscaling) and be distinct."""
+    for factor in factors or ():
+        if not (math.isfinite(factor) and 0 < factor < 1):
+            raise HarnessError(f"{flag} {factor}: each factor must be between 0 and 1 (exclusive): HR is downscaled")
+    if factors and len(set(factors)) != len(factors):
+        raise HarnessError(f"{flag}: give each factor once")
+
+
+def downscaled_copies(images: Sequence[TrainImage], factors: Sequence[float], min_side: int) -> list[TrainImage]:
+    """Each image downscaled by each factor (MATLAB-compatible bicubic, antialiased), named ``NAME@FACTOR``:
+    more scales of the same content (a texture seen from further away), cut into patches like the originals.
+    Copies smaller than ``min_side`` pixels are left out. Images with their own LR file are not copied (their
+    LR would no longer match)."""
+    copies = []
+    for image in images:
+        if image.lr is not None:
+            continue
+        for factor in factors:
+            h, w = image.hr.shape[:2]
+            if min(math.ceil(h * factor), math.ceil(w * factor)) < min_side:
+                continue
+            copies.append(TrainImage(f"{image.name}@{factor:g}", image.path, imresize(image.hr, factor)))
+    return copies
 
 
 @dataclass
@@ -307,59 +336,74 @@ def load_training_data(
     data_range: float = 255.0,
     scale: int = SCALE,
     skip_small: bool = False,
+    extra_train_dirs: Sequence[str | os.PathLike] | None = None,
+    scale_aug: Sequence[float] | None = None,
 ) -> TrainData:
-    """Decode the training folders and hold out the validation images (``val_dir`` or ``val_fraction``).
+    """Decode the training folders and hold out the validation images.
 
-    ``skip_small``: training images that cannot hold one HR patch are left out (and listed in the description)
-    instead of being an error; T91, for one, has images of 78x78.
+    Validation: the ``val_fraction`` of ``train_dirs`` held out (group ``held_out``) plus every image of
+    ``val_dir`` (group ``val_dir``); either or both. ``extra_train_dirs``: further training folders (HR only)
+    that are never held out, so adding them leaves the held-out split of ``train_dirs`` as it was.
+    ``scale_aug``: factors in (0, 1); each training image (never a held-out one) also enters downscaled by
+    each (``downscaled_copies``). ``skip_small``: training images that cannot hold one HR patch are left out
+    (and listed in the description) instead of being an error; T91, for one, has images of 78x78.
     """
     if not train_dirs:
         raise HarnessError("--train_dir: give at least one folder of training images")
     if lr_dirs and len(lr_dirs) != len(train_dirs):
         raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(train_dirs)}), got {len(lr_dirs)}")
     check_data_values(val_dir, val_fraction, val_seed, val_crop, scale)
+    check_scale_aug(scale_aug)
 
     images: list[TrainImage] = []
     for i, folder in enumerate(train_dirs):
         images += read_folder(folder, lr_dirs[i] if lr_dirs else None, scale)
-    names = [image.name for image in images]
-    dup = first_duplicate(names)
+    extra: list[TrainImage] = []
+    for folder in extra_train_dirs or ():
+        extra += read_folder(_image_folder(folder, "--extra_train_dir"), None, scale)
+    dup = first_duplicate([image.name for image in images + extra])
     if dup is not None:
         raise HarnessError(f"--train_dir: two training images are named {dup} (give folders of distinct names)")
 
+    held_out = holdout_split([image.name for image in images], val_fraction or 0.0, val_seed)
+    held_out_images = [image for image in images if image.name in held_out]
+    train_images = [image for image in images if image.name not in held_out] + extra
+    dir_images = read_folder_as_validation(val_dir, scale) if val_dir is not None else []
+    train_keys = {_content_key(image.hr): image for image in train_images}
+    for image in dir_images:
+        same = train_keys.get(_content_key(image.hr))
+        if same is not None:
+            raise HarnessError(f"--val_dir: {image.path} is also a training image ({same.path}); keep the two sets apart")
+    split: dict[str, Any] = {}
+    if held_out or val_dir is None:
+        split.update(kind="val_fraction", val_fraction=float(val_fraction or 0.0), val_seed=int(val_seed))
     if val_dir is not None:
-        val_images = read_folder_as_validation(val_dir, scale)
-        train_keys = {_content_key(image.hr): image for image in images}
-        for image in val_images:
-            same = train_keys.get(_content_key(image.hr))
-            if same is not None:
-                raise HarnessError(f"--val_dir: {image.path} is also a training image ({same.path}); keep the two sets apart")
-        train_images = images
-        split = {"kind": "val_dir", "val_dir": str(val_dir)}
-    else:
-        held_out = holdout_split(names, val_fraction or 0.0, val_seed)
-        val_images = [image for image in images if image.name in held_out]
-        train_images = [image for image in images if image.name not in held_out]
-        split = {"kind": "val_fraction", "val_fraction": float(val_fraction or 0.0), "val_seed": int(val_seed)}
+        split["kind"] = "val_fraction+val_dir" if held_out else "val_dir"
+        split["val_dir"] = str(val_dir)
     if not train_images:
         raise HarnessError(
-            f"no images left for training after holding out {len(val_images)} for validation; lower --val_fraction or add images"
+            f"no images left for training after holding out {len(held_out_images)} for validation; lower --val_fraction "
+            "or add images"
         )
+    side = patch_size * scale
+    if scale_aug:
+        train_images = train_images + downscaled_copies(train_images, scale_aug, side if skip_small else 0)
     skipped = []
     if skip_small:
-        side = patch_size * scale
         skipped = sorted(image.name for image in train_images if min(image.hr.shape[:2]) < side)
         train_images = [image for image in train_images if min(image.hr.shape[:2]) >= side]
         if not train_images:
             raise HarnessError(f"--skip_small: no training image holds a {side}x{side} HR patch; lower --patch_size")
-    split["val_images"] = sorted(image.name for image in val_images)
+    split["val_images"] = sorted(image.name for image in held_out_images + dir_images)
     split["val_crop"] = val_crop
     train = TrainPatches(train_images, patch_size, scale, data_range, seed)
-    source = "--val_dir" if val_dir is not None else "held out by --val_fraction"
-    val = [validation_image(image, val_crop, scale, source) for image in val_images]
+    val = [validation_image(image, val_crop, scale, "held out by --val_fraction", "held_out") for image in held_out_images]
+    val += [validation_image(image, val_crop, scale, "--val_dir", "val_dir") for image in dir_images]
     description = {
         "train_dirs": [str(d) for d in train_dirs],
         "lr_dirs": [str(d) for d in lr_dirs] if lr_dirs else None,
+        "extra_train_dirs": [str(d) for d in extra_train_dirs or ()],
+        "scale_aug": list(scale_aug or ()),
         "train_images": len(train_images),
         "skipped_small": skipped,
         "validation": split,
@@ -375,8 +419,6 @@ def check_data_values(
     scale: int = SCALE,
 ) -> None:
     """Refuse validation flags out of range (before any image is decoded)."""
-    if val_dir is not None and val_fraction:
-        raise HarnessError("--val_dir and --val_fraction: give one of them (a validation folder or a held-out fraction)")
     if val_fraction is not None and not (math.isfinite(val_fraction) and 0 <= val_fraction < 1):
         raise HarnessError(f"--val_fraction {val_fraction}: must be in [0, 1)")
     check_seed(val_seed, "--val_seed")
@@ -395,7 +437,18 @@ def read_folder_as_validation(folder: str | os.PathLike, scale: int = SCALE) -> 
 
 # --- command-line data flags, shared by train_prfdn.py and transform.prune ----------------------------------
 
-DATA_FLAGS = ("train_dir", "lr_dir", "val_dir", "val_fraction", "val_seed", "val_crop", "skip_small", "teacher")
+DATA_FLAGS = (
+    "train_dir",
+    "lr_dir",
+    "extra_train_dir",
+    "scale_aug",
+    "val_dir",
+    "val_fraction",
+    "val_seed",
+    "val_crop",
+    "skip_small",
+    "teacher",
+)
 DEFAULT_VAL_FRACTION = 0.05
 
 
@@ -406,9 +459,27 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--lr_dir", nargs="+", default=None, help="their LR images (NAMEx4.* or NAME.*), one folder per --train_dir"
     )
-    data.add_argument("--val_dir", default=None, help="folder of HR validation images (LR: bicubic x4)")
     data.add_argument(
-        "--val_fraction", type=float, default=None, help="hold out this fraction of the training images (default 0.05)"
+        "--extra_train_dir",
+        nargs="+",
+        default=None,
+        help="further folders of HR training images, never held out (the held-out split stays that of --train_dir)",
+    )
+    data.add_argument(
+        "--scale_aug",
+        nargs="+",
+        type=float,
+        default=None,
+        help="also train on each training image downscaled by these factors in (0, 1), e.g. 0.5 0.75 (default none)",
+    )
+    data.add_argument(
+        "--val_dir", default=None, help="folder of HR validation images (LR: bicubic x4); with --val_fraction, both are used"
+    )
+    data.add_argument(
+        "--val_fraction",
+        type=float,
+        default=None,
+        help="hold out this fraction of the --train_dir images (default 0.05 without --val_dir, else 0)",
     )
     data.add_argument("--val_seed", type=int, default=None, help="seed of the held-out split (default 0)")
     data.add_argument("--val_crop", type=int, default=None, help="centre-crop validation HR to at most this size (default 256)")
@@ -424,13 +495,14 @@ def fill_data_defaults(args: argparse.Namespace, scale: int = SCALE) -> None:
     args.val_crop = 256 if args.val_crop is None else args.val_crop
     args.skip_small = bool(args.skip_small)
     check_data_values(args.val_dir, args.val_fraction, args.val_seed, args.val_crop, scale)
+    check_scale_aug(getattr(args, "scale_aug", None))
 
 
 def data_input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """(flag, image file) for every image the data flags read (folders that are not there are skipped: the
     loader refuses them), so outputs can be checked against them before any work."""
     files = []
-    for flag in ("train_dir", "lr_dir", "val_dir"):
+    for flag in ("train_dir", "lr_dir", "extra_train_dir", "val_dir"):
         folders = getattr(args, flag, None)
         for folder in [folders] if isinstance(folders, str) else folders or []:
             if Path(folder).is_dir():
@@ -457,4 +529,6 @@ def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int,
         data_range=data_range,
         scale=scale,
         skip_small=args.skip_small,
+        extra_train_dirs=getattr(args, "extra_train_dir", None),
+        scale_aug=getattr(args, "scale_aug", None),
     )

@@ -22,6 +22,8 @@ SETTING_HELP: dict[str, str] = {
     "lr_after_plateau": "learning rate once validation stalls",
     "plateau_patience": "validations without improvement tolerated",
     "distill_weight": "weight of the loss to the --teacher's SR",
+    "feature_distill": "weight of the loss between the branch model's four block outputs and the official RFDN "
+    "--teacher's B1..B4 outputs (branch model only)",
     "loss": "to HR and to the teacher: l1 or l2, the mean squared error (on --resume: new lr phase, fresh Adam)",
     "val_every": "validate every N iterations",
     "log_every": "log line every N iterations",

@@ -50,6 +50,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models.team00_RFDN import RFDN
 from training.data import PatchSampler, TrainPatches, ValidationImage, check_patch_size, check_seed
 from utils.checkpoint import TRAINING_STATE_FORMAT, check_training_state, describe_mismatch
 from utils.errors import HarnessError, TrainingInterruptedError
@@ -62,6 +63,7 @@ PSNR_BORDER = 4
 
 LogFn = Callable[[dict[str, Any]], None]
 PRECISIONS = ("fp32", "bf16")
+LOSS_TERMS = 4  # total, to HR, distillation to the teacher's SR, feature distillation
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "l2": F.mse_loss}
 
 
@@ -93,6 +95,7 @@ class TrainSettings:
     lr_after_plateau: float = 5e-6
     plateau_patience: int = 5  # validations without a new best before the lr is lowered (ReduceLROnPlateau's rule)
     distill_weight: float = 0.0
+    feature_distill: float = 0.0  # weight of the loss between the branch model's block outputs and RFDN's
     loss: str = "l1"  # to HR and to the teacher: "l1" (mean absolute error) or "l2" (mean squared error)
     val_every: int = 500
     log_every: int = 100
@@ -119,8 +122,9 @@ class TrainSettings:
         for name in ("plateau_patience", "num_workers"):
             if getattr(self, name) < 0:
                 raise HarnessError(f"--{name} {getattr(self, name)}: must not be negative")
-        if not 0 <= self.distill_weight < math.inf:
-            raise HarnessError(f"--distill_weight {self.distill_weight}: must be at least 0 and finite")
+        for name in ("distill_weight", "feature_distill"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise HarnessError(f"--{name} {getattr(self, name)}: must be at least 0 and finite")
         check_seed(self.seed)
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
             raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive and finite")
@@ -290,11 +294,8 @@ def _stop_requests() -> Iterator[list[bool]]:
             signal.signal(sig, old)
 
 
-def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: float, device: torch.device) -> float | None:
-    """Mean PSNR (dB) over ``images``: whole images, SR clamped and rounded to uint8, RGB, 4-pixel border.
-    None without images."""
-    if not images:
-        return None
+def psnr_scores(model: nn.Module, images: Sequence[ValidationImage], data_range: float, device: torch.device) -> list[float]:
+    """PSNR (dB) of each of ``images``: whole images, SR clamped and rounded to uint8, RGB, 4-pixel border."""
     was_training = model.training
     model.eval()
     scores = []
@@ -303,7 +304,41 @@ def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: fl
             sr = model(uint2tensor4(image.lr, data_range).to(device))
             scores.append(calculate_psnr(tensor2uint(sr, data_range), image.hr, border=PSNR_BORDER))
     model.train(was_training)
-    return float(np.mean(scores))
+    return scores
+
+
+def group_means(images: Sequence[ValidationImage], scores: Sequence[float]) -> dict[str, float]:
+    """Mean PSNR per validation group (``held_out``, ``val_dir``), in the order the groups first appear."""
+    groups: dict[str, list[float]] = {}
+    for image, score in zip(images, scores, strict=True):
+        groups.setdefault(image.group, []).append(score)
+    return {group: float(np.mean(values)) for group, values in groups.items()}
+
+
+def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: float, device: torch.device) -> float | None:
+    """Mean PSNR (dB) over ``images`` (see ``psnr_scores``); None without images."""
+    if not images:
+        return None
+    return float(np.mean(psnr_scores(model, images, data_range, device)))
+
+
+def check_feature_distill(model: nn.Module, teacher: nn.Module | None) -> None:
+    """Feature distillation pairs the branch model's four block outputs with the official RFDN's B1..B4."""
+    if not getattr(model, "HAS_BLOCK_FEATURES", False) or not isinstance(teacher, RFDN):
+        raise HarnessError(
+            "--feature_distill > 0 needs a branch-model SRC and the official RFDN as --teacher (their B1..B4 outputs are paired)"
+        )
+
+
+def rfdn_with_features(rfdn: RFDN, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """RFDN's SR and the outputs of its blocks B1..B4 (the maps it concatenates before ``c``), in one pass."""
+    features, outputs = rfdn.fea_conv(x), []
+    block = features
+    for k in range(1, 5):
+        block = getattr(rfdn, f"B{k}")(block)
+        outputs.append(block)
+    low = rfdn.LR_conv(rfdn.c(torch.cat(outputs, dim=1))) + features
+    return rfdn.upsampler(low), outputs
 
 
 def _make_scheduler(
@@ -354,6 +389,8 @@ class _Trainer:
             raise ValueError(f"train_set has patch size {train_set.patch_size}, settings {settings.patch_size}")
         if settings.distill_weight > 0 and teacher is None:
             raise HarnessError("--distill_weight > 0 needs a --teacher")
+        if settings.feature_distill > 0:
+            check_feature_distill(model, teacher)
         self.settings, self.train_set, self.val_set = settings, train_set, list(val_set or [])
         self.log, self.save_state = log, save_state
         self.rank, self.world_size = world()
@@ -363,7 +400,7 @@ class _Trainer:
         self.data_range = train_set.data_range
         self.model = model.to(self.device).train()
         self.teacher = None
-        if teacher is not None and settings.distill_weight > 0:
+        if teacher is not None and (settings.distill_weight > 0 or settings.feature_distill > 0):
             self.teacher = teacher.to(self.device).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
@@ -389,8 +426,9 @@ class _Trainer:
         self.best_iteration = 0
         self.initial_psnr: float | None = None
         self.best_state = _cpu_state_dict(self.evaluated)
-        self.loss_sums = [0.0, 0.0, 0.0]  # total, loss to HR, distillation; since the last log line
+        self.loss_sums = [0.0] * LOSS_TERMS  # total, to HR, distillation, feature distillation; since the last log line
         self.loss_count = 0
+        self.val_groups: dict[str, float] = {}  # each validation group's mean PSNR at the last validation
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
 
@@ -455,7 +493,8 @@ class _Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.loss_sums, self.loss_count = list(state["loss_sums"]), int(state["loss_count"])
+        sums = list(state["loss_sums"])
+        self.loss_sums, self.loss_count = sums + [0.0] * (LOSS_TERMS - len(sums)), int(state["loss_count"])
         self.elapsed = float(state["elapsed"])
         set_rng_state(state["rng"])
 
@@ -478,17 +517,23 @@ class _Trainer:
         hr_batch = hr_batch.to(self.device, non_blocking=True)
         if self.settings.channels_last:
             lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
+        features = self.settings.feature_distill > 0
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            sr = self.net(lr_batch)
-            target = None
+            sr, maps = self.net(lr_batch, with_features=True) if features else (self.net(lr_batch), [])
+            target, target_maps = None, []
             if self.teacher is not None:
                 with torch.no_grad():
-                    target = self.teacher(lr_batch)
+                    target, target_maps = rfdn_with_features(self.teacher, lr_batch) if features else (self.teacher(lr_batch), [])
         sr = sr.float()
         pixel_loss = PIXEL_LOSSES[self.settings.loss]
         to_hr = pixel_loss(sr, hr_batch)
-        distill = pixel_loss(sr, target.float()) if target is not None else torch.zeros((), device=sr.device)
+        zero = torch.zeros((), device=sr.device)
+        distill = pixel_loss(sr, target.float()) if target is not None else zero
         loss = to_hr + self.settings.distill_weight * distill if target is not None else to_hr
+        feature = zero
+        if features:
+            feature = torch.stack([pixel_loss(m.float(), t.float()) for m, t in zip(maps, target_maps, strict=True)]).mean()
+        loss = loss + self.settings.feature_distill * feature
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.settings.grad_clip is not None:
@@ -498,7 +543,7 @@ class _Trainer:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        for i, value in enumerate((loss, to_hr, distill)):
+        for i, value in enumerate((loss, to_hr, distill, feature)):
             self.loss_sums[i] += float(value.detach())
         self.loss_count += 1
 
@@ -506,7 +551,11 @@ class _Trainer:
         """Rank 0 scores the images; every rank gets the figure, so all schedulers and bests stay in step."""
         if not self.val_set:
             return None
-        psnr = validate(self.evaluated, self.val_set, self.data_range, self.device) if self.rank == 0 else 0.0
+        psnr = 0.0
+        if self.rank == 0:
+            scores = psnr_scores(self.evaluated, self.val_set, self.data_range, self.device)
+            psnr = float(np.mean(scores))
+            self.val_groups = group_means(self.val_set, scores)
         if self.world_size > 1:
             figure = torch.tensor([psnr], dtype=torch.float64, device=_collective_device(self.device))
             dist.broadcast(figure, 0)
@@ -523,7 +572,7 @@ class _Trainer:
         if self.world_size > 1:
             reduced = torch.tensor([*sums, self.loss_count], dtype=torch.float64, device=_collective_device(self.device))
             dist.all_reduce(reduced)
-            sums, count = reduced[:3].tolist(), reduced[3].item()
+            sums, count = reduced[:LOSS_TERMS].tolist(), reduced[LOSS_TERMS].item()
         else:
             count = self.loss_count
         record: dict[str, Any] = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -532,12 +581,16 @@ class _Trainer:
                 raise HarnessError(f"training diverged: the loss is {sums[0]} at iteration {self.iteration}; lower --lr")
             record["loss"] = sums[0] / count
             record[self.settings.loss] = sums[1] / count  # the loss to HR, under its name ("l1" or "l2")
-            if self.teacher is not None:
+            if self.teacher is not None and self.settings.distill_weight > 0:
                 record["distill"] = sums[2] / count
+            if self.settings.feature_distill > 0:
+                record["feature"] = sums[3] / count
         if psnr is not None:
             record.update(val_psnr=psnr, best_psnr=self.best_psnr, best_iter=self.best_iteration)
+            if len(self.val_groups) > 1:
+                record["val_groups"] = dict(self.val_groups)
         record["time"] = round(self.elapsed + time.perf_counter() - started, 3)
-        self.loss_sums, self.loss_count = [0.0, 0.0, 0.0], 0
+        self.loss_sums, self.loss_count = [0.0] * LOSS_TERMS, 0
         return record
 
     def emit(self, record: dict[str, Any]) -> None:

@@ -29,6 +29,8 @@ from utils.errors import HarnessError, first_line
 class BranchPRFDN(nn.Module):
     """PRFDN stage 1: RFDN's block chain cut into four independent branches."""
 
+    HAS_BLOCK_FEATURES = True  # forward(x, with_features=True): training's feature distillation pairs them with RFDN's
+
     def __init__(self, nf: int = 50, in_nc: int = 3, out_nc: int = 3, scale: int = 4) -> None:
         super().__init__()
         self.config = {"nf": nf, "in_nc": in_nc, "out_nc": out_nc, "scale": scale}
@@ -46,9 +48,11 @@ class BranchPRFDN(nn.Module):
         outs += [getattr(self, f"B{k}")(getattr(self, f"srfdb{k}")(getattr(self, f"head{k}")(x))) for k in range(2, 5)]
         return skip, outs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """SR; with ``with_features``, (SR, the four branch outputs: what RFDN's B1..B4 output there)."""
         skip, outs = self.branch_outputs(x)
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, 1))) + skip)
+        sr = self.upsampler(self.LR_conv(self.c(torch.cat(outs, 1))) + skip)
+        return (sr, outs) if with_features else sr
 
 
 # --- rebuilding from checkpoints ---------------------------------------------------------------------------
