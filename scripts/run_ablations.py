@@ -1,0 +1,193 @@
+"""Run a set of short training runs from one start, one lever changed each, and tabulate their validation.
+
+    python scripts/run_ablations.py configs/ablations_branch.json            # run (or resume) every run, then the table
+    python scripts/run_ablations.py configs/ablations_branch.json --table    # only the table, from the logs so far
+
+The config names a start checkpoint (``src``), a work folder, the flags every run shares (``common``) and the
+runs, each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` trains ``src`` into
+``WORK/NAME.pth`` with ``common + flags``; a run whose training state exists is resumed (``--resume``), one that
+has reached its ``--iters`` is skipped, so the command continues where it stopped (Ctrl-C or SIGTERM saves the
+state of the run in progress and stops, exit 130). The table gives, per run and validation, the mean PSNR of
+each validation group (``held_out``: the images held out of ``--train_dir``; ``val_dir``: the ``--val_dir``
+images), read from ``WORK/NAME.log.jsonl``, and is written to ``WORK/ablations.json`` and, with ``--json``,
+to a results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import train_prfdn  # noqa: E402
+from utils.checkpoint import safe_load  # noqa: E402
+from utils.cli import ArgumentParser  # noqa: E402
+from utils.errors import HarnessError  # noqa: E402
+from utils.fileio import atomic_write_text, check_output_file  # noqa: E402
+
+PROG = "run_ablations.py"
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    src: Path
+    work_dir: Path
+    common: tuple[str, ...]
+    runs: tuple[Run, ...]
+
+    def argv(self, run: Run) -> list[str]:
+        return [str(self.src), str(self.out(run)), *self.common, *run.flags]
+
+    def out(self, run: Run) -> Path:
+        return self.work_dir / f"{run.name}.pth"
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise HarnessError(f"{where}: expected a list of strings (command-line flags)")
+    return tuple(value)
+
+
+def read_config(path: str | Path) -> AblationConfig:
+    """The config, its keys and types checked (one line naming the key if not)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{path}: expected a JSON object")
+    unknown = sorted(set(raw) - {"src", "work_dir", "common", "runs"} - {k for k in raw if k.startswith("_")})
+    if unknown:
+        raise HarnessError(f"{path}: unknown key {unknown[0]}; expected src, work_dir, common, runs")
+    for key in ("src", "work_dir"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise HarnessError(f"{path}: {key}: expected a path")
+    runs_raw = raw.get("runs")
+    if not isinstance(runs_raw, list) or not runs_raw:
+        raise HarnessError(f"{path}: runs: expected a list of {{'name': ..., 'flags': [...]}} objects")
+    runs = []
+    for i, item in enumerate(runs_raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].isidentifier():
+            raise HarnessError(f"{path}: runs[{i}].name: expected a name of letters, digits and _")
+        runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags")))
+    names = [run.name for run in runs]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice:
+        raise HarnessError(f"{path}: runs: the name {twice} is given twice")
+    common = _strings(raw.get("common", []), f"{path}: common")
+    return AblationConfig(Path(raw["src"]), Path(raw["work_dir"]), common, tuple(runs))
+
+
+def saved_iteration(out: Path) -> int | None:
+    """The iteration a run's training state is at (None: no state yet)."""
+    state = train_prfdn.output_paths(out)["state"]
+    return int(safe_load(state, "training state")["iteration"]) if state.is_file() else None
+
+
+def target_iters(argv: list[str]) -> int:
+    iters = train_prfdn.parse_args(argv).iters
+    return iters if iters is not None else train_prfdn.TrainSettings().iters
+
+
+def run_all(config: AblationConfig) -> int:
+    """Each run in turn, resumed where its state is; the first exit code other than 0 stops the queue."""
+    if not config.src.is_file():
+        raise HarnessError(f"src {config.src}: checkpoint file not found")
+    for run in config.runs:
+        argv = config.argv(run)
+        done = saved_iteration(config.out(run))
+        if done is not None and done >= target_iters(argv):
+            print(f"{PROG}: {run.name}: done ({done} iterations)")
+            continue
+        print(f"{PROG}: {run.name}: {'resuming at ' + str(done) if done is not None else 'starting'}", flush=True)
+        code = train_prfdn.cli(argv + (["--resume"] if done is not None else []))
+        if code != 0:
+            return code
+    return 0
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_summary(config: AblationConfig, run: Run) -> dict[str, Any]:
+    """A run's validations (iteration, overall and per-group PSNR) and its seconds per iteration."""
+    records = read_log(train_prfdn.output_paths(config.out(run))["log"])
+    validations = [
+        {"iter": r["iter"], "val_psnr": r["val_psnr"], **{f"val_{k}": v for k, v in r.get("val_groups", {}).items()}}
+        for r in records
+        if "val_psnr" in r
+    ]
+    timed = [r for r in records if "time" in r and r["iter"] > 0]
+    per_iter = None
+    if len(timed) >= 2 and timed[-1]["iter"] > timed[0]["iter"]:
+        per_iter = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["iter"] - timed[0]["iter"])
+    return {"name": run.name, "flags": list(run.flags), "validations": validations, "seconds_per_iteration": per_iter}
+
+
+def table(config: AblationConfig) -> dict[str, Any]:
+    return {"src": str(config.src), "common": list(config.common), "runs": [run_summary(config, run) for run in config.runs]}
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """One row per run: its flags, and the last validation's figures (overall, held out, val_dir)."""
+    lines = ["| run | flags | iteration | held out | val_dir | all | s/iter |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run in summary["runs"]:
+        last = run["validations"][-1] if run["validations"] else {}
+
+        def cell(key: str, last: dict[str, Any] = last) -> str:
+            return f"{last[key]:.4f}" if key in last else "-"
+
+        speed = f"{run['seconds_per_iteration']:.3f}" if run["seconds_per_iteration"] else "-"
+        flags = " ".join(run["flags"]) or "(common only)"
+        lines.append(
+            f"| {run['name']} | `{flags}` | {last.get('iter', '-')} | {cell('val_held_out')} | {cell('val_val_dir')} | "
+            f"{cell('val_psnr')} | {speed} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="JSON: src, work_dir, common (flags), runs ([{name, flags}])")
+    parser.add_argument("--table", action="store_true", help="only tabulate the logs so far; train nothing")
+    parser.add_argument("--json", default=None, help="also write the table to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = read_config(args.config)
+        if args.json:
+            check_output_file(args.json, "--json")
+        code = 0 if args.table else run_all(config)
+        summary = table(config)
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config.work_dir / "ablations.json", json.dumps(summary, indent=1) + "\n")
+        if args.json:
+            atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
+        print(markdown(summary))
+        return code
+    except HarnessError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
