@@ -27,7 +27,6 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import train_prfdn  # noqa: E402
-from utils.checkpoint import safe_load  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write_text, check_output_file  # noqa: E402
@@ -94,7 +93,7 @@ def read_config(path: str | Path) -> AblationConfig:
 def saved_iteration(out: Path) -> int | None:
     """The iteration a run's training state is at (None: no state yet)."""
     state = train_prfdn.output_paths(out)["state"]
-    return int(safe_load(state, "training state")["iteration"]) if state.is_file() else None
+    return int(train_prfdn.read_state(state)["iteration"]) if state.is_file() else None
 
 
 def target_iters(argv: list[str]) -> int:

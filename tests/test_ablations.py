@@ -1,0 +1,94 @@
+"""scripts/run_ablations.py: runs from one start, resumed or skipped where they stand, tabulated per validation group."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.team13_PRFDN import PRFDN, PRFDNConfig
+from transform.architectures import model_config
+from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
+from utils.datasets import ensure_builtin_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import run_ablations  # noqa: E402
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = PRFDN(PRFDNConfig.merged(nf=8))
+    arch, cfg = model_config(model)
+    src = tmp_path / "src.pth"
+    save_model_checkpoint(src, ModelCheckpoint(arch, cfg, model.state_dict()))
+    pairs = ensure_builtin_dataset()
+    val_dir = tmp_path / "val"
+    val_dir.mkdir()
+    (val_dir / "extra.png").write_bytes(pairs[0].hr_path.read_bytes())  # a separate validation folder...
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    for pair in pairs[1:]:  # ...kept apart from the training images
+        (train_dir / pair.hr_path.name).write_bytes(pair.hr_path.read_bytes())
+    common = ["--train_dir", str(train_dir), "--val_fraction", "0.3", "--val_dir", str(val_dir), "--val_crop", "96"]
+    common += ["--iters", "2", "--batch_size", "2", "--patch_size", "16", "--lr", "1e-4", "--val_every", "1"]
+    common += ["--log_every", "1", "--device", "cpu", "--no_progress"]
+    path = tmp_path / "ablations.json"
+    runs = [{"name": "base", "flags": []}, {"name": "more", "flags": ["--iters", "3"]}]
+    path.write_text(json.dumps({"src": str(src), "work_dir": str(tmp_path / "work"), "common": common, "runs": runs}))
+    return path
+
+
+def test_runs_are_trained_then_skipped_and_tabulated_per_group(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_ablations.main([str(config)]) == 0
+    summary = json.loads((tmp_path / "work" / "ablations.json").read_text())
+    base, more = summary["runs"]
+    assert [v["iter"] for v in base["validations"]] == [0, 1, 2] and [v["iter"] for v in more["validations"]] == [0, 1, 2, 3]
+    for validation in base["validations"]:
+        assert set(validation) == {"iter", "val_psnr", "val_held_out", "val_val_dir"}
+        assert min(validation["val_held_out"], validation["val_val_dir"]) <= validation["val_psnr"]
+    out = capsys.readouterr().out
+    assert "| base | `(common only)` | 2 |" in out and "| more | `--iters 3` | 3 |" in out
+    assert run_ablations.main([str(config)]) == 0  # both at their --iters: nothing trains again
+    assert capsys.readouterr().out.count("done (") == 2
+
+
+def test_a_run_cut_short_is_resumed(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = json.loads(config.read_text())
+    raw["runs"] = raw["runs"][:1]
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 0
+    raw["runs"][0]["flags"] = ["--iters", "4"]  # the same run, taken further
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 0
+    assert "base: resuming at 2" in capsys.readouterr().out
+    log = [json.loads(line) for line in (tmp_path / "work" / "base.log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log if "val_psnr" in r] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"runs": []}, "runs: expected a list"),
+        ({"runs": [{"name": "a b"}]}, "runs[0].name: expected a name"),
+        ({"runs": [{"name": "a"}, {"name": "a"}]}, "the name a is given twice"),
+        ({"common": "--iters 2"}, "common: expected a list of strings"),
+        ({"src": "missing.pth"}, "src missing.pth: checkpoint file not found"),
+        ({"extra": 1}, "unknown key extra"),
+    ],
+)
+def test_bad_configs_are_one_line_exit_2(
+    config: Path, change: dict, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = {**json.loads(config.read_text()), **change}
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "work").exists()
