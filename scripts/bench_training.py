@@ -5,6 +5,8 @@ checkpoint, fp32 against channels_last and bf16 autocast + channels_last, interl
         --train_dir ../shared/train/BSD200 --rounds 10 --json docs/results/training_speed_cpu.json
 
 Each variant trains its own copy of the model on the same batches (batch 16, LR patch 48 by default).
+``--compile`` adds bf16 + channels_last with the model and the teacher under ``torch.compile`` (inductor); its
+first step, which compiles, is reported apart and never timed with the others.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ VARIANTS = {
     "fp32+channels_last": {"precision": "fp32", "channels_last": True},
     "bf16+channels_last": {"precision": "bf16", "channels_last": True},
 }
+COMPILED = "bf16+channels_last+compile"
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -49,8 +52,11 @@ def run(args: argparse.Namespace) -> dict:
         tuple(torch.stack(t) for t in zip(*(data.train[i + b * args.batch_size] for i in range(args.batch_size)), strict=True))
         for b in range(args.rounds + args.warmup)
     ]
+    variants = dict(VARIANTS)
+    if args.compile:
+        variants[COMPILED] = VARIANTS["bf16+channels_last"]
     trainers = {}
-    for name, options in VARIANTS.items():
+    for name, options in variants.items():
         settings = TrainSettings(
             iters=10**6,
             batch_size=args.batch_size,
@@ -61,14 +67,21 @@ def run(args: argparse.Namespace) -> dict:
             progress=False,
             **options,
         )
-        trainers[name] = _Trainer(copy.deepcopy(model), data.train, [], settings, copy.deepcopy(teacher), None, None)
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        trainer = _Trainer(copy.deepcopy(model), data.train, [], settings, copy.deepcopy(teacher), None, None)
+        if name == COMPILED:
+            trainer.net = torch.compile(trainer.model)
+            trainer.teacher = torch.compile(trainer.teacher) if trainer.teacher is not None else None
+        trainers[name] = trainer
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    first_step: dict[str, float] = {}
     for index, (lr, hr) in enumerate(batches):
-        names = list(VARIANTS)
+        names = list(variants)
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
             trainers[name].step(lr, hr)
+            if index == 0:
+                first_step[name] = time.perf_counter() - start
             if index >= args.warmup:
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["fp32"])
@@ -81,13 +94,16 @@ def run(args: argparse.Namespace) -> dict:
         "teacher": args.teacher,
         "rounds": args.rounds,
         "warmup": args.warmup,
+        "first_step_s": first_step,
         "results": [
             {"variant": n, "median_s": statistics.median(t), "ratio_to_fp32": statistics.median(t) / base, "times_s": t}
             for n, t in times.items()
         ],
     }
     for row in result["results"]:
-        print(f"{row['variant']:22s} {row['median_s']:.3f} s/iteration  {row['ratio_to_fp32']:.2f}x fp32")
+        print(f"{row['variant']:30s} {row['median_s']:.3f} s/iteration  {row['ratio_to_fp32']:.2f}x fp32")
+    if args.compile:
+        print(f"{COMPILED}: first step (compiling) {first_step[COMPILED]:.1f} s")
     if args.json:
         atomic_write_json(args.json, result)
     return result
@@ -102,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch_size", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=10, help="timed iterations per variant (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations per variant first (default 2)")
+    parser.add_argument("--compile", action="store_true", help="add bf16 + channels_last under torch.compile")
     parser.add_argument("--json", default=None, help="write the measurements here")
     args = parser.parse_args(argv)
     try:

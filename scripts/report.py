@@ -4,8 +4,10 @@
     python scripts/report.py configs/x4_cpu.json --gpu_benchmark results/bench_gpu.json   # add a GPU column
 
 Rows: the official RFDN and every stage the run left in its ``work_dir`` (feature-fitted and trained branch
-model, merged, pruned, final = the config's ``output``). For each: PSNR (RGB and Y, 4-pixel border) and SSIM
-on Set5, Set14 and BSD68 from ``--benchmark_dir`` (the final report only: nothing here chooses a model),
+model, merged, pruned, final = the config's ``output``), then one row per ``--extra NAME=PATH`` (other
+checkpoints, e.g. the points of a speed/quality frontier). For each: PSNR (RGB and Y, 4-pixel border), its gap
+to RFDN, and SSIM on Set5, Set14, BSD68 and Urban100_10 from ``--benchmark_dir`` (the final report only:
+nothing here chooses a model),
 params / FLOPs / activations / Conv2d under the official counting rules (3x256x256), and the median CPU time
 per DIV2K-sized image relative to RFDN, timed side by side by ``benchmark.py``'s interleaved loop.
 Writes ``OUT_DIR/evaluation.json``, ``OUT_DIR/benchmark_<device>.json``, ``docs/pareto_<device>.png``,
@@ -39,7 +41,7 @@ from utils.evaluation import evaluate_mode  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_output_file  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
 
-SETS = ("Set5", "Set14", "BSD68")
+SETS = ("Set5", "Set14", "BSD68", "Urban100_10")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # (row label, name in the JSON files, file in work_dir; None: the config's "rfdn" / "output")
 ROWS = (
@@ -52,8 +54,8 @@ ROWS = (
 )
 
 
-def stage_files(config: dict[str, Any], source: str = "config") -> list[tuple[str, str, Path]]:
-    """(label, name, path) of every row whose checkpoint exists."""
+def stage_files(config: dict[str, Any], source: str = "config", extra: tuple[str, ...] = ()) -> list[tuple[str, str, Path]]:
+    """(label, name, path) of every row whose checkpoint exists, then the ``--extra NAME=PATH`` rows."""
     for key in ("rfdn", "work_dir", "output"):
         if not isinstance(config[key], str) or not config[key]:
             raise HarnessError(f"{source}: {key} is {config[key]!r}; expected a path")
@@ -65,6 +67,13 @@ def stage_files(config: dict[str, Any], source: str = "config") -> list[tuple[st
             found.append((label, name, path))
         else:
             print(f"report.py: {path} not there; row {label!r} left out")
+    for spec in extra:
+        name, _, path = spec.partition("=")
+        if not name.isidentifier() or not path or name in {n for _, n, _ in found}:
+            raise HarnessError(f"--extra {spec}: expected NAME=PATH with a new NAME of letters, digits and _")
+        if not Path(path).is_file():
+            raise HarnessError(f"--extra {spec}: {path} not found")
+        found.append((name, name, Path(path)))
     if not any(name == "rfdn" for _, name, _ in found):
         raise HarnessError(f"{config['rfdn']}: the RFDN checkpoint (every ratio is to it) not found")
     return found
@@ -112,14 +121,16 @@ def table(found: list[tuple[str, str, Path]], evaluation: dict[str, Any], cpu: d
     header = (
         ["model"]
         + [f"{s} PSNR / Y" for s in SETS]
-        + ["SSIM " + " / ".join(SETS), "params (M)", "FLOPs (G)", "activ. (M)", "Conv2d"]
+        + ["PSNR gap to RFDN (dB)", "SSIM " + " / ".join(SETS), "params (M)", "FLOPs (G)", "activ. (M)", "Conv2d"]
     )
     gpu_label = f"GPU {gpu['results'][0]['variant']} time (x {gpu['reference']})" if gpu else "GPU time"
     header += ["CPU time (x RFDN)", gpu_label]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rfdn_sets = evaluation["models"]["rfdn"]["sets"]
     for label, name, _ in found:
         sets, counts = evaluation["models"][name]["sets"], cpu["models"][name]
         cells = [label] + [f"{sets[s]['psnr']:.3f} / {sets[s]['psnr_y']:.3f}" for s in SETS]
+        cells.append(" / ".join(f"{sets[s]['psnr'] - rfdn_sets[s]['psnr']:+.3f}" for s in SETS))
         cells.append(" / ".join(f"{sets[s]['ssim']:.4f}" for s in SETS))
         cells += [
             f"{counts['params'] / 1e6:.4f}",
@@ -220,7 +231,7 @@ def run(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     check_arguments(args)
     gpu = check_benchmark(read_json(args.gpu_benchmark), args.gpu_benchmark, table=True) if args.gpu_benchmark else None
-    found = stage_files(config, args.config)
+    found = stage_files(config, args.config, tuple(args.extra))
     check_inputs_and_outputs(args, found)
     outputs = output_files(args)
     device = torch.device(args.device)
@@ -234,7 +245,8 @@ def run(args: argparse.Namespace) -> None:
     atomic_write_json(outputs["--out_dir"], evaluation)
     atomic_write_json(outputs["--out_dir's benchmark"], timing)
     make_plot(timing, evaluation, str(outputs["--docs_dir's plot"]))
-    command = f"python scripts/report.py {args.config}" + (f" --gpu_benchmark {args.gpu_benchmark}" if gpu else "")
+    command = f"python scripts/report.py {args.config}" + "".join(f" --extra {spec}" for spec in args.extra)
+    command += f" --gpu_benchmark {args.gpu_benchmark}" if gpu else ""
     atomic_write_text(outputs["--docs_dir"], f"# Results\n\nRegenerate: `{command}`\n\n{block}")
     if args.readme:
         readme = outputs["--readme"]
@@ -246,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="the pipeline config whose run to report (e.g. configs/x4_cpu.json)")
     parser.add_argument(
-        "--benchmark_dir", default="../shared/benchmark", help="folder with Set5/Set14/BSD68 (default ../shared/benchmark)"
+        "--benchmark_dir",
+        default="../shared/benchmark",
+        help="folder with Set5/Set14/BSD68/Urban100_10 (default ../shared/benchmark)",
     )
+    parser.add_argument("--extra", action="append", default=[], help="NAME=PATH: one more row, another checkpoint (repeatable)")
     parser.add_argument("--out_dir", default="docs/results", help="JSON results go here (default docs/results)")
     parser.add_argument("--docs_dir", default="docs", help="results.md and the Pareto plot go here (default docs)")
     parser.add_argument("--readme", default="README.md", help="README whose results block is replaced ('' for none)")

@@ -159,12 +159,15 @@ def test_report_regenerates_the_readme_table(tmp_path: Path, random_rfdn_checkpo
     readme.write_text("intro\n<!-- results:begin -->\nold table\n<!-- results:end -->\nrest\n")
     argv = [str(tmp_path / "c.json"), "--benchmark_dir", str(bench_dir), "--out_dir", str(tmp_path / "out")]
     argv += ["--docs_dir", str(tmp_path / "docs"), "--readme", str(readme), "--repeats", "1", "--warmup", "0", "--size", "16x16"]
-    assert report_script.main(argv) == 0
+    assert report_script.main([*argv, "--extra", f"budget_b={tmp_path / 'none.pth'}"]) == 2  # checked before any work
+    assert not (tmp_path / "out").exists()
+    assert report_script.main([*argv, "--extra", f"budget_a={final}"]) == 0
     text = readme.read_text()
+    assert "| budget_a |" in text and " | +0.000 / +0.000 / +0.000 / +0.000 | " in text  # RFDN's weights: no gap
     assert text.startswith("intro\n<!-- results:begin -->\n| model |") and text.endswith("<!-- results:end -->\nrest\n")
     assert "old table" not in text and "| RFDN (official) |" in text and "| final (team13_prfdn.pth) |" in text
     evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text())
-    assert set(evaluation["models"]) == {"rfdn", "final"}
+    assert set(evaluation["models"]) == {"rfdn", "final", "budget_a"}
     rfdn = evaluation["models"]["rfdn"]
     assert rfdn["sets"]["Set5"] == evaluation["models"]["final"]["sets"]["Set5"]  # same weights, same scores
     assert f"{rfdn['sets']['Set14']['psnr']:.3f} / {rfdn['sets']['Set14']['psnr_y']:.3f}" in text
@@ -177,7 +180,7 @@ def test_report_refuses_missing_sets_and_markers(
     config = {"rfdn": str(random_rfdn_checkpoint), "work_dir": str(tmp_path), "output": str(tmp_path / "o.pth"), "data": {}}
     (tmp_path / "c.json").write_text(json.dumps(config))
     assert report_script.main([str(tmp_path / "c.json"), "--benchmark_dir", str(tmp_path / "nowhere")]) == 2
-    assert "no Set5, Set14, BSD68" in capsys.readouterr().err
+    assert "no Set5, Set14, BSD68, Urban100_10" in capsys.readouterr().err
     assert report_script.main([str(tmp_path / "c.json"), "--size", "7", "--benchmark_dir", str(tmp_path)]) == 2
     assert "--size '7': expected HxW" in capsys.readouterr().err  # flags refused before any evaluation
     if not torch.cuda.is_available():
