@@ -35,7 +35,7 @@ from training.data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from training.flags import SETTING_NAMES, add_setting_arguments
+from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments
 from training.loop import (
     FitResult,
     JsonlLog,
@@ -44,6 +44,7 @@ from training.loop import (
     check_feature_distill,
     default_lr,
     distributed_active,
+    fast_path_default,
     fit,
     init_distributed,
     loss_changed,
@@ -163,6 +164,12 @@ def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] 
         if value is not None:
             setattr(settings, name, value)
     resolve_device(settings.device)  # refuses cuda on a machine without it
+    if saved is None:  # a new run: the fast path where it helps (a resumed run keeps its own)
+        precision, channels_last = fast_path_default(settings.device)
+        if args.precision is None and not args.amp:
+            settings.precision = precision
+        if args.channels_last is None:
+            settings.channels_last = channels_last
     if args.no_progress:
         settings.progress = False
     settings.check()
@@ -320,8 +327,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "device": "cuda when available",
             "grad_clip": "off",
             "amp": "off",
-            "channels_last": "off",
             "ema_decay": "0",
+            **FAST_PATH_TEXT,
         },
     )
     parser.add_argument(

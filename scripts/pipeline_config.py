@@ -84,6 +84,7 @@ class TrainingPhase:
     lr_after_plateau: float | None = None
     plateau_patience: int | None = None
     distill_weight: float | None = None
+    feature_distill: float | None = None
     loss: str | None = None
     val_every: int | None = None
     log_every: int | None = None

@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import torch
 from skimage import data as skimage_data
 
 import train_prfdn
+import training.loop as training_loop
 from models.team00_RFDN import RFDN
 from training.data import load_training_data
 from training.loop import TrainingInterruptedError, TrainSettings, _make_scheduler, fit, rfdn_with_features
@@ -31,6 +32,7 @@ from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_
 from utils.errors import HarnessError
 from utils.fileio import sha256_of
 from utils.image import imsave
+from utils.inference import cpu_has_native_bf16
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATCH = 16
@@ -301,6 +303,24 @@ def test_feature_distillation_pulls_the_branch_outputs_toward_rfdns_blocks(workd
             fit(student, data.train, None, settings(iters=1, feature_distill=1.0), teacher=teach)
 
 
+def test_fast_path_is_the_default_only_on_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cpu_has_native_bf16("processor : 0\nflags : fpu sse avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16("flags : fpu sse avx2 avx512f\n") and not cpu_has_native_bf16("")
+    args = train_prfdn.parse_args(["src.pth", "out.pth", "--device", "cpu"])
+    for native, expected in ((True, ("bf16", True)), (False, ("fp32", False))):
+        monkeypatch.setattr(training_loop, "cpu_has_native_bf16", lambda native=native: native)
+        assert training_loop.fast_path_default("cpu") == expected and training_loop.fast_path_default("cuda") == ("fp32", False)
+        settings = train_prfdn.resolve_settings(copy.copy(args), "prfdn", None)
+        assert (settings.precision, settings.channels_last) == expected
+        resumed = train_prfdn.resolve_settings(copy.copy(args), "prfdn", asdict(TrainSettings(device="cpu")))
+        assert (resumed.precision, resumed.channels_last) == ("fp32", False)  # a resumed run keeps its own
+    monkeypatch.setattr(training_loop, "cpu_has_native_bf16", lambda: True)
+    given = train_prfdn.parse_args(["s.pth", "o.pth", "--device", "cpu", "--precision", "fp32", "--no-channels_last"])
+    settings = train_prfdn.resolve_settings(given, "prfdn", None)
+    assert (settings.precision, settings.channels_last) == ("fp32", False)
+
+
 # --- train_prfdn.py -----------------------------------------------------------------------------------------
 
 CLI_TRAIN = ["--train_dir", "TRAIN", "--val_fraction", "0.25", "--val_crop", "96", "--teacher", "TEACHER"]
@@ -380,7 +400,7 @@ def test_ddp_two_gloo_processes(workdir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp.pth"
     args = [str(workdir / "src.pth"), str(out), "--train_dir", str(workdir / "train"), "--val_fraction", "0.25"]
     args += ["--iters", "4", "--batch_size", "2", "--patch_size", str(PATCH), "--lr", "1e-3", "--val_every", "2"]
-    args += ["--device", "cpu", "--no_progress"]
+    args += ["--device", "cpu", "--no_progress", "--precision", "fp32", "--no-channels_last"]  # as fit() below
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train_prfdn.py"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(launch + args, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=240)

@@ -11,7 +11,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from training.loop import PIXEL_LOSSES, PRECISIONS, TrainSettings
+from training.loop import PIXEL_LOSSES, PRECISIONS, TrainSettings, fast_path_default
+from utils.inference import resolve_device
 
 DEVICES = ("cpu", "cuda")
 SETTING_HELP: dict[str, str] = {
@@ -39,6 +40,22 @@ SETTING_HELP: dict[str, str] = {
 SETTING_NAMES = tuple(SETTING_HELP)
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainSettings)}
 _VALUE_TYPES = {"int": int, "float": float, "str": str, "float | None": float}
+
+
+FAST_PATH_TEXT = {
+    "precision": "bf16 on a CPU with native bf16 (AVX512-BF16, AMX), else fp32",
+    "channels_last": "on where bf16 is the default",
+}
+
+
+def fill_fast_path(args: argparse.Namespace) -> None:
+    """``--precision`` / ``--channels_last`` not given: the fast path where it helps (``fast_path_default``);
+    never bf16 beside ``--amp`` (float16)."""
+    precision, channels_last = fast_path_default(resolve_device(args.device).type)
+    if args.precision is None:
+        args.precision = "fp32" if getattr(args, "amp", False) else precision
+    if args.channels_last is None:
+        args.channels_last = channels_last
 
 
 def add_setting_arguments(

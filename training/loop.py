@@ -56,6 +56,7 @@ from utils.checkpoint import TRAINING_STATE_FORMAT, check_training_state, descri
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write_text
 from utils.image import tensor2uint, uint2tensor4
+from utils.inference import cpu_has_native_bf16
 from utils.metrics import calculate_psnr
 
 STATE_FORMAT = TRAINING_STATE_FORMAT
@@ -77,6 +78,13 @@ def check_precision(precision: str) -> None:
     """Refuse a training precision other than fp32 and bf16."""
     if precision not in PRECISIONS:
         raise HarnessError(f"--precision {precision}: must be one of {', '.join(PRECISIONS)}")
+
+
+def fast_path_default(device: str) -> tuple[str, bool]:
+    """(precision, channels_last) where the flags are not given: bf16 autocast + channels_last on a CPU with
+    native bf16 (0.40x to 0.42x of fp32's time per training iteration, held-out PSNR within 0.01 dB; see
+    docs/training_speed.md), fp32 elsewhere (CUDA, and CPUs that would emulate bf16: not measured)."""
+    return ("bf16", True) if device == "cpu" and cpu_has_native_bf16() else ("fp32", False)
 
 
 def default_lr(arch: str) -> float:

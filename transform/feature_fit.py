@@ -31,7 +31,7 @@ from training.data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from training.flags import add_setting_arguments
+from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
 from training.loop import check_precision, seed_everything, validate
 from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
 from transform.common import StageCLI, read_stage_input, write_stage_output
@@ -126,6 +126,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_seed(args.seed)
     if not 0 < args.lr < math.inf:
         raise HarnessError(f"--lr {args.lr}: must be positive and finite")
+    fill_fast_path(args)
     check_precision(args.precision)
     if not args.train_dir:
         raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
@@ -193,10 +194,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "lr": 2e-4,
             "log_every": 100,
             "seed": 0,
-            "precision": "fp32",
-            "channels_last": False,
         },
-        default_text={"lr": "2e-4, cosine-decayed to 0", "device": "cuda when available"},
+        default_text={"lr": "2e-4, cosine-decayed to 0", "device": "cuda when available", **FAST_PATH_TEXT},
     )
 
 

@@ -38,7 +38,7 @@ import torch_pruning as tp
 
 from models.team13_PRFDN import PRFDN
 from training.data import TrainData, add_data_arguments, check_patch_size, check_seed, fill_data_defaults, load_data_from_args
-from training.flags import add_setting_arguments
+from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
 from training.loop import TrainSettings, default_lr, fit
 from transform.architectures import load_model, load_teacher
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
@@ -264,6 +264,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.finetune_iters and not args.train_dir:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
     resolve_device(args.device)  # refuses cuda on a machine without it
+    fill_fast_path(args)
     if args.finetune_iters:
         _finetune_settings(args, 1).check()
     if args.train_dir:
@@ -354,10 +355,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "patch_size": 48,
             "seed": 0,
             "amp": False,
-            "precision": "fp32",
-            "channels_last": False,
         },
-        default_text={"lr": "the factsheet's 1e-6 after re-parametrization", "device": "cuda when available", "amp": "off"},
+        default_text={
+            "lr": "the factsheet's 1e-6 after re-parametrization",
+            "device": "cuda when available",
+            "amp": "off",
+            **FAST_PATH_TEXT,
+        },
     )
 
 

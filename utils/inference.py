@@ -149,6 +149,19 @@ def resolve_device(requested: str | None) -> torch.device:
     return torch.device(requested)
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True where the CPU computes bfloat16 dot products in hardware (AVX512-BF16 or AMX-BF16, from the Linux
+    ``/proc/cpuinfo`` flags); elsewhere bf16 autocast may be emulated and slower than fp32, so False."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
