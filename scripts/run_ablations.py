@@ -9,8 +9,9 @@ runs, each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` tra
 has reached its ``--iters`` is skipped, so the command continues where it stopped (Ctrl-C or SIGTERM saves the
 state of the run in progress and stops, exit 130). The table gives, per run and validation, the mean PSNR of
 each validation group (``held_out``: the images held out of ``--train_dir``; ``val_dir``: the ``--val_dir``
-images), read from ``WORK/NAME.log.jsonl``, and is written to ``WORK/ablations.json`` and, with ``--json``,
-to a results file.
+images), read from ``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint (e.g. the
+official RFDN) scored on the same images, and is written to ``WORK/ablations.json`` and, with ``--json``, to a
+results file.
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 import train_prfdn  # noqa: E402
+from training.data import fill_data_defaults, load_data_from_args  # noqa: E402
+from training.loop import group_means, psnr_scores  # noqa: E402
+from transform.architectures import load_model, read_flag_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write_text, check_output_file  # noqa: E402
+from utils.fileio import atomic_write_text, check_output_file, sha256_of  # noqa: E402
 
 PROG = "run_ablations.py"
 
@@ -46,6 +53,7 @@ class AblationConfig:
     work_dir: Path
     common: tuple[str, ...]
     runs: tuple[Run, ...]
+    reference: Path | None = None  # e.g. the official RFDN, scored on the same validation images
 
     def argv(self, run: Run) -> list[str]:
         return [str(self.src), str(self.out(run)), *self.common, *run.flags]
@@ -68,9 +76,11 @@ def read_config(path: str | Path) -> AblationConfig:
         raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
     if not isinstance(raw, dict):
         raise HarnessError(f"{path}: expected a JSON object")
-    unknown = sorted(set(raw) - {"src", "work_dir", "common", "runs"} - {k for k in raw if k.startswith("_")})
+    unknown = sorted(set(raw) - {"src", "work_dir", "common", "runs", "reference"} - {k for k in raw if k.startswith("_")})
     if unknown:
-        raise HarnessError(f"{path}: unknown key {unknown[0]}; expected src, work_dir, common, runs")
+        raise HarnessError(f"{path}: unknown key {unknown[0]}; expected src, work_dir, common, runs, reference")
+    if "reference" in raw and (not isinstance(raw["reference"], str) or not raw["reference"]):
+        raise HarnessError(f"{path}: reference: expected a path (a checkpoint scored on the same validation images)")
     for key in ("src", "work_dir"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise HarnessError(f"{path}: {key}: expected a path")
@@ -87,7 +97,8 @@ def read_config(path: str | Path) -> AblationConfig:
     if twice:
         raise HarnessError(f"{path}: runs: the name {twice} is given twice")
     common = _strings(raw.get("common", []), f"{path}: common")
-    return AblationConfig(Path(raw["src"]), Path(raw["work_dir"]), common, tuple(runs))
+    reference = Path(raw["reference"]) if "reference" in raw else None
+    return AblationConfig(Path(raw["src"]), Path(raw["work_dir"]), common, tuple(runs), reference)
 
 
 def saved_iteration(out: Path) -> int | None:
@@ -139,13 +150,49 @@ def run_summary(config: AblationConfig, run: Run) -> dict[str, Any]:
     return {"name": run.name, "flags": list(run.flags), "validations": validations, "seconds_per_iteration": per_iter}
 
 
+def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
+    """The reference checkpoint's validation PSNR, overall and per group, on the runs' validation images
+    (the data flags of ``common``); cached in WORK/reference_val.json while the checkpoint and flags are the same."""
+    if config.reference is None:
+        return None
+    if not config.reference.is_file():
+        raise HarnessError(f"reference {config.reference}: checkpoint file not found")
+    cache = config.work_dir / "reference_val.json"
+    key = {"reference": str(config.reference), "sha256": sha256_of(config.reference), "common": list(config.common)}
+    if cache.is_file():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if all(saved.get(k) == v for k, v in key.items()):
+            return saved
+    args = train_prfdn.parse_args([str(config.src), str(config.work_dir / "reference.pth"), *config.common])
+    fill_data_defaults(args)
+    checkpoint = read_flag_checkpoint(config.reference, "reference")
+    model = load_model(checkpoint, f"reference {config.reference}")
+    data = load_data_from_args(
+        args, patch_size=args.patch_size or 48, seed=0, data_range=checkpoint.data_range, scale=checkpoint.scale
+    )
+    scores = psnr_scores(model, data.val, checkpoint.data_range, torch.device("cpu"))
+    result = {**key, "val_psnr": float(np.mean(scores)), **{f"val_{k}": v for k, v in group_means(data.val, scores).items()}}
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache, json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def table(config: AblationConfig) -> dict[str, Any]:
-    return {"src": str(config.src), "common": list(config.common), "runs": [run_summary(config, run) for run in config.runs]}
+    return {
+        "src": str(config.src),
+        "common": list(config.common),
+        "reference": reference_scores(config),
+        "runs": [run_summary(config, run) for run in config.runs],
+    }
 
 
 def markdown(summary: dict[str, Any]) -> str:
     """One row per run: its flags, and the last validation's figures (overall, held out, val_dir)."""
     lines = ["| run | flags | iteration | held out | val_dir | all | s/iter |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    reference = summary.get("reference")
+    if reference:
+        cells = " | ".join(f"{reference[k]:.4f}" if k in reference else "-" for k in ("val_held_out", "val_val_dir", "val_psnr"))
+        lines.append(f"| reference | `{reference['reference']}` | - | {cells} | - |")
     for run in summary["runs"]:
         last = run["validations"][-1] if run["validations"] else {}
 

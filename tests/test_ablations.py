@@ -39,7 +39,8 @@ def config(tmp_path: Path) -> Path:
     common += ["--log_every", "1", "--device", "cpu", "--no_progress"]
     path = tmp_path / "ablations.json"
     runs = [{"name": "base", "flags": []}, {"name": "more", "flags": ["--iters", "3"]}]
-    path.write_text(json.dumps({"src": str(src), "work_dir": str(tmp_path / "work"), "common": common, "runs": runs}))
+    config = {"src": str(src), "reference": str(src), "work_dir": str(tmp_path / "work"), "common": common, "runs": runs}
+    path.write_text(json.dumps(config))
     return path
 
 
@@ -53,6 +54,10 @@ def test_runs_are_trained_then_skipped_and_tabulated_per_group(
     for validation in base["validations"]:
         assert set(validation) == {"iter", "val_psnr", "val_held_out", "val_val_dir"}
         assert min(validation["val_held_out"], validation["val_val_dir"]) <= validation["val_psnr"]
+    reference = summary["reference"]  # the start itself: its scores are every run's iteration 0
+    assert {k: reference[k] for k in ("val_psnr", "val_held_out", "val_val_dir")} == {
+        k: base["validations"][0][k] for k in ("val_psnr", "val_held_out", "val_val_dir")
+    }
     out = capsys.readouterr().out
     assert "| base | `(common only)` | 2 |" in out and "| more | `--iters 3` | 3 |" in out
     assert run_ablations.main([str(config)]) == 0  # both at their --iters: nothing trains again
@@ -81,6 +86,7 @@ def test_a_run_cut_short_is_resumed(config: Path, tmp_path: Path, capsys: pytest
         ({"common": "--iters 2"}, "common: expected a list of strings"),
         ({"src": "missing.pth"}, "src missing.pth: checkpoint file not found"),
         ({"extra": 1}, "unknown key extra"),
+        ({"reference": ""}, "reference: expected a path"),
     ],
 )
 def test_bad_configs_are_one_line_exit_2(
