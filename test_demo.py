@@ -242,17 +242,20 @@ def _input_files(args: argparse.Namespace, plan: list[tuple[str, list[ImagePair]
     return groups or [checkpoint]
 
 
-def prepare_outputs(args: argparse.Namespace, plan: list[tuple[str, list[ImagePair]]]) -> None:
-    """Create the output folders and check every output file can be written and is no input, so that an
-    unusable path stops the run before any work; an existing results file must be valid (it is left as it is)."""
-    save_dir, results_json = Path(args.save_dir), Path(args.results_json)
-    if same_file(save_dir, results_json):
-        raise HarnessError(f"--results_json {results_json}: is the --save_dir folder; expected a file name")
-    for flag, folder in (("--save_dir", save_dir), ("--results_json", results_json.parent)):
+def make_output_folders(args: argparse.Namespace) -> None:
+    for flag, folder in (("--save_dir", Path(args.save_dir)), ("--results_json", Path(args.results_json).parent)):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise HarnessError(f"{flag} {folder}: cannot create this folder ({err.strerror or err})") from None
+
+
+def prepare_outputs(args: argparse.Namespace, plan: list[tuple[str, list[ImagePair]]]) -> None:
+    """Check every output file can be written and is no input, so that an unusable path stops the run before
+    any work; an existing results file must be valid (it is left as it is). Nothing is created here."""
+    save_dir, results_json = Path(args.save_dir), Path(args.results_json)
+    if same_file(save_dir, results_json):
+        raise HarnessError(f"--results_json {results_json}: is the --save_dir folder; expected a file name")
     check_output_file(results_json, "--results_json")
     table = table_path(results_json)
     if same_file(results_json, table):
@@ -292,6 +295,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     check_sr_outputs(Path(args.save_dir) / model_name, plan)
     for _, pairs in plan:
         check_pairs(pairs, SCALE)
+    make_output_folders(args)  # only once everything is checked: a refused run leaves no empty folder behind
     torch.backends.cudnn.benchmark = False
     logger = get_logger("NTIRE-EfficientSR", Path(args.save_dir) / LOG_NAME)
     logger.info(f"{model_name} on {describe_device(device)}: {', '.join(f'{m} ({len(p)} images)' for m, p in plan)}")

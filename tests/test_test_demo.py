@@ -174,6 +174,12 @@ def _bad(previous_results: Path, capsys: pytest.CaptureFixture[str], *argv: str)
     return _error_line(capsys)
 
 
+def test_a_refused_run_creates_no_output_folder(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--model_path", "missing.pth"], ["--hr_dir", "nowhere"]):
+        line = _bad(previous_results, capsys, "--model_id", "13", "--save_dir", "out/sr", "--results_json", "res/r.json", *argv)
+        assert line and not Path("out").exists() and not Path("res").exists()
+
+
 def test_missing_and_empty_data_folders(
     previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
 ) -> None:
@@ -200,8 +206,8 @@ def test_hidden_files_are_skipped_and_duplicate_names_refused(
 def test_unusable_output_paths(previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path) -> None:
     ckpt = ("--model_path", str(random_rfdn_checkpoint), "--model_id", "0")
     Path("afile").write_text("x")
-    assert "--save_dir afile: cannot create this folder" in _bad(previous_results, capsys, "--save_dir", "afile", *ckpt)
-    assert "--results_json afile: cannot create this folder" in _bad(
+    assert "--save_dir afile/test_demo.log: afile is not a folder" in _bad(previous_results, capsys, "--save_dir", "afile", *ckpt)
+    assert "--results_json afile/r.json: afile is not a folder" in _bad(
         previous_results, capsys, "--results_json", "afile/r.json", *ckpt
     )
     Path("adir").mkdir()

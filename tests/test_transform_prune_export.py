@@ -316,3 +316,9 @@ def test_widths_do_not_depend_on_the_ranking() -> None:
     calibration = (torch.rand(2, 3, 20, 20) * 255, torch.rand(2, 3, 80, 80) * 255)
     pruned, history = prune(helper, ratio=0.5, steps=3, round_to=4, importance="taylor", calibration=calibration)
     assert predicted == figures(pruned) == {k: v for k, v in history[-1].items() if k != "step"}
+
+
+def test_a_round_to_that_prunes_nothing_is_named() -> None:
+    helper = with_helpers(merge_branches(_small_branch(5, nf=8), "dense"))
+    with pytest.raises(HarnessError, match=r"--round_to 512: at --ratio 0.5 no layer loses a whole multiple of 512"):
+        prune(helper, ratio=0.5, steps=2, round_to=512)

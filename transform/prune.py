@@ -145,7 +145,13 @@ def prune(
     budget = target_params is not None or target_flops is not None
     history = [{"step": 0, **figures(model)}]
     bound = history[0] if smaller_than is None else smaller_than
-    _check_reachable(figures_at_ratio(model, ratio, steps, round_to), history[0], bound, ratio, target_params, target_flops)
+    at_ratio = figures_at_ratio(model, ratio, steps, round_to)
+    if round_to is not None and at_ratio == figures(model):
+        raise HarnessError(
+            f"--round_to {round_to}: at --ratio {ratio} no layer loses a whole multiple of {round_to} channels, so "
+            "nothing would be pruned; lower --round_to"
+        )
+    _check_reachable(at_ratio, history[0], bound, ratio, target_params, target_flops)
     pruner = make_pruner(model, ratio, steps, importance, round_to)
     for step in range(1, steps + 1):
         if importance == "taylor":
