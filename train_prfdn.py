@@ -169,7 +169,7 @@ def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] 
         if args.precision is None and not args.amp:
             settings.precision = precision
         if args.channels_last is None:
-            settings.channels_last = channels_last
+            settings.channels_last = channels_last and settings.precision == "bf16"
     if args.no_progress:
         settings.progress = False
     settings.check()

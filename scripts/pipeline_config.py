@@ -512,6 +512,11 @@ def check_stage_flags(config: PipelineConfig) -> None:
             run_stage_check(settings.check, where)
             if settings.distill_weight > 0 and config.data.teacher is None:
                 raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
+            if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):
+                raise HarnessError(
+                    f"{where}.feature_distill {settings.feature_distill:g}: only in branch_training (the branch model's "
+                    "block outputs), with data.teacher the official RFDN"
+                )
     form = config.reparam_args(src, dst).form
     if form not in reparam.FORMS:
         raise HarnessError(f"argument reparam.form: invalid choice: {form!r} (choose from {', '.join(reparam.FORMS)})")

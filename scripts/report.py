@@ -69,8 +69,12 @@ def stage_files(config: dict[str, Any], source: str = "config", extra: tuple[str
             print(f"report.py: {path} not there; row {label!r} left out")
     for spec in extra:
         name, _, path = spec.partition("=")
-        if not name.isidentifier() or not path or name in {n for _, n, _ in found}:
-            raise HarnessError(f"--extra {spec}: expected NAME=PATH with a new NAME of letters, digits and _")
+        taken = {n for _, n, _ in ROWS} | {n for _, n, _ in found}
+        if not name.isidentifier() or not path or name in taken:
+            raise HarnessError(
+                f"--extra {spec}: expected NAME=PATH with a NAME of letters, digits and _ that no other row has "
+                f"({', '.join(sorted(taken))})"
+            )
         if not Path(path).is_file():
             raise HarnessError(f"--extra {spec}: {path} not found")
         found.append((name, name, Path(path)))

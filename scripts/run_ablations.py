@@ -17,6 +17,8 @@ results file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -32,11 +34,12 @@ import torch  # noqa: E402
 
 import train_prfdn  # noqa: E402
 from training.data import fill_data_defaults, load_data_from_args  # noqa: E402
-from training.loop import group_means, psnr_scores  # noqa: E402
+from training.flags import SETTING_NAMES  # noqa: E402
+from training.loop import TrainSettings, group_means, psnr_scores  # noqa: E402
 from transform.architectures import load_model, read_flag_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write_text, check_output_file, sha256_of  # noqa: E402
+from utils.fileio import atomic_write_text, check_distinct, check_output_file, sha256_of  # noqa: E402
 
 PROG = "run_ablations.py"
 
@@ -112,10 +115,27 @@ def target_iters(argv: list[str]) -> int:
     return iters if iters is not None else train_prfdn.TrainSettings().iters
 
 
-def run_all(config: AblationConfig) -> int:
-    """Each run in turn, resumed where its state is; the first exit code other than 0 stops the queue."""
+def check_runs(config: AblationConfig) -> None:
+    """Every run's command line parses and its settings are in range, before the first run trains."""
     if not config.src.is_file():
         raise HarnessError(f"src {config.src}: checkpoint file not found")
+    for run in config.runs:
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                args = train_prfdn.parse_args(config.argv(run))
+        except SystemExit:
+            reason = said.getvalue().strip().splitlines()[-1:] or ["its flags do not parse"]
+            raise HarnessError(f"runs {run.name}: {reason[0].removeprefix(f'{train_prfdn.PROG}: error: ')}") from None
+        fields = {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name) is not None}
+        try:
+            TrainSettings(**fields).check()
+        except HarnessError as err:
+            raise HarnessError(f"runs {run.name}: {err}") from None
+
+
+def run_all(config: AblationConfig) -> int:
+    """Each run in turn, resumed where its state is; the first exit code other than 0 stops the queue."""
     for run in config.runs:
         argv = config.argv(run)
         done = saved_iteration(config.out(run))
@@ -130,9 +150,18 @@ def run_all(config: AblationConfig) -> int:
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
+    """A run's log records; a line that is no JSON object (cut off by a killed run) is no record."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("iter"), int):
+            records.append(record)
+    return records
 
 
 def run_summary(config: AblationConfig, run: Run) -> dict[str, Any]:
@@ -160,8 +189,11 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
     cache = config.work_dir / "reference_val.json"
     key = {"reference": str(config.reference), "sha256": sha256_of(config.reference), "common": list(config.common)}
     if cache.is_file():
-        saved = json.loads(cache.read_text(encoding="utf-8"))
-        if all(saved.get(k) == v for k, v in key.items()):
+        try:
+            saved = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None  # unreadable: scored again and rewritten
+        if isinstance(saved, dict) and all(saved.get(k) == v for k, v in key.items()):
             return saved
     args = train_prfdn.parse_args([str(config.src), str(config.work_dir / "reference.pth"), *config.common])
     fill_data_defaults(args)
@@ -177,11 +209,11 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
     return result
 
 
-def table(config: AblationConfig) -> dict[str, Any]:
+def table(config: AblationConfig, with_reference: bool = True) -> dict[str, Any]:
     return {
         "src": str(config.src),
         "common": list(config.common),
-        "reference": reference_scores(config),
+        "reference": reference_scores(config) if with_reference else None,
         "runs": [run_summary(config, run) for run in config.runs],
     }
 
@@ -208,6 +240,16 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def protected_files(config_path: str, config: AblationConfig) -> dict[str, Path]:
+    """Files ``--json`` must not replace: the config, the start, the reference and what the runs write."""
+    files = {"config": Path(config_path), "src": config.src, "WORK/ablations.json": config.work_dir / "ablations.json"}
+    if config.reference is not None:
+        files["reference"] = config.reference
+    for run in config.runs:
+        files.update({f"run {run.name} ({kind})": path for kind, path in train_prfdn.output_paths(config.out(run)).items()})
+    return files
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="JSON: src, work_dir, common (flags), runs ([{name, flags}])")
@@ -222,15 +264,18 @@ def main(argv: list[str] | None = None) -> int:
         config = read_config(args.config)
         if args.json:
             check_output_file(args.json, "--json")
+            check_distinct({"--json": args.json}, protected_files(args.config, config))
+        if not args.table:
+            check_runs(config)
         code = 0 if args.table else run_all(config)
-        summary = table(config)
+        summary = table(config, with_reference=code == 0)  # an interrupted queue stops soon: no scoring
         config.work_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(config.work_dir / "ablations.json", json.dumps(summary, indent=1) + "\n")
         if args.json:
             atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
         print(markdown(summary))
         return code
-    except HarnessError as err:
+    except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
 

@@ -62,6 +62,16 @@ def test_runs_are_trained_then_skipped_and_tabulated_per_group(
     assert "| base | `(common only)` | 2 |" in out and "| more | `--iters 3` | 3 |" in out
     assert run_ablations.main([str(config)]) == 0  # both at their --iters: nothing trains again
     assert capsys.readouterr().out.count("done (") == 2
+    with open(tmp_path / "work" / "base.log.jsonl", "a", encoding="utf-8") as log:
+        log.write('{"iter": 3, "val_ps')  # a line cut off by a killed run is no record
+    (tmp_path / "work" / "reference_val.json").write_text("{not json")  # a damaged cache is scored again
+    assert run_ablations.main([str(config), "--table"]) == 0
+    again = json.loads((tmp_path / "work" / "ablations.json").read_text())
+    assert again["runs"][0]["validations"] == base["validations"] and again["reference"] == summary["reference"]
+    for protected in (config, tmp_path / "src.pth", tmp_path / "work" / "base.log.jsonl"):
+        before = protected.read_bytes()
+        assert run_ablations.main([str(config), "--table", "--json", str(protected)]) == 2
+        assert protected.read_bytes() == before
 
 
 def test_a_run_cut_short_is_resumed(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,6 +97,8 @@ def test_a_run_cut_short_is_resumed(config: Path, tmp_path: Path, capsys: pytest
         ({"src": "missing.pth"}, "src missing.pth: checkpoint file not found"),
         ({"extra": 1}, "unknown key extra"),
         ({"reference": ""}, "reference: expected a path"),
+        ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--iters", "0"]}]}, "runs b: --iters 0: must be at least 1"),
+        ({"runs": [{"name": "a", "flags": ["--no_such_flag"]}]}, "runs a: unrecognized arguments: --no_such_flag"),
     ],
 )
 def test_bad_configs_are_one_line_exit_2(

@@ -407,6 +407,10 @@ def test_malformed_configs_are_refused_with_the_key(
             with_values(quick_config, "final_tuning", {"iters": 0, "then": [{"iters": 5}]}),
             "final_tuning.iters 0 skips the stage, so its 'then' phases would never run",
         ),
+        "feature distillation after the merge": (
+            with_values(quick_config, "final_training", {"feature_distill": 1.0}),
+            "final_training.feature_distill 1: only in branch_training",
+        ),
         "a scale augmentation factor that upscales": (
             with_values(quick_config, "data", {"scale_aug": [0.5, 1.5]}),
             "data.scale_aug 1.5: each factor must be between 0 and 1",

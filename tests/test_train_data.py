@@ -165,8 +165,15 @@ def test_extra_train_dirs_are_trained_on_and_never_held_out(hr_dir: Path, tmp_pa
     more = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, extra_train_dirs=[extra])
     assert [v.name for v in more.val] == [v.name for v in plain.val]  # the held-out split does not move
     assert [i.name for i in more.train.images] == [i.name for i in plain.train.images] + ["extra/coins", "extra/moon"]
-    with pytest.raises(HarnessError, match="named extra/coins"):
+    with pytest.raises(HarnessError, match="--train_dir / --extra_train_dir: two training images are named extra/coins"):
         load_training_data([hr_dir], patch_size=8, extra_train_dirs=[extra, extra])
+    leak = tmp_path / "leak"
+    leak.mkdir()
+    for name in plain.description["validation"]["val_images"]:  # a held-out image copied into an extra folder
+        stem = name.split("/")[1]
+        (leak / f"{stem}.png").write_bytes((hr_dir / f"{stem}.png").read_bytes())
+    with pytest.raises(HarnessError, match=r"--extra_train_dir: .* is also a held-out validation image"):
+        load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, extra_train_dirs=[leak])
 
 
 def test_scale_aug_adds_downscaled_copies_of_training_images_only(hr_dir: Path) -> None:
@@ -178,6 +185,9 @@ def test_scale_aug_adds_downscaled_copies_of_training_images_only(hr_dir: Path) 
         assert np.array_equal(copy.hr, imresize(image.hr, 0.5))
     held = set(aug.description["validation"]["val_images"])
     assert not any(i.name.split("@")[0] in held for i in aug.train.images)
+    big_patch = load_training_data([hr_dir], patch_size=12, val_fraction=0.4, val_seed=7, scale_aug=[0.5, 0.25])
+    assert all(min(i.hr.shape[:2]) >= 48 for i in big_patch.train.images)  # copies too small for a patch: not made
+    assert 0 < big_patch.description["scale_aug_copies"] < 2 * len(originals)
     for bad in ([1.0], [0.0], [float("nan")], [0.5, 0.5]):
         with pytest.raises(HarnessError, match="--scale_aug"):
             load_training_data([hr_dir], patch_size=8, scale_aug=bad)

@@ -316,9 +316,10 @@ def test_fast_path_is_the_default_only_on_a_cpu_with_native_bf16(monkeypatch: py
         resumed = train_prfdn.resolve_settings(copy.copy(args), "prfdn", asdict(TrainSettings(device="cpu")))
         assert (resumed.precision, resumed.channels_last) == ("fp32", False)  # a resumed run keeps its own
     monkeypatch.setattr(training_loop, "cpu_has_native_bf16", lambda: True)
-    given = train_prfdn.parse_args(["s.pth", "o.pth", "--device", "cpu", "--precision", "fp32", "--no-channels_last"])
-    settings = train_prfdn.resolve_settings(given, "prfdn", None)
-    assert (settings.precision, settings.channels_last) == ("fp32", False)
+    for flags in (["--precision", "fp32"], ["--precision", "fp32", "--no-channels_last"]):
+        given = train_prfdn.parse_args(["s.pth", "o.pth", "--device", "cpu", *flags])
+        settings = train_prfdn.resolve_settings(given, "prfdn", None)
+        assert (settings.precision, settings.channels_last) == ("fp32", False)  # an fp32 run is plain fp32
 
 
 # --- train_prfdn.py -----------------------------------------------------------------------------------------

@@ -300,8 +300,9 @@ def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") 
 def downscaled_copies(images: Sequence[TrainImage], factors: Sequence[float], min_side: int) -> list[TrainImage]:
     """Each image downscaled by each factor (MATLAB-compatible bicubic, antialiased), named ``NAME@FACTOR``:
     more scales of the same content (a texture seen from further away), cut into patches like the originals.
-    Copies smaller than ``min_side`` pixels are left out. Images with their own LR file are not copied (their
-    LR would no longer match)."""
+    Copies that could not hold one ``min_side`` HR patch are not made (whether or not ``--skip_small`` is given:
+    the originals are the images the user chose). Images with their own LR file are not copied (their LR would no
+    longer match)."""
     copies = []
     for image in images:
         if image.lr is not None:
@@ -363,11 +364,19 @@ def load_training_data(
         extra += read_folder(_image_folder(folder, "--extra_train_dir"), None, scale)
     dup = first_duplicate([image.name for image in images + extra])
     if dup is not None:
-        raise HarnessError(f"--train_dir: two training images are named {dup} (give folders of distinct names)")
+        flags = "--train_dir / --extra_train_dir" if extra else "--train_dir"
+        raise HarnessError(f"{flags}: two training images are named {dup} (give folders of distinct names)")
 
     held_out = holdout_split([image.name for image in images], val_fraction or 0.0, val_seed)
     held_out_images = [image for image in images if image.name in held_out]
     train_images = [image for image in images if image.name not in held_out] + extra
+    extra_keys = {_content_key(image.hr): image for image in extra}
+    for image in held_out_images:
+        same = extra_keys.get(_content_key(image.hr))
+        if same is not None:
+            raise HarnessError(
+                f"--extra_train_dir: {same.path} is also a held-out validation image ({image.path}); keep the two sets apart"
+            )
     dir_images = read_folder_as_validation(val_dir, scale) if val_dir is not None else []
     train_keys = {_content_key(image.hr): image for image in train_images}
     for image in dir_images:
@@ -386,8 +395,8 @@ def load_training_data(
             "or add images"
         )
     side = patch_size * scale
-    if scale_aug:
-        train_images = train_images + downscaled_copies(train_images, scale_aug, side if skip_small else 0)
+    copies = downscaled_copies(train_images, scale_aug, side) if scale_aug else []
+    train_images = train_images + copies
     skipped = []
     if skip_small:
         skipped = sorted(image.name for image in train_images if min(image.hr.shape[:2]) < side)
@@ -404,6 +413,7 @@ def load_training_data(
         "lr_dirs": [str(d) for d in lr_dirs] if lr_dirs else None,
         "extra_train_dirs": [str(d) for d in extra_train_dirs or ()],
         "scale_aug": list(scale_aug or ()),
+        "scale_aug_copies": len(copies),
         "train_images": len(train_images),
         "skipped_small": skipped,
         "validation": split,

@@ -44,7 +44,7 @@ _VALUE_TYPES = {"int": int, "float": float, "str": str, "float | None": float}
 
 FAST_PATH_TEXT = {
     "precision": "bf16 on a CPU with native bf16 (AVX512-BF16, AMX), else fp32",
-    "channels_last": "on where bf16 is the default",
+    "channels_last": "on with that default bf16, else off",
 }
 
 
@@ -55,7 +55,7 @@ def fill_fast_path(args: argparse.Namespace) -> None:
     if args.precision is None:
         args.precision = "fp32" if getattr(args, "amp", False) else precision
     if args.channels_last is None:
-        args.channels_last = channels_last
+        args.channels_last = channels_last and args.precision == "bf16"
 
 
 def add_setting_arguments(

@@ -595,7 +595,7 @@ class _Trainer:
                 record["feature"] = sums[3] / count
         if psnr is not None:
             record.update(val_psnr=psnr, best_psnr=self.best_psnr, best_iter=self.best_iteration)
-            if len(self.val_groups) > 1:
+            if self.val_groups:
                 record["val_groups"] = dict(self.val_groups)
         record["time"] = round(self.elapsed + time.perf_counter() - started, 3)
         self.loss_sums, self.loss_count = [0.0] * LOSS_TERMS, 0
