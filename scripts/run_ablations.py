@@ -142,6 +142,10 @@ def run_all(config: AblationConfig) -> int:
         if done is not None and done >= target_iters(argv):
             print(f"{PROG}: {run.name}: done ({done} iterations)")
             continue
+        logged = max((r["iter"] for r in read_log(train_prfdn.output_paths(config.out(run))["log"])), default=0)
+        if done is None and logged >= target_iters(argv):  # its state was not kept: the log is the record
+            print(f"{PROG}: {run.name}: done ({logged} iterations, from its log)")
+            continue
         print(f"{PROG}: {run.name}: {'resuming at ' + str(done) if done is not None else 'starting'}", flush=True)
         code = train_prfdn.cli(argv + (["--resume"] if done is not None else []))
         if code != 0:

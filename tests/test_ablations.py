@@ -62,6 +62,9 @@ def test_runs_are_trained_then_skipped_and_tabulated_per_group(
     assert "| base | `(common only)` | 2 |" in out and "| more | `--iters 3` | 3 |" in out
     assert run_ablations.main([str(config)]) == 0  # both at their --iters: nothing trains again
     assert capsys.readouterr().out.count("done (") == 2
+    (tmp_path / "work" / "more.state.pth").unlink()  # a finished run kept without its state: its log says it is done
+    assert run_ablations.main([str(config)]) == 0
+    assert "more: done (3 iterations, from its log)" in capsys.readouterr().out
     with open(tmp_path / "work" / "base.log.jsonl", "a", encoding="utf-8") as log:
         log.write('{"iter": 3, "val_ps')  # a line cut off by a killed run is no record
     (tmp_path / "work" / "reference_val.json").write_text("{not json")  # a damaged cache is scored again
