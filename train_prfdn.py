@@ -35,7 +35,7 @@ from training.data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments
+from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments, fill_fast_path
 from training.loop import (
     FitResult,
     JsonlLog,
@@ -44,7 +44,6 @@ from training.loop import (
     check_feature_distill,
     default_lr,
     distributed_active,
-    fast_path_default,
     fit,
     init_distributed,
     loss_changed,
@@ -151,6 +150,8 @@ def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, che
 
 def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] | None) -> TrainSettings:
     """Flags given > the resumed state's settings > the stage's defaults."""
+    if saved is None:  # a new run: the fast path where it helps (a resumed run keeps its own)
+        fill_fast_path(args)
     if saved is not None:
         settings = TrainSettings.from_dict(saved)
     else:
@@ -164,12 +165,6 @@ def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] 
         if value is not None:
             setattr(settings, name, value)
     resolve_device(settings.device)  # refuses cuda on a machine without it
-    if saved is None:  # a new run: the fast path where it helps (a resumed run keeps its own)
-        precision, channels_last = fast_path_default(settings.device)
-        if args.precision is None and not args.amp:
-            settings.precision = precision
-        if args.channels_last is None:
-            settings.channels_last = channels_last and settings.precision == "bf16"
     if args.no_progress:
         settings.progress = False
     settings.check()

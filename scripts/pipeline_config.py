@@ -33,6 +33,7 @@ if str(REPO_ROOT) not in sys.path:
 import train_prfdn  # noqa: E402
 from models.team13_PRFDN import MIN_INPUT_SIZE  # noqa: E402
 from training.data import DATA_FLAGS, check_scale_aug, first_duplicate  # noqa: E402
+from training.flags import settings_from_flags  # noqa: E402
 from training.loop import TrainSettings, default_lr  # noqa: E402
 from transform import feature_fit, prune, reparam  # noqa: E402
 from utils.datasets import SCALE  # noqa: E402
@@ -489,12 +490,6 @@ def run_stage_check(check: Callable[[], None], where: str) -> None:
         raise HarnessError(in_config_words(str(err), where)) from None
 
 
-def training_settings(args: argparse.Namespace) -> TrainSettings:
-    """The settings a training phase runs with: its flags over ``TrainSettings``' defaults."""
-    given_flags = {name: getattr(args, name) for name in train_prfdn.SETTING_FLAGS if getattr(args, name) is not None}
-    return TrainSettings(**given_flags)
-
-
 def check_stage_flags(config: PipelineConfig) -> None:
     """Every stage's arguments through the stage's own checks, without running it (devices are checked for the
     stages about to run only, so a GPU config parses anywhere)."""
@@ -508,7 +503,7 @@ def check_stage_flags(config: PipelineConfig) -> None:
             continue
         for index, args in enumerate(config.training_args(section, src, dst)):
             where = phase_location(section, index)
-            settings = training_settings(args)
+            settings = settings_from_flags(args)
             run_stage_check(settings.check, where)
             if settings.distill_weight > 0 and config.data.teacher is None:
                 raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")

@@ -34,8 +34,8 @@ import torch  # noqa: E402
 
 import train_prfdn  # noqa: E402
 from training.data import fill_data_defaults, load_data_from_args  # noqa: E402
-from training.flags import SETTING_NAMES  # noqa: E402
-from training.loop import TrainSettings, group_means, psnr_scores  # noqa: E402
+from training.flags import settings_from_flags  # noqa: E402
+from training.loop import group_means, psnr_scores  # noqa: E402
 from transform.architectures import load_model, read_flag_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
@@ -111,8 +111,7 @@ def saved_iteration(out: Path) -> int | None:
 
 
 def target_iters(argv: list[str]) -> int:
-    iters = train_prfdn.parse_args(argv).iters
-    return iters if iters is not None else train_prfdn.TrainSettings().iters
+    return settings_from_flags(train_prfdn.parse_args(argv)).iters
 
 
 def check_runs(config: AblationConfig) -> None:
@@ -127,9 +126,8 @@ def check_runs(config: AblationConfig) -> None:
         except SystemExit:
             reason = said.getvalue().strip().splitlines()[-1:] or ["its flags do not parse"]
             raise HarnessError(f"runs {run.name}: {reason[0].removeprefix(f'{train_prfdn.PROG}: error: ')}") from None
-        fields = {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name) is not None}
         try:
-            TrainSettings(**fields).check()
+            settings_from_flags(args).check()
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None
 
@@ -137,13 +135,13 @@ def check_runs(config: AblationConfig) -> None:
 def run_all(config: AblationConfig) -> int:
     """Each run in turn, resumed where its state is; the first exit code other than 0 stops the queue."""
     for run in config.runs:
-        argv = config.argv(run)
+        argv, iters = config.argv(run), target_iters(config.argv(run))
         done = saved_iteration(config.out(run))
-        if done is not None and done >= target_iters(argv):
+        if done is not None and done >= iters:
             print(f"{PROG}: {run.name}: done ({done} iterations)")
             continue
         logged = max((r["iter"] for r in read_log(train_prfdn.output_paths(config.out(run))["log"])), default=0)
-        if done is None and logged >= target_iters(argv):  # its state was not kept: the log is the record
+        if done is None and logged >= iters:  # its state was not kept: the log is the record
             print(f"{PROG}: {run.name}: done ({logged} iterations, from its log)")
             continue
         print(f"{PROG}: {run.name}: {'resuming at ' + str(done) if done is not None else 'starting'}", flush=True)

@@ -48,6 +48,11 @@ FAST_PATH_TEXT = {
 }
 
 
+def settings_from_flags(args: argparse.Namespace) -> TrainSettings:
+    """The settings of a command line: its setting flags given (not None) over ``TrainSettings``' defaults."""
+    return TrainSettings(**{name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name, None) is not None})
+
+
 def fill_fast_path(args: argparse.Namespace) -> None:
     """``--precision`` / ``--channels_last`` not given: the fast path where it helps (``fast_path_default``);
     never bf16 beside ``--amp`` (float16)."""
