@@ -42,10 +42,13 @@ def test_downsample_requires_modcropped_input() -> None:
 
 
 def test_matches_matlab_lr_of_the_benchmark_sets(benchmark_dir: Path) -> None:
-    """The shared LR_bicubic/X4 images were made with MATLAB's imresize: at most 1 level apart, nearly all equal."""
+    """The shared LR_bicubic/X4 images were made with MATLAB's imresize: at most 1 level apart, nearly all equal.
+    Every third image of each set (sorted by name), which keeps the test short."""
     total = differing = 0
     worst = 0
-    for hr_path in sorted(benchmark_dir.glob("*/HR/*.png")):
+    hr_paths = [path for folder in sorted(benchmark_dir.glob("*/HR")) for path in sorted(folder.glob("*.png"))[::3]]
+    assert {path.parent.parent.name for path in hr_paths} >= {"Set5", "Set14", "BSD68"}
+    for hr_path in hr_paths:
         lr_path = hr_path.parent.parent / "LR_bicubic" / "X4" / f"{hr_path.stem}x4.png"
         ours = bicubic_downsample(modcrop(imread_uint(hr_path), 4)).astype(int)
         theirs = imread_uint(lr_path).astype(int)

@@ -22,21 +22,45 @@ import pipeline_config  # noqa: E402
 import run_pipeline  # noqa: E402
 
 
-@pytest.fixture
-def tiny_config(tmp_path: Path, any_rfdn_checkpoint: Path) -> Path:
-    """configs/tiny.json with its outputs in tmp_path (and random RFDN weights where ../shared is absent)."""
+def write_tiny_config(folder: Path, rfdn: Path, **changes: object) -> Path:
+    """configs/tiny.json with its outputs in ``folder`` (and random RFDN weights where ../shared is absent)."""
     config = json.loads((REPO_ROOT / "configs" / "tiny.json").read_text())
-    config.update(rfdn=str(any_rfdn_checkpoint), work_dir=str(tmp_path / "work"), output=str(tmp_path / "team13_prfdn.pth"))
+    config.update(rfdn=str(rfdn), work_dir=str(folder / "work"), output=str(folder / "team13_prfdn.pth"), **changes)
     config["data"]["train_dir"] = [str(ensure_builtin_dataset()[0].hr_path.parent)]
-    path = tmp_path / "tiny.json"
+    path = folder / "tiny.json"
     path.write_text(json.dumps(config))
     return path
 
 
-def test_tiny_pipeline_runs_every_stage_and_continues(
-    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert run_pipeline.main([str(tiny_config)]) == 0
+@pytest.fixture
+def tiny_config(tmp_path: Path, any_rfdn_checkpoint: Path) -> Path:
+    return write_tiny_config(tmp_path, any_rfdn_checkpoint)
+
+
+LATER_PHASE = {"iters": 3, "lr": 1e-5}  # the finished run's final tuning goes on at another lr
+
+
+@pytest.fixture(scope="module")
+def finished_tiny_run(tmp_path_factory: pytest.TempPathFactory, any_rfdn_checkpoint: Path) -> Path:
+    """One run of every stage of the tiny config, its final tuning with a later lr phase; tests work on copies."""
+    folder = tmp_path_factory.mktemp("finished")
+    final_tuning = {**json.loads((REPO_ROOT / "configs" / "tiny.json").read_text())["final_tuning"], "then": [LATER_PHASE]}
+    config = write_tiny_config(folder, any_rfdn_checkpoint, final_tuning=final_tuning)
+    assert run_pipeline.main([str(config)]) == 0
+    return folder
+
+
+@pytest.fixture
+def tiny_run(finished_tiny_run: Path, tmp_path: Path, any_rfdn_checkpoint: Path) -> Path:
+    """The config of a copy of the finished tiny run, in tmp_path."""
+    shutil.copytree(finished_tiny_run / "work", tmp_path / "work")
+    shutil.copy2(finished_tiny_run / "team13_prfdn.pth", tmp_path / "team13_prfdn.pth")
+    config = json.loads((finished_tiny_run / "tiny.json").read_text())
+    return write_tiny_config(tmp_path, any_rfdn_checkpoint, final_tuning=config["final_tuning"])
+
+
+def test_tiny_pipeline_runs_every_stage_and_continues(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_config = tiny_run
     work = tmp_path / "work"
     for stage in ("branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained", "final_tuned"):
         assert (work / f"{stage}.pth").is_file(), stage
@@ -52,7 +76,7 @@ def test_tiny_pipeline_runs_every_stage_and_continues(
     assert model(torch.rand(1, 3, 24, 24) * 255).shape == (1, 3, 96, 96)
     capsys.readouterr()
     assert run_pipeline.main([str(tiny_config)]) == 0  # everything there: every stage skipped
-    assert capsys.readouterr().out.count("exists, skipped") == 8
+    assert capsys.readouterr().out.count("exists, skipped") == 9  # with the later lr phase
     (work / "pruned.pth").unlink()  # redo one stage: what was made from the old one is refused, not chained
     assert run_pipeline.main([str(tiny_config)]) == 2
     assert "final.pth exists but was made from another" in capsys.readouterr().err
@@ -77,17 +101,22 @@ def test_tiny_pipeline_runs_every_stage_and_continues(
 
 
 def test_save_next_then_from_continues_on_a_fresh_machine(
-    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    tiny_config = tiny_run
     config = json.loads(tiny_config.read_text())
-    assert run_pipeline.main([str(tiny_config), "--until", "final"]) == 0
     work = Path(config["work_dir"])
+    for path in [*work.glob("final_t*"), Path(config["output"])]:  # the run as it stood after the stage final
+        path.unlink()
+    assert run_pipeline.main([str(tiny_config), "--until", "final"]) == 0
+    assert "== final_trained" not in capsys.readouterr().out
     assert run_pipeline.main([str(tiny_config), "--save_next", str(tmp_path / "out1")]) == 0
     assert sorted(p.name for p in (tmp_path / "out1").iterdir()) == ["final.pth"]
     assert "go on with --from final_trained" in capsys.readouterr().out
 
     # final_trained interrupted after its state was saved: the state and log travel with the input
     assert run_pipeline.main([str(tiny_config), "--until", "final_trained"]) == 0
+    assert not (work / "final_tuned.pth").exists()  # --until stops there
     (work / "final_trained.pth").unlink()
     assert run_pipeline.main([str(tiny_config), "--save_next", str(tmp_path / "out2")]) == 0
     carried = sorted(p.name for p in (tmp_path / "out2").iterdir())
@@ -106,11 +135,10 @@ def test_save_next_then_from_continues_on_a_fresh_machine(
     assert names == ["final_trained.log.jsonl", "final_tuned.log.jsonl", "fresh_out.pth"]
 
 
-def test_later_lr_phases_continue_the_same_run(tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_later_lr_phases_continue_the_same_run(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny_config = tiny_run
     config = json.loads(tiny_config.read_text())
-    config["final_tuning"]["then"] = [{"iters": 3, "lr": 1e-5}]
-    tiny_config.write_text(json.dumps(config))
-    assert run_pipeline.main([str(tiny_config)]) == 0
+    assert config["final_tuning"]["then"] == [LATER_PHASE]
     work = Path(config["work_dir"])
     state = run_pipeline.train_prfdn.read_state(work / "final_tuned.state.pth")
     assert state["iteration"] == 3 and state["settings"]["lr"] == 1e-5
@@ -178,6 +206,10 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
             ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"]
             + ["final_tuned"] * 9,  # its first run and eight later lr phases
         ),
+        (
+            "x4_cpu_structured.json",
+            ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"],
+        ),
     ],
 )
 def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) -> None:
@@ -187,8 +219,12 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
     assert [step.stage for step in steps] == stages
     for step in steps:  # each stage gets its own arguments, with its output in the work folder
         assert step.dst == Path(config.work_dir) / f"{step.stage}.pth" and step.args.src == str(step.src)
-    # x4_gpu is not yet run: it must not replace the submitted checkpoint before it is compared with it
-    assert config.output == ("runs/x4_gpu/team13_prfdn.pth" if name == "x4_gpu.json" else "model_zoo/team13_prfdn.pth")
+    # runs not yet compared with the submitted checkpoint must not replace it
+    candidates = {
+        "x4_gpu.json": "runs/x4_gpu/team13_prfdn.pth",
+        "x4_cpu_structured.json": "runs/x4_cpu_structured/prfdn_candidate.pth",
+    }
+    assert config.output == candidates.get(name, "model_zoo/team13_prfdn.pth")
     assert run_pipeline.load_config(str(REPO_ROOT / "configs" / name))["output"] == config.output  # scripts/report.py's view
 
 
