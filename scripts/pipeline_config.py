@@ -145,6 +145,20 @@ class PruneSection:
     channels_last: bool | None = None
 
 
+BUDGET_KEYS = ("ratio", "target_params", "target_flops")
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One point of ``frontier``: the merged network pruned to another budget, then trained on its own
+    (``scripts/run_frontier.py``). ``prune`` and ``final_training`` are the run's sections with this point's keys
+    over them; a point's ``target_params`` / ``target_flops`` replace the run's budget (both of them)."""
+
+    name: str
+    prune: PruneSection
+    final_training: TrainingSection | None
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """A whole config. An optional stage's section is None when the stage is skipped (absent, or ``iters`` 0)."""
@@ -161,6 +175,7 @@ class PipelineConfig:
     merged_training: TrainingSection | None = None
     final_training: TrainingSection | None = None
     final_tuning: TrainingSection | None = None
+    frontier: tuple[FrontierPoint, ...] = ()
 
     def data_options(self, teacher: bool = True) -> dict[str, Any]:
         """The data section's values (without ``teacher`` for a stage whose teacher is another flag)."""
@@ -177,8 +192,12 @@ class PipelineConfig:
 
     def training_args(self, section: str, src: str, dst: str) -> list[argparse.Namespace]:
         """``train_prfdn.py``'s arguments per phase of ``section``; the later phases continue the run (``resume``)."""
-        phases = getattr(self, section).phases()
-        runs = [stage_args(train_prfdn.parse_args, [src, dst], {**self.data_options(), **given(phase)}) for phase in phases]
+        return self.phase_args(getattr(self, section), src, dst)
+
+    def phase_args(self, training: TrainingSection, src: str, dst: str) -> list[argparse.Namespace]:
+        """``train_prfdn.py``'s arguments per phase of a training section (the run's, or a frontier point's)."""
+        data = self.data_options()
+        runs = [stage_args(train_prfdn.parse_args, [src, dst], {**data, **given(phase)}) for phase in training.phases()]
         for args in runs[1:]:
             args.resume = True
         return runs
@@ -186,8 +205,9 @@ class PipelineConfig:
     def reparam_args(self, src: str, dst: str) -> argparse.Namespace:
         return stage_args(reparam.parse_args, [src, dst], given(self.reparam))
 
-    def prune_args(self, src: str, dst: str) -> argparse.Namespace:
-        return stage_args(prune.parse_args, [src, dst], {**self.data_options(), **given(self.prune)})
+    def prune_args(self, src: str, dst: str, section: PruneSection | None = None) -> argparse.Namespace:
+        """``transform.prune``'s arguments, of the run's ``prune`` section or of another (a frontier point's)."""
+        return stage_args(prune.parse_args, [src, dst], {**self.data_options(), **given(section or self.prune)})
 
 
 def stage_args(
@@ -228,7 +248,7 @@ SECTIONS = (
     "final_training",
     "final_tuning",
 )
-KEYS = (*TOP_LEVEL, *SECTIONS)
+KEYS = (*TOP_LEVEL, *SECTIONS, "frontier")
 TRAINING_SECTIONS = ("branch_training", "merged_training", "final_training", "final_tuning")
 OPTIONAL_STAGES = ("feature_fit", "merged_training", "final_training", "final_tuning")  # skipped at iters 0
 PATH_KEYS = ("rfdn", "work_dir", "output", "train_dir", "lr_dir", "extra_train_dir", "val_dir", "teacher")
@@ -429,9 +449,51 @@ def _read_config(raw: dict[str, Any], source: Path) -> PipelineConfig:
     data = read_section(DataSection, raw["data"], "data")
     check_data(data)
     sections = {section: read_stage_section(raw, section) for section in SECTIONS if section != "data"}
-    config = PipelineConfig(source=source, **paths, data=data, **sections)
+    frontier = read_frontier(raw.get("frontier", []), sections["prune"], sections["final_training"])
+    config = PipelineConfig(source=source, **paths, data=data, **sections, frontier=frontier)
     check_ranges(config)
     return config
+
+
+POINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a folder name, and a row name of scripts/report.py
+
+
+def read_frontier(points: Any, run_prune: PruneSection, run_training: TrainingSection | None) -> tuple[FrontierPoint, ...]:
+    """``frontier``: a list of points, each ``{"name": ..., "prune": {...}, "final_training": {...}}``."""
+    example = '[{"name": "flops_0_6x", "prune": {"target_flops": 16.3e9}}]'
+    if not isinstance(points, list) or not all(isinstance(point, dict) for point in points):
+        raise HarnessError(f"frontier must be a list of objects, e.g. {example}, got {describe(points)}")
+    read = []
+    for index, point in enumerate(points):
+        where = f"frontier[{index}]"
+        unknown = [key for key in point if key not in ("name", "prune", "final_training") and not key.startswith("_")]
+        if unknown:
+            raise HarnessError(f"{where}: unknown key {', '.join(unknown)}; expected name, prune, final_training")
+        name = read_value(point.get("name"), str, f"{where}.name")
+        if not POINT_NAME.fullmatch(name):
+            raise HarnessError(
+                f"{where}.name {name!r}: expected letters, digits and '_', not starting with a digit "
+                "(it names a folder and a report row)"
+            )
+        if name in (p.name for p in read):
+            raise HarnessError(f"{where}.name {name!r}: another point has it")
+        own = read_section(PruneSection, point.get("prune", {}), f"{where}.prune")
+        budget = {key: value for key, value in given(own).items() if key in BUDGET_KEYS}
+        if not budget:
+            raise HarnessError(f"{where}.prune: give the point's budget ({', '.join(BUDGET_KEYS)})")
+        base = given(run_prune)
+        if own.target_params is not None or own.target_flops is not None:
+            base = {key: value for key, value in base.items() if key not in ("target_params", "target_flops")}
+        prune_section = PruneSection(**{**base, **given(own)})
+        training = run_training
+        if "final_training" in point:
+            own_training = read_training(point["final_training"], f"{where}.final_training")
+            first = replace(run_training.first, **given(own_training.first)) if run_training else own_training.first
+            training = TrainingSection(first, own_training.then)
+            if first.iters is None or first.iters < 1:
+                raise HarnessError(f"{where}.final_training.iters: must be at least 1")
+        read.append(FrontierPoint(name, prune_section, training))
+    return tuple(read)
 
 
 # --- ranges ---------------------------------------------------------------------------------------------------
@@ -456,8 +518,11 @@ def check_data(data: DataSection) -> None:
 def check_ranges(config: PipelineConfig) -> None:
     """What the stages' own checks do not cover: patches the network can take, seeds the samplers can take."""
     located: list[tuple[str, Any]] = [("feature_fit", config.feature_fit), ("prune", config.prune)]
-    for section in TRAINING_SECTIONS:
-        training = getattr(config, section)
+    trainings = [(section, getattr(config, section)) for section in TRAINING_SECTIONS]
+    for index, point in enumerate(config.frontier):
+        located.append((f"frontier[{index}].prune", point.prune))
+        trainings.append((f"frontier[{index}].final_training", point.final_training))
+    for section, training in trainings:
         if training is not None:
             located += [(phase_location(section, i), phase) for i, phase in enumerate([training.first, *training.then])]
     for where, values in located:
@@ -502,22 +567,37 @@ def check_stage_flags(config: PipelineConfig) -> None:
         if getattr(config, section) is None:
             continue
         for index, args in enumerate(config.training_args(section, src, dst)):
-            where = phase_location(section, index)
-            settings = settings_from_flags(args)
-            run_stage_check(settings.check, where)
-            if settings.distill_weight > 0 and config.data.teacher is None:
-                raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
-            if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):
-                raise HarnessError(
-                    f"{where}.feature_distill {settings.feature_distill:g}: only in branch_training (the branch model's "
-                    "block outputs), with data.teacher the official RFDN"
-                )
+            check_training_flags(config, args, phase_location(section, index), section)
     form = config.reparam_args(src, dst).form
     if form not in reparam.FORMS:
         raise HarnessError(f"argument reparam.form: invalid choice: {form!r} (choose from {', '.join(reparam.FORMS)})")
-    args = config.prune_args(src, dst)
+    check_prune_flags(config, config.prune, "prune")
+    for index, point in enumerate(config.frontier):
+        where = f"frontier[{index}]"
+        check_prune_flags(config, point.prune, f"{where}.prune")
+        if point.final_training is not None:
+            for phase, args in enumerate(config.phase_args(point.final_training, src, dst)):
+                check_training_flags(config, args, phase_location(f"{where}.final_training", phase), "final_training")
+
+
+def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where: str, section: str) -> None:
+    """One training phase's flags through the training settings' checks, and what needs the data section."""
+    settings = settings_from_flags(args)
+    run_stage_check(settings.check, where)
+    if settings.distill_weight > 0 and config.data.teacher is None:
+        raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
+    if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):
+        raise HarnessError(
+            f"{where}.feature_distill {settings.feature_distill:g}: only in branch_training (the branch model's "
+            "block outputs), with data.teacher the official RFDN"
+        )
+
+
+def check_prune_flags(config: PipelineConfig, section: PruneSection, where: str) -> None:
+    """A prune section's flags through ``transform.prune``'s checks and its fine-tuning's."""
+    args = config.prune_args("SRC.pth", "DST.pth", section)
     args.device = None
-    run_stage_check(lambda: prune._check_arguments(args), "prune")
+    run_stage_check(lambda: prune._check_arguments(args), where)
     lr = args.lr if args.lr is not None else default_lr("prfdn_helpers")
     finetuning = TrainSettings(
         iters=max(1, args.finetune_iters),
@@ -526,4 +606,4 @@ def check_stage_flags(config: PipelineConfig) -> None:
         lr=lr,
         distill_weight=args.distill_weight,
     )
-    run_stage_check(finetuning.check, "prune")  # what the fine-tuning between pruning steps would refuse
+    run_stage_check(finetuning.check, where)  # what the fine-tuning between pruning steps would refuse

@@ -231,16 +231,21 @@ def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
     if stages & {"branch", "branch_fitted"}:
         read_checkpoint_input("rfdn", config.rfdn)
     if stages - {"branch", "merged", "final"}:  # stages that read training images
-        data = config.data
-        for index, folder in enumerate(data.train_dir):
-            check_image_folder(f"data.train_dir[{index}]", folder)
-        for key in ("lr_dir", "extra_train_dir"):
-            for index, folder in enumerate(getattr(data, key) or ()):
-                check_image_folder(f"data.{key}[{index}]", folder)
-        if data.val_dir is not None:
-            check_image_folder("data.val_dir", data.val_dir)
+        check_data_folders(config)
     if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:
         read_checkpoint_input("data.teacher", config.data.teacher)
+
+
+def check_data_folders(config: PipelineConfig) -> None:
+    """The data section's folders are there and hold images."""
+    data = config.data
+    for index, folder in enumerate(data.train_dir):
+        check_image_folder(f"data.train_dir[{index}]", folder)
+    for key in ("lr_dir", "extra_train_dir"):
+        for index, folder in enumerate(getattr(data, key) or ()):
+            check_image_folder(f"data.{key}[{index}]", folder)
+    if data.val_dir is not None:
+        check_image_folder("data.val_dir", data.val_dir)
 
 
 def check_outputs(config: PipelineConfig, pending: list[Step]) -> None:
@@ -324,33 +329,39 @@ def _run_steps(config: PipelineConfig, steps: list[Step], force: bool, until: st
     target = steps[-1].dst
     for step in steps:
         target = step.dst
-        if not force and step_done(step):
-            if target.exists():
-                check_made_from(target, step.src, step.stage)
-                print(f"== {step.stage}: {target} exists, skipped")
-            else:
-                print(f"== {step.stage}: its training state is past this phase, skipped")
-            continue
-        args = argparse.Namespace(**vars(step.args))
-        if not step.trains:
-            args.overwrite = True  # the run's own stage file: absent, or redone with --force
-        if step.trains:
-            paths = train_prfdn.output_paths(target)
-            args.resume = args.resume or (paths["state"].exists() and not force)
-            # a new run over files of this stage: --force, or what a run that saved no state left
-            args.overwrite = not args.resume and any(path.exists() for path in paths.values())
-        print(f"== {step.stage}: {describe_step(step, args)}")
-        try:
-            step.run(args)
-        except TrainingInterruptedError:
-            raise KeyboardInterrupt from None
-        except HarnessError as err:
-            raise HarnessError(f"stage {step.stage}: {err}") from None
+        run_step(step, force)
     if until is not None:
         return target
     atomic_write(config.output, lambda tmp: shutil.copyfile(target, tmp))
     print(f"== done: {config.output}")
     return Path(config.output)
+
+
+def run_step(step: Step, force: bool) -> None:
+    """Run one step, or skip it when done (unless ``force``); its output made from another parent is refused."""
+    target = step.dst
+    if not force and step_done(step):
+        if target.exists():
+            check_made_from(target, step.src, step.stage)
+            print(f"== {step.stage}: {target} exists, skipped")
+        else:
+            print(f"== {step.stage}: its training state is past this phase, skipped")
+        return
+    args = argparse.Namespace(**vars(step.args))
+    if not step.trains:
+        args.overwrite = True  # the run's own stage file: absent, or redone with --force
+    if step.trains:
+        paths = train_prfdn.output_paths(target)
+        args.resume = args.resume or (paths["state"].exists() and not force)
+        # a new run over files of this stage: --force, or what a run that saved no state left
+        args.overwrite = not args.resume and any(path.exists() for path in paths.values())
+    print(f"== {step.stage}: {describe_step(step, args)}")
+    try:
+        step.run(args)
+    except TrainingInterruptedError:
+        raise KeyboardInterrupt from None
+    except HarnessError as err:
+        raise HarnessError(f"stage {step.stage}: {err}") from None
 
 
 def describe_step(step: Step, args: argparse.Namespace) -> str:

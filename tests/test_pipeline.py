@@ -528,3 +528,66 @@ def test_an_interrupted_stage_stops_the_pipeline_with_130(
     (tmp_path / "config.json").write_text(json.dumps(quick_config))
     assert run_pipeline.main([str(tmp_path / "config.json")]) == 130
     assert "interrupted; run the same command again to continue" in capsys.readouterr().err
+
+
+def parameter_count(path: Path) -> int:
+    return sum(tensor.numel() for tensor in read_model_checkpoint(path).state_dict.values())
+
+
+def test_frontier_points_prune_the_merged_network_to_their_budgets(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import run_frontier
+
+    config = json.loads(tiny_run.read_text())
+    config["frontier"] = [
+        {"name": "half", "prune": {"ratio": 0.5}},  # the run's final training (1 iteration)
+        {"name": "most", "prune": {"ratio": 0.7}, "final_training": {"iters": 2, "then": [{"iters": 3, "lr": 1e-5}]}},
+    ]
+    tiny_run.write_text(json.dumps(config))
+    capsys.readouterr()
+    assert run_frontier.main([str(tiny_run)]) == 0
+    out = capsys.readouterr().out
+    points = tmp_path / "work" / "frontier"
+    half, most = points / "half" / "final_trained.pth", points / "most" / "final_trained.pth"
+    assert f"--extra half={half} --extra most={most}" in out
+    assert parameter_count(most) < parameter_count(half) < parameter_count(tmp_path / "work" / "final.pth")
+    state = run_pipeline.train_prfdn.read_state(points / "most" / "final_trained.state.pth")
+    assert state["iteration"] == 3 and state["settings"]["lr"] == 1e-5
+    chain = read_model_checkpoint(half).provenance["parent_provenance"]["parent_provenance"]
+    assert chain["stage"] == "pruned" and chain["parent"] == str(tmp_path / "work" / "merged.pth")
+
+    assert run_frontier.main([str(tiny_run), "--only", "half"]) == 0  # done: every stage skipped
+    assert capsys.readouterr().out.count("exists, skipped") == 3
+    assert run_frontier.main([str(tiny_run), "--only", "third"]) == 2
+    assert "--only third: no such point" in capsys.readouterr().err
+
+    (points / "half" / "final_trained.pth").unlink()
+    (tmp_path / "work" / "merged.pth").unlink()
+    assert run_frontier.main([str(tiny_run)]) == 2  # a stage to run, and no merged network: refused before any work
+    assert "merged.pth: the run's merged network is not there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "frontier, message",
+    [
+        ({"name": "a"}, "frontier must be a list of objects"),
+        ([{"name": "a", "prune": {"steps": 2}}], "frontier[0].prune: give the point's budget"),
+        ([{"name": "a", "prune": {"ratio": 0.5}}, {"name": "a", "prune": {"ratio": 0.6}}], "frontier[1].name 'a': another"),
+        ([{"name": "0.6x", "prune": {"ratio": 0.5}}], "frontier[0].name '0.6x': expected letters"),
+        ([{"name": "a", "prune": {"ratio": 1.5}}], "frontier[0].prune.ratio 1.5: must be in (0, 1)"),
+        ([{"name": "a", "prune": {"ratio": 0.5}, "final_training": {"lr": -1}}], "frontier[0].final_training.lr"),
+        ([{"name": "a", "prune": {"ratio": 0.5}, "budget": 1}], "frontier[0]: unknown key budget"),
+    ],
+)
+def test_frontier_mistakes_are_refused_with_the_key(
+    tiny_config: Path, frontier: object, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import run_frontier
+
+    config = json.loads(tiny_config.read_text())
+    config["frontier"] = frontier
+    tiny_config.write_text(json.dumps(config))
+    assert run_frontier.main([str(tiny_config)]) == 2
+    assert message in capsys.readouterr().err
+    assert run_pipeline.main([str(tiny_config)]) == 2  # the pipeline reads the same config
