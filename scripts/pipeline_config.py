@@ -456,6 +456,7 @@ def _read_config(raw: dict[str, Any], source: Path) -> PipelineConfig:
 
 
 POINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a folder name, and a row name of scripts/report.py
+REPORT_ROW_NAMES = ("rfdn", "branch_fitted", "branch_trained", "merged", "pruned", "final")  # report.py's own rows
 
 
 def read_frontier(points: Any, run_prune: PruneSection, run_training: TrainingSection | None) -> tuple[FrontierPoint, ...]:
@@ -463,37 +464,54 @@ def read_frontier(points: Any, run_prune: PruneSection, run_training: TrainingSe
     example = '[{"name": "flops_0_6x", "prune": {"target_flops": 16.3e9}}]'
     if not isinstance(points, list) or not all(isinstance(point, dict) for point in points):
         raise HarnessError(f"frontier must be a list of objects, e.g. {example}, got {describe(points)}")
-    read = []
+    read: list[FrontierPoint] = []
     for index, point in enumerate(points):
         where = f"frontier[{index}]"
         unknown = [key for key in point if key not in ("name", "prune", "final_training") and not key.startswith("_")]
         if unknown:
             raise HarnessError(f"{where}: unknown key {', '.join(unknown)}; expected name, prune, final_training")
-        name = read_value(point.get("name"), str, f"{where}.name")
-        if not POINT_NAME.fullmatch(name):
-            raise HarnessError(
-                f"{where}.name {name!r}: expected letters, digits and '_', not starting with a digit "
-                "(it names a folder and a report row)"
-            )
-        if name in (p.name for p in read):
-            raise HarnessError(f"{where}.name {name!r}: another point has it")
-        own = read_section(PruneSection, point.get("prune", {}), f"{where}.prune")
-        budget = {key: value for key, value in given(own).items() if key in BUDGET_KEYS}
-        if not budget:
-            raise HarnessError(f"{where}.prune: give the point's budget ({', '.join(BUDGET_KEYS)})")
-        base = given(run_prune)
-        if own.target_params is not None or own.target_flops is not None:
-            base = {key: value for key, value in base.items() if key not in ("target_params", "target_flops")}
-        prune_section = PruneSection(**{**base, **given(own)})
+        name = read_point_name(point.get("name"), where, [p.name for p in read])
+        prune_section = read_point_prune(point.get("prune", {}), run_prune, f"{where}.prune")
         training = run_training
         if "final_training" in point:
-            own_training = read_training(point["final_training"], f"{where}.final_training")
-            first = replace(run_training.first, **given(own_training.first)) if run_training else own_training.first
-            training = TrainingSection(first, own_training.then)
-            if first.iters is None or first.iters < 1:
-                raise HarnessError(f"{where}.final_training.iters: must be at least 1")
+            training = read_point_training(point["final_training"], run_training, f"{where}.final_training")
         read.append(FrontierPoint(name, prune_section, training))
     return tuple(read)
+
+
+def read_point_name(name: Any, where: str, taken: list[str]) -> str:
+    name = read_value(name, str, f"{where}.name")
+    if not POINT_NAME.fullmatch(name):
+        raise HarnessError(
+            f"{where}.name {name!r}: expected letters, digits and '_', not starting with a digit "
+            "(it names a folder and a report row)"
+        )
+    if name in REPORT_ROW_NAMES or name in taken:
+        raise HarnessError(f"{where}.name {name!r}: taken (by another point, or a row of scripts/report.py)")
+    return name
+
+
+def read_point_prune(options: Any, run_prune: PruneSection, where: str) -> PruneSection:
+    """The run's prune flags with the point's over them. The point gives its own budget (``ratio``,
+    ``target_params`` and/or ``target_flops``); the run's ``target_params`` / ``target_flops`` never carry over
+    (a point giving only ``ratio`` is pruned to that ratio), its ``ratio`` does as the ceiling of a target."""
+    own = given(read_section(PruneSection, options, where))
+    if not any(key in own for key in BUDGET_KEYS):
+        raise HarnessError(f"{where}: give the point's budget ({', '.join(BUDGET_KEYS)})")
+    inherited = {key: value for key, value in given(run_prune).items() if key not in ("target_params", "target_flops")}
+    return PruneSection(**{**inherited, **own})
+
+
+def read_point_training(options: Any, run_training: TrainingSection | None, where: str) -> TrainingSection:
+    """The run's final training's first phase with the point's keys over it, then the point's own ``then``
+    phases (the run's are not carried over: their iterations belong to the run's schedule)."""
+    if not isinstance(options, dict):
+        raise HarnessError(f'{where} must be an object of flags, e.g. {{"iters": 20000}}, got {describe(options)}')
+    first = given(run_training.first) if run_training is not None else {}
+    training = read_training({**first, **options}, where)
+    if training.first.iters is None or training.first.iters < 1:
+        raise HarnessError(f"{where}.iters: give the point's training iterations (at least 1)")
+    return training
 
 
 # --- ranges ---------------------------------------------------------------------------------------------------

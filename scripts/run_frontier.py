@@ -10,13 +10,19 @@ is the run's ``prune`` and ``final_training`` sections with the point's keys ove
 ``WORK_DIR/frontier/NAME/pruned.pth``, ``final.pth`` and ``final_trained.pth`` (without a final training, the
 point is ``final.pth``). As in ``scripts/run_pipeline.py``: everything is checked before the first stage, a
 stage whose output exists is skipped (an interrupted training resumes; ``then`` phases continue it), and an
-output made from another parent file is refused. At the end it prints the ``scripts/report.py`` command that
-adds one row per point (PSNR on every visible set, CPU time ratio) to the results table and its plot.
+output made from another parent file is refused. Before any work it also works out where each point's pruning
+will end (``transform.prune.planned_result``: the widths do not depend on which channels rank lowest) and
+refuses a point that cannot reach its budget, or that would end at the size of the run's own pruning or of
+another point; a finished point's pruning done with other budget flags than the config's is refused too (redo
+it with ``--force --only NAME``). It takes the work folder's lock, so it never runs beside the pipeline on the
+same run. At the end it prints the ``scripts/report.py`` command that adds one row per finished point (PSNR
+on every visible set, CPU time ratio) to the results table and its plot.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,6 +35,8 @@ from run_pipeline import (  # noqa: E402
     Step,
     check_data_folders,
     check_devices,
+    check_made_from,
+    plan,
     read_checkpoint_input,
     run_step,
     step_done,
@@ -37,9 +45,14 @@ from run_pipeline import (  # noqa: E402
 
 import train_prfdn  # noqa: E402
 from transform import export, prune  # noqa: E402
+from transform.architectures import load_model  # noqa: E402
+from transform.helpers import HelperPRFDN, with_helpers  # noqa: E402
+from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import check_distinct, check_output_file, exclusive_run  # noqa: E402
+
+BUDGET_FLAGS = ("ratio", "steps", "round_to", "target_params", "target_flops")  # what sets a pruning's widths
 
 
 def merged_input(config: PipelineConfig) -> Path:
@@ -81,19 +94,92 @@ def select_points(config: PipelineConfig, only: list[str] | None) -> list[Fronti
     return [point for point in config.frontier if not only or point.name in only]
 
 
-def check_run(config: PipelineConfig, steps: list[Step], force: bool) -> None:
+def check_merged_done(config: PipelineConfig) -> Path:
+    """The run's merged network, finished (every phase of its training, if any): the points' common parent."""
+    source = merged_input(config)
+    unfinished = [step for step in plan(config) if step.stage in ("merged", "merged_trained") and not step_done(step)]
+    if unfinished or not source.is_file():
+        raise HarnessError(
+            f"{source}: the run's merged network is not there or not finished; run scripts/run_pipeline.py "
+            f"{config.source} first (at least --until {unfinished[-1].stage if unfinished else 'merged'})"
+        )
+    read_checkpoint_input("the merged network", str(source))
+    return source
+
+
+def check_kept_pruning(step: Step, point: FrontierPoint) -> None:
+    """A point's existing pruning was made with the point's budget flags (else the config changed since)."""
+    recorded = read_model_checkpoint(step.dst).provenance
+    changed = [flag for flag in BUDGET_FLAGS if recorded.get(flag) != getattr(step.args, flag)]
+    if changed:
+        flag = changed[0]
+        raise HarnessError(
+            f"{step.dst}: pruned with {flag} {recorded.get(flag)}, the config now gives {getattr(step.args, flag)}; "
+            f"redo the point with --force --only {point.name}"
+        )
+
+
+def planned_size(model: HelperPRFDN, bound: dict[str, float], args: argparse.Namespace, where: str) -> dict[str, float]:
+    try:
+        return prune.planned_result(
+            model,
+            ratio=args.ratio,
+            steps=args.steps,
+            round_to=args.round_to,
+            target_params=args.target_params,
+            target_flops=args.target_flops,
+            smaller_than=bound,
+        )
+    except HarnessError as err:
+        raise HarnessError(f"{where}: {err}") from None
+
+
+def check_plans(config: PipelineConfig, points: list[FrontierPoint], source: Path) -> None:
+    """Where each point's pruning will end; refused when a budget cannot be reached or two sizes coincide."""
+    merged = load_model(read_model_checkpoint(source), str(source)).eval()
+    model, bound = with_helpers(merged), prune.figures(merged)  # as transform.prune sees its input
+    run_size = planned_size(model, bound, config.prune_args("SRC.pth", "DST.pth"), "prune")
+    sizes: dict[str, dict[str, float]] = {"the run's own pruning": run_size}
+    for point in points:
+        index = config.frontier.index(point)
+        size = planned_size(model, bound, point_steps(config, point)[0].args, f"frontier[{index}].prune")
+        for other, other_size in sizes.items():
+            if (size["params_M"], size["flops_G"]) == (other_size["params_M"], other_size["flops_G"]):
+                raise HarnessError(
+                    f"frontier[{index}] ({point.name}): its pruning ends at step {size['step']} with "
+                    f"{prune.describe(size)}, the size of {other}; give it another ratio / steps"
+                )
+        sizes[f"point {point.name}"] = size
+        print(f"== {point.name}: pruning will end at step {size['step']} with {prune.describe(size)}")
+
+
+def check_run(config: PipelineConfig, points: list[FrontierPoint], force: bool) -> None:
     """Everything the steps to run read and write, before the first one."""
-    pending = [step for step in steps if force or not step_done(step)]
+    steps = {point.name: point_steps(config, point) for point in points}
+    pending = [step for name in steps for step in steps[name] if force or not step_done(step)]
+    for point in points:
+        for step in steps[point.name]:
+            if step not in pending and step.dst.exists():  # kept: made from this run, with these budget flags
+                check_made_from(step.dst, step.src, step.stage)
+                if step.stage.endswith("/pruned"):
+                    check_kept_pruning(step, point)
     if not pending:
         return
+    to_prune = [point for point in points if steps[point.name][0] in pending]
     source = merged_input(config)
-    if not source.is_file():
-        raise HarnessError(f"{source}: the run's merged network is not there; run scripts/run_pipeline.py {config.source} first")
-    read_checkpoint_input("the merged network", str(source))
+    if to_prune:
+        source = check_merged_done(config)
+        check_plans(config, to_prune, source)
     check_data_folders(config)
     if config.data.teacher is not None:
         read_checkpoint_input("data.teacher", config.data.teacher)
-    inputs = {"rfdn": config.rfdn, "data.teacher": config.data.teacher, "the config": config.source, "merged": source}
+    inputs = {
+        "rfdn": config.rfdn,
+        "data.teacher": config.data.teacher,
+        "the config": config.source,
+        "the config's output": config.output,
+        "merged": source,
+    }
     outputs = {str(path): path for step in pending for path in written_by(step)}
     check_distinct(outputs, inputs)
     for path in outputs.values():
@@ -101,23 +187,26 @@ def check_run(config: PipelineConfig, steps: list[Step], force: bool) -> None:
     check_devices(pending)
 
 
-def run(config_path: str, only: list[str] | None = None, force: bool = False) -> dict[str, Path]:
-    """Run (or continue) the selected points; their final checkpoints by name."""
+def run(config_path: str, only: list[str] | None = None, force: bool = False) -> PipelineConfig:
+    """Run (or continue) the selected points."""
     config = parse_config(config_path)
     points = select_points(config, only)
-    steps = [step for point in points for step in point_steps(config, point)]
-    check_run(config, steps, force)
-    folder = Path(config.work_dir) / "frontier"
-    folder.mkdir(parents=True, exist_ok=True)
-    with exclusive_run(folder / "frontier", "work_dir"):
-        for step in steps:
-            step.dst.parent.mkdir(parents=True, exist_ok=True)
-            run_step(step, force)
-    return {point.name: point_output(config, point) for point in points}
+    if not Path(config.work_dir).is_dir():
+        raise HarnessError(f"work_dir {config.work_dir}: not there; run scripts/run_pipeline.py {config_path} first")
+    with exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"):  # the pipeline's lock: one run at a time
+        check_run(config, points, force)
+        for point in points:
+            for step in point_steps(config, point):
+                step.dst.parent.mkdir(parents=True, exist_ok=True)
+                run_step(step, force)
+    return config
 
 
-def report_command(config_path: str, outputs: dict[str, Path]) -> str:
-    return f"python scripts/report.py {config_path}" + "".join(f" --extra {name}={path}" for name, path in outputs.items())
+def report_command(config: PipelineConfig, config_path: str) -> str:
+    """The report.py line with a row for every finished point."""
+    extra = [f"{point.name}={point_output(config, point)}" for point in config.frontier]
+    finished = [spec for spec, point in zip(extra, config.frontier, strict=True) if point_output(config, point).is_file()]
+    return shlex.join(["python", "scripts/report.py", config_path, *[word for spec in finished for word in ("--extra", spec)]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="redo stages whose output exists")
     args = parser.parse_args(argv)
     try:
-        outputs = run(args.config, args.only, args.force)
+        config = run(args.config, args.only, args.force)
     except (HarnessError, OSError) as err:
         print(f"run_frontier.py: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("run_frontier.py: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
-    print(f"== frontier done; its rows in the results table: {report_command(args.config, outputs)}")
+    print(f"== frontier done; its rows in the results table: {report_command(config, args.config)}")
     return 0
 
 

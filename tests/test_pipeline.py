@@ -226,6 +226,8 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
     }
     assert config.output == candidates.get(name, "model_zoo/team13_prfdn.pth")
     assert run_pipeline.load_config(str(REPO_ROOT / "configs" / name))["output"] == config.output  # scripts/report.py's view
+    for point in config.frontier:  # each point's own budget only
+        assert point.prune.target_params is None and point.prune.target_flops is not None
 
 
 def test_shipped_x4_data_loads(tmp_path: Path) -> None:
@@ -562,10 +564,40 @@ def test_frontier_points_prune_the_merged_network_to_their_budgets(
     assert run_frontier.main([str(tiny_run), "--only", "third"]) == 2
     assert "--only third: no such point" in capsys.readouterr().err
 
-    (points / "half" / "final_trained.pth").unlink()
+    config["frontier"][0]["prune"]["ratio"] = 0.6  # the budget changed after the point was pruned
+    tiny_run.write_text(json.dumps(config))
+    assert run_frontier.main([str(tiny_run)]) == 2
+    assert "half/pruned.pth: pruned with ratio 0.5, the config now gives 0.6; redo the point with --force --only half" in (
+        capsys.readouterr().err
+    )
+    config["frontier"][0]["prune"]["ratio"] = 0.3  # the run's own pruning (ratio 0.3, one step): the same widths
+    tiny_run.write_text(json.dumps(config))
+    before = sorted((path, path.stat().st_mtime_ns) for path in (points / "half").iterdir())
+    assert run_frontier.main([str(tiny_run), "--only", "half", "--force"]) == 2
+    assert "frontier[0] (half): its pruning ends at step 1 with" in capsys.readouterr().err
+    assert sorted((path, path.stat().st_mtime_ns) for path in (points / "half").iterdir()) == before  # nothing written
+
     (tmp_path / "work" / "merged.pth").unlink()
-    assert run_frontier.main([str(tiny_run)]) == 2  # a stage to run, and no merged network: refused before any work
-    assert "merged.pth: the run's merged network is not there" in capsys.readouterr().err
+    assert run_frontier.main([str(tiny_run), "--only", "half", "--force"]) == 2  # refused before any work
+    err = capsys.readouterr().err
+    assert "merged.pth: the run's merged network is not there or not finished" in err and "--until merged)" in err
+
+
+def test_point_names_that_report_rows_take_are_the_report_rows() -> None:
+    import report
+
+    assert set(pipeline_config.REPORT_ROW_NAMES) == {name for _, name, _ in report.ROWS}
+
+
+def test_a_point_takes_its_own_budget_and_training_over_the_runs() -> None:
+    run_prune = pipeline_config.PruneSection(ratio=0.8, steps=8, target_params=317000, finetune_iters=100)
+    ratio_only = pipeline_config.read_point_prune({"ratio": 0.5}, run_prune, "p")
+    assert (ratio_only.ratio, ratio_only.target_params, ratio_only.steps, ratio_only.finetune_iters) == (0.5, None, 8, 100)
+    flops = pipeline_config.read_point_prune({"target_flops": 16e9}, run_prune, "p")
+    assert (flops.ratio, flops.target_params, flops.target_flops) == (0.8, None, 16e9)
+    run_training = pipeline_config.read_training({"iters": 40000, "lr": 2e-4, "then": [{"iters": 60000, "lr": 5e-5}]}, "t")
+    point = pipeline_config.read_point_training({"iters": 20000}, run_training, "p")
+    assert (point.first.iters, point.first.lr, point.then) == (20000, 2e-4, ())  # the run's later phases stay its own
 
 
 @pytest.mark.parametrize(
@@ -573,11 +605,12 @@ def test_frontier_points_prune_the_merged_network_to_their_budgets(
     [
         ({"name": "a"}, "frontier must be a list of objects"),
         ([{"name": "a", "prune": {"steps": 2}}], "frontier[0].prune: give the point's budget"),
-        ([{"name": "a", "prune": {"ratio": 0.5}}, {"name": "a", "prune": {"ratio": 0.6}}], "frontier[1].name 'a': another"),
+        ([{"name": "a", "prune": {"ratio": 0.5}}, {"name": "a", "prune": {"ratio": 0.6}}], "frontier[1].name 'a': taken"),
         ([{"name": "0.6x", "prune": {"ratio": 0.5}}], "frontier[0].name '0.6x': expected letters"),
         ([{"name": "a", "prune": {"ratio": 1.5}}], "frontier[0].prune.ratio 1.5: must be in (0, 1)"),
         ([{"name": "a", "prune": {"ratio": 0.5}, "final_training": {"lr": -1}}], "frontier[0].final_training.lr"),
         ([{"name": "a", "prune": {"ratio": 0.5}, "budget": 1}], "frontier[0]: unknown key budget"),
+        ([{"name": "pruned", "prune": {"ratio": 0.5}}], "frontier[0].name 'pruned': taken"),
     ],
 )
 def test_frontier_mistakes_are_refused_with_the_key(
@@ -591,3 +624,4 @@ def test_frontier_mistakes_are_refused_with_the_key(
     assert run_frontier.main([str(tiny_config)]) == 2
     assert message in capsys.readouterr().err
     assert run_pipeline.main([str(tiny_config)]) == 2  # the pipeline reads the same config
+    assert not (tiny_config.parent / "work").exists()

@@ -18,7 +18,7 @@ from transform import reparam as reparam_stage
 from transform.architectures import BranchPRFDN, load_model, model_config
 from transform.common import max_abs_difference
 from transform.helpers import HelperPRFDN, fold_helpers, is_helper, with_helpers
-from transform.prune import figures, figures_at_ratio, prune, smaller
+from transform.prune import figures, figures_at_ratio, planned_result, prune, smaller
 from transform.reparam import merge_branches
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.errors import HarnessError
@@ -84,6 +84,19 @@ def test_prune_to_a_budget() -> None:
     target = 0.4 * figures(helper)["params_M"] * 1e6
     pruned, history = prune(helper, ratio=0.9, steps=10, target_params=target)
     assert figures(pruned)["params_M"] * 1e6 <= target and len(history) < 11
+
+
+@pytest.mark.parametrize("budget", [{}, {"target_params": 0.5}, {"target_flops": 0.7}])
+def test_planned_result_is_where_pruning_ends(budget: dict[str, float]) -> None:
+    helper = with_helpers(merge_branches(_small_branch(), "dense"))
+    start = figures(helper)
+    units = {"target_params": start["params_M"] * 1e6, "target_flops": start["flops_G"] * 1e9}
+    targets = {key: share * units[key] for key, share in budget.items()}
+    with pytest.raises(HarnessError, match=r"budget not reached at --ratio 0\.1"):
+        planned_result(helper, ratio=0.1, steps=2, target_params=0.1 * start["params_M"] * 1e6)
+    plan = planned_result(helper, ratio=0.8, steps=6, **targets)
+    _, history = prune(helper, ratio=0.8, steps=6, **targets)  # prunes helper itself
+    assert plan == history[-1] and (plan["step"] < 6) == bool(budget)
 
 
 def test_export_is_exact_and_leaves_no_helper() -> None:

@@ -95,17 +95,46 @@ def make_pruner(model: PRFDN, ratio: float, steps: int, importance: str, round_t
     )
 
 
-def figures_at_ratio(model: PRFDN, ratio: float, steps: int, round_to: int | None) -> dict[str, float]:
-    """``figures`` of ``model`` pruned in ``steps`` steps up to ``ratio``, leaving ``model`` untouched.
+def figures_per_step(model: PRFDN, ratio: float, steps: int, round_to: int | None) -> list[dict[str, float]]:
+    """``figures`` of ``model`` after each of ``steps`` steps up to ``ratio``, leaving ``model`` untouched.
 
     How many channels a step removes from a group depends only on the group's widths, never on which channels
     rank lowest, so the same schedule ranked by magnitude on a copy gives the widths (and size) of any run.
     """
     trial = copy.deepcopy(model)
     pruner = make_pruner(trial, ratio, steps, "magnitude", round_to)
+    sizes = []
     for _ in range(steps):
         pruner.step()
-    return figures(trial)
+        sizes.append(figures(trial))
+    return sizes
+
+
+def figures_at_ratio(model: PRFDN, ratio: float, steps: int, round_to: int | None) -> dict[str, float]:
+    """``figures`` of ``model`` pruned in ``steps`` steps up to ``ratio`` (see ``figures_per_step``)."""
+    return figures_per_step(model, ratio, steps, round_to)[-1]
+
+
+def planned_result(
+    model: HelperPRFDN,
+    *,
+    ratio: float,
+    steps: int,
+    round_to: int | None = None,
+    target_params: float | None = None,
+    target_flops: float | None = None,
+    smaller_than: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """The ``figures`` (and ``step``) ``prune`` will end at with these settings, without pruning ``model``;
+    refused as ``prune`` would refuse them (a ratio that cannot get below the input or within the budget)."""
+    bound = figures(model) if smaller_than is None else smaller_than
+    sizes = figures_per_step(model, ratio, steps, round_to)
+    _check_reachable(sizes[-1], figures(model), bound, ratio, target_params, target_flops)
+    budget = target_params is not None or target_flops is not None
+    for step, size in enumerate(sizes, start=1):
+        if budget and within_budget(size, target_params, target_flops) and smaller(size, bound):
+            return {"step": step, **size}
+    return {"step": steps, **sizes[-1]}
 
 
 def compute_gradients(model: nn.Module, calibration: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -318,6 +347,7 @@ def _run(args: argparse.Namespace) -> None:
         finetune_iters=args.finetune_iters,
         target_params=args.target_params,
         target_flops=args.target_flops,
+        round_to=args.round_to,
         steps_done=history[-1]["step"],
         ratio_reached=args.ratio * history[-1]["step"] / args.steps,
         before=before,
