@@ -542,9 +542,10 @@ def test_frontier_points_prune_the_merged_network_to_their_budgets(
     import run_frontier
 
     config = json.loads(tiny_run.read_text())
+    quick = {"importance": "magnitude", "finetune_iters": 0}  # the run's Taylor ranking and fine-tuning are tested above
     config["frontier"] = [
-        {"name": "half", "prune": {"ratio": 0.5}},  # the run's final training (1 iteration)
-        {"name": "most", "prune": {"ratio": 0.7}, "final_training": {"iters": 2, "then": [{"iters": 3, "lr": 1e-5}]}},
+        {"name": "half", "prune": {"ratio": 0.5, **quick}},  # the run's final training (1 iteration)
+        {"name": "most", "prune": {"ratio": 0.7, **quick}, "final_training": {"iters": 2, "then": [{"iters": 3, "lr": 1e-5}]}},
     ]
     tiny_run.write_text(json.dumps(config))
     capsys.readouterr()
