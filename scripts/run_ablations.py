@@ -2,6 +2,7 @@
 
     python scripts/run_ablations.py configs/ablations_branch.json            # run (or resume) every run, then the table
     python scripts/run_ablations.py configs/ablations_branch.json --table    # only the table, from the logs so far
+    python scripts/run_ablations.py configs/ablations_branch.json --table --kinds   # and each run's best weights per kind
 
 The config names a start checkpoint (``src``), a work folder, the flags every run shares (``common``) and the
 runs, each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` trains ``src`` into
@@ -11,7 +12,10 @@ state of the run in progress and stops, exit 130). The table gives, per run and 
 each validation group (``held_out``: the images held out of ``--train_dir``; ``val_dir``: the ``--val_dir``
 images), read from ``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint (e.g. the
 official RFDN) scored on the same images, and is written to ``WORK/ablations.json`` and, with ``--json``, to a
-results file.
+results file. ``--kinds`` also scores the start, the reference and each run's best weights (``WORK/NAME.pth``)
+per kind of validation image: the held-out images, and the ``--val_dir`` images by the file-name prefix before
+the first ``_`` (for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line art, ``skimage``),
+so a lever's effect on one kind of content is not hidden in the mean (``WORK/kinds.json``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train_prfdn  # noqa: E402
-from training.data import fill_data_defaults, load_data_from_args  # noqa: E402
+from training.data import ValidationImage, fill_data_defaults, load_data_from_args  # noqa: E402
 from training.flags import settings_from_flags  # noqa: E402
 from training.loop import group_means, psnr_scores  # noqa: E402
 from transform.architectures import load_model, read_flag_checkpoint  # noqa: E402
@@ -197,18 +201,50 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
             saved = None  # unreadable: scored again and rewritten
         if isinstance(saved, dict) and all(saved.get(k) == v for k, v in key.items()):
             return saved
-    args = train_prfdn.parse_args([str(config.src), str(config.work_dir / "reference.pth"), *config.common])
-    fill_data_defaults(args)
     checkpoint = read_flag_checkpoint(config.reference, "reference")
     model = load_model(checkpoint, f"reference {config.reference}")
-    data = load_data_from_args(
-        args, patch_size=args.patch_size or 48, seed=0, data_range=checkpoint.data_range, scale=checkpoint.scale
-    )
-    scores = psnr_scores(model, data.val, checkpoint.data_range, torch.device("cpu"))
-    result = {**key, "val_psnr": float(np.mean(scores)), **{f"val_{k}": v for k, v in group_means(data.val, scores).items()}}
+    images = validation_images(config, checkpoint.data_range, checkpoint.scale)
+    scores = psnr_scores(model, images, checkpoint.data_range, torch.device("cpu"))
+    result = {**key, "val_psnr": float(np.mean(scores)), **{f"val_{k}": v for k, v in group_means(images, scores).items()}}
     config.work_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps(result, indent=1) + "\n")
     return result
+
+
+def validation_images(config: AblationConfig, data_range: float, scale: int) -> list[ValidationImage]:
+    """The runs' validation images (the data flags of ``common``)."""
+    args = train_prfdn.parse_args([str(config.src), str(config.work_dir / "reference.pth"), *config.common])
+    fill_data_defaults(args)
+    return load_data_from_args(args, patch_size=args.patch_size or 48, seed=0, data_range=data_range, scale=scale).val
+
+
+def image_kind(image: ValidationImage) -> str:
+    """``held_out``, or a ``--val_dir`` image's file-name prefix before the first ``_`` (``clipart``, ``opencv``)."""
+    return "held_out" if image.group == "held_out" else Path(image.name).name.split("_")[0]
+
+
+def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
+    """Mean PSNR per kind of validation image of the start, the reference and each run's best weights."""
+    checkpoints = {"start": config.src, **({"reference": config.reference} if config.reference else {})}
+    checkpoints.update({run.name: config.out(run) for run in config.runs if config.out(run).is_file()})
+    first = read_flag_checkpoint(config.src, "src")
+    images = validation_images(config, first.data_range, first.scale)
+    kinds = [image_kind(image) for image in images]
+    result = {}
+    for name, path in checkpoints.items():
+        checkpoint = read_flag_checkpoint(path, name)
+        scores = psnr_scores(load_model(checkpoint, str(path)), images, checkpoint.data_range, torch.device("cpu"))
+        result[name] = {
+            kind: float(np.mean([s for s, k in zip(scores, kinds, strict=True) if k == kind])) for kind in dict.fromkeys(kinds)
+        }
+    return result
+
+
+def kinds_markdown(scores: dict[str, dict[str, float]]) -> str:
+    kinds = list(next(iter(scores.values())))
+    lines = ["| weights | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{values[k]:.4f}" for k in kinds) + " |" for name, values in scores.items()]
+    return "\n".join(lines)
 
 
 def table(config: AblationConfig, with_reference: bool = True) -> dict[str, Any]:
@@ -245,6 +281,7 @@ def markdown(summary: dict[str, Any]) -> str:
 def protected_files(config_path: str, config: AblationConfig) -> dict[str, Path]:
     """Files ``--json`` must not replace: the config, the start, the reference and what the runs write."""
     files = {"config": Path(config_path), "src": config.src, "WORK/ablations.json": config.work_dir / "ablations.json"}
+    files["WORK/kinds.json"] = config.work_dir / "kinds.json"
     if config.reference is not None:
         files["reference"] = config.reference
     for run in config.runs:
@@ -257,6 +294,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("config", help="JSON: src, work_dir, common (flags), runs ([{name, flags}])")
     parser.add_argument("--table", action="store_true", help="only tabulate the logs so far; train nothing")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
+    parser.add_argument("--kinds", action="store_true", help="also score the best weights per kind of validation image")
     return parser.parse_args(argv)
 
 
@@ -276,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
         print(markdown(summary))
+        if args.kinds and code == 0:
+            scores = kind_scores(config)
+            atomic_write_text(config.work_dir / "kinds.json", json.dumps(scores, indent=1) + "\n")
+            print(kinds_markdown(scores))
         return code
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -113,3 +114,20 @@ def test_bad_configs_are_one_line_exit_2(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "work").exists()
+
+
+def test_kinds_score_the_best_weights_per_kind_of_validation_image(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = cv2.imread(str(ensure_builtin_dataset()[0].hr_path))
+    cv2.imwrite(str(tmp_path / "val" / "drawing_a.png"), image[::-1].copy())  # a second kind in --val_dir
+    assert run_ablations.main([str(config)]) == 0
+    assert run_ablations.main([str(config), "--table", "--kinds"]) == 0
+    kinds = json.loads((tmp_path / "work" / "kinds.json").read_text())
+    assert list(kinds) == ["start", "reference", "base", "more"]
+    assert all(list(scores) == ["held_out", "drawing", "extra"] for scores in kinds.values())
+    summary = json.loads((tmp_path / "work" / "ablations.json").read_text())
+    reference = summary["reference"]  # the start: the mean of its two val_dir kinds is its val_dir group's mean
+    assert kinds["start"]["held_out"] == pytest.approx(reference["val_held_out"])
+    assert (kinds["start"]["drawing"] + kinds["start"]["extra"]) / 2 == pytest.approx(reference["val_val_dir"])
+    assert "| weights | held_out | drawing | extra |" in capsys.readouterr().out
