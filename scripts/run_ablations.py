@@ -98,6 +98,9 @@ def read_config(path: str | Path) -> AblationConfig:
     for i, item in enumerate(runs_raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].isidentifier():
             raise HarnessError(f"{path}: runs[{i}].name: expected a name of letters, digits and _")
+        extra = sorted(key for key in item if key not in ("name", "flags") and not key.startswith("_"))
+        if extra:
+            raise HarnessError(f"{path}: runs[{i}]: unknown key {extra[0]}; expected name, flags (_ keys are comments)")
         runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags")))
     names = [run.name for run in runs]
     twice = next((name for name in names if names.count(name) > 1), None)

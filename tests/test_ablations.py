@@ -103,6 +103,7 @@ def test_a_run_cut_short_is_resumed(config: Path, tmp_path: Path, capsys: pytest
         ({"reference": ""}, "reference: expected a path"),
         ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--iters", "0"]}]}, "runs b: --iters 0: must be at least 1"),
         ({"runs": [{"name": "a", "flags": ["--no_such_flag"]}]}, "runs a: unrecognized arguments: --no_such_flag"),
+        ({"runs": [{"name": "a", "flag": ["--iters", "3"]}]}, "runs[0]: unknown key flag; expected name, flags"),
     ],
 )
 def test_bad_configs_are_one_line_exit_2(
