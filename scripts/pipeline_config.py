@@ -493,8 +493,8 @@ def read_point_name(name: Any, where: str, taken: list[str]) -> str:
 
 def read_point_prune(options: Any, run_prune: PruneSection, where: str) -> PruneSection:
     """The run's prune flags with the point's over them. The point gives its own budget (``ratio``,
-    ``target_params`` and/or ``target_flops``); the run's ``target_params`` / ``target_flops`` never carry over
-    (a point giving only ``ratio`` is pruned to that ratio), its ``ratio`` does as the ceiling of a target."""
+    ``target_params`` and/or ``target_flops``); the run's ``target_params`` / ``target_flops`` are never inherited
+    (a point giving only ``ratio`` is pruned to that ratio), its ``ratio`` is, as the ceiling of a target."""
     own = given(read_section(PruneSection, options, where))
     if not any(key in own for key in BUDGET_KEYS):
         raise HarnessError(f"{where}: give the point's budget ({', '.join(BUDGET_KEYS)})")
@@ -504,7 +504,7 @@ def read_point_prune(options: Any, run_prune: PruneSection, where: str) -> Prune
 
 def read_point_training(options: Any, run_training: TrainingSection | None, where: str) -> TrainingSection:
     """The run's final training's first phase with the point's keys over it, then the point's own ``then``
-    phases (the run's are not carried over: their iterations belong to the run's schedule)."""
+    phases (the run's are not inherited: their iterations belong to the run's schedule)."""
     if not isinstance(options, dict):
         raise HarnessError(f'{where} must be an object of flags, e.g. {{"iters": 20000}}, got {describe(options)}')
     first = given(run_training.first) if run_training is not None else {}

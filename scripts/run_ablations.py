@@ -15,7 +15,8 @@ official RFDN) scored on the same images, and is written to ``WORK/ablations.jso
 results file. ``--kinds`` also scores the start, the reference and each run's best weights (``WORK/NAME.pth``)
 per kind of validation image: the held-out images, and the ``--val_dir`` images by the file-name prefix before
 the first ``_`` (for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line art, ``skimage``),
-so a lever's effect on one kind of content is not hidden in the mean (``WORK/kinds.json``).
+so a lever's effect on one kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs
+whose best weights are not there now are kept from it).
 """
 
 from __future__ import annotations
@@ -243,6 +244,15 @@ def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
     return result
 
 
+def read_kinds(path: Path) -> dict[str, dict[str, float]]:
+    """The rows of an earlier ``--kinds`` (kept for runs whose best weights are not there now); none when unreadable."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) and all(isinstance(row, dict) for row in saved.values()) else {}
+
+
 def kinds_markdown(scores: dict[str, dict[str, float]]) -> str:
     kinds = list(next(iter(scores.values())))
     lines = ["| weights | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
@@ -318,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
         print(markdown(summary))
         if args.kinds and code == 0:
-            scores = kind_scores(config)
+            scores = {**read_kinds(config.work_dir / "kinds.json"), **kind_scores(config)}
             atomic_write_text(config.work_dir / "kinds.json", json.dumps(scores, indent=1) + "\n")
             print(kinds_markdown(scores))
         return code

@@ -132,3 +132,6 @@ def test_kinds_score_the_best_weights_per_kind_of_validation_image(
     assert kinds["start"]["held_out"] == pytest.approx(reference["val_held_out"])
     assert (kinds["start"]["drawing"] + kinds["start"]["extra"]) / 2 == pytest.approx(reference["val_val_dir"])
     assert "| weights | held_out | drawing | extra |" in capsys.readouterr().out
+    (tmp_path / "work" / "more.pth").unlink()  # best weights not kept (e.g. a clean clone): the row stays
+    assert run_ablations.main([str(config), "--table", "--kinds"]) == 0
+    assert json.loads((tmp_path / "work" / "kinds.json").read_text())["more"] == kinds["more"]

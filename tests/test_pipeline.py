@@ -113,8 +113,8 @@ def test_save_next_then_from_continues_on_a_fresh_machine(
     assert not (work / "final_tuned.pth").exists()  # --until stops there
     (work / "final_trained.pth").unlink()
     assert run_pipeline.main([str(tiny_config), "--save_next", str(tmp_path / "out2")]) == 0
-    carried = sorted(p.name for p in (tmp_path / "out2").iterdir())
-    assert carried == ["final.pth", "final_trained.log.jsonl", "final_trained.state.pth"]
+    copied = sorted(p.name for p in (tmp_path / "out2").iterdir())
+    assert copied == ["final.pth", "final_trained.log.jsonl", "final_trained.state.pth"]
 
     fresh = {**config, "work_dir": str(tmp_path / "fresh"), "output": str(tmp_path / "fresh_out.pth")}
     (tmp_path / "fresh.json").write_text(json.dumps(fresh))
@@ -161,8 +161,8 @@ def test_later_lr_phases_continue_the_same_run(tiny_run: Path, tmp_path: Path, c
     tiny_config.write_text(json.dumps(config))
     assert run_pipeline.main([str(tiny_config), "--save_next", str(tmp_path / "next")]) == 0
     assert "go on with --from final_tuned" in capsys.readouterr().out
-    carried = sorted(p.name for p in (tmp_path / "next").iterdir())
-    assert carried == ["final_trained.pth", "final_tuned.log.jsonl", "final_tuned.pth", "final_tuned.state.pth"]
+    copied = sorted(p.name for p in (tmp_path / "next").iterdir())
+    assert copied == ["final_trained.pth", "final_tuned.log.jsonl", "final_tuned.pth", "final_tuned.state.pth"]
     fresh = {**config, "work_dir": str(tmp_path / "fresh"), "output": str(tmp_path / "fresh_out.pth")}
     (tmp_path / "fresh.json").write_text(json.dumps(fresh))
     shutil.copytree(tmp_path / "next", tmp_path / "fresh")

@@ -68,7 +68,7 @@ def imresize(img: np.ndarray, scale: float, antialiasing: bool = True) -> np.nda
     data = img.astype(np.float64)
     # tensordot runs on BLAS: about 18x faster than the equivalent einsum on a 1000x1000 photograph
     out = np.tensordot(rows, data, axes=(1, 0))  # out_h x w [x C]
-    out = np.moveaxis(np.tensordot(cols, out, axes=(1, 1)), 0, 1)  # out_h x out_w [x C]
+    out = np.ascontiguousarray(np.moveaxis(np.tensordot(cols, out, axes=(1, 1)), 0, 1))  # out_h x out_w [x C]
     if img.dtype == np.uint8:
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
     return out
