@@ -134,7 +134,7 @@ def planned_size(model: HelperPRFDN, bound: dict[str, float], args: argparse.Nam
         raise HarnessError(f"{where}: {err}") from None
 
 
-def check_plans(config: PipelineConfig, points: list[FrontierPoint], source: Path) -> None:
+def check_plans(config: PipelineConfig, points: list[FrontierPoint], steps: dict[str, list[Step]], source: Path) -> None:
     """Where each point's pruning will end; refused when a budget cannot be reached or two sizes coincide."""
     merged = load_model(read_model_checkpoint(source), str(source)).eval()
     model, bound = with_helpers(merged), prune.figures(merged)  # as transform.prune sees its input
@@ -142,7 +142,7 @@ def check_plans(config: PipelineConfig, points: list[FrontierPoint], source: Pat
     sizes: dict[str, dict[str, float]] = {"the run's own pruning": run_size}
     for point in points:
         index = config.frontier.index(point)
-        size = planned_size(model, bound, point_steps(config, point)[0].args, f"frontier[{index}].prune")
+        size = planned_size(model, bound, steps[point.name][0].args, f"frontier[{index}].prune")
         for other, other_size in sizes.items():
             if (size["params_M"], size["flops_G"]) == (other_size["params_M"], other_size["flops_G"]):
                 raise HarnessError(
@@ -153,9 +153,8 @@ def check_plans(config: PipelineConfig, points: list[FrontierPoint], source: Pat
         print(f"== {point.name}: pruning will end at step {size['step']} with {prune.describe(size)}")
 
 
-def check_run(config: PipelineConfig, points: list[FrontierPoint], force: bool) -> None:
-    """Everything the steps to run read and write, before the first one."""
-    steps = {point.name: point_steps(config, point) for point in points}
+def check_run(config: PipelineConfig, points: list[FrontierPoint], steps: dict[str, list[Step]], force: bool) -> None:
+    """Everything the steps to run (``steps``: each point's, by name) read and write, before the first one."""
     pending = [step for name in steps for step in steps[name] if force or not step_done(step)]
     for point in points:
         for step in steps[point.name]:
@@ -169,7 +168,7 @@ def check_run(config: PipelineConfig, points: list[FrontierPoint], force: bool) 
     source = merged_input(config)
     if to_prune:
         source = check_merged_done(config)
-        check_plans(config, to_prune, source)
+        check_plans(config, to_prune, steps, source)
     check_data_folders(config)
     if config.data.teacher is not None:
         read_checkpoint_input("data.teacher", config.data.teacher)
@@ -193,10 +192,11 @@ def run(config_path: str, only: list[str] | None = None, force: bool = False) ->
     points = select_points(config, only)
     if not Path(config.work_dir).is_dir():
         raise HarnessError(f"work_dir {config.work_dir}: not there; run scripts/run_pipeline.py {config_path} first")
+    steps = {point.name: point_steps(config, point) for point in points}
     with exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"):  # the pipeline's lock: one run at a time
-        check_run(config, points, force)
+        check_run(config, points, steps, force)
         for point in points:
-            for step in point_steps(config, point):
+            for step in steps[point.name]:
                 step.dst.parent.mkdir(parents=True, exist_ok=True)
                 run_step(step, force)
     return config
@@ -204,9 +204,12 @@ def run(config_path: str, only: list[str] | None = None, force: bool = False) ->
 
 def report_command(config: PipelineConfig, config_path: str) -> str:
     """The report.py line with a row for every finished point."""
-    extra = [f"{point.name}={point_output(config, point)}" for point in config.frontier]
-    finished = [spec for spec, point in zip(extra, config.frontier, strict=True) if point_output(config, point).is_file()]
-    return shlex.join(["python", "scripts/report.py", config_path, *[word for spec in finished for word in ("--extra", spec)]])
+    words = ["python", "scripts/report.py", config_path]
+    for point in config.frontier:
+        output = point_output(config, point)
+        if output.is_file():
+            words += ["--extra", f"{point.name}={output}"]
+    return shlex.join(words)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,14 +127,24 @@ def planned_result(
 ) -> dict[str, float]:
     """The ``figures`` (and ``step``) ``prune`` will end at with these settings, without pruning ``model``;
     refused as ``prune`` would refuse them (a ratio that cannot get below the input or within the budget)."""
-    bound = figures(model) if smaller_than is None else smaller_than
+    start = figures(model)
+    bound = start if smaller_than is None else smaller_than
     sizes = figures_per_step(model, ratio, steps, round_to)
-    _check_reachable(sizes[-1], figures(model), bound, ratio, target_params, target_flops)
-    budget = target_params is not None or target_flops is not None
+    _check_reachable(sizes[-1], start, bound, ratio, target_params, target_flops)
     for step, size in enumerate(sizes, start=1):
-        if budget and within_budget(size, target_params, target_flops) and smaller(size, bound):
+        if budget_reached(size, bound, target_params, target_flops):
             return {"step": step, **size}
     return {"step": steps, **sizes[-1]}
+
+
+def budget_reached(
+    values: dict[str, float], bound: dict[str, float], target_params: float | None, target_flops: float | None
+) -> bool:
+    """Whether a budget run (``target_params`` / ``target_flops``) stops at ``values``: within the budget and
+    smaller than the input; never for a ratio run (no target)."""
+    if target_params is None and target_flops is None:
+        return False
+    return within_budget(values, target_params, target_flops) and smaller(values, bound)
 
 
 def compute_gradients(model: nn.Module, calibration: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -192,7 +202,7 @@ def prune(
             finetune(model, step)
         history.append({"step": step, **figures(model)})
         print(f"step {step}/{steps}: {describe(history[-1])}")
-        if budget and within_budget(history[-1], target_params, target_flops) and smaller(history[-1], bound):
+        if budget_reached(history[-1], bound, target_params, target_flops):
             break
     if not smaller(history[-1], bound) or (budget and not within_budget(history[-1], target_params, target_flops)):
         raise HarnessError(f"pruning ended at {describe(history[-1])}, outside the budget or not smaller than the input")
