@@ -1,3 +1,4 @@
+import torch
 import torch.nn as nn
 
 from models.team00_RFDN import RFDN
@@ -48,3 +49,23 @@ def test_rfdn_reproduces_the_official_figures() -> None:
     assert round(s.activations / 1e6, 2) == 112.03
     assert s.num_conv == 64
     assert model.training  # mode restored
+
+
+class _ValueDependent(nn.Module):
+    """A forward that needs real values (``.item()``), which the shape-only ``meta`` pass cannot give."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.conv.weight.new_zeros(1) + y if y.mean().item() == y.mean().item() else y
+
+
+def test_a_value_dependent_forward_is_counted_by_a_real_pass_and_the_model_is_untouched() -> None:
+    model = _ValueDependent().train()
+    weight = model.conv.weight.detach().clone()
+    s = summarize(model, (3, 8, 8))
+    assert (s.flops, s.activations, s.num_conv) == (3 * 3 * 3 * 4 * 64, 4 * 64, 1)
+    assert model.training and model.conv.weight.device.type == "cpu" and torch.equal(model.conv.weight, weight)

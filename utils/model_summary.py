@@ -18,6 +18,7 @@ counted at all). The rules of the official ``utils/model_summary.py``, restated:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -61,7 +62,20 @@ def _flops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 
 @torch.no_grad()
 def summarize(model: nn.Module, input_dim: tuple[int, int, int] = OFFICIAL_INPUT_DIM) -> ModelSummary:
-    """Run one forward pass on a zero tensor of shape ``(1, *input_dim)`` and count as the harness does."""
+    """Run one forward pass on a zero tensor of shape ``(1, *input_dim)`` and count as the harness does.
+
+    The counts depend on shapes only, so the pass runs on a copy of the model on PyTorch's ``meta`` device (no
+    arithmetic: a wide network is counted in a fraction of a second); a model whose forward needs real values
+    is counted by a real pass instead."""
+    try:
+        counts = _count(copy.deepcopy(model).to("meta"), input_dim, torch.device("meta"))
+    except (NotImplementedError, RuntimeError, TypeError):
+        param = next(model.parameters(), None)
+        counts = _count(model, input_dim, param.device if param is not None else torch.device("cpu"))
+    return ModelSummary(count_parameters(model), counts["flops"], counts["activations"], counts["num_conv"])
+
+
+def _count(model: nn.Module, input_dim: tuple[int, int, int], device: torch.device) -> dict[str, int]:
     counts = {"flops": 0, "activations": 0, "num_conv": 0}
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -76,11 +90,10 @@ def summarize(model: nn.Module, input_dim: tuple[int, int, int] = OFFICIAL_INPUT
     try:
         model.eval()
         param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         model(torch.zeros(1, *input_dim, device=device, dtype=dtype))
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return ModelSummary(count_parameters(model), counts["flops"], counts["activations"], counts["num_conv"])
+    return counts
