@@ -106,10 +106,16 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def uint2tensor4(img: np.ndarray, data_range: float = 1.0) -> torch.Tensor:
-    """HxWxC uint8 -> 1xCxHxW float tensor scaled to [0, data_range]."""
+    """HxWxC uint8 -> contiguous 1xCxHxW float tensor scaled to [0, data_range].
+
+    Done in NumPy, single-threaded: in a training process, PyTorch's threaded conversion of each small patch
+    (waiting on the threads of the step before) was most of the data time of a step. The division is IEEE
+    float32 in both libraries, so the values are the same."""
     if img.ndim == 2:
         img = img[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0 / data_range).unsqueeze(0)
+    chw = img.transpose(2, 0, 1).astype(np.float32, order="C")  # a new array, channels first
+    chw /= np.float32(255.0 / data_range)
+    return torch.from_numpy(chw).unsqueeze(0)
 
 
 def tensor2uint(img: torch.Tensor, data_range: float = 1.0) -> np.ndarray:
