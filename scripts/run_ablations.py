@@ -140,18 +140,24 @@ def check_runs(config: AblationConfig) -> None:
             raise HarnessError(f"runs {run.name}: {err}") from None
 
 
+def finished_at(config: AblationConfig, run: Run) -> str | None:
+    """How far a run that has reached its ``--iters`` went ("N iterations"); None while it has not."""
+    iters = target_iters(config.argv(run))
+    done = saved_iteration(config.out(run))
+    if done is not None:
+        return f"{done} iterations" if done >= iters else None
+    logged = max((r["iter"] for r in read_log(train_prfdn.output_paths(config.out(run))["log"])), default=0)
+    return f"{logged} iterations, from its log" if logged >= iters else None  # its state was not kept
+
+
 def run_all(config: AblationConfig) -> int:
     """Each run in turn, resumed where its state is; the first exit code other than 0 stops the queue."""
     for run in config.runs:
-        argv, iters = config.argv(run), target_iters(config.argv(run))
-        done = saved_iteration(config.out(run))
-        if done is not None and done >= iters:
-            print(f"{PROG}: {run.name}: done ({done} iterations)")
+        finished = finished_at(config, run)
+        if finished is not None:
+            print(f"{PROG}: {run.name}: done ({finished})")
             continue
-        logged = max((r["iter"] for r in read_log(train_prfdn.output_paths(config.out(run))["log"])), default=0)
-        if done is None and logged >= iters:  # its state was not kept: the log is the record
-            print(f"{PROG}: {run.name}: done ({logged} iterations, from its log)")
-            continue
+        argv, done = config.argv(run), saved_iteration(config.out(run))
         print(f"{PROG}: {run.name}: {'resuming at ' + str(done) if done is not None else 'starting'}", flush=True)
         code = train_prfdn.cli(argv + (["--resume"] if done is not None else []))
         if code != 0:

@@ -620,3 +620,54 @@ def test_frontier_mistakes_are_refused_with_the_key(
     assert message in capsys.readouterr().err
     assert run_pipeline.main([str(tiny_config)]) == 2  # the pipeline reads the same config
     assert not (tiny_config.parent / "work").exists()
+
+
+def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
+    finished_tiny_run: Path,
+    tmp_path: Path,
+    any_rfdn_checkpoint: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import run_from_ablation
+
+    (tmp_path / "pipe").mkdir()
+    pipe = str(write_tiny_config(tmp_path / "pipe", any_rfdn_checkpoint, frontier=[{"name": "half", "prune": {"ratio": 0.5}}]))
+    target = tmp_path / "pipe" / "work" / "branch_trained.pth"
+    hr_dir = str(ensure_builtin_dataset()[0].hr_path.parent)
+    common = ["--train_dir", hr_dir, "--val_fraction", "0.2", "--iters", "2", "--batch_size", "2", "--patch_size", "16"]
+    common += ["--device", "cpu", "--no_progress"]
+    runs = [{"name": "short", "flags": []}, {"name": "longer", "flags": ["--iters", "3"]}]
+    ablations = tmp_path / "ablations.json"
+    src = finished_tiny_run / "work" / "branch_fitted.pth"
+    config = {"src": str(src), "work_dir": str(tmp_path / "abl"), "common": common, "runs": runs}
+    ablations.write_text(json.dumps(config))
+    argv = [str(ablations), "longer", pipe]
+
+    assert run_from_ablation.main([str(ablations), "other", pipe]) == 2
+    assert "RUN other: not a run of" in capsys.readouterr().err
+    target.parent.mkdir()
+    target.write_bytes(b"a user's file")  # refused before anything trains, and kept
+    assert run_from_ablation.main(argv) == 2
+    assert "branch_trained.pth exists and is not a finished run's weights" in capsys.readouterr().err
+    assert target.read_bytes() == b"a user's file" and not (tmp_path / "abl").exists()
+    target.unlink()
+
+    stopped = [130]  # the training stopped (SIGTERM): nothing is copied, the stop's exit code is passed on
+    monkeypatch.setattr(run_from_ablation.run_ablations, "main", lambda args: stopped[0])
+    assert run_from_ablation.main(argv) == 130 and not target.exists()
+    monkeypatch.undo()
+
+    frontier_calls: list[list[str]] = []
+    monkeypatch.setattr(run_from_ablation.run_frontier, "main", lambda args: frontier_calls.append(args) or 0)
+    assert run_from_ablation.main(argv) == 0
+    assert target.read_bytes() == (tmp_path / "abl" / "longer.pth").read_bytes() and frontier_calls == [[pipe]]
+    stages, chain = [], read_model_checkpoint(tmp_path / "pipe" / "team13_prfdn.pth").provenance
+    while chain:
+        stages.append(chain["stage"])
+        chain = chain.get("parent_provenance")
+    assert stages == ["train", "train", "final", "pruned", "merged", "train", "feature_fit", "branch"]
+    capsys.readouterr()
+    assert run_from_ablation.main(argv) == 0  # done: nothing trains or is copied again
+    out = capsys.readouterr().out
+    assert "copied" not in out and "longer: done (3 iterations)" in out and "merged.pth exists, skipped" in out
