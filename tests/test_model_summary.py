@@ -69,3 +69,13 @@ def test_a_value_dependent_forward_is_counted_by_a_real_pass_and_the_model_is_un
     s = summarize(model, (3, 8, 8))
     assert (s.flops, s.activations, s.num_conv) == (3 * 3 * 3 * 4 * 64, 4 * 64, 1)
     assert model.training and model.conv.weight.device.type == "cpu" and torch.equal(model.conv.weight, weight)
+
+
+def test_hooks_of_the_model_see_one_real_pass_and_lazy_modules_are_counted() -> None:
+    seen: list[torch.device] = []
+    hooked = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    hooked.register_forward_hook(lambda module, inputs, output: seen.append(output.device))
+    assert summarize(hooked, (3, 8, 8)).num_conv == 1 and seen == [torch.device("cpu")]
+    lazy = nn.Sequential(nn.LazyConv2d(4, 3, padding=1))  # no weights until a real pass
+    s = summarize(lazy, (3, 8, 8))
+    assert (s.flops, s.num_parameters) == (3 * 3 * 3 * 4 * 64, 3 * 9 * 4 + 4)

@@ -64,15 +64,34 @@ def _flops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 def summarize(model: nn.Module, input_dim: tuple[int, int, int] = OFFICIAL_INPUT_DIM) -> ModelSummary:
     """Run one forward pass on a zero tensor of shape ``(1, *input_dim)`` and count as the harness does.
 
-    The counts depend on shapes only, so the pass runs on a copy of the model on PyTorch's ``meta`` device (no
-    arithmetic: a wide network is counted in a fraction of a second); a model whose forward needs real values
-    is counted by a real pass instead."""
-    try:
-        counts = _count(copy.deepcopy(model).to("meta"), input_dim, torch.device("meta"))
-    except (NotImplementedError, RuntimeError, TypeError):
+    The counts depend on shapes only, so the pass runs on a copy of the model whose weights live on PyTorch's
+    ``meta`` device (no memory, no arithmetic: a wide network is counted in a fraction of a second). A real pass
+    counts instead when the model has hooks of its own (they would see the copy's tensors) or when its forward
+    needs real values (``.item()``, lazy or scripted modules): any error of the ``meta`` pass."""
+    counts = None
+    if not _has_user_hooks(model):
+        try:
+            counts = _count(_meta_copy(model), input_dim, torch.device("meta"))
+        except Exception:  # whatever the meta pass cannot do, the real pass below does (or reports)
+            counts = None
+    if counts is None:
         param = next(model.parameters(), None)
         counts = _count(model, input_dim, param.device if param is not None else torch.device("cpu"))
     return ModelSummary(count_parameters(model), counts["flops"], counts["activations"], counts["num_conv"])
+
+
+def _has_user_hooks(model: nn.Module) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters and buffers are empty ``meta`` tensors (nothing is copied)."""
+    memo: dict[int, object] = {}
+    for param in model.parameters():
+        memo[id(param)] = nn.Parameter(torch.empty_like(param, device="meta"), requires_grad=param.requires_grad)
+    for buffer in model.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    return copy.deepcopy(model, memo)
 
 
 def _count(model: nn.Module, input_dim: tuple[int, int, int], device: torch.device) -> dict[str, int]:
