@@ -28,12 +28,13 @@ EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages me
 
 @lru_cache(maxsize=1)
 def equivalence_image() -> torch.Tensor:
-    """A real photograph as LR input in [0, 255]: the head and shoulders of scikit-image's astronaut (HR 256x256),
-    bicubic x4 down (1x3x64x64). Every layer sees image borders and textured content; a larger image would only
-    make each exactness check slower."""
+    """A real photograph as LR input in [0, 255]: the head and shoulders of scikit-image's astronaut (HR 264x272),
+    bicubic x4 down (1x3x66x68). Not square, so a height/width mix-up shows; and sized so that ESA's max-pool
+    (kernel 7, stride 3, after a stride-2 convolution) leaves a remainder on both sides, so a pooling that
+    rounds or pads differently shows too. Larger images would only make each exactness check slower."""
     from skimage import data as skimage_data
 
-    return uint2tensor4(bicubic_downsample(skimage_data.astronaut()[16:272, 96:352]), 255.0)
+    return uint2tensor4(bicubic_downsample(skimage_data.astronaut()[16:280, 96:368]), 255.0)
 
 
 @torch.no_grad()

@@ -106,16 +106,16 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def uint2tensor4(img: np.ndarray, data_range: float = 1.0) -> torch.Tensor:
-    """HxWxC uint8 -> contiguous 1xCxHxW float tensor scaled to [0, data_range].
+    """HxWxC uint8 -> 1xCxHxW float tensor scaled to [0, data_range] (a channels-last view of an HxWxC array).
 
-    Done in NumPy, single-threaded: in a training process, PyTorch's threaded conversion of each small patch
-    (waiting on the threads of the step before) was most of the data time of a step. The division is IEEE
-    float32 in both libraries, so the values are the same."""
+    Converted in NumPy, single-threaded: PyTorch's threaded conversion of each small patch took most of a
+    training step's data time in a training process. The division is IEEE float32 in both, so the values and
+    the memory layout are those of ``torch.from_numpy(img).permute(2, 0, 1).float().div(255 / data_range)``."""
     if img.ndim == 2:
         img = img[:, :, None]
-    chw = img.transpose(2, 0, 1).astype(np.float32, order="C")  # a new array, channels first
-    chw /= np.float32(255.0 / data_range)
-    return torch.from_numpy(chw).unsqueeze(0)
+    hwc = img.astype(np.float32, order="C")  # a new array
+    hwc /= np.float32(255.0 / data_range)
+    return torch.from_numpy(hwc).permute(2, 0, 1).unsqueeze(0)
 
 
 def tensor2uint(img: torch.Tensor, data_range: float = 1.0) -> np.ndarray:
