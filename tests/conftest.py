@@ -15,6 +15,19 @@ SHARED_RFDN = SHARED / "model_zoo" / "team00_rfdn.pth"
 SHARED_BENCHMARK = SHARED / "benchmark"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="also run the checks marked slow (long on 2 CPU cores)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow on 2 CPU cores: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def require(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {what} at {path} (third-party data in ../shared, absent here)")
