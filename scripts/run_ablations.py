@@ -42,6 +42,7 @@ from training.data import ValidationImage, fill_data_defaults, load_data_from_ar
 from training.flags import settings_from_flags  # noqa: E402
 from training.loop import group_means, psnr_scores  # noqa: E402
 from transform.architectures import load_model, read_flag_checkpoint  # noqa: E402
+from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write_text, check_distinct, check_output_file, sha256_of  # noqa: E402
@@ -140,19 +141,34 @@ def check_runs(config: AblationConfig) -> None:
             raise HarnessError(f"runs {run.name}: {err}") from None
 
 
+def weights_iteration(out: Path) -> int | None:
+    """The iteration a run's best weights were written at (None: no weights, or no iteration recorded)."""
+    if not out.is_file():
+        return None
+    iterations = read_model_checkpoint(out).provenance.get("iterations")
+    return iterations if isinstance(iterations, int) else None
+
+
 def finished_at(config: AblationConfig, run: Run) -> str | None:
-    """How far a run that has reached its ``--iters`` went ("N iterations"); None while it has not."""
+    """How far a run that has reached its ``--iters`` went ("N iterations"); None while it has not. A state at
+    its end beside best weights written at another iteration (stopped just there, or ``--iters`` lowered to where
+    it stopped) is not finished: resuming writes the weights from the state. (A state kept without its weights,
+    as committed, is finished.)"""
     iters = target_iters(config.argv(run))
     done = saved_iteration(config.out(run))
     if done is not None:
-        return f"{done} iterations" if done >= iters else None
+        written = weights_iteration(config.out(run)) if config.out(run).is_file() else done
+        return f"{done} iterations" if done >= iters and written == done else None
     logged = max((r["iter"] for r in read_log(train_prfdn.output_paths(config.out(run))["log"])), default=0)
     return f"{logged} iterations, from its log" if logged >= iters else None  # its state was not kept
 
 
-def run_all(config: AblationConfig) -> int:
-    """Each run in turn, resumed where its state is; the first exit code other than 0 stops the queue."""
+def run_all(config: AblationConfig, only: str | None = None) -> int:
+    """Each run in turn (or run ``only``), resumed where its state is; the first exit code other than 0 stops
+    the queue."""
     for run in config.runs:
+        if only is not None and run.name != only:
+            continue
         finished = finished_at(config, run)
         if finished is not None:
             print(f"{PROG}: {run.name}: done ({finished})")
@@ -314,6 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--table", action="store_true", help="only tabulate the logs so far; train nothing")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
     parser.add_argument("--kinds", action="store_true", help="also score the best weights per kind of validation image")
+    parser.add_argument("--only", metavar="NAME", default=None, help="train only this run (the table still lists all)")
     return parser.parse_args(argv)
 
 
@@ -324,9 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             check_output_file(args.json, "--json")
             check_distinct({"--json": args.json}, protected_files(args.config, config))
+        if args.only is not None and args.only not in {run.name for run in config.runs}:
+            names = ", ".join(run.name for run in config.runs)
+            raise HarnessError(f"--only {args.only}: not a run of {args.config} (its runs: {names})")
         if not args.table:
             check_runs(config)
-        code = 0 if args.table else run_all(config)
+        code = 0 if args.table else run_all(config, args.only)
         summary = table(config, with_reference=code == 0)  # an interrupted queue stops soon: no scoring
         config.work_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(config.work_dir / "ablations.json", json.dumps(summary, indent=1) + "\n")

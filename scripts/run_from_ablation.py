@@ -31,11 +31,12 @@ for folder in (REPO_ROOT, SCRIPTS):
 import run_ablations  # noqa: E402
 import run_frontier  # noqa: E402
 import run_pipeline  # noqa: E402
-from pipeline_config import PipelineConfig, parse_config  # noqa: E402
+from pipeline_config import parse_config  # noqa: E402
 
+from transform.architectures import read_flag_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write, sha256_of  # noqa: E402
+from utils.fileio import atomic_write, check_distinct, sha256_of  # noqa: E402
 
 PROG = "run_from_ablation.py"
 BRANCH_STAGE = "branch_trained"
@@ -48,14 +49,9 @@ def find_run(config: run_ablations.AblationConfig, name: str, where: str) -> run
     raise HarnessError(f"RUN {name}: not a run of {where} (its runs: {', '.join(r.name for r in config.runs)})")
 
 
-def branch_step(pipeline: PipelineConfig, where: str) -> tuple[Path, str]:
-    """Where the pipeline keeps its trained branch model, and the first stage that reads it."""
-    steps = run_pipeline.plan(pipeline)
-    stages = [step.stage for step in steps]
-    if BRANCH_STAGE not in stages:
-        raise HarnessError(f"{where}: no branch_training section (iters > 0): RUN's weights would have no stage to go to")
-    last = len(stages) - 1 - stages[::-1].index(BRANCH_STAGE)
-    return Path(steps[last].dst), stages[last + 1]
+def branch_step(steps: list[run_pipeline.Step]) -> int:
+    """The index of the last step writing ``branch_trained.pth`` (a config always has one: its iters are > 0)."""
+    return max(i for i, step in enumerate(steps) if step.stage == BRANCH_STAGE)
 
 
 def check_branch_file(target: Path, weights: Path, finished: bool, run: str) -> bool:
@@ -68,6 +64,35 @@ def check_branch_file(target: Path, weights: Path, finished: bool, run: str) -> 
     raise HarnessError(f"{target} exists and is not {state} of run {run}; move it away to start from run {run}")
 
 
+def check_no_other_branch(steps: list[run_pipeline.Step], index: int) -> None:
+    """Without ``branch_trained.pth``, no file of the pipeline's own branch training and no later stage's file may
+    be there: they belong to another branch model (a plain ``run_pipeline.py`` would go on with them)."""
+    branch_files = [path for step in steps[: index + 1] if step.stage == BRANCH_STAGE for path in run_pipeline.written_by(step)]
+    later = [path for step in steps[index + 1 :] for path in run_pipeline.written_by(step)]
+    for path in [*branch_files, *later]:
+        if path.exists():
+            raise HarnessError(f"{path}: exists, from another branch model than the run's; use another work_dir or move it away")
+
+
+def check_pipeline(ablations_path: str, ablations: run_ablations.AblationConfig, pipeline_path: str) -> tuple[Path, str]:
+    """Everything the pipeline part needs, before the ablation run trains: the start is a branch model, the
+    stages after the branch model can run (inputs, outputs, devices), no pipeline file is one of the ablation's,
+    and the work folder holds no other branch model's files. Returns the branch file and the stage after it."""
+    if read_flag_checkpoint(ablations.src, f"{ablations_path}: src").arch != "branch":
+        raise HarnessError(f"{ablations_path}: src {ablations.src}: not a branch model, so no run of it can be the pipeline's")
+    pipeline = parse_config(pipeline_path)
+    steps = run_pipeline.plan(pipeline)
+    index = branch_step(steps)
+    target, start = steps[index].dst, steps[index + 1].stage
+    stage_files = run_pipeline.stage_files(pipeline.work_dir)
+    outputs = {"output": pipeline.output, **{f"the stage file {name}": path for name, path in stage_files.items()}}
+    check_distinct(outputs, run_ablations.protected_files(ablations_path, ablations))
+    if not target.exists():
+        check_no_other_branch(steps, index)
+    run_pipeline.check_pending(pipeline, steps[index + 1 :])
+    return target, start
+
+
 def copy_weights(weights: Path, target: Path, run: str) -> None:
     if not weights.is_file():
         raise HarnessError(f"{weights}: not found: run {run} has finished (its log says so) but its best weights are not here")
@@ -78,17 +103,17 @@ def copy_weights(weights: Path, target: Path, run: str) -> None:
 def run(ablations_path: str, run_name: str, pipeline_path: str) -> int:
     ablations = run_ablations.read_config(ablations_path)
     chosen = find_run(ablations, run_name, ablations_path)
-    pipeline = parse_config(pipeline_path)
-    target, start = branch_step(pipeline, pipeline_path)
+    run_ablations.check_runs(ablations)
+    target, start = check_pipeline(ablations_path, ablations, pipeline_path)
     weights = ablations.out(chosen)
-    copied = check_branch_file(target, weights, run_ablations.finished_at(ablations, chosen) is not None, run_name)
-    code = run_ablations.main([ablations_path])
+    check_branch_file(target, weights, run_ablations.finished_at(ablations, chosen) is not None, run_name)
+    code = run_ablations.main([ablations_path, "--only", run_name])
     if code != 0:
         return code
-    if not copied:
+    if not check_branch_file(target, weights, True, run_name):  # again: hours may have passed
         copy_weights(weights, target, run_name)
     code = run_pipeline.main([pipeline_path, "--from", start])
-    if code != 0 or not pipeline.frontier:
+    if code != 0 or not parse_config(pipeline_path).frontier:
         return code
     return run_frontier.main([pipeline_path])
 
@@ -104,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -316,13 +316,19 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
     steps = select_steps(plan(config), start, until)
     if start is not None and not steps[0].src.is_file():
         raise HarnessError(f"--from {start}: its input {steps[0].src} is missing")
+    check_pending(config, steps, force)
+    Path(config.work_dir).mkdir(parents=True, exist_ok=True)
+    with exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"):
+        return _run_steps(config, steps, force, until)
+
+
+def check_pending(config: PipelineConfig, steps: list[Step], force: bool = False) -> list[Step]:
+    """The steps of ``steps`` still to run, their inputs, outputs and devices checked (nothing written)."""
     pending = [step for step in steps if force or not step_done(step)]
     check_inputs(config, pending)
     check_outputs(config, pending)
     check_devices(pending)
-    Path(config.work_dir).mkdir(parents=True, exist_ok=True)
-    with exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"):
-        return _run_steps(config, steps, force, until)
+    return pending
 
 
 def _run_steps(config: PipelineConfig, steps: list[Step], force: bool, until: str | None) -> Path:

@@ -12,7 +12,7 @@ import torch
 
 from models.team13_PRFDN import PRFDN, PRFDNConfig
 from transform.architectures import model_config
-from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +63,12 @@ def test_runs_are_trained_then_skipped_and_tabulated_per_group(
     assert "| base | `(common only)` | 2 |" in out and "| more | `--iters 3` | 3 |" in out
     assert run_ablations.main([str(config)]) == 0  # both at their --iters: nothing trains again
     assert capsys.readouterr().out.count("done (") == 2
+    (tmp_path / "work" / "more.pth").write_bytes((tmp_path / "work" / "base.pth").read_bytes())
+    assert run_ablations.main([str(config), "--only", "more"]) == 0  # weights of iteration 2 beside a state at 3:
+    assert "more: resuming at 3" in capsys.readouterr().out  # not finished; resuming writes them from the state
+    assert read_model_checkpoint(tmp_path / "work" / "more.pth").provenance["iterations"] == 3
+    assert run_ablations.main([str(config), "--only", "other"]) == 2
+    assert "--only other: not a run of" in capsys.readouterr().err
     (tmp_path / "work" / "more.state.pth").unlink()  # a finished run kept without its state: its log says it is done
     assert run_ablations.main([str(config)]) == 0
     assert "more: done (3 iterations, from its log)" in capsys.readouterr().out

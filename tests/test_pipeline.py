@@ -652,6 +652,17 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     assert "branch_trained.pth exists and is not a finished run's weights" in capsys.readouterr().err
     assert target.read_bytes() == b"a user's file" and not (tmp_path / "abl").exists()
     target.unlink()
+    (target.parent / "merged.pth").write_bytes(b"another branch model's merge")
+    assert run_from_ablation.main(argv) == 2
+    assert "merged.pth: exists, from another branch model" in capsys.readouterr().err
+    (target.parent / "merged.pth").unlink()
+    clash = {**json.loads(Path(pipe).read_text()), "output": str(tmp_path / "abl" / "longer.pth")}
+    (tmp_path / "clash.json").write_text(json.dumps(clash))  # the pipeline's output would replace the run's weights
+    assert run_from_ablation.main([str(ablations), "longer", str(tmp_path / "clash.json")]) == 2
+    assert "longer.pth" in capsys.readouterr().err
+    (tmp_path / "merged_src.json").write_text(json.dumps({**config, "src": str(finished_tiny_run / "work" / "merged.pth")}))
+    assert run_from_ablation.main([str(tmp_path / "merged_src.json"), "longer", pipe]) == 2
+    assert "not a branch model" in capsys.readouterr().err and not (tmp_path / "abl").exists()
 
     stopped = [130]  # the training stopped (SIGTERM): nothing is copied, the stop's exit code is passed on
     monkeypatch.setattr(run_from_ablation.run_ablations, "main", lambda args: stopped[0])
@@ -662,6 +673,7 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     monkeypatch.setattr(run_from_ablation.run_frontier, "main", lambda args: frontier_calls.append(args) or 0)
     assert run_from_ablation.main(argv) == 0
     assert target.read_bytes() == (tmp_path / "abl" / "longer.pth").read_bytes() and frontier_calls == [[pipe]]
+    assert not (tmp_path / "abl" / "short.log.jsonl").exists()  # only RUN trains
     stages, chain = [], read_model_checkpoint(tmp_path / "pipe" / "team13_prfdn.pth").provenance
     while chain:
         stages.append(chain["stage"])
