@@ -36,6 +36,7 @@ from run_pipeline import (  # noqa: E402
     check_data_folders,
     check_devices,
     check_made_from,
+    check_phase_folders,
     plan,
     read_checkpoint_input,
     run_step,
@@ -170,6 +171,7 @@ def check_run(config: PipelineConfig, points: list[FrontierPoint], steps: dict[s
         source = check_merged_done(config)
         check_plans(config, to_prune, steps, source)
     check_data_folders(config)
+    check_phase_folders(pending)
     if config.data.teacher is not None:
         read_checkpoint_input("data.teacher", config.data.teacher)
     inputs = {

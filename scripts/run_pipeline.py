@@ -232,8 +232,16 @@ def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
         read_checkpoint_input("rfdn", config.rfdn)
     if stages - {"branch", "merged", "final"}:  # stages that read training images
         check_data_folders(config)
+    check_phase_folders(pending)
     if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:
         read_checkpoint_input("data.teacher", config.data.teacher)
+
+
+def check_phase_folders(pending: list[Step]) -> None:
+    """The further training folders a training section or phase gives of its own (over the data section's)."""
+    for step in pending:
+        for index, folder in enumerate(getattr(step.args, "extra_train_dir", None) or ()):
+            check_image_folder(f"stage {step.stage}: extra_train_dir[{index}]", folder)
 
 
 def check_data_folders(config: PipelineConfig) -> None:

@@ -8,6 +8,8 @@ import sys
 import types
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -202,7 +204,7 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
         ),
         (
             "x4_cpu_structured.json",
-            ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained"],
+            ["branch", "branch_fitted", "branch_trained", "merged", "pruned", "final", "final_trained", "final_tuned"],
         ),
     ],
 )
@@ -501,7 +503,7 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
     assert names(pipeline_config.DataSection) == set(DATA_FLAGS)
     fit = flags_of(run_pipeline.feature_fit.parse_args, ["a", "b", "--rfdn", "r"], {"src", "dst", "rfdn", "overwrite"})
     assert names(pipeline_config.FeatureFitSection) == fit
-    assert names(pipeline_config.TrainingPhase) == flags_of(
+    assert names(pipeline_config.TrainingPhase) - {"extra_train_dir"} == flags_of(  # a data flag a section may add
         run_pipeline.train_prfdn.parse_args,
         ["a", "b"],
         {"src", "out", "resume", "overwrite"},  # the pipeline sets these
@@ -683,3 +685,30 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     assert run_from_ablation.main(argv) == 0  # done: nothing trains or is copied again
     out = capsys.readouterr().out
     assert "copied" not in out and "longer: done (3 iterations)" in out and "merged.pth exists, skipped" in out
+
+
+def test_a_training_section_adds_its_own_training_folders(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """E.g. line art in the final tuning only: a section's ``extra_train_dir`` over the data section's."""
+    config = json.loads(tiny_run.read_text())
+    work = Path(config["work_dir"])
+    before = read_model_checkpoint(work / "final_tuned.pth").provenance["data"]
+    kept = (work / "final_tuned.pth").read_bytes()
+    config["final_tuning"] = {**config["final_tuning"], "then": [], "extra_train_dir": [str(tmp_path / "missing")]}
+    tiny_run.write_text(json.dumps(config))
+    assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 2  # refused before any work
+    assert f"stage final_tuned: extra_train_dir[0] {tmp_path / 'missing'}: folder not found" in capsys.readouterr().err
+    assert (work / "final_tuned.pth").read_bytes() == kept
+
+    drawings = tmp_path / "drawings"
+    drawings.mkdir()
+    lines = np.full((128, 128, 3), 255, np.uint8)
+    lines[::8] = 0  # black lines on white
+    cv2.imwrite(str(drawings / "lines.png"), lines)
+    config["final_tuning"]["extra_train_dir"] = [str(drawings)]
+    tiny_run.write_text(json.dumps(config))
+    assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 0
+    data = read_model_checkpoint(work / "final_tuned.pth").provenance["data"]
+    assert data["extra_train_dirs"] == [str(drawings)] and data["train_images"] == before["train_images"] + 1
+    assert read_model_checkpoint(work / "final_trained.pth").provenance["data"]["extra_train_dirs"] == []
