@@ -31,6 +31,7 @@ removed); every image is encoded before the first file is written, each file is 
 from __future__ import annotations
 
 import argparse
+import posixpath
 import shlex
 import shutil
 import struct
@@ -159,7 +160,9 @@ def pick_clipart(
     """Disjoint (path, image) picks for validation and training, in the seeded order of the sorted paths.
 
     ``load`` gives a path's RGB image; the first ``n_val`` that pass validation's checks go to validation, the
-    next ``n_train`` that pass training's checks to training. Only as many images as needed are loaded.
+    next ``n_train`` that pass training's checks to training, except drawings of a folder that holds a validation
+    drawing: a folder is a series (one symbol set, one icon theme, the same pictogram with other colours), so
+    its other drawings would be near-copies of a validation image. Only as many images as needed are loaded.
     """
     ordered = sorted(paths)
     val: list[tuple[str, np.ndarray]] = []
@@ -168,6 +171,8 @@ def pick_clipart(
         if len(val) == n_val and len(train) == n_train:
             break
         path = ordered[index]
+        if len(val) == n_val and any(posixpath.dirname(path) == posixpath.dirname(v) for v, _ in val):
+            continue  # a validation drawing's series
         wanted = (VAL_MAX_SIDE, VAL_MIN_SIDE, val) if len(val) < n_val else (TRAIN_MAX_SIDE, TRAIN_MIN_SIDE, train)
         image = prepare(load(path), wanted[0], wanted[1])
         if image is not None:

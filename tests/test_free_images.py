@@ -70,8 +70,8 @@ def test_fit_within_and_prepare() -> None:
     assert ffi.prepare(ffi.composite_on_white(blank(600, 600)), 512, 192) is None
 
 
-def test_pick_clipart_is_seeded_and_disjoint() -> None:
-    images = {f"dir{i % 3}/d{i:02}.png": drawing(260 + i, 300, i) for i in range(30)}
+def test_pick_clipart_is_seeded_and_disjoint_by_series() -> None:
+    images = {f"dir{i % 12}/d{i:02}.png": drawing(260 + i, 300, i) for i in range(36)}
     images.update({f"dir0/blank{i}.png": blank(300, 300) for i in range(10)})
     images["dir1/wide.png"] = drawing(260, 1500, 99)  # validation fit: 89 px high; training fit: 177 px high
     loaded: list[str] = []
@@ -83,7 +83,8 @@ def test_pick_clipart_is_seeded_and_disjoint() -> None:
     val, train = ffi.pick_clipart(list(images), load, 4, 10)
     assert len(val) == 4 and len(train) == 10
     val_paths, train_paths = [p for p, _ in val], [p for p, _ in train]
-    assert not set(val_paths) & set(train_paths)
+    val_folders = {p.split("/")[0] for p in val_paths}
+    assert not val_folders & {p.split("/")[0] for p in train_paths}  # a validation drawing's series stays out
     assert not any("blank" in p or "wide" in p for p in val_paths + train_paths)
     assert all(min(img.shape[:2]) >= 192 and max(img.shape[:2]) <= 512 for _, img in val)
     assert len(loaded) < len(images)  # stops once both picks are full
@@ -93,7 +94,7 @@ def test_pick_clipart_is_seeded_and_disjoint() -> None:
     other = ffi.pick_clipart(list(images), load, 4, 10, seed=1)
     assert [p for p, _ in other[0]] + [p for p, _ in other[1]] != val_paths + train_paths
     everything = ffi.pick_clipart(list(images), load, 4, 100)[1]
-    assert len(everything) == 30 - 4  # all that pass, when fewer than asked
+    assert len(everything) == 36 - 3 * len(val_folders)  # all that pass outside the validation series
 
 
 def test_png_size(tmp_path: Path) -> None:
@@ -159,7 +160,7 @@ def fake_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     opencv = {f"{ffi.OPENCV_ROOT}/{rel}": drawing(200 + i, 240, i)[:, :, :3] for i, rel in enumerate(ffi.OPENCV_FILES)}
     opencv[f"{ffi.OPENCV_ROOT}/data/box_in_scene.png"] = cv2.cvtColor(drawing(200, 220, 50), cv2.COLOR_BGRA2GRAY)
     build_deb(root, "opencv-doc", "4.6.0+dfsg-12", "License: Apache-2.0 AND BSD-3-Clause", opencv, debs)
-    clipart = {f"{ffi.CLIPART_ROOT}/d{i % 2}/x{i:02}.png": drawing(256 + 3 * i, 300, 100 + i) for i in range(16)}
+    clipart = {f"{ffi.CLIPART_ROOT}/d{i}/x{i:02}.png": drawing(256 + 3 * i, 300, 100 + i) for i in range(16)}
     clipart[f"{ffi.CLIPART_ROOT}/d0/x00_blank.png"] = blank(300, 300)
     clipart[f"{ffi.CLIPART_ROOT}/d1/small.png"] = drawing(200, 300, 7)  # under 256 px: never a candidate
     build_deb(root, "openclipart-png", "1:0.18+dfsg-19", "creative commons Public Domain Dedication", clipart, debs)
