@@ -194,6 +194,14 @@ def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
         )
 
 
+def announce_data_change(saved: dict[str, Any], args: argparse.Namespace) -> None:
+    """Tell on stderr which data flags a resume changes: from its iteration on, patches come from the new data."""
+    changed = [name for name in DATA_FLAGS if saved.get(name) != getattr(args, name)]
+    if changed:
+        flags = ", ".join(f"--{name} {getattr(args, name)}" for name in changed)
+        print(f"{PROG}: --resume with other data ({flags}): the patches from here on come from it", file=sys.stderr)
+
+
 def build_provenance(
     args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
 ) -> dict[str, Any]:
@@ -264,6 +272,7 @@ def main(args: argparse.Namespace) -> FitResult:
     )
     if state:
         announce_resume(state, settings)
+        announce_data_change(state["run"]["data_args"], args)
     run = {
         "parent": str(src),
         "parent_sha256": src_sha,

@@ -45,7 +45,8 @@ from utils.errors import HarnessError, first_line  # noqa: E402
 
 @dataclass(frozen=True)
 class DataSection:
-    """``data``: the data flags of every stage that trains, fits or prunes (``training.data``)."""
+    """``data``: the data flags of every stage that trains, fits or prunes (``training.data``); a training section
+    may replace ``extra_train_dir`` with its own."""
 
     train_dir: tuple[str, ...]
     lr_dir: tuple[str, ...] | None = None
@@ -370,7 +371,10 @@ def read_section(cls: type, options: Any, where: str) -> Any:
             continue
         if key not in known:
             if key in DATA_FLAGS and cls is not DataSection:
-                raise HarnessError(f"{where}.{key}: a data flag; give it in the data section (it holds for every stage)")
+                raise HarnessError(
+                    f"{where}.{key}: a data flag; give it in the data section (it holds for every stage; a training "
+                    "section may give only extra_train_dir of its own)"
+                )
             raise HarnessError(f"{where}: unknown key {key}; expected one of {', '.join(known)}")
         values[key] = read_value(value, _field_kind(kinds[key]), f"{where}.{key}", optional=key not in required)
     missing = [name for name in required if name not in values]

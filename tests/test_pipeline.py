@@ -687,10 +687,10 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     assert "copied" not in out and "longer: done (3 iterations)" in out and "merged.pth exists, skipped" in out
 
 
-def test_a_training_section_adds_its_own_training_folders(
+def test_a_training_section_or_phase_gives_its_own_training_folders(
     tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """E.g. line art in the final tuning only: a section's ``extra_train_dir`` over the data section's."""
+    """E.g. line art in the final tuning only: a section's ``extra_train_dir`` replaces the data section's."""
     config = json.loads(tiny_run.read_text())
     work = Path(config["work_dir"])
     before = read_model_checkpoint(work / "final_tuned.pth").provenance["data"]
@@ -712,3 +712,12 @@ def test_a_training_section_adds_its_own_training_folders(
     data = read_model_checkpoint(work / "final_tuned.pth").provenance["data"]
     assert data["extra_train_dirs"] == [str(drawings)] and data["train_images"] == before["train_images"] + 1
     assert read_model_checkpoint(work / "final_trained.pth").provenance["data"]["extra_train_dirs"] == []
+
+    # a later phase of the same run with other data: the resume says so, the patches come from the new data
+    first = {key: value for key, value in config["final_tuning"].items() if key != "extra_train_dir"}
+    config["final_tuning"] = {**first, "then": [{"iters": 2, "extra_train_dir": [str(drawings)]}]}
+    tiny_run.write_text(json.dumps(config))
+    capsys.readouterr()
+    assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 0
+    assert f"--resume with other data (--extra_train_dir ['{drawings}'])" in capsys.readouterr().err
+    assert read_model_checkpoint(work / "final_tuned.pth").provenance["data"]["extra_train_dirs"] == [str(drawings)]
