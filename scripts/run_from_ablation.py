@@ -5,7 +5,7 @@
 In order, each step skipped where it is done, so that the same command continues after a stop (Ctrl-C or
 SIGTERM saves the training in progress; the exit code is then that of the step stopped, 130):
 
-1. ``run_ablations.py ABLATIONS``: every run of that config trained or resumed to its ``--iters``;
+1. ``run_ablations.py ABLATIONS --only RUN``: RUN trained or resumed to its ``--iters``;
 2. RUN's best weights (``WORK/RUN.pth`` of ABLATIONS) copied to the pipeline's ``WORK_DIR/branch_trained.pth``;
 3. ``run_pipeline.py PIPELINE --from STAGE``, STAGE being the stage after ``branch_trained`` (``merged``);
 4. ``run_frontier.py PIPELINE`` when PIPELINE lists ``frontier`` points.
