@@ -68,7 +68,7 @@ def summarize(model: nn.Module, input_dim: tuple[int, int, int] = OFFICIAL_INPUT
     ``meta`` device (no memory, no arithmetic: a wide network is counted in a fraction of a second). A real pass
     counts instead when the model has hooks of its own (they would see the copy's tensors) or when its forward
     needs real values (``.item()``, lazy or scripted modules): any error of the ``meta`` pass. A forward that
-    takes another path by its input's device sees ``meta`` there, as on no real device."""
+    branches on its input's device sees the device ``meta`` (count such a model on a copy without that branch)."""
     counts = None
     if not _has_user_hooks(model):
         try:
