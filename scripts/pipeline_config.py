@@ -99,7 +99,7 @@ class TrainingPhase:
     grad_clip: float | None = None
     ema_decay: float | None = None
     no_progress: bool | None = None
-    extra_train_dir: tuple[str, ...] | None = None  # this phase's further training folders, over data.extra_train_dir
+    extra_train_dir: tuple[str, ...] | None = None  # this phase's further training folders, in place of data's
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,14 @@ def read_config(path: str | Path) -> AblationConfig:
     return AblationConfig(Path(raw["src"]), Path(raw["work_dir"]), common, tuple(runs), reference)
 
 
+def find_run(config: AblationConfig, name: str, where: str, label: str) -> Run:
+    """The run called ``name``, or a HarnessError naming ``label`` and the config's runs."""
+    for run in config.runs:
+        if run.name == name:
+            return run
+    raise HarnessError(f"{label} {name}: not a run of {where} (its runs: {', '.join(run.name for run in config.runs)})")
+
+
 def saved_iteration(out: Path) -> int | None:
     """The iteration a run's training state is at (None: no state yet)."""
     state = train_prfdn.output_paths(out)["state"]
@@ -142,9 +150,7 @@ def check_runs(config: AblationConfig) -> None:
 
 
 def weights_iteration(out: Path) -> int | None:
-    """The iteration a run's best weights were written at (None: no weights, or no iteration recorded)."""
-    if not out.is_file():
-        return None
+    """The iteration a run's best weights (an existing file) were written at; None when not recorded."""
     iterations = read_model_checkpoint(out).provenance.get("iterations")
     return iterations if isinstance(iterations, int) else None
 
@@ -341,9 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             check_output_file(args.json, "--json")
             check_distinct({"--json": args.json}, protected_files(args.config, config))
-        if args.only is not None and args.only not in {run.name for run in config.runs}:
-            names = ", ".join(run.name for run in config.runs)
-            raise HarnessError(f"--only {args.only}: not a run of {args.config} (its runs: {names})")
+        if args.only is not None:
+            find_run(config, args.only, args.config, "--only")
         if not args.table:
             check_runs(config)
         code = 0 if args.table else run_all(config, args.only)

@@ -10,9 +10,11 @@ SIGTERM saves the training in progress; the exit code is then that of the step s
 3. ``run_pipeline.py PIPELINE --from STAGE``, STAGE being the stage after ``branch_trained`` (``merged``);
 4. ``run_frontier.py PIPELINE`` when PIPELINE lists ``frontier`` points.
 
-Checked before anything trains: both configs, RUN among the runs, a ``branch_training`` section in PIPELINE
-(its output is where RUN's weights go; its own training is not run), and that an existing
-``branch_trained.pth`` is RUN's finished weights (anything else is refused, never replaced).
+Checked before anything trains (see ``check_pipeline``): both configs and every run's flags, RUN among the
+runs, a branch model as ABLATIONS' ``src``, the pipeline's stages after the branch model as ``run_pipeline.py``
+checks them, no pipeline output among the ablation's files, and that an existing ``branch_trained.pth`` is
+RUN's finished weights or, without one, that no other branch model's files are in the work folder (anything
+else is refused, never replaced). PIPELINE's own ``branch_training`` is never run.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ for folder in (REPO_ROOT, SCRIPTS):
 import run_ablations  # noqa: E402
 import run_frontier  # noqa: E402
 import run_pipeline  # noqa: E402
-from pipeline_config import parse_config  # noqa: E402
+from pipeline_config import PipelineConfig, parse_config  # noqa: E402
 
 from transform.architectures import read_flag_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
@@ -40,13 +42,6 @@ from utils.fileio import atomic_write, check_distinct, sha256_of  # noqa: E402
 
 PROG = "run_from_ablation.py"
 BRANCH_STAGE = "branch_trained"
-
-
-def find_run(config: run_ablations.AblationConfig, name: str, where: str) -> run_ablations.Run:
-    for run in config.runs:
-        if run.name == name:
-            return run
-    raise HarnessError(f"RUN {name}: not a run of {where} (its runs: {', '.join(r.name for r in config.runs)})")
 
 
 def branch_step(steps: list[run_pipeline.Step]) -> int:
@@ -74,13 +69,12 @@ def check_no_other_branch(steps: list[run_pipeline.Step], index: int) -> None:
             raise HarnessError(f"{path}: exists, from another branch model than the run's; use another work_dir or move it away")
 
 
-def check_pipeline(ablations_path: str, ablations: run_ablations.AblationConfig, pipeline_path: str) -> tuple[Path, str]:
+def check_pipeline(ablations_path: str, ablations: run_ablations.AblationConfig, pipeline: PipelineConfig) -> tuple[Path, str]:
     """Everything the pipeline part needs, before the ablation run trains: the start is a branch model, the
     stages after the branch model can run (inputs, outputs, devices), no pipeline file is one of the ablation's,
     and the work folder holds no other branch model's files. Returns the branch file and the stage after it."""
     if read_flag_checkpoint(ablations.src, f"{ablations_path}: src").arch != "branch":
         raise HarnessError(f"{ablations_path}: src {ablations.src}: not a branch model, so no run of it can be the pipeline's")
-    pipeline = parse_config(pipeline_path)
     steps = run_pipeline.plan(pipeline)
     index = branch_step(steps)
     target, start = steps[index].dst, steps[index + 1].stage
@@ -102,9 +96,10 @@ def copy_weights(weights: Path, target: Path, run: str) -> None:
 
 def run(ablations_path: str, run_name: str, pipeline_path: str) -> int:
     ablations = run_ablations.read_config(ablations_path)
-    chosen = find_run(ablations, run_name, ablations_path)
+    chosen = run_ablations.find_run(ablations, run_name, ablations_path, "RUN")
     run_ablations.check_runs(ablations)
-    target, start = check_pipeline(ablations_path, ablations, pipeline_path)
+    pipeline = parse_config(pipeline_path)
+    target, start = check_pipeline(ablations_path, ablations, pipeline)
     weights = ablations.out(chosen)
     check_branch_file(target, weights, run_ablations.finished_at(ablations, chosen) is not None, run_name)
     code = run_ablations.main([ablations_path, "--only", run_name])
@@ -113,7 +108,7 @@ def run(ablations_path: str, run_name: str, pipeline_path: str) -> int:
     if not check_branch_file(target, weights, True, run_name):  # again: hours may have passed
         copy_weights(weights, target, run_name)
     code = run_pipeline.main([pipeline_path, "--from", start])
-    if code != 0 or not parse_config(pipeline_path).frontier:
+    if code != 0 or not pipeline.frontier:
         return code
     return run_frontier.main([pipeline_path])
 

@@ -171,7 +171,7 @@ def check_run(config: PipelineConfig, points: list[FrontierPoint], steps: dict[s
         source = check_merged_done(config)
         check_plans(config, to_prune, steps, source)
     check_data_folders(config)
-    check_phase_folders(pending)
+    check_phase_folders(config, pending)
     if config.data.teacher is not None:
         read_checkpoint_input("data.teacher", config.data.teacher)
     inputs = {

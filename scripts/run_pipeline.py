@@ -232,16 +232,20 @@ def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
         read_checkpoint_input("rfdn", config.rfdn)
     if stages - {"branch", "merged", "final"}:  # stages that read training images
         check_data_folders(config)
-    check_phase_folders(pending)
+    check_phase_folders(config, pending)
     if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:
         read_checkpoint_input("data.teacher", config.data.teacher)
 
 
-def check_phase_folders(pending: list[Step]) -> None:
-    """The further training folders a training section or phase gives of its own (over the data section's)."""
+def check_phase_folders(config: PipelineConfig, pending: list[Step]) -> None:
+    """The further training folders a training section or phase gives in place of the data section's, each once
+    (the data section's are ``check_data_folders``')."""
+    checked = set(config.data.extra_train_dir or ())
     for step in pending:
         for index, folder in enumerate(getattr(step.args, "extra_train_dir", None) or ()):
-            check_image_folder(f"stage {step.stage}: extra_train_dir[{index}]", folder)
+            if folder not in checked:
+                check_image_folder(f"stage {step.stage}: extra_train_dir[{index}]", folder)
+                checked.add(folder)
 
 
 def check_data_folders(config: PipelineConfig) -> None:
