@@ -116,6 +116,16 @@ class TrainingSection:
             merged.append(replace(merged[-1], **given(phase)))
         return merged
 
+    def folder_keys(self, key: str) -> list[str]:
+        """Per phase, the config key that gives the further training folders it trains on (its own
+        ``extra_train_dir``, else the nearest earlier phase's; ``data`` where none does): for messages."""
+        keys, given_at = [], "data"
+        for index, phase in enumerate((self.first, *self.then)):
+            if phase.extra_train_dir is not None:
+                given_at = key if index == 0 else f"{key}.then[{index - 1}]"
+            keys.append(given_at)
+        return keys
+
 
 @dataclass(frozen=True)
 class ReparamSection:

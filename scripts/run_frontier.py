@@ -77,7 +77,8 @@ def point_steps(config: PipelineConfig, point: FrontierPoint) -> list[Step]:
     ]
     if point.final_training is not None:
         phases = config.phase_args(point.final_training, str(final), str(folder / "final_trained.pth"))
-        steps += [Step(label + "final_trained", train_prfdn.main, args) for args in phases]
+        keys = point.final_training.folder_keys(f"frontier[{config.frontier.index(point)}].final_training")
+        steps += [Step(label + "final_trained", train_prfdn.main, args, key) for args, key in zip(phases, keys, strict=True)]
     return steps
 
 

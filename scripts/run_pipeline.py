@@ -76,6 +76,7 @@ class Step:
     stage: str
     run: Callable[[argparse.Namespace], Any]
     args: argparse.Namespace
+    folders_key: str = "data"  # the config key giving the step's extra_train_dir (TrainingSection.folder_keys)
 
     @property
     def trains(self) -> bool:
@@ -125,7 +126,10 @@ def plan(config: PipelineConfig) -> list[Step]:
 def training_steps(config: PipelineConfig, section: str, stage: str, src: str, dst: str) -> list[Step]:
     """One train_prfdn.py step, and one ``--resume`` step per later lr phase in ``then`` (each phase's flags
     override those before it; a changed lr makes train_prfdn.py start a new lr phase of the same run)."""
-    return [Step(stage, train_prfdn.main, args) for args in config.training_args(section, src, dst)]
+    keys = getattr(config, section).folder_keys(section)
+    return [
+        Step(stage, train_prfdn.main, args, key) for args, key in zip(config.training_args(section, src, dst), keys, strict=True)
+    ]
 
 
 def step_done(step: Step) -> bool:
@@ -244,7 +248,7 @@ def check_phase_folders(config: PipelineConfig, pending: list[Step]) -> None:
     for step in pending:
         for index, folder in enumerate(getattr(step.args, "extra_train_dir", None) or ()):
             if folder not in checked:
-                check_image_folder(f"stage {step.stage}: extra_train_dir[{index}]", folder)
+                check_image_folder(f"{step.folders_key}.extra_train_dir[{index}]", folder)
                 checked.add(folder)
 
 

@@ -560,6 +560,12 @@ def test_frontier_points_prune_the_merged_network_to_their_budgets(
     assert capsys.readouterr().out.count("exists, skipped") == 3
     assert run_frontier.main([str(tiny_run), "--only", "third"]) == 2
     assert "--only third: no such point" in capsys.readouterr().err
+    missing = tmp_path / "missing"
+    config["frontier"][1]["final_training"]["then"][0]["extra_train_dir"] = [str(missing)]
+    tiny_run.write_text(json.dumps(config))
+    assert run_frontier.main([str(tiny_run), "--only", "most", "--force"]) == 2  # refused before any work
+    assert f"frontier[1].final_training.then[0].extra_train_dir[0] {missing}: folder not found" in capsys.readouterr().err
+    del config["frontier"][1]["final_training"]["then"][0]["extra_train_dir"]
 
     config["frontier"][0]["prune"]["ratio"] = 0.6  # the budget changed after the point was pruned
     tiny_run.write_text(json.dumps(config))
@@ -695,18 +701,23 @@ def test_a_training_section_or_phase_gives_its_own_training_folders(
     work = Path(config["work_dir"])
     before = read_model_checkpoint(work / "final_tuned.pth").provenance["data"]
     kept = (work / "final_tuned.pth").read_bytes()
-    config["final_tuning"] = {**config["final_tuning"], "then": [], "extra_train_dir": [str(tmp_path / "missing")]}
-    tiny_run.write_text(json.dumps(config))
-    assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 2  # refused before any work
-    assert f"stage final_tuned: extra_train_dir[0] {tmp_path / 'missing'}: folder not found" in capsys.readouterr().err
-    assert (work / "final_tuned.pth").read_bytes() == kept
+    missing, original = tmp_path / "missing", config["final_tuning"]
+    for section, key in (
+        ({"extra_train_dir": [str(missing)]}, "final_tuning"),
+        ({"then": [{"iters": 3}, {"iters": 4, "extra_train_dir": [str(missing)]}]}, "final_tuning.then[1]"),
+    ):
+        config["final_tuning"] = {**original, "then": [], **section}
+        tiny_run.write_text(json.dumps(config))
+        assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 2  # refused before any work
+        assert f"{key}.extra_train_dir[0] {missing}: folder not found" in capsys.readouterr().err  # the config's key
+        assert (work / "final_tuned.pth").read_bytes() == kept
 
     drawings = tmp_path / "drawings"
     drawings.mkdir()
     lines = np.full((128, 128, 3), 255, np.uint8)
     lines[::8] = 0  # black lines on white
     cv2.imwrite(str(drawings / "lines.png"), lines)
-    config["final_tuning"]["extra_train_dir"] = [str(drawings)]
+    config["final_tuning"] = {**original, "then": [], "extra_train_dir": [str(drawings)]}
     tiny_run.write_text(json.dumps(config))
     assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 0
     data = read_model_checkpoint(work / "final_tuned.pth").provenance["data"]
