@@ -33,10 +33,9 @@ if str(REPO_ROOT) not in sys.path:
 from pipeline_config import FrontierPoint, PipelineConfig, parse_config  # noqa: E402
 from run_pipeline import (  # noqa: E402
     Step,
-    check_data_folders,
     check_devices,
+    check_inputs,
     check_made_from,
-    check_phase_folders,
     plan,
     read_checkpoint_input,
     run_step,
@@ -171,10 +170,7 @@ def check_run(config: PipelineConfig, points: list[FrontierPoint], steps: dict[s
     if to_prune:
         source = check_merged_done(config)
         check_plans(config, to_prune, steps, source)
-    check_data_folders(config)
-    check_phase_folders(config, pending)
-    if config.data.teacher is not None:
-        read_checkpoint_input("data.teacher", config.data.teacher)
+    check_inputs(config, pending)
     inputs = {
         "rfdn": config.rfdn,
         "data.teacher": config.data.teacher,

@@ -230,8 +230,9 @@ def check_image_folder(label: str, folder: str) -> None:
 
 
 def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
-    """What the stages to run read, before the first one: the RFDN, the data folders, the teacher."""
-    stages = {step.stage for step in pending}
+    """What the stages to run read, before the first one: the RFDN, the data folders, the teacher (a frontier
+    point's stages, ``NAME/pruned`` and so on, read what the run's stages of that name read)."""
+    stages = {step.stage.rsplit("/", 1)[-1] for step in pending}
     if stages & {"branch", "branch_fitted"}:
         read_checkpoint_input("rfdn", config.rfdn)
     if stages - {"branch", "merged", "final"}:  # stages that read training images

@@ -566,6 +566,10 @@ def test_frontier_points_prune_the_merged_network_to_their_budgets(
     assert run_frontier.main([str(tiny_run), "--only", "most", "--force"]) == 2  # refused before any work
     assert f"frontier[1].final_training.then[0].extra_train_dir[0] {missing}: folder not found" in capsys.readouterr().err
     del config["frontier"][1]["final_training"]["then"][0]["extra_train_dir"]
+    (tmp_path / "teacher.pth").write_bytes(b"not a checkpoint")  # read as the run reads it: before any work
+    tiny_run.write_text(json.dumps({**config, "data": {**config["data"], "teacher": str(tmp_path / "teacher.pth")}}))
+    assert run_frontier.main([str(tiny_run), "--only", "most", "--force"]) == 2
+    assert f"data.teacher {tmp_path / 'teacher.pth'}" in capsys.readouterr().err
 
     config["frontier"][0]["prune"]["ratio"] = 0.6  # the budget changed after the point was pruned
     tiny_run.write_text(json.dumps(config))
