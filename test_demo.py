@@ -32,7 +32,7 @@ from utils.fileio import check_distinct, check_output_file, same_file, sha256_of
 from utils.inference import TILE_MODES, check_tiling, describe_device, resolve_device
 from utils.logger import get_logger
 from utils.model_summary import OFFICIAL_INPUT_DIM, summarize
-from utils.results import load_results, merge_into, table_path
+from utils.results import check_table_replaceable, load_results, merge_into, table_path
 
 REPO_ROOT = Path(__file__).resolve().parent
 LOG_NAME = "test_demo.log"  # in --save_dir
@@ -264,6 +264,7 @@ def prepare_outputs(args: argparse.Namespace, plan: list[tuple[str, list[ImagePa
             "it; give a name ending in .json"
         )
     check_output_file(table, "--results_json's table")
+    check_table_replaceable(results_json, "--results_json")
     check_output_file(save_dir / LOG_NAME, "--save_dir")
     outputs = {"--results_json": results_json, "its table": table, "the log": save_dir / LOG_NAME}
     for inputs in _input_files(args, plan):
@@ -275,9 +276,9 @@ def check_sr_outputs(save_dir: Path, plan: list[tuple[str, list[ImagePair]]]) ->
     """SR images can be written under ``save_dir`` (``<mode>/<name>.png``), and none replaces an input image
     (e.g. --hr_dir pointing into --save_dir's own output)."""
     for mode, pairs in plan:
-        check_output_file(save_dir / mode / f"{pairs[0].name}.png", "--save_dir")
         for pair in pairs:
             output = {"SR image": save_dir / mode / f"{pair.name}.png"}
+            check_output_file(output["SR image"], "--save_dir")  # each: a folder may stand where one goes
             check_distinct(output, {"HR image": pair.hr_path, "LR image": pair.lr_path})
 
 

@@ -366,6 +366,12 @@ def test_results_json_that_its_table_would_replace_is_refused(
     assert f"--results_json {random_rfdn_checkpoint}: is the same file as --model_path" in line
     line = _bad(previous_results, capsys, *tiny_run, "--results_json", "hr/a.png")
     assert "--results_json hr/a.png: is the same file as HR image hr/a.png" in line
+    Path("notes.txt").write_text("a user's notes, not a results table\n")  # where notes.json's table would go
+    line = _bad(previous_results, capsys, *tiny_run, "--results_json", "notes.json")
+    assert "--results_json notes.json: its table goes to notes.txt, which exists and is not a results table" in line
+    assert Path("notes.txt").read_text() == "a user's notes, not a results table\n" and not Path("notes.json").exists()
+    assert _run(*tiny_run, "--results_json", "mine.json") == 0
+    assert _run(*tiny_run, "--results_json", "mine.json") == 0  # its own table is rewritten
 
 
 def test_runs_finishing_together_keep_both_entries(
@@ -485,6 +491,11 @@ def test_unwritable_outputs_are_refused_before_work(
     )
     Path("out2/test_demo.log").mkdir(parents=True)
     assert "--save_dir out2/test_demo.log: is a folder" in _bad(previous_results, capsys, *tiny_run, "--save_dir", "out2")
+    imsave(np.zeros((64, 64, 3), np.uint8), Path("hr/b.png"))
+    Path("out3/00_RFDN_baseline@rfdn_random/custom/b.png").mkdir(parents=True)  # the second image's output: a folder
+    line = _bad(previous_results, capsys, *tiny_run, "--save_dir", "out3")
+    assert "--save_dir out3/00_RFDN_baseline@rfdn_random/custom/b.png: is a folder" in line
+    assert not Path("out3/00_RFDN_baseline@rfdn_random/custom/a.png").exists()  # refused before the first image
     assert not list(Path(".").rglob("*.png.*"))  # no temp file left
 
 

@@ -108,6 +108,25 @@ def table_path(json_path: str | os.PathLike) -> Path:
     return Path(json_path).with_suffix(".txt")
 
 
+def check_table_replaceable(json_path: str | os.PathLike, flag: str) -> None:
+    """Refuse a file at the table's place that is not a results table (a user's own notes.txt, say): the table
+    is rewritten on every run, so only a table written here may stand there."""
+    table = table_path(json_path)
+    if not table.is_file():
+        return
+    header = format_table({})
+    try:
+        with table.open("r", encoding="utf-8", errors="replace", newline="") as file:
+            first_line = file.readline(len(header) + 1)
+    except OSError as err:
+        raise HarnessError(f"{flag} {json_path}: its table {table} cannot be read ({err.strerror})") from None
+    if first_line != header:
+        raise HarnessError(
+            f"{flag} {json_path}: its table goes to {table}, which exists and is not a results table; "
+            "move that file away or give another --results_json"
+        )
+
+
 def merge_into(
     json_path: str | os.PathLike, model_name: str, entry: dict[str, Any], modes: list[str]
 ) -> tuple[dict[str, dict[str, Any]], Path]:
