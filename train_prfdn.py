@@ -47,6 +47,7 @@ from training.loop import (
     fit,
     init_distributed,
     loss_changed,
+    read_log_lines,
     starts_new_lr_phase,
     truncate_log,
     world,
@@ -243,6 +244,8 @@ def main(args: argparse.Namespace) -> FitResult:
     check_outputs(args, paths)
     src = Path(args.src)
     state = read_state(paths["state"]) if args.resume else None
+    if state:
+        read_log_lines(paths["log"])  # a log that --resume could not trim is refused now, before any work
     resolve_data_args(args, state["run"]["data_args"] if state else None)
     if state:
         check_apart_from_inputs(args, paths)  # the teacher and data folders the state names

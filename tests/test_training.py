@@ -479,6 +479,10 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
     if name == "resume with another seed":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--seed", "5"], "--seed 5: " + f"{paths['state']} was trained with --seed 0"
+    if name == "resume with a log that is not UTF-8":
+        shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
+        paths["log"].write_bytes(b'{"iter": 0, "lr": 0.001}\n\xff\xfe not text\n')
+        return [*cli_args(workdir, out), "--resume"], f"{paths['log']}: log is not UTF-8 text (byte 0xff at offset 25)"
     if name == "resume file missing":
         return [*cli_args(workdir, out), "--resume"], "out.state.pth not found"
     if name == "resume and overwrite":
@@ -534,6 +538,7 @@ ERROR_CASES = [
     "teacher not RFDN-compatible",
     "teacher missing",
     "resume file missing",
+    "resume with a log that is not UTF-8",
     "resume past its iters",
     "resume with another seed",
     "resume from another model",
@@ -608,6 +613,17 @@ def test_cli_resume_after_a_kill_logs_each_iteration_once_and_leaves_no_temp_fil
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
 
 
+def test_truncate_log_drops_unreadable_records_and_refuses_a_log_that_is_not_utf8(tmp_path: Path) -> None:
+    log = tmp_path / "out.log.jsonl"
+    log.write_text('{"iter": 1}\n{"iter": 1e400}\n' + "[" * 100000 + "\n" + '{"iter": 3}\n', encoding="utf-8")
+    assert training_loop.truncate_log(log, 2) == 3  # an iteration of 1e400 (inf) or a line nested too deep is no record
+    assert log.read_text(encoding="utf-8") == '{"iter": 1}\n'
+    log.write_bytes(b'{"iter": 1}\n\x80\n')
+    with pytest.raises(HarnessError, match=re.escape(f"{log}: log is not UTF-8 text (byte 0x80 at offset 12)")):
+        training_loop.truncate_log(log, 0)
+    assert log.read_bytes() == b'{"iter": 1}\n\x80\n'
+
+
 def test_cli_refuses_to_write_an_out_another_run_is_writing(workdir: Path, tmp_path: Path, capsys: Any) -> None:
     from utils.fileio import exclusive_run
 
@@ -647,3 +663,19 @@ def read_back(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def test_fast_path_settings_are_checked(values: dict[str, Any], message: str) -> None:
     with pytest.raises(HarnessError, match=re.escape(message)):
         settings(**values).check()
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"batch_size": 100_000}, "--batch_size 100000: must be at most 4096"),
+        ({"batch_size": 0}, "--batch_size 0: must be at least 1"),
+        ({"num_workers": 100_000}, "--num_workers 100000: must be at most"),
+        ({"num_workers": -1}, "--num_workers -1: must not be negative"),
+    ],
+)
+def test_counts_are_bounded(values: dict[str, Any], message: str) -> None:
+    """A typo such as an extra three digits is refused in one line, not spent as minutes of work or all the memory."""
+    with pytest.raises(HarnessError, match=re.escape(message)):
+        settings(**values).check()
+    assert training_loop.MAX_BATCH_SIZE >= 1024 and training_loop.MAX_NUM_WORKERS >= 64  # generous: real runs pass

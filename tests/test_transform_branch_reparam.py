@@ -199,6 +199,11 @@ def feature_fit_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
 @pytest.mark.parametrize(
     "flags, expected",
     [
+        # feature fitting has no teacher (its targets are --rfdn's features): refused, never silently ignored
+        (
+            ["--teacher", "teacher.pth", "--iters", "1", "--batch_size", "1", "--patch_size", "15"],
+            "--teacher teacher.pth: feature fitting distils from no teacher",
+        ),
         (["--patch_size", "14"], "--patch_size 14: must be at least 15 (LR pixels"),
         (["--val_crop", "8"], "--val_crop 8: must be at least 60 (HR pixels"),
         (["--lr", "inf"], "--lr inf: must be positive and finite"),
@@ -256,3 +261,54 @@ def test_stage_cli_replaces_an_existing_dst_only_with_overwrite(
     assert dst.read_bytes() == b"a user's file"
     assert branch_stage.main([str(random_rfdn_checkpoint), str(dst), "--overwrite"]) == 0
     assert dst.read_bytes() != b"a user's file"
+
+
+def test_feature_fit_bounds_the_batch_size(feature_fit_inputs: dict[str, str]) -> None:
+    """Checked on the arguments alone: a batch this large would take all the memory before any check could speak."""
+    from transform import feature_fit
+
+    argv = [feature_fit_inputs["branch"], "fitted.pth", "--rfdn", feature_fit_inputs["rfdn"]]
+    args = feature_fit.parse_args([*argv, "--train_dir", feature_fit_inputs["train_dir"], "--batch_size", "100000"])
+    with pytest.raises(HarnessError, match="--batch_size 100000: must be at most 4096"):
+        feature_fit._check_arguments(args)
+
+
+def test_feature_fit_help_does_not_offer_a_teacher(capsys: pytest.CaptureFixture[str]) -> None:
+    from transform import feature_fit
+
+    with pytest.raises(SystemExit):
+        feature_fit.parse_args(["--help"])
+    assert "--teacher" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("data_range", float("nan"), "key 'data_range' is nan; expected a finite positive number"),
+        ("data_range", 0.0, "key 'data_range' is 0.0; expected a finite positive number"),
+        ("data_range", "255", "key 'data_range' is '255'; expected a finite positive number"),
+        ("scale", 4.7, "key 'scale' is 4.7; expected a positive whole number"),
+        ("scale", 0, "key 'scale' is 0; expected a positive whole number"),
+        ("scale", 3, "key 'scale' is 3 but its config's 'scale' is 4; expected the same"),
+    ],
+)
+def test_checkpoint_header_values_are_checked(
+    key: str, value: object, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A header value that is not what the model needs is refused, naming the file and the key; no output is written."""
+    from transform.common import write_stage_output
+    from utils.checkpoint import ModelCheckpoint
+
+    model, _ = branch_from_rfdn(_random_rfdn_state())
+    write_stage_output(str(tmp_path / "branch.pth"), model, ModelCheckpoint("rfdn", {}, {}), {"stage": "branch"})
+    raw = torch.load(tmp_path / "branch.pth", weights_only=True)
+    raw[key] = value
+    torch.save(raw, tmp_path / "bad.pth")
+    assert reparam_stage.main([str(tmp_path / "bad.pth"), str(tmp_path / "merged.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'bad.pth'}: {expected}" in err, err
+    assert not (tmp_path / "merged.pth").exists()
+    raw[key] = {"scale": 4.0, "data_range": 255}[key]  # the same values as other numbers are taken
+    torch.save(raw, tmp_path / "fine.pth")
+    checkpoint = read_model_checkpoint(tmp_path / "fine.pth")
+    assert (checkpoint.scale, checkpoint.data_range) == (4, 255.0) and type(checkpoint.scale) is int

@@ -202,6 +202,8 @@ def test_stage_errors(stage_checkpoints: dict[str, Path], tmp_path: Path, capsys
     assert "--importance taylor needs calibration patches" in capsys.readouterr().err
     for flag, value, shown in (
         ("--calibration_patches", "0", "0"),
+        ("--calibration_patches", "1000000000", "1000000000"),
+        ("--batch_size", "100000", "100000"),
         ("--round_to", "0", "0"),
         ("--ratio", "1.5", "1.5"),
         ("--target_params", "-5", "-5.0"),
@@ -238,6 +240,18 @@ def test_stage_clis_refuse_a_dst_that_is_an_input_and_bad_flags_before_any_work(
             "--lr nan: must be positive and finite",
         ),
         (prune_stage, [merged, str(tmp_path / "x.pth"), "--seed", "-2"], "--seed -2: must not be negative"),
+        # a teacher is checked whenever given, also where no fine-tuning would use it
+        (
+            prune_stage,
+            [merged, str(tmp_path / "x.pth"), "--importance", "magnitude", "--teacher", str(tmp_path / "nonexistent.pth")],
+            f"--teacher {tmp_path / 'nonexistent.pth'}: checkpoint file not found",
+        ),
+        # data flags that are not used (magnitude, no fine-tuning) are still checked, without reading the images
+        (
+            prune_stage,
+            [merged, str(tmp_path / "x.pth"), "--importance", "magnitude", "--train_dir", str(tmp_path / "missing")],
+            f"--train_dir {tmp_path / 'missing'}: folder not found",
+        ),
     ]
     for stage, argv, expected in cases:
         assert stage.main(argv) == 2, argv
@@ -246,6 +260,41 @@ def test_stage_clis_refuse_a_dst_that_is_an_input_and_bad_flags_before_any_work(
         assert not captured.out, captured.out  # no work done
     assert {path: path.read_bytes() for path in stage_checkpoints.values()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged_link.pth", "pruned_hard.pth"]
+
+
+def test_taylor_gradients_in_chunks_equal_the_one_pass_mean() -> None:
+    """--calibration_patches go through the network --batch_size at a time; each chunk's loss weighted by its share
+    gives the gradients of the mean over all patches in one pass."""
+    from transform.prune import compute_gradients
+
+    model = with_helpers(merge_branches(_small_branch(5, nf=8), "dense")).double()
+    torch.manual_seed(0)
+    calibration = (torch.rand(5, 3, 16, 16, dtype=torch.float64) * 255, torch.rand(5, 3, 64, 64, dtype=torch.float64) * 255)
+    compute_gradients(model, calibration)
+    one_pass = {name: param.grad.clone() for name, param in model.named_parameters()}
+    sizes: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, inputs: sizes.append(inputs[0].shape[0]))
+    compute_gradients(model, calibration, batch_size=2)
+    hook.remove()
+    assert sizes == [2, 2, 1]
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, one_pass[name], msg=name)
+
+
+def test_prune_by_magnitude_without_finetuning_reads_no_training_images(
+    stage_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """Images too small for the patch size do not matter where no patch is drawn: they are not even decoded."""
+    import cv2
+    from skimage import data as skimage_data
+
+    from utils.image import imsave
+
+    imsave(cv2.resize(skimage_data.chelsea(), (40, 30)), tmp_path / "small" / "chelsea.png")
+    out = tmp_path / "pruned.pth"
+    argv = ["--ratio", "0.5", "--steps", "2", "--importance", "magnitude", "--train_dir", str(tmp_path / "small")]
+    assert prune_stage.main([str(stage_checkpoints["merged"]), str(out), *argv]) == 0
+    assert read_model_checkpoint(out).provenance["data"] is None
 
 
 # --- the input's own size is a budget: pruning never returns a network that is not smaller ------------------

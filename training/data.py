@@ -462,8 +462,10 @@ DATA_FLAGS = (
 DEFAULT_VAL_FRACTION = 0.05
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """The data flags; each defaults to None so a resumed run can tell given flags from omitted ones."""
+def add_data_arguments(parser: argparse.ArgumentParser, teacher: bool = True) -> None:
+    """The data flags; each defaults to None so a resumed run can tell given flags from omitted ones. With
+    ``teacher`` False (a command that distils from no teacher) ``--teacher`` is left out of the help; the
+    command refuses it in one line saying why."""
     data = parser.add_argument_group("data")
     data.add_argument("--train_dir", nargs="+", default=None, help="folders of HR training images")
     data.add_argument(
@@ -494,7 +496,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val_seed", type=int, default=None, help="seed of the held-out split (default 0)")
     data.add_argument("--val_crop", type=int, default=None, help="centre-crop validation HR to at most this size (default 256)")
     data.add_argument("--skip_small", action="store_true", default=None, help="leave out training images smaller than a patch")
-    data.add_argument("--teacher", default=None, help="checkpoint to distil from, e.g. the official RFDN (L1 to its SR)")
+    teacher_help = "checkpoint to distil from, e.g. the official RFDN (L1 to its SR)" if teacher else argparse.SUPPRESS
+    data.add_argument("--teacher", default=None, help=teacher_help)
 
 
 def fill_data_defaults(args: argparse.Namespace, scale: int = SCALE) -> None:
@@ -524,6 +527,17 @@ def check_apart_from_data(outputs: Mapping[str, str | os.PathLike], args: argpar
     """Refuse an output that is one of the images the data flags of ``args`` read (through links too)."""
     for flag, image in data_input_files(args):
         check_distinct(outputs, {flag: image})
+
+
+def check_data_folders(args: argparse.Namespace) -> None:
+    """The folders of the data flags are there and hold images (one LR folder per training folder), without
+    decoding any: for a run that takes the data flags but reads no images (``transform.prune`` by magnitude)."""
+    if args.lr_dir and len(args.lr_dir) != len(args.train_dir or ()):
+        raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(args.train_dir or ())}), got {len(args.lr_dir)}")
+    for flag, kind in (("train_dir", "training"), ("lr_dir", "LR"), ("extra_train_dir", "training"), ("val_dir", "validation")):
+        folders = getattr(args, flag, None)
+        for folder in [folders] if isinstance(folders, str) else folders or []:
+            _image_folder(folder, f"--{flag}", kind)
 
 
 def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int) -> TrainData:

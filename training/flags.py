@@ -11,13 +11,13 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from training.loop import PIXEL_LOSSES, PRECISIONS, TrainSettings, fast_path_default
+from training.loop import MAX_BATCH_SIZE, MAX_NUM_WORKERS, PIXEL_LOSSES, PRECISIONS, TrainSettings, fast_path_default
 from utils.inference import resolve_device
 
 DEVICES = ("cpu", "cuda")
 SETTING_HELP: dict[str, str] = {
     "iters": "total iterations",
-    "batch_size": "patches per iteration and process",
+    "batch_size": f"patches per iteration and process (at most {MAX_BATCH_SIZE})",
     "patch_size": "LR patch size in pixels",
     "lr": "learning rate",
     "lr_after_plateau": "learning rate once validation stalls",
@@ -33,7 +33,7 @@ SETTING_HELP: dict[str, str] = {
     "amp": "float16 autocast on CUDA",
     "precision": "fp32, or bf16: the forward pass under bfloat16 autocast, fp32 weights (CPU or CUDA)",
     "channels_last": "model and batches in channels_last memory format (faster convolutions on many CPUs)",
-    "num_workers": "DataLoader worker processes",
+    "num_workers": f"DataLoader worker processes (at most {MAX_NUM_WORKERS}: the larger of 64 and 4 per CPU core)",
     "grad_clip": "clip the gradient norm to this",
     "ema_decay": "validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (0: off)",
 }

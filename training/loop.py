@@ -92,6 +92,28 @@ def default_lr(arch: str) -> float:
     return DEFAULT_LR.get(arch, FALLBACK_LR)
 
 
+# Upper bounds of the counts, generous so that no real use is refused: a typo (an extra digit or three) gets one
+# line instead of minutes of work or an exhausted memory.
+MAX_BATCH_SIZE = 4096  # patches per iteration and process; SR training uses 16 to a few hundred
+MAX_NUM_WORKERS = max(64, 4 * (os.cpu_count() or 1))  # DataLoader processes: 64 anywhere, more on larger machines
+
+
+def check_batch_size(batch_size: int, flag: str = "--batch_size") -> None:
+    """Refuse a batch size below 1 or above ``MAX_BATCH_SIZE``."""
+    if batch_size < 1:
+        raise HarnessError(f"{flag} {batch_size}: must be at least 1")
+    if batch_size > MAX_BATCH_SIZE:
+        raise HarnessError(f"{flag} {batch_size}: must be at most {MAX_BATCH_SIZE} (patches per iteration and process)")
+
+
+def check_num_workers(num_workers: int, flag: str = "--num_workers") -> None:
+    """Refuse a negative worker count or one above ``MAX_NUM_WORKERS``."""
+    if num_workers < 0:
+        raise HarnessError(f"{flag} {num_workers}: must not be negative")
+    if num_workers > MAX_NUM_WORKERS:
+        raise HarnessError(f"{flag} {num_workers}: must be at most {MAX_NUM_WORKERS} (DataLoader worker processes)")
+
+
 @dataclass
 class TrainSettings:
     """Every knob of ``fit``. ``batch_size`` is per process (per GPU under torchrun)."""
@@ -120,16 +142,17 @@ class TrainSettings:
 
     def check(self) -> None:
         """Refuse settings out of range (one line naming the flag), before any work."""
-        for name in ("iters", "batch_size", "val_every", "log_every"):
+        for name in ("iters", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise HarnessError(f"--{name} {getattr(self, name)}: must be at least 1")
+        check_batch_size(self.batch_size)
         check_patch_size(self.patch_size)
         for name in ("lr", "lr_after_plateau"):
             if not 0 < getattr(self, name) < math.inf:
                 raise HarnessError(f"--{name} {getattr(self, name)}: must be positive and finite")
-        for name in ("plateau_patience", "num_workers"):
-            if getattr(self, name) < 0:
-                raise HarnessError(f"--{name} {getattr(self, name)}: must not be negative")
+        if self.plateau_patience < 0:
+            raise HarnessError(f"--plateau_patience {self.plateau_patience}: must not be negative")
+        check_num_workers(self.num_workers)
         for name in ("distill_weight", "feature_distill"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise HarnessError(f"--{name} {getattr(self, name)}: must be at least 0 and finite")
@@ -174,20 +197,35 @@ class JsonlLog:
             f.write(json.dumps(record) + "\n")
 
 
+def read_log_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of the JSON-lines log ``path`` ([] where there is none), or a one-line HarnessError naming it
+    when it is not UTF-8 text (not a log ``JsonlLog`` wrote, or damaged), so nothing is read wrongly or replaced."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise HarnessError(
+            f"{path}: log is not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}); expected the JSON lines "
+            "train_prfdn.py writes: move the file away to continue with a new log"
+        ) from None
+
+
 def truncate_log(path: str | os.PathLike, iteration: int) -> int:
     """Keep only the records of ``path`` up to ``iteration`` (where a resumed run goes on), atomically.
 
     A run killed after its last saved state has logged iterations the resumed run logs again; a line cut off
-    by the kill is no record either. Returns how many lines were dropped (0: the file is left as it is)."""
+    by the kill is no record either. Returns how many lines were dropped (0: the file is left as it is).
+    A log that is not UTF-8 text is refused (``read_log_lines``), left as it is."""
     path = Path(path)
-    if not path.is_file():
-        return 0
     kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_log_lines(path):
         try:
             record = json.loads(line)
             keep = isinstance(record, dict) and int(record["iter"]) <= iteration
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):  # 1e400 is inf: no int
             keep = False
         if keep:
             kept.append(line + "\n")

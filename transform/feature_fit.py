@@ -8,7 +8,8 @@ feature map at Bk's input. This stage fits only those new layers to those target
 training patches, Adam), with everything RFDN already trained frozen. It is cheap (RFDN runs forward only,
 gradients flow through three small blocks) and gives every later stage a far better start than training the
 whole branch model on the SR loss alone. Validation PSNR on the held-out images is printed before and after
-(with RFDN's on the same images); the weights written are the last ones (no selection).
+(with RFDN's on the same images); the weights written are the last ones (no selection). It takes the data
+flags of ``train_prfdn.py`` except ``--teacher``, which is refused: the targets come from ``--rfdn``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from training.data import (
     load_data_from_args,
 )
 from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
-from training.loop import check_precision, seed_everything, validate
+from training.loop import check_batch_size, check_precision, seed_everything, validate
 from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.errors import HarnessError
@@ -119,9 +120,10 @@ def _lr_batches(loader: DataLoader, device: torch.device) -> Iterator[torch.Tens
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse impossible settings before any work."""
-    for flag in ("iters", "batch_size", "log_every"):
+    for flag in ("iters", "log_every"):
         if getattr(args, flag) < 1:
             raise HarnessError(f"--{flag} {getattr(args, flag)}: must be at least 1")
+    check_batch_size(args.batch_size)
     check_patch_size(args.patch_size)
     check_seed(args.seed)
     if not 0 < args.lr < math.inf:
@@ -130,6 +132,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
     check_precision(args.precision)
     if not args.train_dir:
         raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
+    if args.teacher is not None:
+        raise HarnessError(
+            f"--teacher {args.teacher}: feature fitting distils from no teacher (its targets are the features of --rfdn); "
+            "leave --teacher out"
+        )
     fill_data_defaults(args)
 
 
@@ -182,7 +189,7 @@ def _run(args: argparse.Namespace) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rfdn", required=True, help="the official RFDN checkpoint the branch model came from")
-    add_data_arguments(parser)
+    add_data_arguments(parser, teacher=False)  # --teacher is refused: the targets are --rfdn's features
     fit = parser.add_argument_group("fitting")
     add_setting_arguments(
         fit,

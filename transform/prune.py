@@ -37,9 +37,17 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from models.team13_PRFDN import PRFDN
-from training.data import TrainData, add_data_arguments, check_patch_size, check_seed, fill_data_defaults, load_data_from_args
+from training.data import (
+    TrainData,
+    add_data_arguments,
+    check_data_folders,
+    check_patch_size,
+    check_seed,
+    fill_data_defaults,
+    load_data_from_args,
+)
 from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
-from training.loop import TrainSettings, default_lr, fit
+from training.loop import TrainSettings, check_batch_size, default_lr, fit
 from transform.architectures import load_model, load_teacher
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, is_helper, rebuild, with_helpers
@@ -50,6 +58,10 @@ from utils.model_summary import summarize
 from utils.provenance import provenance
 
 EXAMPLE_SIZE = 64  # LR pixels of the tracing input (ESA needs at least 15)
+# Taylor importance's patches are held in memory (HR 192x192 floats, about 0.44 MB each at --patch_size 48) and
+# each pruning step runs all of them forward and backward: a typo such as 1000000000 would run for hours or
+# exhaust the memory. 4096 patches (about 2 GB at 48 LR pixels) is 128 times the default.
+MAX_CALIBRATION_PATCHES = 4096
 
 
 def figures(model: HelperPRFDN | PRFDN) -> dict[str, float]:
@@ -147,14 +159,22 @@ def budget_reached(
     return within_budget(values, target_params, target_flops) and smaller(values, bound)
 
 
-def compute_gradients(model: nn.Module, calibration: tuple[torch.Tensor, torch.Tensor]) -> None:
-    """Gradients of the L1 loss on the calibration patches, for Taylor importance. Every parameter gets one
-    (placements too: Torch-Pruning scores whole groups); nothing is updated."""
+def compute_gradients(model: nn.Module, calibration: tuple[torch.Tensor, torch.Tensor], batch_size: int | None = None) -> None:
+    """Gradients of the L1 loss (the mean over all calibration patches), for Taylor importance. Every parameter
+    gets one (placements too: Torch-Pruning scores whole groups); nothing is updated.
+
+    The patches go through the network ``batch_size`` at a time (None: all at once), so the activations kept for
+    the backward pass are those of one batch. Each chunk's mean loss is weighted by its share of the patches, so
+    the gradients accumulated over the chunks are those of the one-pass mean (up to float rounding)."""
     for param in model.parameters():
         param.requires_grad_(True)
     model.zero_grad(set_to_none=True)
     lr, hr = calibration
-    (model(lr) - hr).abs().mean().backward()
+    total = lr.shape[0]
+    step = total if batch_size is None else batch_size
+    for start in range(0, total, step):
+        lr_chunk, hr_chunk = lr[start : start + step], hr[start : start + step]
+        ((model(lr_chunk) - hr_chunk).abs().mean() * (lr_chunk.shape[0] / total)).backward()
 
 
 def prune(
@@ -164,6 +184,7 @@ def prune(
     steps: int,
     importance: str = "magnitude",
     calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    batch_size: int | None = None,
     finetune: Callable[[nn.Module, int], None] | None = None,
     target_params: float | None = None,
     target_flops: float | None = None,
@@ -172,6 +193,7 @@ def prune(
 ) -> tuple[HelperPRFDN, list[dict[str, Any]]]:
     """Prune ``model`` in ``steps`` steps up to ``ratio`` (or until within the budget), calling
     ``finetune(model, step)`` after each step. Returns the pruned model (fresh, consistent) and a step log.
+    Taylor importance takes the ``calibration`` patches ``batch_size`` at a time (``compute_gradients``).
 
     The result is always smaller (fewer parameters and FLOPs, once exported) than ``smaller_than``, the input's
     figures (default: ``model``'s own): a budget run stops at the first step within both, and a ratio that cannot
@@ -194,7 +216,7 @@ def prune(
     pruner = make_pruner(model, ratio, steps, importance, round_to)
     for step in range(1, steps + 1):
         if importance == "taylor":
-            compute_gradients(model, calibration)
+            compute_gradients(model, calibration, batch_size)
         pruner.step()
         model.zero_grad(set_to_none=True)
         freeze_helpers(model)
@@ -229,9 +251,15 @@ def _check_reachable(
         raise HarnessError(f"budget not reached at --ratio {ratio}: its last step gives {describe(at_ratio)}; raise --ratio")
 
 
+def needs_data(args: argparse.Namespace) -> bool:
+    """Whether the run reads training images: for Taylor importance or for fine-tuning (checked arguments)."""
+    return args.importance == "taylor" or args.finetune_iters > 0
+
+
 def _training_data(args: argparse.Namespace, student: ModelCheckpoint) -> TrainData | None:
-    """Training patches and validation images from the data flags (None without ``--train_dir``)."""
-    if not args.train_dir:
+    """Training patches and validation images from the data flags; None where the run needs none (``needs_data``):
+    with magnitude importance and no fine-tuning, the images are not read (their folders are checked)."""
+    if not needs_data(args):
         return None
     return load_data_from_args(
         args, patch_size=args.patch_size, seed=args.seed, data_range=student.data_range, scale=student.scale
@@ -264,14 +292,14 @@ def _finetune_settings(args: argparse.Namespace, step: int) -> TrainSettings:
 
 
 def _finetuner(
-    args: argparse.Namespace, data: TrainData | None, student: ModelCheckpoint
+    args: argparse.Namespace, data: TrainData | None, teacher: nn.Module | None
 ) -> Callable[[nn.Module, int], None] | None:
-    """``finetune(model, step)`` running the training loop for ``--finetune_iters``, or None."""
+    """``finetune(model, step)`` running the training loop for ``--finetune_iters`` (distilling from ``teacher``,
+    the loaded ``--teacher``), or None."""
     if args.finetune_iters == 0:
         return None
     if data is None:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
-    teacher = load_teacher(args.teacher, student) if args.teacher else None
 
     def finetune(model: nn.Module, step: int) -> None:
         freeze_helpers(model)
@@ -288,10 +316,17 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """Refuse impossible settings before any work."""
     if not 0 < args.ratio < 1:
         raise HarnessError(f"--ratio {args.ratio}: must be in (0, 1)")
-    for flag in ("steps", "calibration_patches", "round_to", "batch_size"):
+    for flag in ("steps", "calibration_patches", "round_to"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise HarnessError(f"--{flag} {value}: must be at least 1")
+    if args.calibration_patches is not None and args.calibration_patches > MAX_CALIBRATION_PATCHES:
+        raise HarnessError(
+            f"--calibration_patches {args.calibration_patches}: must be at most {MAX_CALIBRATION_PATCHES} (they are held "
+            "in memory: 4096 patches of 48 LR pixels take about 2 GB)"
+        )
+    if args.batch_size is not None:
+        check_batch_size(args.batch_size)
     check_patch_size(args.patch_size)
     check_seed(args.seed)
     if args.finetune_iters < 0:
@@ -316,10 +351,23 @@ def _check_arguments(args: argparse.Namespace) -> None:
         fill_data_defaults(args)
 
 
+def _check_inputs(args: argparse.Namespace, student: ModelCheckpoint) -> nn.Module | None:
+    """The inputs besides SRC, before any work: the ``--teacher`` (whenever given: loaded and matched to SRC; it
+    is used by the fine-tuning) and, where the run reads no training images, the data folders (there and holding
+    images; not decoded). Returns the loaded teacher."""
+    teacher = load_teacher(args.teacher, student) if args.teacher else None
+    if args.train_dir and not needs_data(args):
+        check_data_folders(args)
+    return teacher
+
+
 def _run(args: argparse.Namespace) -> None:
     _check_arguments(args)
     parent = read_stage_input(args.src, ("prfdn", "prfdn_helpers"), "pruning")
     merged = load_model(parent, args.src).eval()
+    teacher = _check_inputs(args, parent)
+    if args.train_dir and not needs_data(args):
+        print("--importance magnitude without fine-tuning reads no training images: the data flags are not used")
     model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
     if model is not merged:
         check_equivalent(merged, model, "concatenations as 1x1 convolutions")
@@ -338,7 +386,8 @@ def _run(args: argparse.Namespace) -> None:
         steps=args.steps,
         importance=args.importance,
         calibration=calibration,
-        finetune=_finetuner(args, data, parent),
+        batch_size=args.batch_size,
+        finetune=_finetuner(args, data, teacher),
         target_params=args.target_params,
         target_flops=args.target_flops,
         round_to=args.round_to,
@@ -388,7 +437,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="channel ranking (default: taylor with --train_dir, else magnitude)",
     )
-    parser.add_argument("--calibration_patches", type=int, default=32, help="training patches for Taylor importance (default 32)")
+    parser.add_argument(
+        "--calibration_patches",
+        type=int,
+        default=32,
+        help=f"training patches for Taylor importance (default 32, at most {MAX_CALIBRATION_PATCHES}: they are held in "
+        "memory, and each pruning step takes them through the network, --batch_size at a time)",
+    )
     add_data_arguments(parser)
     ft = parser.add_argument_group("fine-tuning between steps (the training loop of train_prfdn.py)")
     ft.add_argument("--finetune_iters", type=int, default=0, help="iterations after each step (default 0: prune only)")

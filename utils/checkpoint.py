@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -147,9 +149,30 @@ def _training_state_error(path: str, state_format: str) -> HarnessError:
     )
 
 
+def _is_number(value: Any) -> bool:
+    """A real number (``True`` and ``False`` are not numbers here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _header_scale(value: Any, path: str) -> int:
+    """The checkpoint's ``scale``: a positive whole number (4.0 reads as 4; 4.7 is refused, not cut to 4)."""
+    if not (_is_number(value) and math.isfinite(value) and value == int(value) and value >= 1):
+        raise HarnessError(f"{path}: key 'scale' is {value!r}; expected a positive whole number (4 for x4)")
+    return int(value)
+
+
+def _header_data_range(value: Any, path: str) -> float:
+    """The checkpoint's ``data_range``: a finite positive number (255.0, or 1.0 for inputs in [0, 1])."""
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
+        raise HarnessError(f"{path}: key 'data_range' is {value!r}; expected a finite positive number (255.0 or 1.0)")
+    return float(value)
+
+
 def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
     """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's. A training state
-    of train_prfdn.py is refused, naming the weights written beside it."""
+    of train_prfdn.py is refused, naming the weights written beside it; so is a header whose ``scale`` is not a
+    positive whole number (or differs from its config's ``scale``) or whose ``data_range`` is not a finite
+    positive number, naming the key."""
     path = str(path)
     obj = safe_load(path)
     file_format = obj.get("format") if isinstance(obj, Mapping) else None
@@ -159,16 +182,22 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
         raise HarnessError(f"{path}: unknown checkpoint format {file_format!r} (expected {CHECKPOINT_FORMAT} or a state dict)")
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         try:
-            return ModelCheckpoint(
+            checkpoint = ModelCheckpoint(
                 arch=str(obj["arch"]),
                 config=dict(obj["config"]),
                 state_dict=dict(obj["state_dict"]),
-                scale=int(obj["scale"]),
-                data_range=float(obj["data_range"]),
+                scale=_header_scale(obj["scale"], path),
+                data_range=_header_data_range(obj["data_range"], path),
                 provenance=dict(obj.get("provenance", {})),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise HarnessError(f"{path}: malformed {CHECKPOINT_FORMAT} checkpoint ({err!r})") from None
+        config_scale = checkpoint.config.get("scale", checkpoint.scale)
+        if config_scale != checkpoint.scale:
+            raise HarnessError(
+                f"{path}: key 'scale' is {checkpoint.scale} but its config's 'scale' is {config_scale!r}; expected the same"
+            )
+        return checkpoint
     return ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path))
 
 
