@@ -9,7 +9,8 @@
 The official figure is fp32 (the first variant, by default the only one); other variants are reported beside
 it, each compared with the reference model (``--reference``, default the first model) in the same variant.
 GPU times come from CUDA events around one forward pass with synchronisation; CPU times from perf_counter.
-Results go to ``--json`` (written atomically); ``scripts/plot_pareto.py`` draws them.
+Results go to ``--json`` (written atomically; an existing file is replaced only with ``--overwrite``);
+``scripts/plot_pareto.py`` draws them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report
 from utils.checkpoint import read_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError, first_line
-from utils.fileio import atomic_write_json, check_distinct, check_output_file, sha256_of
+from utils.fileio import atomic_write_json, check_distinct, check_new_output, sha256_of
 from utils.inference import resolve_device
 from utils.model_summary import summarize
 
@@ -108,8 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reference = args.reference or names[0]
     if reference not in names:
         raise HarnessError(f"--reference {reference}: not one of {', '.join(names)}")
-    check_output_file(args.json, "--json")
     check_distinct({"--json": args.json}, {f"model {name}": path for name, path in specs})
+    check_new_output(args.json, "--json", args.overwrite)
 
     generator = torch.Generator().manual_seed(0)
     lr = torch.rand(1, 3, height, width, generator=generator)
@@ -171,6 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", default="results/benchmark.json", help="results file (default results/benchmark.json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # recorded command line, for report.py
     return parser.parse_args(argv)
 

@@ -2,11 +2,12 @@
 checkpoint, fp32 against channels_last and bf16 autocast + channels_last, interleaved rounds, median.
 
     python scripts/bench_training.py model_zoo/team13_prfdn.pth --teacher model_zoo/team00_rfdn.pth \\
-        --train_dir ../shared/train/BSD200 --rounds 10 --json docs/results/training_speed_cpu.json
+        --train_dir ../shared/train/BSD200 --rounds 10 --json docs/results/training_speed_cpu.json --overwrite
 
 Each variant trains its own copy of the model on the same batches (batch 16, LR patch 48 by default).
 ``--compile`` adds bf16 + channels_last with the model and the teacher under ``torch.compile`` (inductor); its
-first step, which compiles, is reported apart and never timed with the others.
+first step, which compiles, is reported apart and never timed with the others. An existing ``--json`` file is
+replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from utils.benchmark import device_name  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write_json, check_output_file  # noqa: E402
+from utils.fileio import atomic_write_json, check_distinct, check_new_output  # noqa: E402
 
 VARIANTS = {
     "fp32": {"precision": "fp32", "channels_last": False},
@@ -43,7 +44,8 @@ COMPILED = "bf16+channels_last+compile"
 
 def run(args: argparse.Namespace) -> dict:
     if args.json:
-        check_output_file(args.json, "--json")
+        check_distinct({"--json": args.json}, {"SRC": args.src, "--teacher": args.teacher})  # never replaced
+        check_new_output(args.json, "--json", args.overwrite)
     checkpoint = read_model_checkpoint(args.src)
     model = load_model(checkpoint, f"SRC {args.src}")
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations per variant first (default 2)")
     parser.add_argument("--compile", action="store_true", help="add bf16 + channels_last under torch.compile")
     parser.add_argument("--json", default=None, help="write the measurements here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     args = parser.parse_args(argv)
     try:
         if args.rounds < 1 or args.warmup < 0:

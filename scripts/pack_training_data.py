@@ -7,9 +7,10 @@ it (``utils.image.imread_uint``: 8-bit RGB) and written as OUT/<folder name>/<st
 decoded again and compared pixel for pixel before anything is written. Training names are ``folder/stem`` and
 the images keep their order, so the held-out split and the patch stream of the packed folders are those of the
 originals: training on the copy is training on the same pixels. Nothing is written when the images total more
-than ``--max_mb`` (10^6 bytes), when an OUT folder holds other files (they would be trained on too), or when OUT
-is a training folder, is inside one, or holds one as OUT/<folder name> (the copies would land among the
-originals). OpenCV does the encoding; only the folder walk, the checks and the budget are written here.
+than ``--max_mb`` (10^6 bytes), when an OUT folder holds other files (they would be trained on too) or, unless
+``--overwrite``, packed copies already, or when OUT is a training folder, is inside one, or holds one as
+OUT/<folder name> (the copies would land among the originals). OpenCV does the encoding; only the folder walk,
+the checks and the budget are written here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if str(REPO_ROOT) not in sys.path:
 from training.data import first_duplicate  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write, check_output_file, same_file  # noqa: E402
+from utils.fileio import atomic_write, check_new_output, same_file  # noqa: E402
 from utils.image import imread_uint, list_images  # noqa: E402
 
 PROG = "pack_training_data.py"
@@ -66,8 +67,9 @@ def check_out(folders: list[Path], out: Path) -> None:
             raise HarnessError(f"--out {out}: is inside the training folder {folder}; pack into a folder of its own")
 
 
-def plan_folder(folder: Path, out: Path) -> list[tuple[Path, Path]]:
-    """(image, its packed copy) for every image of ``folder``, every check made before any image is decoded."""
+def plan_folder(folder: Path, out: Path, overwrite: bool = False) -> list[tuple[Path, Path]]:
+    """(image, its packed copy) for every image of ``folder``, every check made before any image is decoded; a
+    packed copy already there is refused unless ``overwrite``."""
     if not folder.is_dir():
         raise HarnessError(f"{folder}: training folder not found")
     sources = list_images(folder)
@@ -83,17 +85,18 @@ def plan_folder(folder: Path, out: Path) -> list[tuple[Path, Path]]:
     stale = sorted({p.name for p in (out / folder.name).glob("*") if p.is_file()} - {t.name for t in targets})
     if stale:
         raise HarnessError(f"{out / folder.name}: holds {len(stale)} other files (e.g. {stale[0]}); pack into an empty folder")
-    check_output_file(targets[0], "--out")
+    for target in targets:
+        check_new_output(target, "--out", overwrite)
     return list(zip(sources, targets, strict=True))
 
 
-def pack(folders: list[Path], out: Path, max_bytes: int) -> list[PackedImage]:
+def pack(folders: list[Path], out: Path, max_bytes: int, overwrite: bool = False) -> list[PackedImage]:
     """Check every folder and OUT, encode every image, check the budget, then write them all (each atomically)."""
     clash = first_duplicate([f.name for f in folders])
     if clash is not None:
         raise HarnessError(f"two training folders are named {clash}: their images would share names")
     check_out(folders, out)
-    pairs = [pair for folder in folders for pair in plan_folder(folder, out)]
+    pairs = [pair for folder in folders for pair in plan_folder(folder, out, overwrite)]
     packed = [PackedImage(source, target, encode_lossless(imread_uint(source), source)) for source, target in pairs]
     total = sum(len(image.data) for image in packed)
     if total > max_bytes:
@@ -108,6 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("folders", nargs="+", type=Path, help="training folders (their names are kept)")
     parser.add_argument("--out", type=Path, required=True, help="where OUT/<folder name>/<stem>.webp go, e.g. .gpu_data/train")
     parser.add_argument("--max_mb", type=float, default=55.0, help="write nothing if the images take more MB (default 55)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace packed copies already there (OUT/<folder name>/<stem>.webp)"
+    )
     return parser.parse_args(argv)
 
 
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not (math.isfinite(args.max_mb) and args.max_mb > 0):
             raise HarnessError(f"--max_mb {args.max_mb}: must be a positive number")
-        packed = pack(args.folders, args.out, int(args.max_mb * 1e6))
+        packed = pack(args.folders, args.out, int(args.max_mb * 1e6), args.overwrite)
     except (HarnessError, OSError, cv2.error) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@
 ``BENCHMARK.json`` is what ``benchmark.py`` writes; ``EVALUATION.json`` what ``scripts/report.py`` writes
 (``{"models": {NAME: {"sets": {SET: {"psnr": ...}}}}}``). Models are matched by name; only the benchmark's
 first variant (the official fp32) is drawn. The Pareto front (no other model both faster and better) is joined.
+An existing ``--out`` file is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write, check_distinct, check_output_file  # noqa: E402
+from utils.fileio import atomic_write, check_distinct, check_new_output  # noqa: E402
 from utils.results import is_number  # noqa: E402
 
 
@@ -178,11 +179,13 @@ def make_plot(benchmark: dict[str, Any], evaluation: dict[str, Any], out: str, w
     plot(found, title, ylabel, out)
 
 
-def check_plot_path(out: str | Path, flag: str) -> None:
-    """The plot is a PNG: ``out`` must be a writable ``.png`` path."""
+def check_plot_path(out: str | Path, flag: str, inputs: dict[str, str], overwrite: bool) -> None:
+    """The plot is a PNG: ``out`` must be a writable ``.png`` path, none of the ``inputs``, and not there yet
+    unless ``overwrite``."""
     if Path(out).suffix.lower() != ".png":
         raise HarnessError(f"{flag} {out}: expected a .png file name (the plot is written as PNG)")
-    check_output_file(out, flag)
+    check_distinct({flag: out}, inputs)
+    check_new_output(out, flag, overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("evaluation", help="scripts/report.py's evaluation JSON")
     parser.add_argument("--out", default="docs/pareto.png", help="PNG to write (default docs/pareto.png)")
     parser.add_argument("--set", default="mean", help="which test set's PSNR (default: mean over the sets)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out PNG")
     args = parser.parse_args(argv)
     try:
-        check_plot_path(args.out, "--out")
-        check_distinct({"--out": args.out}, {"BENCHMARK": args.benchmark, "EVALUATION": args.evaluation})
+        check_plot_path(args.out, "--out", {"BENCHMARK": args.benchmark, "EVALUATION": args.evaluation}, args.overwrite)
         benchmark = check_benchmark(read_json(args.benchmark), args.benchmark)
         evaluation = check_evaluation(read_json(args.evaluation), args.evaluation)
         make_plot(benchmark, evaluation, args.out, args.set)

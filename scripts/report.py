@@ -1,7 +1,7 @@
 """The README's results table, regenerated from the checkpoints of a pipeline run in one command.
 
-    python scripts/report.py configs/x4_cpu.json                       # CPU: evaluate, time, plot, table
-    python scripts/report.py configs/x4_cpu.json --gpu_benchmark results/bench_gpu.json   # add a GPU column
+    python scripts/report.py configs/x4_cpu.json --overwrite           # CPU: evaluate, time, plot, table
+    python scripts/report.py configs/x4_cpu.json --gpu_benchmark results/bench_gpu.json --overwrite   # a GPU column
 
 Rows: the official RFDN and every stage the run left in its ``work_dir`` (feature-fitted and trained branch
 model, merged, pruned, final = the config's ``output``), then one row per ``--extra NAME=PATH`` (other
@@ -11,7 +11,8 @@ nothing here chooses a model),
 params / FLOPs / activations / Conv2d under the official counting rules (3x256x256), and the median CPU time
 per DIV2K-sized image relative to RFDN, timed side by side by ``benchmark.py``'s interleaved loop.
 Writes ``OUT_DIR/evaluation.json``, ``OUT_DIR/benchmark_<device>.json``, ``docs/pareto_<device>.png``,
-``docs/results.md``, and replaces the table between the results markers of the README.
+``docs/results.md``, and replaces the table between the results markers of the README. Files already there
+are replaced only with ``--overwrite`` (checked, with every other input, before anything is evaluated).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from utils.cli import ArgumentParser  # noqa: E402
 from utils.datasets import SCALE, ImagePair, check_pairs, pair_folders  # noqa: E402
 from utils.errors import HarnessError, first_line  # noqa: E402
 from utils.evaluation import evaluate_mode  # noqa: E402
-from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_output_file  # noqa: E402
+from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_new_output  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
 
 SETS = ("Set5", "Set14", "BSD68", "Urban100_10")
@@ -117,6 +118,7 @@ def time_models(found: list[tuple[str, str, Path]], args: argparse.Namespace, ou
     argv += ["--reference", "rfdn", "--json", str(out)]
     bench_args = benchmark.parse_args(argv)
     bench_args.command = "benchmark.py " + " ".join(argv)
+    bench_args.overwrite = True  # checked with the report's other outputs, under the report's own --overwrite
     result = benchmark.run(bench_args)
     print(benchmark.format_rows(result))
     return result
@@ -222,15 +224,15 @@ def output_files(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def check_inputs_and_outputs(args: argparse.Namespace, found: list[tuple[str, str, Path]]) -> None:
-    """Every output writable and no input; every checkpoint an x4 model that loads; every test image readable
-    and of the right size."""
-    for _, _, path in found:
-        load_model(check_scale(read_model_checkpoint(path), SCALE, str(path)), str(path))
+    """Every output writable, no input and (without ``--overwrite``) not there yet; every checkpoint an x4 model
+    that loads; every test image readable and of the right size."""
     outputs = output_files(args)
-    for flag, path in outputs.items():
-        check_output_file(path, flag.split("'")[0])
     inputs = {"config": args.config, "--gpu_benchmark": args.gpu_benchmark, **{f"checkpoint {name}": p for _, name, p in found}}
     check_distinct(outputs, inputs)
+    for flag, path in outputs.items():  # the README keeps all but its results block: no --overwrite needed
+        check_new_output(path, flag.split("'")[0], args.overwrite or flag == "--readme")
+    for _, _, path in found:
+        load_model(check_scale(read_model_checkpoint(path), SCALE, str(path)), str(path))
     for name in SETS:
         check_pairs(set_pairs(Path(args.benchmark_dir), name))
 
@@ -259,6 +261,7 @@ def run(args: argparse.Namespace) -> None:
     make_plot(timing, evaluation, str(outputs["--docs_dir's plot"]))
     command = f"python scripts/report.py {args.config}" + "".join(f" --extra {spec}" for spec in args.extra)
     command += f" --gpu_benchmark {args.gpu_benchmark}" if gpu else ""
+    command += " --overwrite"  # the command regenerates these files
     atomic_write_text(outputs["--docs_dir"], f"# Results\n\nRegenerate: `{command}`\n\n{block}")
     if args.readme:
         readme = outputs["--readme"]
@@ -283,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds (default 2)")
     parser.add_argument("--size", default="339x510", help="LR HxW of the timing input (default 339x510)")
     parser.add_argument("--gpu_benchmark", default=None, help="benchmark.py JSON of a GPU run of the same models (adds a column)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing OUT_DIR/evaluation.json, OUT_DIR/benchmark_<device>.json, DOCS_DIR/results.md and "
+        "DOCS_DIR/pareto_<device>.png (the README's results block is replaced either way)",
+    )
     args = parser.parse_args(argv)
     try:
         run(args)

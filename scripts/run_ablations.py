@@ -17,6 +17,11 @@ per kind of validation image: the held-out images, and the ``--val_dir`` images 
 the first ``_`` (for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line art, ``skimage``),
 so a lever's effect on one kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs
 whose best weights are not there now are kept from it).
+
+Before the first run trains, every run's flags, ``src`` and the ``--teacher`` and data folders of each run to
+train are checked. A ``--json`` file already there is replaced only with ``--overwrite``; a ``WORK/kinds.json``
+or a log record that is not what this tool and ``train_prfdn.py`` write is refused (one line naming the file and
+the log line), never replaced.
 """
 
 from __future__ import annotations
@@ -36,16 +41,18 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from run_pipeline import read_checkpoint_input  # noqa: E402
 
 import train_prfdn  # noqa: E402
-from training.data import ValidationImage, fill_data_defaults, load_data_from_args  # noqa: E402
+from training.data import ValidationImage, check_data_folders, fill_data_defaults, load_data_from_args  # noqa: E402
 from training.flags import settings_from_flags  # noqa: E402
 from training.loop import group_means, psnr_scores  # noqa: E402
-from transform.architectures import load_model, read_flag_checkpoint  # noqa: E402
+from transform.architectures import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
-from utils.fileio import atomic_write_text, check_distinct, check_output_file, sha256_of  # noqa: E402
+from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of  # noqa: E402
+from utils.results import is_number  # noqa: E402
 
 PROG = "run_ablations.py"
 
@@ -131,10 +138,12 @@ def target_iters(argv: list[str]) -> int:
     return settings_from_flags(train_prfdn.parse_args(argv)).iters
 
 
-def check_runs(config: AblationConfig) -> None:
-    """Every run's command line parses and its settings are in range, before the first run trains."""
+def check_runs(config: AblationConfig, only: str | None = None) -> None:
+    """Every run's command line parses and its settings are in range, and what the runs to train (all, or run
+    ``only``) read is there, before the first run trains: ``src``, each run's ``--teacher`` and data folders."""
     if not config.src.is_file():
         raise HarnessError(f"src {config.src}: checkpoint file not found")
+    parsed = {}
     for run in config.runs:
         said = io.StringIO()
         try:
@@ -145,6 +154,20 @@ def check_runs(config: AblationConfig) -> None:
             raise HarnessError(f"runs {run.name}: {reason[0].removeprefix(f'{train_prfdn.PROG}: error: ')}") from None
         try:
             settings_from_flags(args).check()
+            fill_data_defaults(args)
+        except HarnessError as err:
+            raise HarnessError(f"runs {run.name}: {err}") from None
+        parsed[run] = args
+    read_checkpoint_input("src", str(config.src))  # loads into an architecture here
+    start, teachers = read_flag_checkpoint(config.src, "src"), set()
+    for run, args in parsed.items():
+        if (only is not None and run.name != only) or finished_at(config, run) is not None:
+            continue  # not trained by this command
+        try:
+            check_data_folders(args)
+            if args.teacher is not None and args.teacher not in teachers:
+                load_teacher(args.teacher, start)
+                teachers.add(args.teacher)
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None
 
@@ -188,18 +211,34 @@ def run_all(config: AblationConfig, only: str | None = None) -> int:
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """A run's log records; a line that is no JSON object (cut off by a killed run) is no record."""
+    """A run's log records; a line that is no JSON object (cut off by a killed run) is no record, and a record
+    whose figures are not what ``train_prfdn.py`` logs is refused (one line naming the log and the line)."""
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         try:
             record = json.loads(line)
         except ValueError:
             continue
         if isinstance(record, dict) and isinstance(record.get("iter"), int):
+            check_log_record(record, f"{path} line {number}")
             records.append(record)
     return records
+
+
+def check_log_record(record: dict[str, Any], where: str) -> None:
+    """The figures the table reads from a log record: ``val_psnr`` and ``time`` numbers, ``val_groups`` an
+    object of numbers."""
+    for key in ("val_psnr", "time"):
+        if key in record and not is_number(record[key]):
+            raise HarnessError(f"{where}: {key} is {json.dumps(record[key])[:60]}; expected a number (as train_prfdn.py logs it)")
+    groups = record.get("val_groups", {})
+    if not isinstance(groups, dict) or not all(is_number(value) for value in groups.values()):
+        raise HarnessError(
+            f"{where}: val_groups is {json.dumps(groups)[:60]}; expected an object of PSNRs by validation group "
+            "(as train_prfdn.py logs it)"
+        )
 
 
 def run_summary(config: AblationConfig, run: Run) -> dict[str, Any]:
@@ -273,27 +312,40 @@ def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
 
 
 def read_kinds(path: Path) -> dict[str, dict[str, float]]:
-    """The rows of an earlier ``--kinds`` (kept for runs whose best weights are not there now); none when unreadable."""
+    """The rows of an earlier ``--kinds`` (kept for runs whose best weights are not there now); none when there is
+    no such file. A file that is not such rows is refused, never replaced (its rows would be lost)."""
+    if not path.exists() and not path.is_symlink():
+        return {}
+    expected = (
+        'expected the rows an earlier --kinds wrote ({"NAME": {"KIND": PSNR, ...}, ...}); fix it or move it away '
+        "(it is left as it is)"
+    )
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return saved if isinstance(saved, dict) and all(isinstance(row, dict) for row in saved.values()) else {}
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise HarnessError(f"WORK/kinds.json {path}: not readable as JSON ({reason}); {expected}") from None
+    rows_ok = isinstance(saved, dict) and all(isinstance(row, dict) for row in saved.values())
+    if not rows_ok or not all(is_number(value) for row in saved.values() for value in row.values()):
+        raise HarnessError(f"WORK/kinds.json {path}: {expected}")
+    return saved
 
 
 def kinds_markdown(scores: dict[str, dict[str, float]]) -> str:
     kinds = list(next(iter(scores.values())))
     lines = ["| weights | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{values[k]:.4f}" for k in kinds) + " |" for name, values in scores.items()]
+    for name, values in scores.items():  # a row kept from an earlier --kinds may lack a kind: "-"
+        lines.append(f"| {name} | " + " | ".join(f"{values[k]:.4f}" if k in values else "-" for k in kinds) + " |")
     return "\n".join(lines)
 
 
 def table(config: AblationConfig, with_reference: bool = True) -> dict[str, Any]:
+    runs = [run_summary(config, run) for run in config.runs]  # every log read (and checked) before any scoring
     return {
         "src": str(config.src),
         "common": list(config.common),
         "reference": reference_scores(config) if with_reference else None,
-        "runs": [run_summary(config, run) for run in config.runs],
+        "runs": runs,
     }
 
 
@@ -335,6 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("config", help="JSON: src, work_dir, common (flags), runs ([{name, flags}])")
     parser.add_argument("--table", action="store_true", help="only tabulate the logs so far; train nothing")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--kinds", action="store_true", help="also score the best weights per kind of validation image")
     parser.add_argument("--only", metavar="NAME", default=None, help="train only this run (the table still lists all)")
     return parser.parse_args(argv)
@@ -345,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = read_config(args.config)
         if args.json:
-            check_output_file(args.json, "--json")
             check_distinct({"--json": args.json}, protected_files(args.config, config))
+            check_new_output(args.json, "--json", args.overwrite)
         if args.only is not None:
             find_run(config, args.only, args.config, "--only")
+        earlier_kinds = read_kinds(config.work_dir / "kinds.json") if args.kinds else {}
         if not args.table:
-            check_runs(config)
+            check_runs(config, args.only)
         code = 0 if args.table else run_all(config, args.only)
         summary = table(config, with_reference=code == 0)  # an interrupted queue stops soon: no scoring
         config.work_dir.mkdir(parents=True, exist_ok=True)
@@ -359,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
         print(markdown(summary))
         if args.kinds and code == 0:
-            scores = {**read_kinds(config.work_dir / "kinds.json"), **kind_scores(config)}
+            scores = {**earlier_kinds, **kind_scores(config)}
             atomic_write_text(config.work_dir / "kinds.json", json.dumps(scores, indent=1) + "\n")
             print(kinds_markdown(scores))
         return code

@@ -97,7 +97,7 @@ def copy_weights(weights: Path, target: Path, run: str) -> None:
 def run(ablations_path: str, run_name: str, pipeline_path: str) -> int:
     ablations = run_ablations.read_config(ablations_path)
     chosen = run_ablations.find_run(ablations, run_name, ablations_path, "RUN")
-    run_ablations.check_runs(ablations)
+    run_ablations.check_runs(ablations, run_name)  # the runs this command trains: RUN only
     pipeline = parse_config(pipeline_path)
     target, start = check_pipeline(ablations_path, ablations, pipeline)
     weights = ablations.out(chosen)

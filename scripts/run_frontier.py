@@ -203,7 +203,7 @@ def run(config_path: str, only: list[str] | None = None, force: bool = False) ->
 
 def report_command(config: PipelineConfig, config_path: str) -> str:
     """The report.py line with a row for every finished point."""
-    words = ["python", "scripts/report.py", config_path]
+    words = ["python", "scripts/report.py", config_path, "--overwrite"]  # regenerates the report files in docs/
     for point in config.frontier:
         output = point_output(config, point)
         if output.is_file():

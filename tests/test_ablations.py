@@ -110,6 +110,18 @@ def test_a_run_cut_short_is_resumed(config: Path, tmp_path: Path, capsys: pytest
         ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--iters", "0"]}]}, "runs b: --iters 0: must be at least 1"),
         ({"runs": [{"name": "a", "flags": ["--no_such_flag"]}]}, "runs a: unrecognized arguments: --no_such_flag"),
         ({"runs": [{"name": "a", "flag": ["--iters", "3"]}]}, "runs[0]: unknown key flag; expected name, flags"),
+        # what a later run reads is checked before the first run trains
+        ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--train_dir", "nowhere"]}]}, "runs b: --train_dir nowhere: folder"),
+        ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--val_dir", "nowhere"]}]}, "runs b: --val_dir nowhere: folder"),
+        (
+            {"runs": [{"name": "a"}, {"name": "b", "flags": ["--extra_train_dir", "nowhere"]}]},
+            "runs b: --extra_train_dir nowhere: folder",
+        ),
+        (
+            {"runs": [{"name": "a"}, {"name": "b", "flags": ["--teacher", "nowhere.pth"]}]},
+            "runs b: --teacher nowhere.pth: checkpoint file not found",
+        ),
+        ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--val_fraction", "1"]}]}, "runs b: --val_fraction 1.0: must be"),
     ],
 )
 def test_bad_configs_are_one_line_exit_2(
@@ -141,3 +153,55 @@ def test_kinds_score_the_best_weights_per_kind_of_validation_image(
     (tmp_path / "work" / "more.pth").unlink()  # best weights not kept (e.g. a clean clone): the row stays
     assert run_ablations.main([str(config), "--table", "--kinds"]) == 0
     assert json.loads((tmp_path / "work" / "kinds.json").read_text())["more"] == kinds["more"]
+
+
+def test_an_existing_json_is_replaced_only_with_overwrite(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "table.json"
+    out.write_text("my table\n")
+    assert run_ablations.main([str(config), "--table", "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--json {out}: exists; give --overwrite to replace it, or another path" in err and err.count("\n") == 1
+    assert out.read_text() == "my table\n" and not (tmp_path / "work").exists()
+    assert run_ablations.main([str(config), "--table", "--json", str(out), "--overwrite"]) == 0
+    assert [run["name"] for run in json.loads(out.read_text())["runs"]] == ["base", "more"]
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"start": {"held_out": "x"}}', '["start"]'])
+def test_a_damaged_kinds_file_is_refused_and_kept(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    kinds = tmp_path / "work" / "kinds.json"
+    kinds.parent.mkdir()
+    kinds.write_text(text)
+    for argv in ([str(config), "--kinds"], [str(config), "--table", "--kinds"]):
+        assert run_ablations.main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"WORK/kinds.json {kinds}:" in err and "expected the rows an earlier --kinds wrote" in err
+        assert err.count("\n") == 1 and kinds.read_text() == text
+        assert [p.name for p in kinds.parent.iterdir()] == ["kinds.json"]  # nothing trained, nothing tabulated
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ('{"iter": 2, "val_psnr": "bad", "val_groups": [1]}', 'line 2: val_psnr is "bad"; expected a number'),
+        ('{"iter": 2, "val_psnr": "bad"}', 'line 2: val_psnr is "bad"; expected a number'),
+        ('{"iter": 2, "val_psnr": 30.0, "val_groups": [1]}', "line 2: val_groups is [1]; expected an object of PSNRs"),
+        ('{"iter": 2, "val_psnr": 30.0, "val_groups": {"held_out": null}}', "line 2: val_groups is"),
+        ('{"iter": 2, "time": "soon"}', 'line 2: time is "soon"; expected a number'),
+    ],
+)
+def test_a_malformed_log_record_is_refused_with_its_line(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], record: str, message: str
+) -> None:
+    log = tmp_path / "work" / "base.log.jsonl"
+    log.parent.mkdir()
+    text = '{"iter": 0, "val_psnr": 25.0, "val_groups": {"held_out": 25.0}, "time": 1.0}\n' + record + "\n"
+    log.write_text(text)
+    for argv in ([str(config), "--table"], [str(config)]):  # tabulating, and before any run trains
+        assert run_ablations.main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{log} {message}" in err and err.count("\n") == 1 and "Traceback" not in err
+        assert log.read_text() == text and [p.name for p in log.parent.iterdir()] == ["base.log.jsonl"]

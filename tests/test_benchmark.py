@@ -300,6 +300,9 @@ def test_report_checks_everything_before_evaluating(
     (tmp_path / "out" / "benchmark_cpu.json").write_text(json.dumps(gpu))
     line = _refused(capsys, report_script.main([*argv, "--gpu_benchmark", str(tmp_path / "out" / "benchmark_cpu.json")]))
     assert "benchmark_cpu.json: is the same file as --gpu_benchmark" in line
+    line = _refused(capsys, report_script.main(argv))  # an earlier report's file: replaced only with --overwrite
+    assert f"--out_dir {tmp_path / 'out' / 'benchmark_cpu.json'}: exists; give --overwrite to replace it" in line
+    (tmp_path / "out" / "benchmark_cpu.json").unlink()
     (tmp_path / "afile").write_text("x")
     line = _refused(capsys, report_script.main([*argv, "--docs_dir", str(tmp_path / "afile")]))
     assert f"--docs_dir {tmp_path / 'afile' / 'results.md'}: {tmp_path / 'afile'} is not a folder" in line
@@ -328,3 +331,86 @@ def test_training_speed_script_times_every_fast_path(tmp_path: Path, random_rfdn
     assert set(rows) == {"fp32", "fp32+channels_last", "bf16+channels_last"}
     assert rows["fp32"]["ratio_to_fp32"] == 1.0 and all(len(r["times_s"]) == 2 for r in rows.values())
     assert bench_training.main([*argv, "--rounds", "0"]) == 2
+
+
+# --- an existing output is replaced only with --overwrite --------------------------------------------------
+
+
+def test_benchmark_replaces_an_existing_json_only_with_overwrite(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "bench.json"
+    out.write_text("my results\n")
+    argv = [f"a={random_rfdn_checkpoint}", "--device", "cpu", "--size", "16x16", "--repeats", "1", "--warmup", "0"]
+    with monkeypatch.context() as patched:
+        patched.setattr(benchmark, "time_interleaved", lambda *a: pytest.fail("timed before the checks"))
+        line = _refused(capsys, benchmark.main([*argv, "--json", str(out)]))
+    assert f"--json {out}: exists; give --overwrite to replace it, or another path" in line
+    assert out.read_text() == "my results\n"
+    assert benchmark.main([*argv, "--json", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["results"][0]["model"] == "a"
+
+
+def test_plot_replaces_an_existing_png_only_with_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench, evaluation = _bench_and_eval()
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    (tmp_path / "e.json").write_text(json.dumps(evaluation))
+    out = tmp_path / "p.png"
+    out.write_bytes(b"my plot")
+    argv = [str(tmp_path / "b.json"), str(tmp_path / "e.json"), "--out", str(out)]
+    line = _refused(capsys, plot_pareto.main(argv))
+    assert f"--out {out}: exists; give --overwrite to replace it, or another path" in line
+    assert out.read_bytes() == b"my plot"
+    assert plot_pareto.main([*argv, "--overwrite"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_speed_replaces_an_existing_json_only_with_overwrite(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench_training
+
+    hr = ensure_builtin_dataset()[0].hr_path.parent
+    out = tmp_path / "speed.json"
+    out.write_text("my timings\n")
+    argv = [str(random_rfdn_checkpoint), "--train_dir", str(hr), "--batch_size", "2", "--patch_size", "16"]
+    argv += ["--rounds", "1", "--warmup", "0", "--json", str(out)]
+    with monkeypatch.context() as patched:
+        patched.setattr(bench_training, "load_training_data", lambda *a, **k: pytest.fail("read data before the checks"))
+        line = _refused(capsys, bench_training.main(argv))
+        assert f"--json {out}: exists; give --overwrite to replace it, or another path" in line
+        assert out.read_text() == "my timings\n"
+        line = _refused(capsys, bench_training.main([*argv[:-1], str(random_rfdn_checkpoint), "--overwrite"]))
+        assert f"--json {random_rfdn_checkpoint}: is the same file as SRC" in line  # never replaced, even so
+    assert bench_training.main([*argv, "--overwrite"]) == 0
+    assert {row["variant"] for row in json.loads(out.read_text())["results"]} >= {"fp32"}
+
+
+def test_report_replaces_its_existing_outputs_only_with_overwrite(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = [*_report_inputs(tmp_path, random_rfdn_checkpoint), "--repeats", "1", "--warmup", "0"]
+    outputs = [
+        ("--out_dir", tmp_path / "out" / "evaluation.json"),
+        ("--out_dir", tmp_path / "out" / "benchmark_cpu.json"),
+        ("--docs_dir", tmp_path / "docs" / "results.md"),
+        ("--docs_dir", tmp_path / "docs" / "pareto_cpu.png"),
+    ]
+    for _, path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(report_script, "evaluate", lambda *a: pytest.fail("evaluated before the checks"))
+        for flag, path in outputs:  # each output on its own: every one is checked before any evaluation
+            path.write_bytes(b"mine")
+            line = _refused(capsys, report_script.main(argv))
+            assert f"{flag} {path}: exists; give --overwrite to replace it, or another path" in line
+            assert path.read_bytes() == b"mine"
+            path.unlink()
+    for _, path in outputs:
+        path.write_bytes(b"mine")
+    readme = (tmp_path / "README.md").read_text()
+    assert report_script.main([*argv, "--overwrite"]) == 0
+    assert all(path.read_bytes() != b"mine" for _, path in outputs)
+    assert json.loads(outputs[0][1].read_text())["models"]["rfdn"]["sets"]
+    assert "--overwrite`" in outputs[2][1].read_text()  # the command it records regenerates these files
+    assert (tmp_path / "README.md").read_text() != readme

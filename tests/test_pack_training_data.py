@@ -129,3 +129,22 @@ def test_out_or_budget_that_would_spoil_the_originals_is_refused(
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1
     assert files_under(tmp_path) == before
+
+
+def test_packed_copies_already_there_are_replaced_only_with_overwrite(
+    folders: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "packed"
+    (out / "t91").mkdir(parents=True)
+    mine = out / "t91" / "t1.webp"
+    mine.write_bytes(b"my copy")
+    args = [str(folders[1]), "--out", str(out)]
+    with monkeypatch.context() as patched:
+        patched.setattr(pack_training_data, "imread_uint", lambda *a: pytest.fail("decoded before the checks"))
+        assert pack_training_data.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--out {mine}: exists; give --overwrite to replace it, or another path" in err and len(err.splitlines()) == 1
+    assert mine.read_bytes() == b"my copy" and [p.name for p in out.rglob("*") if p.is_file()] == ["t1.webp"]
+    assert pack_training_data.main([*args, "--overwrite"]) == 0
+    packed = cv2.imread(str(mine), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(packed, cv2.imread(str(folders[1] / "t1.bmp"), cv2.IMREAD_UNCHANGED))

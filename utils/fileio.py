@@ -181,6 +181,16 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
     return target
 
 
+def check_new_output(path: str | os.PathLike, flag: str, overwrite: bool) -> Path:
+    """:func:`check_output_file`, and refuse a file already there unless ``overwrite`` (the CLI's ``--overwrite``):
+    nothing a user has is replaced without asking. Returns the path the write will land on."""
+    target = check_output_file(path, flag)
+    if not overwrite and target.exists():
+        label = f"{flag} {path}" if flag else str(path)
+        raise HarnessError(f"{label}: exists; give --overwrite to replace it, or another path")
+    return target
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name one file (through links, hard links, ``..``), existing or to be written."""
     a, b = Path(a), Path(b)
