@@ -287,6 +287,28 @@ def check_outputs(config: PipelineConfig, pending: list[Step]) -> None:
             ) from None
 
 
+def check_output_owner(config: PipelineConfig) -> None:
+    """An existing ``output`` is replaced only when this run made it: it is one of the work folder's stage files,
+    or its parent is (by path, or by content: a work folder copied elsewhere). Any other checkpoint there (the
+    submitted one, another run's) needs ``--replace_output``."""
+    output = Path(config.output)
+    if not output.is_file():
+        return
+    provenance = read_model_checkpoint(output).provenance
+    parent, parent_sha256 = provenance.get("parent"), provenance.get("parent_sha256")
+    stage_paths = [path for path in stage_files(Path(config.work_dir)).values() if path.is_file()]
+    if isinstance(parent, str) and any(same_file(parent, path) for path in stage_paths):
+        return
+    contents = {sha256_of(path) for path in stage_paths if path.suffix == ".pth"}
+    if sha256_of(output) in contents or parent_sha256 in contents:
+        return
+    made_from = f"made from {parent}" if isinstance(parent, str) else "not made by a pipeline stage"
+    raise HarnessError(
+        f"output {config.output}: exists, {made_from}, not from this run's work_dir {config.work_dir}; "
+        "give --replace_output to replace it, or another output"
+    )
+
+
 def check_devices(pending: list[Step]) -> None:
     """A stage set to run on CUDA on a machine without it is refused now, not once the stages before it ran."""
     for step in pending:
@@ -315,6 +337,10 @@ def save_next(config_path: str, folder: str) -> str | None:
         check_output_file(target, "--save_next")
         if same_file(target, file):
             raise HarnessError(f"--save_next {folder}: holds {file} itself; give a folder of its own")
+        if target.exists() and sha256_of(target) != sha256_of(file):
+            raise HarnessError(
+                f"--save_next {folder}: {target} exists and is not a copy of {file}; give an empty folder or move it away"
+            )
     check_distinct({f"the copy of {file}": target for file, target in zip(files, targets, strict=True)}, {})
     for file, target in zip(files, targets, strict=True):
         atomic_write(target, lambda tmp, file=file: shutil.copyfile(file, tmp))
@@ -324,7 +350,9 @@ def save_next(config_path: str, folder: str) -> str | None:
     return stage
 
 
-def run(config_path: str, force: bool = False, until: str | None = None, start: str | None = None) -> Path:
+def run(
+    config_path: str, force: bool = False, until: str | None = None, start: str | None = None, replace_output: bool = False
+) -> Path:
     """Run the stages from ``start`` to ``until`` (default: all, then copy the last output to ``output``).
 
     Every check comes first: the config's types and ranges, the stages' flags, the inputs of the stages to run,
@@ -333,17 +361,22 @@ def run(config_path: str, force: bool = False, until: str | None = None, start: 
     steps = select_steps(plan(config), start, until)
     if start is not None and not steps[0].src.is_file():
         raise HarnessError(f"--from {start}: its input {steps[0].src} is missing")
-    check_pending(config, steps, force)
+    check_pending(config, steps, force, writes_output=until is None, replace_output=replace_output)
     Path(config.work_dir).mkdir(parents=True, exist_ok=True)
     with exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"):
         return _run_steps(config, steps, force, until)
 
 
-def check_pending(config: PipelineConfig, steps: list[Step], force: bool = False) -> list[Step]:
-    """The steps of ``steps`` still to run, their inputs, outputs and devices checked (nothing written)."""
+def check_pending(
+    config: PipelineConfig, steps: list[Step], force: bool = False, *, writes_output: bool = True, replace_output: bool = False
+) -> list[Step]:
+    """The steps of ``steps`` still to run, their inputs, outputs and devices checked (nothing written);
+    ``writes_output``: the run ends by copying its result to ``output`` (see ``check_output_owner``)."""
     pending = [step for step in steps if force or not step_done(step)]
     check_inputs(config, pending)
     check_outputs(config, pending)
+    if writes_output and not replace_output:
+        check_output_owner(config)
     check_devices(pending)
     return pending
 
@@ -408,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
         "--from", dest="start", choices=STAGES, default=None, help="start at this stage (only its input must exist)"
     )
     parser.add_argument(
+        "--replace_output",
+        action="store_true",
+        help="replace an existing output that this run did not make (e.g. the submitted checkpoint)",
+    )
+    parser.add_argument(
         "--save_next", metavar="DIR", default=None, help="run nothing: copy what a fresh machine needs to go on into DIR"
     )
     args = parser.parse_args(argv)
@@ -415,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_next is not None:
             save_next(args.config, args.save_next)
         else:
-            run(args.config, args.force, args.until, args.start)
+            run(args.config, args.force, args.until, args.start, args.replace_output)
     except (HarnessError, OSError) as err:
         print(f"run_pipeline.py: error: {err}", file=sys.stderr)
         return 2

@@ -129,6 +129,33 @@ def test_save_next_then_from_continues_on_a_fresh_machine(
     assert "every stage is done" in capsys.readouterr().out
     names = sorted(p.name for p in (tmp_path / "out3").iterdir())
     assert names == ["final_trained.log.jsonl", "final_tuned.log.jsonl", "fresh_out.pth"]
+    assert run_pipeline.main([str(tmp_path / "fresh.json"), "--save_next", str(tmp_path / "out3")]) == 0  # same copies
+    (tmp_path / "out3" / "fresh_out.pth").write_bytes(b"a user's file of that name")  # another file: kept
+    assert run_pipeline.main([str(tmp_path / "fresh.json"), "--save_next", str(tmp_path / "out3")]) == 2
+    assert "fresh_out.pth exists and is not a copy of" in capsys.readouterr().err
+    assert (tmp_path / "out3" / "fresh_out.pth").read_bytes() == b"a user's file of that name"
+
+
+def test_an_output_that_the_run_did_not_make_is_replaced_only_on_request(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The submitted checkpoint at ``output`` (another run's) is kept unless --replace_output; the run's own
+    earlier result is replaced as the run goes on."""
+    config = json.loads(tiny_run.read_text())
+    output, work = Path(config["output"]), Path(config["work_dir"])
+    # its own result, from a work folder copied here (the provenance names the original folder): replaced
+    assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 0
+    assert output.read_bytes() == (work / "final_tuned.pth").read_bytes()
+    shutil.copyfile(config["rfdn"], output)  # another network there, e.g. a checkpoint to submit
+    kept = output.read_bytes()
+    capsys.readouterr()
+    assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"output {output}: exists, not made by a pipeline stage, not from this run's work_dir {work}" in err
+    assert "give --replace_output to replace it" in err and output.read_bytes() == kept
+    assert run_pipeline.main([str(tiny_run), "--until", "final_tuned"]) == 0  # writes no output
+    assert run_pipeline.main([str(tiny_run), "--replace_output"]) == 0
+    assert output.read_bytes() == (work / "final_tuned.pth").read_bytes()
 
 
 def test_later_lr_phases_continue_the_same_run(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,6 +244,7 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
         assert step.dst == Path(config.work_dir) / f"{step.stage}.pth" and step.args.src == str(step.src)
     # runs not yet compared with the submitted checkpoint must not replace it
     candidates = {
+        "x4.json": "runs/x4/team13_prfdn.pth",
         "x4_gpu.json": "runs/x4_gpu/team13_prfdn.pth",
         "x4_cpu_structured.json": "runs/x4_cpu_structured/prfdn_candidate.pth",
     }
