@@ -45,10 +45,12 @@ if str(REPO_ROOT) not in sys.path:
 from pipeline_config import PipelineConfig, parse_config, read_config_json, read_paths  # noqa: E402
 
 import train_prfdn  # noqa: E402
+from training.data import fill_data_defaults, load_data_from_args  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
+from utils.datasets import SCALE  # noqa: E402
 from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of  # noqa: E402
 from utils.image import list_images  # noqa: E402
@@ -240,6 +242,37 @@ def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
     check_phase_folders(config, pending)
     if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:
         read_checkpoint_input("data.teacher", config.data.teacher)
+    check_training_data(pending)
+
+
+def reads_training_images(step: Step) -> bool:
+    """Whether the stage decodes the training images: training, feature fitting, and pruning by Taylor
+    importance or with fine-tuning."""
+    if step.run == prune.CLI.execute:  # bound methods: equal, never the same object
+        return prune.needs_data(step.args)
+    return step.trains or step.run == feature_fit.CLI.execute
+
+
+def check_training_data(pending: list[Step]) -> None:
+    """Load the training data as each stage to run will (once per distinct setting), so that what the loader
+    refuses (an image smaller than a stage's patch, two images of one name, a validation image that is also a
+    training image) stops the run before its first stage, not hours into it. Scale augmentation's copies are
+    left out: a copy too small for a patch is never made, so they cannot fail."""
+    seen = set()
+    for step in pending:
+        if not reads_training_images(step) or not step.args.train_dir:
+            continue
+        args = argparse.Namespace(**{**vars(step.args), "scale_aug": None})
+        fill_data_defaults(args)
+        flags = ("train_dir", "lr_dir", "extra_train_dir", "val_dir", "val_fraction", "val_seed", "val_crop", "skip_small")
+        key = (*(str(getattr(args, flag, None)) for flag in flags), args.patch_size)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_data_from_args(args, patch_size=args.patch_size, seed=0, data_range=255.0, scale=SCALE)
+        except HarnessError as err:
+            raise HarnessError(f"stage {step.stage}: {err}") from None
 
 
 def check_phase_folders(config: PipelineConfig, pending: list[Step]) -> None:

@@ -764,3 +764,20 @@ def test_a_training_section_or_phase_gives_its_own_training_folders(
     assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 0
     assert f"--resume with other data (--extra_train_dir ['{drawings}'])" in capsys.readouterr().err
     assert read_model_checkpoint(work / "final_tuned.pth").provenance["data"]["extra_train_dirs"] == [str(drawings)]
+
+
+def test_training_data_a_later_stage_cannot_use_is_refused_before_the_first_stage(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pruning's patch is larger than the training images: refused before the branch stage, not after
+    the stages before the pruning have run (the loader's own check, made up front)."""
+    err = refused(tmp_path, capsys, with_values(quick_config, "prune", {"patch_size": 200}))
+    assert "stage pruned: " in err and "smaller than the 800x800 HR patch (--patch_size 200" in err
+    assert not Path(quick_config["work_dir"]).exists()
+    refused(tmp_path, capsys, with_values(quick_config, "prune", {"patch_size": 200, "importance": "magnitude"}))
+    # by magnitude, without fine-tuning, the pruning reads no images: nothing to refuse there
+    config = with_values(quick_config, "prune", {"patch_size": 200, "importance": "magnitude", "finetune_iters": 0})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    parsed = run_pipeline.parse_config(str(tmp_path / "config.json"))
+    pending = run_pipeline.check_pending(parsed, run_pipeline.plan(parsed))  # raises nothing
+    assert "pruned" in [step.stage for step in pending]

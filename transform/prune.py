@@ -251,9 +251,16 @@ def _check_reachable(
         raise HarnessError(f"budget not reached at --ratio {ratio}: its last step gives {describe(at_ratio)}; raise --ratio")
 
 
+def auto_importance(args: argparse.Namespace) -> str:
+    """``--importance``, ``auto`` resolved: Taylor where there are training images, else magnitude."""
+    if args.importance == "auto":
+        return "taylor" if args.train_dir else "magnitude"
+    return args.importance
+
+
 def needs_data(args: argparse.Namespace) -> bool:
-    """Whether the run reads training images: for Taylor importance or for fine-tuning (checked arguments)."""
-    return args.importance == "taylor" or args.finetune_iters > 0
+    """Whether the run reads training images: for Taylor importance or for fine-tuning."""
+    return auto_importance(args) == "taylor" or args.finetune_iters > 0
 
 
 def _training_data(args: argparse.Namespace, student: ModelCheckpoint) -> TrainData | None:
@@ -337,8 +344,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise HarnessError(f"--{flag} {value}: must be positive and finite")
     if args.importance not in ("auto", *IMPORTANCES):
         raise HarnessError(f"--importance {args.importance}: expected auto, {' or '.join(IMPORTANCES)}")
-    if args.importance == "auto":
-        args.importance = "taylor" if args.train_dir else "magnitude"
+    args.importance = auto_importance(args)
     if args.importance == "taylor" and not args.train_dir:
         raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
     if args.finetune_iters and not args.train_dir:
