@@ -230,6 +230,7 @@ def test_stage_clis_refuse_a_dst_that_is_an_input_and_bad_flags_before_any_work(
         (export_stage, [pruned, str(tmp_path / "pruned_hard.pth")], "is the same file as SRC"),
         (prune_stage, [merged, teacher, "--teacher", teacher], "is the same file as --teacher"),
         (export_stage, [pruned, str(tmp_path)], "is a folder; expected a file name"),
+        (export_stage, [str(tmp_path), str(tmp_path / "x.pth")], f"{tmp_path}: is a folder; expected a checkpoint file"),
         (export_stage, [pruned, f"{pruned}/final.pth"], "is not a folder"),
         # the network takes no LR patch under MIN_INPUT_SIZE: refused, not a crash in the calibration pass
         (prune_stage, [merged, str(tmp_path / "x.pth"), "--train_dir", train_dir, "--patch_size", "14"], "--patch_size 14: must"),

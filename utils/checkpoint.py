@@ -24,6 +24,8 @@ NESTED_STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model")
 def safe_load(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` on CPU, with one-line errors for a missing, corrupt or unsafe file: the one
     way this project reads a ``.pth`` file (checkpoints and training states alike)."""
+    if os.path.isdir(path):
+        raise HarnessError(f"{path}: is a folder; expected a checkpoint file")
     if not os.path.isfile(path):
         raise HarnessError(f"{path}: checkpoint file not found")
     try:
