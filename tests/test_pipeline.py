@@ -669,6 +669,7 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import run_ablations
     import run_from_ablation
 
     (tmp_path / "pipe").mkdir()
@@ -678,12 +679,15 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     common = ["--train_dir", hr_dir, "--val_fraction", "0.2", "--iters", "2", "--batch_size", "2", "--patch_size", "16"]
     common += ["--device", "cpu", "--no_progress"]
     runs = [{"name": "short", "flags": []}, {"name": "longer", "flags": ["--iters", "3"]}]
+    runs.append({"name": "elsewhere", "flags": ["--extra_train_dir", str(tmp_path / "missing")]})  # not RUN: not checked
     ablations = tmp_path / "ablations.json"
     src = finished_tiny_run / "work" / "branch_fitted.pth"
     config = {"src": str(src), "work_dir": str(tmp_path / "abl"), "common": common, "runs": runs}
     ablations.write_text(json.dumps(config))
     argv = [str(ablations), "longer", pipe]
 
+    assert run_ablations.main([str(ablations)]) == 2  # all runs: run elsewhere's folder is checked, before any trains
+    assert f"runs elsewhere: --extra_train_dir {tmp_path / 'missing'}" in capsys.readouterr().err
     assert run_from_ablation.main([str(ablations), "other", pipe]) == 2
     assert "RUN other: not a run of" in capsys.readouterr().err
     target.parent.mkdir()
