@@ -42,6 +42,7 @@ from training.loop import (
     TrainingInterruptedError,
     TrainSettings,
     check_feature_distill,
+    check_teacher_cache,
     default_lr,
     distributed_active,
     fit,
@@ -267,6 +268,7 @@ def main(args: argparse.Namespace) -> FitResult:
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
     if settings.feature_distill > 0:
         check_feature_distill(model, teacher)
+    check_teacher_cache(settings, teacher)
     device = init_distributed(settings.device)
     if world()[1] > 1:
         settings.device = str(device)

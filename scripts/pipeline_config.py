@@ -98,6 +98,7 @@ class TrainingPhase:
     num_workers: int | None = None
     grad_clip: float | None = None
     ema_decay: float | None = None
+    teacher_cache: bool | None = None
     no_progress: bool | None = None
     extra_train_dir: tuple[str, ...] | None = None  # this phase's further training folders, in place of data's
 

@@ -257,3 +257,44 @@ def test_a_file_given_for_a_folder_is_refused(hr_dir: Path) -> None:
         load_training_data([hr_dir], [image], patch_size=8)
     with pytest.raises(HarnessError, match=re.escape(f"--val_dir {image}: is a file; expected a folder of validation images")):
         load_training_data([hr_dir], patch_size=8, val_dir=image)
+
+
+# --- the teacher's SR made beforehand (--teacher_cache) --------------------------------------------------------
+
+
+class NearestX4(torch.nn.Module):
+    """A stand-in teacher without context: each LR pixel becomes a 4x4 block (so a patch's SR is the crop of the
+    whole image's, under any flip or rotation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+
+def test_targets_are_cropped_and_turned_with_the_patch(hr_dir: Path) -> None:
+    images = read_folder(hr_dir)
+    dataset = TrainPatches(images, patch_size=8, seed=5).with_targets([image.hr.astype(np.float16) for image in images])
+    transforms = set()
+    for n in range(40):
+        _, hr, target = dataset[n]
+        assert target.dtype == torch.float32 and torch.equal(target, hr)  # the HR itself as target: the same crop
+        transforms.add(dataset.patch_info(n).transform)
+    assert transforms == set(range(NUM_TRANSFORMS))
+    with pytest.raises(ValueError, match="one HR-sized array per training image"):
+        TrainPatches(images, patch_size=8).with_targets([image.hr[:-1] for image in images])
+
+
+def test_teacher_targets_are_the_sr_of_the_whole_lr_at_the_hr_size(hr_dir: Path, lr_dir: Path) -> None:
+    from training.teacher_targets import teacher_targets
+
+    bicubic_lr = read_folder(hr_dir)
+    assert any(image.hr.shape[0] % 4 for image in bicubic_lr) and any(image.hr.shape[1] % 4 for image in bicubic_lr)
+    for images in (bicubic_lr, read_folder(hr_dir, lr_dir)):  # padded where the HR is no multiple of 4; LR files
+        targets = teacher_targets(images, NearestX4(), scale=4, data_range=255.0, device=torch.device("cpu"))
+        for image, target in zip(images, targets, strict=True):
+            assert target.dtype == np.float16 and target.shape == image.hr.shape
+            lr = image.lr if image.lr is not None else bicubic_downsample(modcrop(image.hr, 4), 4)
+            sr = np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1).astype(np.float16)
+            h, w = sr.shape[:2]
+            assert np.array_equal(target[:h, :w], sr)
+            assert np.array_equal(target[h:, :w], np.repeat(sr[-1:], image.hr.shape[0] - h, axis=0))  # edge rows
+            assert np.array_equal(target[:, w:], np.repeat(target[:, w - 1 : w], image.hr.shape[1] - w, axis=1))

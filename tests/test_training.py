@@ -679,3 +679,44 @@ def test_counts_are_bounded(values: dict[str, Any], message: str) -> None:
     with pytest.raises(HarnessError, match=re.escape(message)):
         settings(**values).check()
     assert training_loop.MAX_BATCH_SIZE >= 1024 and training_loop.MAX_NUM_WORKERS >= 64  # generous: real runs pass
+
+
+def test_teacher_cache_gives_the_per_batch_targets_where_the_teacher_has_no_context(workdir: Path, tmp_path: Path) -> None:
+    """With LR files (patches on the LR grid) and a teacher that maps each LR pixel to its own 4x4 block, the
+    cropped whole-image SR is exactly the SR of each patch: the same losses, the same weights, and the
+    teacher runs once per image instead of once per batch."""
+    hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+    hr_dir.mkdir()
+    lr_dir.mkdir()
+    for path in (workdir / "train").iterdir():
+        hr = cv2.imread(str(path))
+        hr = hr[: hr.shape[0] // 4 * 4, : hr.shape[1] // 4 * 4]
+        cv2.imwrite(str(hr_dir / path.name), hr)
+        cv2.imwrite(str(lr_dir / path.name), cv2.resize(hr, (hr.shape[1] // 4, hr.shape[0] // 4), interpolation=cv2.INTER_AREA))
+    data = load_training_data([hr_dir], [lr_dir], patch_size=PATCH, val_fraction=0.25, val_crop=96)
+
+    class NearestX4(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+    runs = {}
+    for cache in (False, True):
+        teacher, calls = NearestX4(), []
+        teacher.register_forward_hook(lambda *_, calls=calls: calls.append(1))
+        student = tiny_prfdn()
+        result = fit(student, data.train, data.val, settings(distill_weight=1.0, teacher_cache=cache), teacher=teacher)
+        runs[cache] = (result, len(calls))
+    (per_batch, batch_calls), (cached, cache_calls) = runs[False], runs[True]
+    assert per_batch.history == [{**r, "time": p["time"]} for r, p in zip(cached.history, per_batch.history, strict=True)]
+    assert all("distill" in r for r in cached.history if "loss" in r)
+    assert_same_tensors(per_batch.last_state_dict, cached.last_state_dict)
+    assert batch_calls == 10 and cache_calls == len(data.train.images)
+
+
+def test_teacher_cache_needs_a_teacher_and_no_feature_distillation(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    with pytest.raises(HarnessError, match="--teacher_cache: nothing to cache"):
+        fit(tiny_prfdn(), data.train, None, settings(teacher_cache=True))
+    teacher = RFDN()
+    with pytest.raises(HarnessError, match="--teacher_cache: feature distillation needs"):
+        fit(BranchPRFDN(), data.train, None, settings(teacher_cache=True, distill_weight=1, feature_distill=1), teacher=teacher)

@@ -150,6 +150,7 @@ class TrainPatches(Dataset):
         scale: int = SCALE,
         data_range: float = 255.0,
         seed: int = 0,
+        targets: Sequence[np.ndarray] | None = None,
     ) -> None:
         if not images:
             raise HarnessError("no training images")
@@ -157,11 +158,20 @@ class TrainPatches(Dataset):
             raise HarnessError(f"--patch_size {patch_size}: must be at least 1")
         check_seed(seed)
         check_patch_fits(images, patch_size, scale)
+        if targets is not None and [t.shape[:2] for t in targets] != [image.hr.shape[:2] for image in images]:
+            raise ValueError("targets: expected one HR-sized array per training image")
         self.images = list(images)
         self.patch_size = patch_size
         self.scale = scale
         self.data_range = float(data_range)
         self.seed = int(seed)
+        self.targets = None if targets is None else list(targets)
+
+    def with_targets(self, targets: Sequence[np.ndarray]) -> TrainPatches:
+        """The same patch stream, each item with a third tensor: the crop of ``targets[image]`` (an HR-sized
+        HxWx3 array per training image, e.g. a teacher's SR of the whole image) at the HR patch's place, under
+        the patch's flip / rotation."""
+        return TrainPatches(self.images, self.patch_size, self.scale, self.data_range, self.seed, targets)
 
     def _order(self, epoch: int) -> np.ndarray:
         return _permutation(self.seed, epoch, len(self.images))
@@ -184,7 +194,9 @@ class TrainPatches(Dataset):
 
     def patch_uint8(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(LR, HR) patch ``index`` as HxWx3 uint8, flipped/rotated."""
-        info = self.patch_info(index)
+        return self._patch(self.patch_info(index))
+
+    def _patch(self, info: PatchInfo) -> tuple[np.ndarray, np.ndarray]:
         image = self.images[info.image]
         p, s = self.patch_size, self.scale
         hr = image.hr[info.top : info.top + s * p, info.left : info.left + s * p]
@@ -194,9 +206,16 @@ class TrainPatches(Dataset):
             lr = image.lr[info.top // s : info.top // s + p, info.left // s : info.left // s + p]
         return augment(lr, info.transform), augment(hr, info.transform)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lr, hr = self.patch_uint8(index)
-        return to_tensor(lr, self.data_range), to_tensor(hr, self.data_range)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        info = self.patch_info(index)
+        lr, hr = self._patch(info)
+        if self.targets is None:
+            return to_tensor(lr, self.data_range), to_tensor(hr, self.data_range)
+        side = self.scale * self.patch_size
+        target = self.targets[info.image][info.top : info.top + side, info.left : info.left + side]
+        target = torch.from_numpy(augment(target, info.transform).astype(np.float32)).permute(2, 0, 1)  # NumPy's cast:
+        # torch's float16 -> float32 of the permuted view took 8x as long on 2 threads
+        return to_tensor(lr, self.data_range), to_tensor(hr, self.data_range), target
 
 
 @lru_cache(maxsize=4)

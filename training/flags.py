@@ -36,6 +36,8 @@ SETTING_HELP: dict[str, str] = {
     "num_workers": f"DataLoader worker processes (at most {MAX_NUM_WORKERS}: the larger of 64 and 4 per CPU core)",
     "grad_clip": "clip the gradient norm to this",
     "ema_decay": "validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (0: off)",
+    "teacher_cache": "run the --teacher once on each whole training image before training and crop its SR with each "
+    "patch, instead of on every batch (6 bytes per HR pixel of memory; see docs/training_speed.md)",
 }
 SETTING_NAMES = tuple(SETTING_HELP)
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainSettings)}

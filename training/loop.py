@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from models.team00_RFDN import RFDN
 from training.data import PatchSampler, TrainPatches, ValidationImage, check_patch_size, check_seed
+from training.teacher_targets import teacher_targets
 from utils.checkpoint import TRAINING_STATE_FORMAT, check_training_state, describe_mismatch
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write_text
@@ -137,6 +138,7 @@ class TrainSettings:
     num_workers: int = 0
     grad_clip: float | None = None  # max global gradient norm; None: no clipping
     ema_decay: float = 0.0  # weight EMA per iteration (e.g. 0.999); 0: off
+    teacher_cache: bool = False  # the teacher's SR of each whole training image, made once (training.teacher_targets)
     validate_at_start: bool = True  # score the starting weights: the best can then be "no change"
     progress: bool = True  # tqdm bar on rank 0
 
@@ -368,6 +370,20 @@ def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: fl
     return float(np.mean(psnr_scores(model, images, data_range, device)))
 
 
+def check_teacher_cache(settings: TrainSettings, teacher: nn.Module | None) -> None:
+    """``--teacher_cache`` needs a teacher to distil from, and cannot serve feature distillation (which compares
+    the teacher's block outputs on each patch)."""
+    if not settings.teacher_cache:
+        return
+    if teacher is None or settings.distill_weight <= 0:
+        raise HarnessError("--teacher_cache: nothing to cache; it needs a --teacher and --distill_weight above 0")
+    if settings.feature_distill > 0:
+        raise HarnessError(
+            "--teacher_cache: feature distillation needs the teacher's block outputs on each patch; give --no-teacher_cache "
+            "or --feature_distill 0"
+        )
+
+
 def check_feature_distill(model: nn.Module, teacher: nn.Module | None) -> None:
     """Feature distillation pairs the branch model's four block outputs with the official RFDN's B1..B4."""
     if not getattr(model, "HAS_BLOCK_FEATURES", False) or not isinstance(teacher, RFDN):
@@ -437,6 +453,7 @@ class _Trainer:
             raise HarnessError("--distill_weight > 0 needs a --teacher")
         if settings.feature_distill > 0:
             check_feature_distill(model, teacher)
+        check_teacher_cache(settings, teacher)
         self.settings, self.train_set, self.val_set = settings, train_set, list(val_set or [])
         self.log, self.save_state = log, save_state
         self.rank, self.world_size = world()
@@ -450,6 +467,17 @@ class _Trainer:
             self.teacher = teacher.to(self.device).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
+        self.distilling = self.teacher is not None and settings.distill_weight > 0
+        if self.teacher is not None and settings.teacher_cache:  # the targets come with the patches from now on
+            targets = teacher_targets(
+                train_set.images,
+                self.teacher,
+                scale=train_set.scale,
+                data_range=train_set.data_range,
+                device=self.device,
+                progress=settings.progress and world()[0] == 0,
+            )
+            self.train_set, self.teacher = train_set.with_targets(targets), None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
             raise HarnessError("the model has no trainable parameters")
@@ -558,7 +586,8 @@ class _Trainer:
             persistent_workers=False,
         )
 
-    def step(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor) -> None:
+    def step(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor, target_batch: torch.Tensor | None = None) -> None:
+        """One iteration; ``target_batch``: the teacher's SR of the patches, made beforehand (``--teacher_cache``)."""
         lr_batch = lr_batch.to(self.device, non_blocking=True)
         hr_batch = hr_batch.to(self.device, non_blocking=True)
         if self.settings.channels_last:
@@ -567,7 +596,9 @@ class _Trainer:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             sr, maps = self.net(lr_batch, with_features=True) if features else (self.net(lr_batch), [])
             target, target_maps = None, []
-            if self.teacher is not None:
+            if target_batch is not None:
+                target = target_batch.to(self.device, non_blocking=True)
+            elif self.teacher is not None:
                 with torch.no_grad():
                     target, target_maps = rfdn_with_features(self.teacher, lr_batch) if features else (self.teacher(lr_batch), [])
         sr = sr.float()
@@ -627,7 +658,7 @@ class _Trainer:
                 raise HarnessError(f"training diverged: the loss is {sums[0]} at iteration {self.iteration}; lower --lr")
             record["loss"] = sums[0] / count
             record[self.settings.loss] = sums[1] / count  # the loss to HR, under its name ("l1" or "l2")
-            if self.teacher is not None and self.settings.distill_weight > 0:
+            if self.distilling:
                 record["distill"] = sums[2] / count
             if self.settings.feature_distill > 0:
                 record["feature"] = sums[3] / count
@@ -659,8 +690,8 @@ class _Trainer:
             self.emit(self.record(self.initial_psnr, started))
         bar = tqdm(total=s.iters, initial=self.iteration, disable=not (s.progress and self.rank == 0), desc="train", leave=False)
         with _stop_requests() as flag:
-            for lr_batch, hr_batch in self.loader():
-                self.step(lr_batch, hr_batch)
+            for batch in self.loader():
+                self.step(*batch)
                 self.iteration += 1
                 bar.update(1)
                 validating = self.iteration % s.val_every == 0 or self.iteration == s.iters
