@@ -268,7 +268,7 @@ def main(args: argparse.Namespace) -> FitResult:
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
     if settings.feature_distill > 0:
         check_feature_distill(model, teacher)
-    check_teacher_cache(settings, teacher)
+    check_teacher_cache(settings, teacher is not None)
     device = init_distributed(settings.device)
     if world()[1] > 1:
         settings.device = str(device)

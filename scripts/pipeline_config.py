@@ -34,7 +34,7 @@ import train_prfdn  # noqa: E402
 from models.team13_PRFDN import MIN_INPUT_SIZE  # noqa: E402
 from training.data import DATA_FLAGS, check_scale_aug, first_duplicate  # noqa: E402
 from training.flags import settings_from_flags  # noqa: E402
-from training.loop import TrainSettings, default_lr  # noqa: E402
+from training.loop import TrainSettings, check_teacher_cache, default_lr  # noqa: E402
 from transform import feature_fit, prune, reparam  # noqa: E402
 from utils.datasets import SCALE  # noqa: E402
 from utils.errors import HarnessError, first_line  # noqa: E402
@@ -618,6 +618,10 @@ def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where
     """One training phase's flags through the training settings' checks, and what needs the data section."""
     settings = settings_from_flags(args)
     run_stage_check(settings.check, where)
+    has_teacher = config.data.teacher is not None
+    if args.distill_weight is None:  # train_prfdn.py's default: 1 with a teacher
+        settings.distill_weight = 1.0 if has_teacher else 0.0
+    run_stage_check(lambda: check_teacher_cache(settings, has_teacher), where)
     if settings.distill_weight > 0 and config.data.teacher is None:
         raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
     if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):

@@ -46,7 +46,7 @@ from run_pipeline import read_checkpoint_input  # noqa: E402
 import train_prfdn  # noqa: E402
 from training.data import ValidationImage, check_data_folders, fill_data_defaults, load_data_from_args  # noqa: E402
 from training.flags import settings_from_flags  # noqa: E402
-from training.loop import group_means, psnr_scores  # noqa: E402
+from training.loop import check_teacher_cache, group_means, psnr_scores  # noqa: E402
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
@@ -153,7 +153,11 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
             reason = said.getvalue().strip().splitlines()[-1:] or ["its flags do not parse"]
             raise HarnessError(f"runs {run.name}: {reason[0].removeprefix(f'{train_prfdn.PROG}: error: ')}") from None
         try:
-            settings_from_flags(args).check()
+            settings = settings_from_flags(args)
+            settings.check()
+            if args.distill_weight is None:  # train_prfdn.py's default: 1 with a teacher
+                settings.distill_weight = 1.0 if args.teacher else 0.0
+            check_teacher_cache(settings, args.teacher is not None)
             fill_data_defaults(args)
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None

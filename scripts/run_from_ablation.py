@@ -69,7 +69,9 @@ def check_no_other_branch(steps: list[run_pipeline.Step], index: int) -> None:
             raise HarnessError(f"{path}: exists, from another branch model than the run's; use another work_dir or move it away")
 
 
-def check_pipeline(ablations_path: str, ablations: run_ablations.AblationConfig, pipeline: PipelineConfig) -> tuple[Path, str]:
+def check_pipeline(
+    ablations_path: str, ablations: run_ablations.AblationConfig, pipeline: PipelineConfig, replace_output: bool = False
+) -> tuple[Path, str]:
     """Everything the pipeline part needs, before the ablation run trains: the start is a branch model, the
     stages after the branch model can run (inputs, outputs, devices), no pipeline file is one of the ablation's,
     and the work folder holds no other branch model's files. Returns the branch file and the stage after it."""
@@ -83,7 +85,7 @@ def check_pipeline(ablations_path: str, ablations: run_ablations.AblationConfig,
     check_distinct(outputs, run_ablations.protected_files(ablations_path, ablations))
     if not target.exists():
         check_no_other_branch(steps, index)
-    run_pipeline.check_pending(pipeline, steps[index + 1 :])
+    run_pipeline.check_pending(pipeline, steps[index + 1 :], replace_output=replace_output)
     return target, start
 
 
@@ -94,12 +96,12 @@ def copy_weights(weights: Path, target: Path, run: str) -> None:
     print(f"{PROG}: copied {weights} -> {target}", flush=True)
 
 
-def run(ablations_path: str, run_name: str, pipeline_path: str) -> int:
+def run(ablations_path: str, run_name: str, pipeline_path: str, replace_output: bool = False) -> int:
     ablations = run_ablations.read_config(ablations_path)
     chosen = run_ablations.find_run(ablations, run_name, ablations_path, "RUN")
     run_ablations.check_runs(ablations, run_name)  # the runs this command trains: RUN only
     pipeline = parse_config(pipeline_path)
-    target, start = check_pipeline(ablations_path, ablations, pipeline)
+    target, start = check_pipeline(ablations_path, ablations, pipeline, replace_output)
     weights = ablations.out(chosen)
     check_branch_file(target, weights, run_ablations.finished_at(ablations, chosen) is not None, run_name)
     code = run_ablations.main([ablations_path, "--only", run_name])
@@ -107,7 +109,7 @@ def run(ablations_path: str, run_name: str, pipeline_path: str) -> int:
         return code
     if not check_branch_file(target, weights, True, run_name):  # again: hours may have passed
         copy_weights(weights, target, run_name)
-    code = run_pipeline.main([pipeline_path, "--from", start])
+    code = run_pipeline.main([pipeline_path, "--from", start, *(["--replace_output"] if replace_output else [])])
     if code != 0 or not pipeline.frontier:
         return code
     return run_frontier.main([pipeline_path])
@@ -118,9 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ablations", help="run_ablations.py config (JSON)")
     parser.add_argument("run", help="the name of the run whose best weights become the pipeline's branch_trained.pth")
     parser.add_argument("pipeline", help="run_pipeline.py config (JSON)")
+    parser.add_argument(
+        "--replace_output",
+        action="store_true",
+        help="the pipeline may replace an output it did not make (run_pipeline.py's flag)",
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args.ablations, args.run, args.pipeline)
+        return run(args.ablations, args.run, args.pipeline, args.replace_output)
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

@@ -46,6 +46,7 @@ from pipeline_config import PipelineConfig, parse_config, read_config_json, read
 
 import train_prfdn  # noqa: E402
 from training.data import fill_data_defaults, load_data_from_args  # noqa: E402
+from training.loop import TrainSettings  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
@@ -263,6 +264,8 @@ def check_training_data(pending: list[Step]) -> None:
         if not reads_training_images(step) or not step.args.train_dir:
             continue
         args = argparse.Namespace(**{**vars(step.args), "scale_aug": None})
+        if args.patch_size is None:  # a training section that leaves it out: train_prfdn.py's default
+            args.patch_size = TrainSettings.patch_size
         fill_data_defaults(args)
         flags = ("train_dir", "lr_dir", "extra_train_dir", "val_dir", "val_fraction", "val_seed", "val_crop", "skip_small")
         key = (*(str(getattr(args, flag, None)) for flag in flags), args.patch_size)

@@ -122,6 +122,7 @@ def test_a_run_cut_short_is_resumed(config: Path, tmp_path: Path, capsys: pytest
             "runs b: --teacher nowhere.pth: checkpoint file not found",
         ),
         ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--val_fraction", "1"]}]}, "runs b: --val_fraction 1.0: must be"),
+        ({"runs": [{"name": "a"}, {"name": "b", "flags": ["--teacher_cache"]}]}, "runs b: --teacher_cache: nothing to cache"),
     ],
 )
 def test_bad_configs_are_one_line_exit_2(

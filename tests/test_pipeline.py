@@ -382,6 +382,7 @@ def test_paths_of_the_wrong_type_are_refused(
         ("prune", {"patch_size": 12}, "prune.patch_size 12: must be at least 15"),
         ("branch_training", {"batch_size": 0}, "branch_training.batch_size 0: must be at least 1"),
         ("final_tuning", {"ema_decay": 1}, "final_tuning.ema_decay 1.0: must be at least 0 (off) and below 1"),
+        ("final_training", {"teacher_cache": True}, "final_training.teacher_cache: nothing to cache; it needs a data.teacher"),
         ("data", {"val_fraction": 1}, "data.val_fraction 1: must be in [0, 1)"),
         ("branch_training", {"seed": -1}, "branch_training.seed -1: must not be negative"),
         ("branch_training", {"distill_weight": 1}, "branch_training.distill_weight 1: needs data.teacher"),
@@ -785,3 +786,8 @@ def test_training_data_a_later_stage_cannot_use_is_refused_before_the_first_stag
     parsed = run_pipeline.parse_config(str(tmp_path / "config.json"))
     pending = run_pipeline.check_pending(parsed, run_pipeline.plan(parsed))  # raises nothing
     assert "pruned" in [step.stage for step in pending]
+    # a training section without patch_size: train_prfdn.py's default (48) is the one checked
+    config["final_training"] = {key: value for key, value in config["final_training"].items() if key != "patch_size"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    parsed = run_pipeline.parse_config(str(tmp_path / "config.json"))
+    assert "final_trained" in [step.stage for step in run_pipeline.check_pending(parsed, run_pipeline.plan(parsed))]

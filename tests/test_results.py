@@ -5,7 +5,7 @@ import pytest
 
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, atomic_write_json
-from utils.results import format_table, load_results, merge_results, write_results
+from utils.results import check_table_replaceable, format_table, load_results, merge_results, write_results
 
 
 def test_merge_keeps_other_models_and_modes() -> None:
@@ -82,3 +82,12 @@ def test_nothing_is_written_when_the_table_cannot_be_made(tmp_path: Path) -> Non
     with pytest.raises(ValueError):
         write_results(target, {"m": {"valid_ave_psnr": "not a number"}})
     assert target.read_text() == '{"old": {}}\n' and not (tmp_path / "results.txt").exists()
+
+
+def test_only_a_results_table_stands_where_the_table_goes(tmp_path: Path) -> None:
+    table = tmp_path / "r.txt"
+    table.write_text(format_table({}).replace("\n", "\r\n"), newline="")  # a results table saved with CRLF
+    check_table_replaceable(tmp_path / "r.json", "--results_json")
+    table.write_text("my notes\n")
+    with pytest.raises(HarnessError, match="exists and is not a results table"):
+        check_table_replaceable(tmp_path / "r.json", "--results_json")

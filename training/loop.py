@@ -370,17 +370,19 @@ def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: fl
     return float(np.mean(psnr_scores(model, images, data_range, device)))
 
 
-def check_teacher_cache(settings: TrainSettings, teacher: nn.Module | None) -> None:
+def check_teacher_cache(settings: TrainSettings, has_teacher: bool) -> None:
     """``--teacher_cache`` needs a teacher to distil from, and cannot serve feature distillation (which compares
     the teacher's block outputs on each patch)."""
     if not settings.teacher_cache:
         return
-    if teacher is None or settings.distill_weight <= 0:
-        raise HarnessError("--teacher_cache: nothing to cache; it needs a --teacher and --distill_weight above 0")
+    if not has_teacher or settings.distill_weight <= 0:
+        raise HarnessError(
+            "--teacher_cache: nothing to cache; it needs a --teacher and --distill_weight above 0 (or turn teacher_cache off)"
+        )
     if settings.feature_distill > 0:
         raise HarnessError(
-            "--teacher_cache: feature distillation needs the teacher's block outputs on each patch; give --no-teacher_cache "
-            "or --feature_distill 0"
+            "--teacher_cache: feature distillation needs the teacher's block outputs on each patch; turn teacher_cache off "
+            "or give --feature_distill 0"
         )
 
 
@@ -453,7 +455,7 @@ class _Trainer:
             raise HarnessError("--distill_weight > 0 needs a --teacher")
         if settings.feature_distill > 0:
             check_feature_distill(model, teacher)
-        check_teacher_cache(settings, teacher)
+        check_teacher_cache(settings, teacher is not None)
         self.settings, self.train_set, self.val_set = settings, train_set, list(val_set or [])
         self.log, self.save_state = log, save_state
         self.rank, self.world_size = world()

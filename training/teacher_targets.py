@@ -21,6 +21,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from training.data import TrainImage, to_tensor
+from utils.errors import HarnessError
 from utils.image import modcrop
 from utils.imresize import bicubic_downsample
 
@@ -42,8 +43,14 @@ def teacher_targets(
     targets = []
     for image in tqdm(images, desc="teacher targets", disable=not progress, leave=False):
         lr = image.lr if image.lr is not None else bicubic_downsample(modcrop(image.hr, scale), scale)
-        with torch.no_grad():
-            sr = teacher(to_tensor(lr, data_range)[None].to(device))[0]
+        try:
+            with torch.no_grad():
+                sr = teacher(to_tensor(lr, data_range)[None].to(device))[0]
+        except torch.OutOfMemoryError:
+            raise HarnessError(
+                f"--teacher_cache: {image.path} ({lr.shape[1]}x{lr.shape[0]} LR) does not fit in {device} memory as one "
+                "input; turn teacher_cache off"
+            ) from None
         targets.append(_to_hr_size(sr.float().permute(1, 2, 0).cpu().numpy(), image.hr.shape[:2]))
     teacher.train(was_training)
     return targets

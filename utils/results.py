@@ -120,7 +120,7 @@ def check_table_replaceable(json_path: str | os.PathLike, flag: str) -> None:
             first_line = file.readline(len(header) + 1)
     except OSError as err:
         raise HarnessError(f"{flag} {json_path}: its table {table} cannot be read ({err.strerror})") from None
-    if first_line != header:
+    if first_line.rstrip("\r\n") != header.rstrip("\n"):  # line ends as a text-mode write (or an editor) left them
         raise HarnessError(
             f"{flag} {json_path}: its table goes to {table}, which exists and is not a results table; "
             "move that file away or give another --results_json"
