@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from training.data import load_training_data  # noqa: E402
+from training.data import check_apart_from_data, load_training_data  # noqa: E402
 from training.loop import TrainSettings, _Trainer  # noqa: E402
 from transform.architectures import load_model, load_teacher  # noqa: E402
 from utils.benchmark import device_name  # noqa: E402
@@ -45,6 +45,7 @@ COMPILED = "bf16+channels_last+compile"
 def run(args: argparse.Namespace) -> dict:
     if args.json:
         check_distinct({"--json": args.json}, {"SRC": args.src, "--teacher": args.teacher})  # never replaced
+        check_apart_from_data({"--json": args.json}, args)  # nor a training image (through a link)
         check_new_output(args.json, "--json", args.overwrite)
     checkpoint = read_model_checkpoint(args.src)
     model = load_model(checkpoint, f"SRC {args.src}")

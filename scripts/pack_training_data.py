@@ -90,6 +90,24 @@ def plan_folder(folder: Path, out: Path, overwrite: bool = False) -> list[tuple[
     return list(zip(sources, targets, strict=True))
 
 
+def check_no_copy_is_a_source(pairs: list[tuple[Path, Path]]) -> None:
+    """Refuse a packed copy already there that is one of the images being packed (a link or hard link to it):
+    ``--overwrite`` would write the WebP through it onto the training image. Compared by file identity, so
+    thousands of images cost one ``stat`` each."""
+    sources = {}
+    for source, _ in pairs:
+        info = source.stat()
+        sources[(info.st_dev, info.st_ino)] = source
+    for _, target in pairs:
+        try:
+            info = target.stat()
+        except OSError:  # not there (or a dangling link): a new file
+            continue
+        source = sources.get((info.st_dev, info.st_ino))
+        if source is not None:
+            raise HarnessError(f"--out: {target} is the training image {source} (a link); pack into another folder")
+
+
 def pack(folders: list[Path], out: Path, max_bytes: int, overwrite: bool = False) -> list[PackedImage]:
     """Check every folder and OUT, encode every image, check the budget, then write them all (each atomically)."""
     clash = first_duplicate([f.name for f in folders])
@@ -97,6 +115,7 @@ def pack(folders: list[Path], out: Path, max_bytes: int, overwrite: bool = False
         raise HarnessError(f"two training folders are named {clash}: their images would share names")
     check_out(folders, out)
     pairs = [pair for folder in folders for pair in plan_folder(folder, out, overwrite)]
+    check_no_copy_is_a_source(pairs)
     packed = [PackedImage(source, target, encode_lossless(imread_uint(source), source)) for source, target in pairs]
     total = sum(len(image.data) for image in packed)
     if total > max_bytes:

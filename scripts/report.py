@@ -234,7 +234,10 @@ def check_inputs_and_outputs(args: argparse.Namespace, found: list[tuple[str, st
     for _, _, path in found:
         load_model(check_scale(read_model_checkpoint(path), SCALE, str(path)), str(path))
     for name in SETS:
-        check_pairs(set_pairs(Path(args.benchmark_dir), name))
+        pairs = set_pairs(Path(args.benchmark_dir), name)
+        check_pairs(pairs)
+        for pair in pairs:  # an output linked to a test image would replace it (--overwrite writes through links)
+            check_distinct(outputs, {f"{name} HR image": pair.hr_path, f"{name} LR image": pair.lr_path})
 
 
 def set_pairs(benchmark_dir: Path, name: str) -> list[ImagePair]:

@@ -44,7 +44,13 @@ import torch  # noqa: E402
 from run_pipeline import read_checkpoint_input  # noqa: E402
 
 import train_prfdn  # noqa: E402
-from training.data import ValidationImage, check_data_folders, fill_data_defaults, load_data_from_args  # noqa: E402
+from training.data import (  # noqa: E402
+    ValidationImage,
+    check_apart_from_data,
+    check_data_folders,
+    fill_data_defaults,
+    load_data_from_args,
+)
 from training.flags import settings_from_flags  # noqa: E402
 from training.loop import check_teacher_cache, group_means, psnr_scores  # noqa: E402
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
@@ -376,14 +382,38 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def protected_files(config_path: str, config: AblationConfig) -> dict[str, Path]:
-    """Files ``--json`` must not replace: the config, the start, the reference and what the runs write."""
+    """Files ``--json`` must not replace: the config, the start, the reference, what the runs write and each
+    run's ``--teacher`` (its data images: ``check_apart_from_runs_data``)."""
     files = {"config": Path(config_path), "src": config.src, "WORK/ablations.json": config.work_dir / "ablations.json"}
     files["WORK/kinds.json"] = config.work_dir / "kinds.json"
     if config.reference is not None:
         files["reference"] = config.reference
     for run in config.runs:
         files.update({f"run {run.name} ({kind})": path for kind, path in train_prfdn.output_paths(config.out(run)).items()})
+        args = parsed_run(config, run)
+        if args is not None and args.teacher is not None:
+            files[f"run {run.name}'s --teacher"] = Path(args.teacher)
     return files
+
+
+def check_apart_from_runs_data(outputs: dict[str, str | Path], config: AblationConfig) -> None:
+    """Refuse an output that is one of the images a run reads (through a link too), each folder set once."""
+    seen = set()
+    for run in config.runs:
+        args = parsed_run(config, run)
+        if args is None:
+            continue
+        folders = tuple(str(getattr(args, flag, None)) for flag in ("train_dir", "lr_dir", "extra_train_dir", "val_dir"))
+        if folders not in seen:
+            seen.add(folders)
+            check_apart_from_data(outputs, args)
+
+
+def parsed_run(config: AblationConfig, run: Run) -> argparse.Namespace | None:
+    """A run's ``train_prfdn.py`` arguments; None where its flags do not parse (``check_runs`` says why)."""
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(SystemExit):
+        return train_prfdn.parse_args(config.argv(run))
+    return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -403,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         config = read_config(args.config)
         if args.json:
             check_distinct({"--json": args.json}, protected_files(args.config, config))
+            check_apart_from_runs_data({"--json": args.json}, config)
             check_new_output(args.json, "--json", args.overwrite)
         if args.only is not None:
             find_run(config, args.only, args.config, "--only")

@@ -332,6 +332,7 @@ def check_output_owner(config: PipelineConfig) -> None:
         return
     provenance = read_model_checkpoint(output).provenance
     parent, parent_sha256 = provenance.get("parent"), provenance.get("parent_sha256")
+    parent_sha256 = parent_sha256 if isinstance(parent_sha256, str) else None  # a hand-edited provenance
     stage_paths = [path for path in stage_files(Path(config.work_dir)).values() if path.is_file()]
     if isinstance(parent, str) and any(same_file(parent, path) for path in stage_paths):
         return

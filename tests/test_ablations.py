@@ -167,6 +167,11 @@ def test_an_existing_json_is_replaced_only_with_overwrite(
     assert out.read_text() == "my table\n" and not (tmp_path / "work").exists()
     assert run_ablations.main([str(config), "--table", "--json", str(out), "--overwrite"]) == 0
     assert [run["name"] for run in json.loads(out.read_text())["runs"]] == ["base", "more"]
+    image = sorted((tmp_path / "train").iterdir())[0]
+    before = image.read_bytes()
+    (tmp_path / "link.json").symlink_to(image)  # --overwrite writes through a link: onto a training image
+    assert run_ablations.main([str(config), "--table", "--json", str(tmp_path / "link.json"), "--overwrite"]) == 2
+    assert f"is the same file as --train_dir {image}" in capsys.readouterr().err and image.read_bytes() == before
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"start": {"held_out": "x"}}', '["start"]'])

@@ -303,6 +303,11 @@ def test_report_checks_everything_before_evaluating(
     line = _refused(capsys, report_script.main(argv))  # an earlier report's file: replaced only with --overwrite
     assert f"--out_dir {tmp_path / 'out' / 'benchmark_cpu.json'}: exists; give --overwrite to replace it" in line
     (tmp_path / "out" / "benchmark_cpu.json").unlink()
+    hr_image = tmp_path / "benchmark" / "BSD68" / "HR" / "a.png"
+    (tmp_path / "out" / "benchmark_cpu.json").symlink_to(hr_image)  # --overwrite would write through onto a test image
+    line = _refused(capsys, report_script.main([*argv, "--overwrite"]))
+    assert f"is the same file as BSD68 HR image {hr_image}" in line
+    (tmp_path / "out" / "benchmark_cpu.json").unlink()
     (tmp_path / "afile").write_text("x")
     line = _refused(capsys, report_script.main([*argv, "--docs_dir", str(tmp_path / "afile")]))
     assert f"--docs_dir {tmp_path / 'afile' / 'results.md'}: {tmp_path / 'afile'} is not a folder" in line
@@ -382,6 +387,9 @@ def test_training_speed_replaces_an_existing_json_only_with_overwrite(
         assert out.read_text() == "my timings\n"
         line = _refused(capsys, bench_training.main([*argv[:-1], str(random_rfdn_checkpoint), "--overwrite"]))
         assert f"--json {random_rfdn_checkpoint}: is the same file as SRC" in line  # never replaced, even so
+        (tmp_path / "link.json").symlink_to(sorted(hr.iterdir())[0])  # a link to a training image
+        line = _refused(capsys, bench_training.main([*argv[:-1], str(tmp_path / "link.json"), "--overwrite"]))
+        assert "is the same file as --train_dir" in line
     assert bench_training.main([*argv, "--overwrite"]) == 0
     assert {row["variant"] for row in json.loads(out.read_text())["results"]} >= {"fp32"}
 

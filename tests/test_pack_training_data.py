@@ -145,6 +145,14 @@ def test_packed_copies_already_there_are_replaced_only_with_overwrite(
     err = capsys.readouterr().err.strip()
     assert f"--out {mine}: exists; give --overwrite to replace it, or another path" in err and len(err.splitlines()) == 1
     assert mine.read_bytes() == b"my copy" and [p.name for p in out.rglob("*") if p.is_file()] == ["t1.webp"]
+    source = folders[1] / "t1.bmp"
+    before = source.read_bytes()
+    mine.unlink()
+    mine.symlink_to(source)  # the copy's place is a link to the image itself: --overwrite would write onto it
+    assert pack_training_data.main([*args, "--overwrite"]) == 2
+    assert f"--out: {mine} is the training image {source}" in capsys.readouterr().err and source.read_bytes() == before
+    mine.unlink()
+    mine.write_bytes(b"my copy")
     assert pack_training_data.main([*args, "--overwrite"]) == 0
     packed = cv2.imread(str(mine), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(packed, cv2.imread(str(folders[1] / "t1.bmp"), cv2.IMREAD_UNCHANGED))

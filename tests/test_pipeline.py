@@ -153,6 +153,11 @@ def test_an_output_that_the_run_did_not_make_is_replaced_only_on_request(
     err = capsys.readouterr().err
     assert f"output {output}: exists, not made by a pipeline stage, not from this run's work_dir {work}" in err
     assert "give --replace_output to replace it" in err and output.read_bytes() == kept
+    odd = read_model_checkpoint(work / "final.pth")
+    odd.provenance = {"parent": ["not", "a path"], "parent_sha256": ["not", "a hash"]}  # hand-edited: still one line
+    save_model_checkpoint(output, odd)
+    assert run_pipeline.main([str(tiny_run), "--from", "final_tuned", "--force"]) == 2
+    assert "exists, not made by a pipeline stage" in capsys.readouterr().err
     assert run_pipeline.main([str(tiny_run), "--until", "final_tuned"]) == 0  # writes no output
     assert run_pipeline.main([str(tiny_run), "--replace_output"]) == 0
     assert output.read_bytes() == (work / "final_tuned.pth").read_bytes()
