@@ -150,6 +150,13 @@ def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, che
         )
 
 
+def distill_weight_of(args: argparse.Namespace) -> float:
+    """``--distill_weight`` as given, else a new run's default: 1 with a ``--teacher``, 0 without."""
+    if args.distill_weight is not None:
+        return args.distill_weight
+    return 1.0 if args.teacher else 0.0
+
+
 def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] | None) -> TrainSettings:
     """Flags given > the resumed state's settings > the stage's defaults."""
     if saved is None:  # a new run: the fast path where it helps (a resumed run keeps its own)
@@ -160,7 +167,7 @@ def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] 
         settings = TrainSettings(
             lr=default_lr(arch),
             device=resolve_device(None).type,
-            distill_weight=1.0 if args.teacher else 0.0,
+            distill_weight=distill_weight_of(args),
         )
     for name in SETTING_FLAGS:
         value = getattr(args, name)

@@ -618,10 +618,8 @@ def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where
     """One training phase's flags through the training settings' checks, and what needs the data section."""
     settings = settings_from_flags(args)
     run_stage_check(settings.check, where)
-    has_teacher = config.data.teacher is not None
-    if args.distill_weight is None:  # train_prfdn.py's default: 1 with a teacher
-        settings.distill_weight = 1.0 if has_teacher else 0.0
-    run_stage_check(lambda: check_teacher_cache(settings, has_teacher), where)
+    settings.distill_weight = train_prfdn.distill_weight_of(args)
+    run_stage_check(lambda: check_teacher_cache(settings, args.teacher is not None), where)
     if settings.distill_weight > 0 and config.data.teacher is None:
         raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
     if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):

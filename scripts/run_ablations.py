@@ -41,13 +41,13 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from run_pipeline import read_checkpoint_input  # noqa: E402
 
 import train_prfdn  # noqa: E402
 from training.data import (  # noqa: E402
     ValidationImage,
     check_apart_from_data,
     check_data_folders,
+    data_folders,
     fill_data_defaults,
     load_data_from_args,
 )
@@ -151,25 +151,18 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
         raise HarnessError(f"src {config.src}: checkpoint file not found")
     parsed = {}
     for run in config.runs:
-        said = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(said):
-                args = train_prfdn.parse_args(config.argv(run))
-        except SystemExit:
-            reason = said.getvalue().strip().splitlines()[-1:] or ["its flags do not parse"]
-            raise HarnessError(f"runs {run.name}: {reason[0].removeprefix(f'{train_prfdn.PROG}: error: ')}") from None
+        args = parse_run(config, run)
         try:
             settings = settings_from_flags(args)
             settings.check()
-            if args.distill_weight is None:  # train_prfdn.py's default: 1 with a teacher
-                settings.distill_weight = 1.0 if args.teacher else 0.0
+            settings.distill_weight = train_prfdn.distill_weight_of(args)
             check_teacher_cache(settings, args.teacher is not None)
             fill_data_defaults(args)
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None
         parsed[run] = args
-    read_checkpoint_input("src", str(config.src))  # loads into an architecture here
     start, teachers = read_flag_checkpoint(config.src, "src"), set()
+    load_model(start, f"src {config.src}")  # loads into an architecture here
     for run, args in parsed.items():
         if (only is not None and run.name != only) or finished_at(config, run) is not None:
             continue  # not trained by this command
@@ -403,17 +396,29 @@ def check_apart_from_runs_data(outputs: dict[str, str | Path], config: AblationC
         args = parsed_run(config, run)
         if args is None:
             continue
-        folders = tuple(str(getattr(args, flag, None)) for flag in ("train_dir", "lr_dir", "extra_train_dir", "val_dir"))
+        folders = tuple(data_folders(args))
         if folders not in seen:
             seen.add(folders)
             check_apart_from_data(outputs, args)
 
 
+def parse_run(config: AblationConfig, run: Run) -> argparse.Namespace:
+    """A run's ``train_prfdn.py`` arguments, or a one-line HarnessError saying why its flags do not parse."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return train_prfdn.parse_args(config.argv(run))
+    except SystemExit:
+        reason = said.getvalue().strip().splitlines()[-1:] or ["its flags do not parse"]
+        raise HarnessError(f"runs {run.name}: {reason[0].removeprefix(f'{train_prfdn.PROG}: error: ')}") from None
+
+
 def parsed_run(config: AblationConfig, run: Run) -> argparse.Namespace | None:
     """A run's ``train_prfdn.py`` arguments; None where its flags do not parse (``check_runs`` says why)."""
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(SystemExit):
-        return train_prfdn.parse_args(config.argv(run))
-    return None
+    try:
+        return parse_run(config, run)
+    except HarnessError:
+        return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -45,7 +45,7 @@ if str(REPO_ROOT) not in sys.path:
 from pipeline_config import PipelineConfig, parse_config, read_config_json, read_paths  # noqa: E402
 
 import train_prfdn  # noqa: E402
-from training.data import fill_data_defaults, load_data_from_args  # noqa: E402
+from training.data import data_folders, fill_data_defaults, load_data_from_args  # noqa: E402
 from training.loop import TrainSettings  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
@@ -267,8 +267,7 @@ def check_training_data(pending: list[Step]) -> None:
         if args.patch_size is None:  # a training section that leaves it out: train_prfdn.py's default
             args.patch_size = TrainSettings.patch_size
         fill_data_defaults(args)
-        flags = ("train_dir", "lr_dir", "extra_train_dir", "val_dir", "val_fraction", "val_seed", "val_crop", "skip_small")
-        key = (*(str(getattr(args, flag, None)) for flag in flags), args.patch_size)
+        key = (*data_folders(args), args.val_fraction, args.val_seed, args.val_crop, args.skip_small, args.patch_size)
         if key in seen:
             continue
         seen.add(key)

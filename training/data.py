@@ -530,15 +530,25 @@ def fill_data_defaults(args: argparse.Namespace, scale: int = SCALE) -> None:
     check_scale_aug(getattr(args, "scale_aug", None))
 
 
+FOLDER_FLAGS = {"train_dir": "training", "lr_dir": "LR", "extra_train_dir": "training", "val_dir": "validation"}
+
+
+def data_folders(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, folder) for every folder the data flags of ``args`` give, in flag order."""
+    pairs = []
+    for flag in FOLDER_FLAGS:
+        folders = getattr(args, flag, None)
+        pairs += [(flag, str(folder)) for folder in ([folders] if isinstance(folders, str) else folders or [])]
+    return pairs
+
+
 def data_input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """(flag, image file) for every image the data flags read (folders that are not there are skipped: the
     loader refuses them), so outputs can be checked against them before any work."""
     files = []
-    for flag in ("train_dir", "lr_dir", "extra_train_dir", "val_dir"):
-        folders = getattr(args, flag, None)
-        for folder in [folders] if isinstance(folders, str) else folders or []:
-            if Path(folder).is_dir():
-                files += [(f"--{flag}", path) for path in list_images(folder)]
+    for flag, folder in data_folders(args):
+        if Path(folder).is_dir():
+            files += [(f"--{flag}", path) for path in list_images(folder)]
     return files
 
 
@@ -553,10 +563,8 @@ def check_data_folders(args: argparse.Namespace) -> None:
     decoding any: for a run that takes the data flags but reads no images (``transform.prune`` by magnitude)."""
     if args.lr_dir and len(args.lr_dir) != len(args.train_dir or ()):
         raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(args.train_dir or ())}), got {len(args.lr_dir)}")
-    for flag, kind in (("train_dir", "training"), ("lr_dir", "LR"), ("extra_train_dir", "training"), ("val_dir", "validation")):
-        folders = getattr(args, flag, None)
-        for folder in [folders] if isinstance(folders, str) else folders or []:
-            _image_folder(folder, f"--{flag}", kind)
+    for flag, folder in data_folders(args):
+        _image_folder(folder, f"--{flag}", FOLDER_FLAGS[flag])
 
 
 def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int) -> TrainData:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ import torch.nn as nn
 
 from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write
+from utils.results import is_number
 
 # keys under which common training codes nest the weights (self-describing checkpoints, BasicSR, ...)
 NESTED_STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model")
@@ -151,21 +151,16 @@ def _training_state_error(path: str, state_format: str) -> HarnessError:
     )
 
 
-def _is_number(value: Any) -> bool:
-    """A real number (``True`` and ``False`` are not numbers here)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _header_scale(value: Any, path: str) -> int:
     """The checkpoint's ``scale``: a positive whole number (4.0 reads as 4; 4.7 is refused, not cut to 4)."""
-    if not (_is_number(value) and math.isfinite(value) and value == int(value) and value >= 1):
+    if not (is_number(value) and math.isfinite(value) and value == int(value) and value >= 1):
         raise HarnessError(f"{path}: key 'scale' is {value!r}; expected a positive whole number (4 for x4)")
     return int(value)
 
 
 def _header_data_range(value: Any, path: str) -> float:
     """The checkpoint's ``data_range``: a finite positive number (255.0, or 1.0 for inputs in [0, 1])."""
-    if not (_is_number(value) and math.isfinite(value) and value > 0):
+    if not (is_number(value) and math.isfinite(value) and value > 0):
         raise HarnessError(f"{path}: key 'data_range' is {value!r}; expected a finite positive number (255.0 or 1.0)")
     return float(value)
 
