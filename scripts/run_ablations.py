@@ -18,10 +18,15 @@ the first ``_`` (for ``data/free/structured_val``: ``opencv`` photographs, ``cli
 so a lever's effect on one kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs
 whose best weights are not there now are kept from it).
 
-Before the first run trains, every run's flags, ``src`` and the ``--teacher`` and data folders of each run to
-train are checked. A ``--json`` file already there is replaced only with ``--overwrite``; a ``WORK/kinds.json``
-or a log record that is not what this tool and ``train_prfdn.py`` write is refused (one line naming the file and
-the log line), never replaced.
+A run with a ``prune`` list (``transform.prune`` flags after the config's ``prune_common``) trains ``src`` pruned:
+``WORK/NAME.pruned.pth`` (``transform.prune``), exported to ``WORK/NAME.start.pth`` (``transform.export``) as the
+pipeline makes its final network; files already there are used only when made from this ``src`` with these
+settings (the pruning records them), any other is refused. ``--kinds`` adds a ``NAME.start`` row.
+
+Before the first run trains, every run's flags (and pruning flags), ``src``, the ``--teacher`` and data folders
+of each run to train, and its pruned files are checked. A ``--json`` file already there is replaced only with
+``--overwrite``; a ``WORK/kinds.json`` or a log record that is not what this tool and ``train_prfdn.py`` write is
+refused (one line naming the file and the log line), never replaced.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from training.data import (  # noqa: E402
 )
 from training.flags import settings_from_flags  # noqa: E402
 from training.loop import check_teacher_cache, group_means, psnr_scores  # noqa: E402
+from transform import export, prune  # noqa: E402
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
@@ -67,6 +73,7 @@ PROG = "run_ablations.py"
 class Run:
     name: str
     flags: tuple[str, ...]
+    prune: tuple[str, ...] | None = None  # transform.prune flags: the run trains src pruned with them
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,23 @@ class AblationConfig:
     common: tuple[str, ...]
     runs: tuple[Run, ...]
     reference: Path | None = None  # e.g. the official RFDN, scored on the same validation images
+    prune_common: tuple[str, ...] = ()  # transform.prune flags every pruning run shares
 
     def argv(self, run: Run) -> list[str]:
-        return [str(self.src), str(self.out(run)), *self.common, *run.flags]
+        return [str(self.start(run)), str(self.out(run)), *self.common, *run.flags]
 
     def out(self, run: Run) -> Path:
         return self.work_dir / f"{run.name}.pth"
+
+    def start(self, run: Run) -> Path:
+        """What a run trains: ``src``, or for a pruning run ``src`` pruned and exported (``WORK/NAME.start.pth``)."""
+        return self.src if run.prune is None else self.work_dir / f"{run.name}.start.pth"
+
+    def pruned(self, run: Run) -> Path:
+        return self.work_dir / f"{run.name}.pruned.pth"
+
+    def prune_argv(self, run: Run) -> list[str]:
+        return [str(self.src), str(self.pruned(run)), *self.prune_common, *(run.prune or ())]
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -98,9 +116,10 @@ def read_config(path: str | Path) -> AblationConfig:
         raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
     if not isinstance(raw, dict):
         raise HarnessError(f"{path}: expected a JSON object")
-    unknown = sorted(set(raw) - {"src", "work_dir", "common", "runs", "reference"} - {k for k in raw if k.startswith("_")})
+    keys = {"src", "work_dir", "common", "runs", "reference", "prune_common"}
+    unknown = sorted(set(raw) - keys - {k for k in raw if k.startswith("_")})
     if unknown:
-        raise HarnessError(f"{path}: unknown key {unknown[0]}; expected src, work_dir, common, runs, reference")
+        raise HarnessError(f"{path}: unknown key {unknown[0]}; expected src, work_dir, common, runs, reference, prune_common")
     if "reference" in raw and (not isinstance(raw["reference"], str) or not raw["reference"]):
         raise HarnessError(f"{path}: reference: expected a path (a checkpoint scored on the same validation images)")
     for key in ("src", "work_dir"):
@@ -113,17 +132,19 @@ def read_config(path: str | Path) -> AblationConfig:
     for i, item in enumerate(runs_raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].isidentifier():
             raise HarnessError(f"{path}: runs[{i}].name: expected a name of letters, digits and _")
-        extra = sorted(key for key in item if key not in ("name", "flags") and not key.startswith("_"))
+        extra = sorted(key for key in item if key not in ("name", "flags", "prune") and not key.startswith("_"))
         if extra:
-            raise HarnessError(f"{path}: runs[{i}]: unknown key {extra[0]}; expected name, flags (_ keys are comments)")
-        runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags")))
+            raise HarnessError(f"{path}: runs[{i}]: unknown key {extra[0]}; expected name, flags, prune (_ keys are comments)")
+        pruning = _strings(item["prune"], f"{path}: runs[{i}].prune") if "prune" in item else None
+        runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags"), pruning))
     names = [run.name for run in runs]
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice:
         raise HarnessError(f"{path}: runs: the name {twice} is given twice")
     common = _strings(raw.get("common", []), f"{path}: common")
+    prune_common = _strings(raw.get("prune_common", []), f"{path}: prune_common")
     reference = Path(raw["reference"]) if "reference" in raw else None
-    return AblationConfig(Path(raw["src"]), Path(raw["work_dir"]), common, tuple(runs), reference)
+    return AblationConfig(Path(raw["src"]), Path(raw["work_dir"]), common, tuple(runs), reference, prune_common)
 
 
 def find_run(config: AblationConfig, name: str, where: str, label: str) -> Run:
@@ -149,9 +170,11 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
     ``only``) read is there, before the first run trains: ``src``, each run's ``--teacher`` and data folders."""
     if not config.src.is_file():
         raise HarnessError(f"src {config.src}: checkpoint file not found")
-    parsed = {}
+    parsed, pruning = {}, {}
     for run in config.runs:
         args = parse_run(config, run)
+        if run.prune is not None:
+            pruning[run] = parse_prune(config, run)
         try:
             settings = settings_from_flags(args)
             settings.check()
@@ -167,12 +190,64 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
         if (only is not None and run.name != only) or finished_at(config, run) is not None:
             continue  # not trained by this command
         try:
-            check_data_folders(args)
-            if args.teacher is not None and args.teacher not in teachers:
-                load_teacher(args.teacher, start)
-                teachers.add(args.teacher)
+            for given in (args, pruning.get(run)):
+                if given is None:
+                    continue
+                check_data_folders(given)
+                if given.teacher is not None and given.teacher not in teachers:
+                    load_teacher(given.teacher, start)
+                    teachers.add(given.teacher)
+            if run in pruning:
+                check_pruned_files(config, run, pruning[run])
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None
+
+
+def parse_prune(config: AblationConfig, run: Run) -> argparse.Namespace:
+    """A pruning run's ``transform.prune`` arguments, checked as the stage checks them (a one-line HarnessError
+    naming the run if not)."""
+    args = _parsed(prune.CLI.parse_args, config.prune_argv(run), f"runs {run.name}: prune", prune.CLI.prog)
+    try:
+        prune._check_arguments(args)
+    except HarnessError as err:
+        raise HarnessError(f"runs {run.name}: prune: {err}") from None
+    return args
+
+
+def pruning_record_of(path: Path) -> dict[str, Any]:
+    """The ``transform.prune`` record of a pruned file, or of the exported start made from one."""
+    record = read_model_checkpoint(path).provenance
+    if record.get("stage") == "final":
+        record = record.get("parent_provenance") or {}
+    return record if record.get("stage") == "pruned" else {}
+
+
+def check_pruned_files(config: AblationConfig, run: Run, args: argparse.Namespace) -> None:
+    """A pruning run's files already there (``WORK/NAME.pruned.pth``, ``WORK/NAME.start.pth``) were made from this
+    ``src`` with these settings; any other is refused (one line naming it), never replaced."""
+    src_sha = None
+    for path in (config.pruned(run), config.start(run)):
+        if not path.exists() and not path.is_symlink():
+            continue
+        record = pruning_record_of(path) if path.is_file() else {}
+        src_sha = src_sha or sha256_of(config.src)
+        if record.get("parent_sha256") != src_sha or record.get("arguments") != prune.recorded_arguments(args):
+            raise HarnessError(
+                f"{path}: not src {config.src} pruned with this run's settings (prune_common + prune); move it away, "
+                "or give the run another name (it is left as it is)"
+            )
+
+
+def prepare_start(config: AblationConfig, run: Run) -> None:
+    """A pruning run's start, made where it is not there: ``src`` pruned (``transform.prune`` into
+    ``WORK/NAME.pruned.pth``), then exported (``transform.export`` into ``WORK/NAME.start.pth``), as the pipeline
+    makes its final network."""
+    if run.prune is None or config.start(run).is_file():
+        return
+    if not config.pruned(run).is_file():
+        print(f"{PROG}: {run.name}: pruning {config.src}", flush=True)
+        prune.CLI.execute(prune.CLI.parse_args(config.prune_argv(run)))
+    export.CLI.execute(export.CLI.parse_args([str(config.pruned(run)), str(config.start(run))]))
 
 
 def weights_iteration(out: Path) -> int | None:
@@ -205,6 +280,7 @@ def run_all(config: AblationConfig, only: str | None = None) -> int:
         if finished is not None:
             print(f"{PROG}: {run.name}: done ({finished})")
             continue
+        prepare_start(config, run)
         argv, done = config.argv(run), saved_iteration(config.out(run))
         print(f"{PROG}: {run.name}: {'resuming at ' + str(done) if done is not None else 'starting'}", flush=True)
         code = train_prfdn.cli(argv + (["--resume"] if done is not None else []))
@@ -256,7 +332,8 @@ def run_summary(config: AblationConfig, run: Run) -> dict[str, Any]:
     per_iter = None
     if len(timed) >= 2 and timed[-1]["iter"] > timed[0]["iter"]:
         per_iter = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["iter"] - timed[0]["iter"])
-    return {"name": run.name, "flags": list(run.flags), "validations": validations, "seconds_per_iteration": per_iter}
+    summary = {"name": run.name, "flags": list(run.flags), "validations": validations, "seconds_per_iteration": per_iter}
+    return summary if run.prune is None else {**summary, "prune": list(run.prune)}
 
 
 def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
@@ -300,7 +377,11 @@ def image_kind(image: ValidationImage) -> str:
 def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
     """Mean PSNR per kind of validation image of the start, the reference and each run's best weights."""
     checkpoints = {"start": config.src, **({"reference": config.reference} if config.reference else {})}
-    checkpoints.update({run.name: config.out(run) for run in config.runs if config.out(run).is_file()})
+    for run in config.runs:
+        if run.prune is not None and config.start(run).is_file():
+            checkpoints[f"{run.name}.start"] = config.start(run)  # pruned, before the run's training
+        if config.out(run).is_file():
+            checkpoints[run.name] = config.out(run)
     first = read_flag_checkpoint(config.src, "src")
     images = validation_images(config, first.data_range, first.scale)
     kinds = [image_kind(image) for image in images]
@@ -367,6 +448,8 @@ def markdown(summary: dict[str, Any]) -> str:
 
         speed = f"{run['seconds_per_iteration']:.3f}" if run["seconds_per_iteration"] else "-"
         flags = " ".join(run["flags"]) or "(common only)"
+        if "prune" in run:
+            flags = f"prune {' '.join(run['prune'])}".strip() + f"; train {flags}"
         lines.append(
             f"| {run['name']} | `{flags}` | {last.get('iter', '-')} | {cell('val_held_out')} | {cell('val_val_dir')} | "
             f"{cell('val_psnr')} | {speed} |"
@@ -383,6 +466,8 @@ def protected_files(config_path: str, config: AblationConfig) -> dict[str, Path]
         files["reference"] = config.reference
     for run in config.runs:
         files.update({f"run {run.name} ({kind})": path for kind, path in train_prfdn.output_paths(config.out(run)).items()})
+        if run.prune is not None:
+            files.update({f"run {run.name} (pruned)": config.pruned(run), f"run {run.name} (start)": config.start(run)})
         args = parsed_run(config, run)
         if args is not None and args.teacher is not None:
             files[f"run {run.name}'s --teacher"] = Path(args.teacher)
@@ -402,15 +487,20 @@ def check_apart_from_runs_data(outputs: dict[str, str | Path], config: AblationC
             check_apart_from_data(outputs, args)
 
 
-def parse_run(config: AblationConfig, run: Run) -> argparse.Namespace:
-    """A run's ``train_prfdn.py`` arguments, or a one-line HarnessError saying why its flags do not parse."""
+def _parsed(parse: Any, argv: list[str], label: str, prog: str) -> argparse.Namespace:
+    """``parse(argv)``, or a one-line HarnessError starting with ``label`` saying why the flags do not parse."""
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):
-            return train_prfdn.parse_args(config.argv(run))
+            return parse(argv)
     except SystemExit:
         reason = said.getvalue().strip().splitlines()[-1:] or ["its flags do not parse"]
-        raise HarnessError(f"runs {run.name}: {reason[0].removeprefix(f'{train_prfdn.PROG}: error: ')}") from None
+        raise HarnessError(f"{label}: {reason[0].removeprefix(f'{prog}: error: ')}") from None
+
+
+def parse_run(config: AblationConfig, run: Run) -> argparse.Namespace:
+    """A run's ``train_prfdn.py`` arguments, or a one-line HarnessError saying why its flags do not parse."""
+    return _parsed(train_prfdn.parse_args, config.argv(run), f"runs {run.name}", train_prfdn.PROG)
 
 
 def parsed_run(config: AblationConfig, run: Run) -> argparse.Namespace | None:

@@ -10,6 +10,10 @@ SIGTERM saves the training in progress; the exit code is then that of the step s
 3. ``run_pipeline.py PIPELINE --from STAGE``, STAGE being the stage after ``branch_trained`` (``merged``);
 4. ``run_frontier.py PIPELINE`` when PIPELINE lists ``frontier`` points.
 
+``--until STAGE`` stops after that pipeline stage (no frontier), e.g. ``--until merged`` to measure pruning
+settings on the merged network (``configs/ablations_prune.json``) before the pipeline prunes it; the same
+command without it goes on from there.
+
 Checked before anything trains (see ``check_pipeline``): both configs and every run's flags, RUN among the
 runs, a branch model as ABLATIONS' ``src``, the pipeline's stages after the branch model as ``run_pipeline.py``
 checks them, no pipeline output among the ablation's files, and that an existing ``branch_trained.pth`` is
@@ -96,12 +100,14 @@ def copy_weights(weights: Path, target: Path, run: str) -> None:
     print(f"{PROG}: copied {weights} -> {target}", flush=True)
 
 
-def run(ablations_path: str, run_name: str, pipeline_path: str, replace_output: bool = False) -> int:
+def run(ablations_path: str, run_name: str, pipeline_path: str, replace_output: bool = False, until: str | None = None) -> int:
     ablations = run_ablations.read_config(ablations_path)
     chosen = run_ablations.find_run(ablations, run_name, ablations_path, "RUN")
     run_ablations.check_runs(ablations, run_name)  # the runs this command trains: RUN only
     pipeline = parse_config(pipeline_path)
     target, start = check_pipeline(ablations_path, ablations, pipeline, replace_output)
+    if until is not None:
+        run_pipeline.select_steps(run_pipeline.plan(pipeline), start, until)  # a stage after the branch model
     weights = ablations.out(chosen)
     check_branch_file(target, weights, run_ablations.finished_at(ablations, chosen) is not None, run_name)
     code = run_ablations.main([ablations_path, "--only", run_name])
@@ -109,8 +115,9 @@ def run(ablations_path: str, run_name: str, pipeline_path: str, replace_output: 
         return code
     if not check_branch_file(target, weights, True, run_name):  # again: hours may have passed
         copy_weights(weights, target, run_name)
-    code = run_pipeline.main([pipeline_path, "--from", start, *(["--replace_output"] if replace_output else [])])
-    if code != 0 or not pipeline.frontier:
+    flags = [*(["--replace_output"] if replace_output else []), *(["--until", until] if until is not None else [])]
+    code = run_pipeline.main([pipeline_path, "--from", start, *flags])
+    if code != 0 or not pipeline.frontier or until is not None:
         return code
     return run_frontier.main([pipeline_path])
 
@@ -125,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the pipeline may replace an output it did not make (run_pipeline.py's flag)",
     )
+    parser.add_argument(
+        "--until", choices=run_pipeline.STAGES, default=None, help="stop after this pipeline stage (no frontier points)"
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args.ablations, args.run, args.pipeline, args.replace_output)
+        return run(args.ablations, args.run, args.pipeline, args.replace_output, args.until)
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

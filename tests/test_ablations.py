@@ -211,3 +211,99 @@ def test_a_malformed_log_record_is_refused_with_its_line(
         err = capsys.readouterr().err
         assert f"{log} {message}" in err and err.count("\n") == 1 and "Traceback" not in err
         assert log.read_text() == text and [p.name for p in log.parent.iterdir()] == ["base.log.jsonl"]
+
+
+def _with_pruning_runs(config: Path, tmp_path: Path) -> dict:
+    raw = json.loads(config.read_text())
+    raw["prune_common"] = ["--ratio", "0.5", "--steps", "2"]
+    data = ["--train_dir", str(tmp_path / "train"), "--val_fraction", "0.3", "--patch_size", "16", "--batch_size", "2"]
+    raw["runs"] = [
+        {"name": "coarse", "prune": ["--importance", "magnitude"]},
+        {"name": "fine", "prune": ["--steps", "4", "--finetune_iters", "1", "--calibration_patches", "4", *data]},
+    ]
+    config.write_text(json.dumps(raw))
+    return raw
+
+
+def test_pruning_runs_train_src_pruned_and_exported(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = _with_pruning_runs(config, tmp_path)
+    work = tmp_path / "work"
+    assert run_ablations.main([str(config), "--kinds"]) == 0
+    src_params = sum(v.numel() for v in read_model_checkpoint(tmp_path / "src.pth").state_dict.values())
+    for name, steps, importance in (("coarse", 2, "magnitude"), ("fine", 4, "taylor")):
+        start = read_model_checkpoint(work / f"{name}.start.pth")
+        record = start.provenance["parent_provenance"]  # the export's parent: the pruning, with its settings
+        assert start.arch == "prfdn" and record["stage"] == "pruned" and record["steps_done"] == steps
+        assert record["arguments"]["importance"] == importance and record["arguments"]["ratio"] == 0.5
+        assert sum(v.numel() for v in start.state_dict.values()) < src_params
+        trained = read_model_checkpoint(work / f"{name}.pth").provenance
+        assert trained["parent"] == str(work / f"{name}.start.pth") and trained["iterations"] == 2
+    out = capsys.readouterr().out
+    assert "| coarse | `prune --importance magnitude; train (common only)` | 2 |" in out
+    assert f"coarse: pruning {tmp_path / 'src.pth'}" in out and f"fine: pruning {tmp_path / 'src.pth'}" in out
+    assert list(json.loads((work / "kinds.json").read_text())) == [
+        "start", "reference", "coarse.start", "coarse", "fine.start", "fine"
+    ]  # fmt: skip
+    starts = {name: (work / f"{name}.start.pth").read_bytes() for name in ("coarse", "fine")}
+    raw["runs"][0]["flags"] = ["--iters", "3"]  # trained further from the same start: not pruned again
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "coarse: resuming at 2" in out and ": pruning " not in out
+    assert {name: (work / f"{name}.start.pth").read_bytes() for name in ("coarse", "fine")} == starts
+    for path in work.glob("fine*"):  # only the pruned file kept: exported again, not pruned again
+        if path.name != "fine.pruned.pth":
+            path.unlink()
+    assert run_ablations.main([str(config), "--only", "fine"]) == 0
+    assert "fine: pruning " not in capsys.readouterr().out and (work / "fine.start.pth").is_file()
+
+
+def test_pruned_files_of_other_settings_are_refused_and_kept(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = _with_pruning_runs(config, tmp_path)
+    raw["runs"] = raw["runs"][:1]
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 0
+    work = tmp_path / "work"
+    raw["runs"][0]["flags"] = ["--iters", "3"]
+    raw["runs"][0]["prune"] = ["--importance", "magnitude", "--ratio", "0.4"]  # another pruning under the same name
+    config.write_text(json.dumps(raw))
+    before = {path.name: path.read_bytes() for path in work.iterdir()}
+    assert run_ablations.main([str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"runs coarse: {work / 'coarse.pruned.pth'}: not src" in err and err.count("\n") == 1
+    assert {path.name: path.read_bytes() for path in work.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"runs": [{"name": "a", "prune": "--ratio 0.5"}]}, "runs[0].prune: expected a list of strings"),
+        ({"prune_common": ["--ratio"]}, "runs a: prune: argument --ratio: expected one argument"),
+        ({"prune_common": ["--ratio", "2"]}, "runs a: prune: --ratio 2.0: must be in (0, 1)"),
+        ({"prune_common": ["--finetune_iters", "5"]}, "runs a: prune: --finetune_iters needs --train_dir"),
+        ({"prune_common": ["--teacher", "nowhere.pth"]}, "runs a: --teacher nowhere.pth: checkpoint file not found"),
+        ({"prune_common": ["--train_dir", "nowhere"]}, "runs a: --train_dir nowhere: folder"),
+    ],
+)
+def test_bad_pruning_flags_are_one_line_exit_2(
+    config: Path, change: dict, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = {**json.loads(config.read_text()), "runs": [{"name": "a", "prune": []}], **change}
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("name", ["ablations_branch.json", "ablations_final.json", "ablations_prune.json"])
+def test_shipped_ablation_configs_parse(name: str) -> None:
+    """Every run's training flags, and a pruning run's transform.prune flags, as the stages check them (no data read)."""
+    config = run_ablations.read_config(REPO_ROOT / "configs" / name)
+    for run in config.runs:
+        run_ablations.parse_run(config, run)
+        if run.prune is not None:
+            assert run_ablations.parse_prune(config, run).importance == "taylor"
+    assert any(run.prune is not None for run in config.runs) == (name == "ablations_prune.json")

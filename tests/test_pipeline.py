@@ -719,8 +719,12 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     assert run_from_ablation.main(argv) == 130 and not target.exists()
     monkeypatch.undo()
 
+    assert run_from_ablation.main([*argv, "--until", "branch"]) == 2  # a stage before the branch model's weights
+    assert "--until branch comes before --from merged" in capsys.readouterr().err and not target.exists()
     frontier_calls: list[list[str]] = []
     monkeypatch.setattr(run_from_ablation.run_frontier, "main", lambda args: frontier_calls.append(args) or 0)
+    assert run_from_ablation.main([*argv, "--until", "merged"]) == 0  # stops there: no pruning, no frontier
+    assert (target.parent / "merged.pth").is_file() and not (target.parent / "pruned.pth").exists() and not frontier_calls
     assert run_from_ablation.main(argv) == 0
     assert target.read_bytes() == (tmp_path / "abl" / "longer.pth").read_bytes() and frontier_calls == [[pipe]]
     assert not (tmp_path / "abl" / "short.log.jsonl").exists()  # only RUN trains

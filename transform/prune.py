@@ -357,6 +357,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
         fill_data_defaults(args)
 
 
+def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of a run (its arguments after ``_check_arguments``, without SRC, DST and ``--overwrite``), as
+    its provenance records them: a pruned file can be matched to the settings that made it."""
+    return {key: value for key, value in sorted(vars(args).items()) if key not in ("src", "dst", "overwrite")}
+
+
 def _check_inputs(args: argparse.Namespace, student: ModelCheckpoint) -> nn.Module | None:
     """The inputs besides SRC, before any work: the ``--teacher`` (whenever given: loaded and matched to SRC; it
     is used by the fine-tuning) and, where the run reads no training images, the data folders (there and holding
@@ -421,6 +427,7 @@ def _run(args: argparse.Namespace) -> None:
         data=None if data is None else data.description,
         importance=args.importance,
         input_form="grouped" if grouped else "dense",
+        arguments=recorded_arguments(args),
     )
     write_stage_output(args.dst, pruned, parent, record)
 
