@@ -62,7 +62,7 @@ from transform import export, prune  # noqa: E402
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
-from utils.errors import HarnessError  # noqa: E402
+from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
 from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of  # noqa: E402
 from utils.results import is_number  # noqa: E402
 
@@ -186,6 +186,8 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
         parsed[run] = args
     start, teachers = read_flag_checkpoint(config.src, "src"), set()
     load_model(start, f"src {config.src}")  # loads into an architecture here
+    for run, args in pruning.items():  # finished runs too: the table names these settings beside their figures
+        check_pruned_files(config, run, args)
     for run, args in parsed.items():
         if (only is not None and run.name != only) or finished_at(config, run) is not None:
             continue  # not trained by this command
@@ -198,9 +200,32 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
                     load_teacher(given.teacher, start)
                     teachers.add(given.teacher)
             if run in pruning:
-                check_pruned_files(config, run, pruning[run])
+                check_pruning_to_make(config, run, pruning[run])
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None
+
+
+def check_pruning_to_make(config: AblationConfig, run: Run, args: argparse.Namespace) -> None:
+    """A pruning run still to train: a training state needs the start it was made from (pruning again makes
+    another file, which the state would refuse after the pruning's hours); a pruning still to run must be able
+    to reach its budget from ``src`` (as ``transform.prune`` would refuse it after the earlier runs' training)."""
+    if config.start(run).is_file():
+        return
+    if saved_iteration(config.out(run)) is not None:
+        raise HarnessError(
+            f"{config.start(run)}: not found, but the training state {train_prfdn.output_paths(config.out(run))['state']} "
+            "continues from it; put it back, or move the run's state, log and weights away to start the run over"
+        )
+    if not config.pruned(run).is_file():
+        prune.planned_from_file(args)
+
+
+def check_kept_pruning(config: AblationConfig) -> None:
+    """For the table: every pruning run's files there match its settings (where ``src`` is here to compare)."""
+    if config.src.is_file():
+        for run in config.runs:
+            if run.prune is not None:
+                check_pruned_files(config, run, parse_prune(config, run))
 
 
 def parse_prune(config: AblationConfig, run: Run) -> argparse.Namespace:
@@ -513,7 +538,9 @@ def parsed_run(config: AblationConfig, run: Run) -> argparse.Namespace | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="JSON: src, work_dir, common (flags), runs ([{name, flags}])")
+    parser.add_argument(
+        "config", help="JSON: src, work_dir, common (flags), runs ([{name, flags, prune}]), reference, prune_common (flags)"
+    )
     parser.add_argument("--table", action="store_true", help="only tabulate the logs so far; train nothing")
     parser.add_argument("--json", default=None, help="also write the table to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
@@ -535,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         earlier_kinds = read_kinds(config.work_dir / "kinds.json") if args.kinds else {}
         if not args.table:
             check_runs(config, args.only)
+        else:
+            check_kept_pruning(config)
         code = 0 if args.table else run_all(config, args.only)
         summary = table(config, with_reference=code == 0)  # an interrupted queue stops soon: no scoring
         config.work_dir.mkdir(parents=True, exist_ok=True)
@@ -550,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, TrainingInterruptedError):  # in a run's pruning (its training handles its own)
+        print(f"{PROG}: interrupted; run the same command again to continue (a pruning in progress starts over)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -266,14 +266,64 @@ def test_pruned_files_of_other_settings_are_refused_and_kept(
     config.write_text(json.dumps(raw))
     assert run_ablations.main([str(config)]) == 0
     work = tmp_path / "work"
-    raw["runs"][0]["flags"] = ["--iters", "3"]
     raw["runs"][0]["prune"] = ["--importance", "magnitude", "--ratio", "0.4"]  # another pruning under the same name
+    before = {path.name: path.read_bytes() for path in work.iterdir()}
+    for iters in ([], ["--iters", "3"]):  # finished (its table row would name these settings) or to train on
+        raw["runs"][0]["flags"] = iters
+        config.write_text(json.dumps(raw))
+        for argv in ([str(config)], [str(config), "--table"]):
+            assert run_ablations.main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"{work / 'coarse.pruned.pth'}: not src {tmp_path / 'src.pth'} pruned with this run's settings" in err
+            assert err.count("\n") == 1 and {path.name: path.read_bytes() for path in work.iterdir()} == before
+
+
+def test_a_pruning_runs_state_without_its_start_is_refused_before_pruning_again(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = _with_pruning_runs(config, tmp_path)
+    raw["runs"] = raw["runs"][:1]
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 0
+    work = tmp_path / "work"
+    for name in ("coarse.start.pth", "coarse.pruned.pth"):
+        (work / name).unlink()
+    raw["runs"][0]["flags"] = ["--iters", "3"]
     config.write_text(json.dumps(raw))
     before = {path.name: path.read_bytes() for path in work.iterdir()}
     assert run_ablations.main([str(config)]) == 2
     err = capsys.readouterr().err
-    assert f"runs coarse: {work / 'coarse.pruned.pth'}: not src" in err and err.count("\n") == 1
-    assert {path.name: path.read_bytes() for path in work.iterdir()} == before
+    assert f"{work / 'coarse.start.pth'}: not found, but the training state {work / 'coarse.state.pth'} continues" in err
+    assert err.count("\n") == 1 and {path.name: path.read_bytes() for path in work.iterdir()} == before
+
+
+def test_a_later_runs_unreachable_budget_is_refused_before_the_first_run_trains(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = json.loads(config.read_text())
+    raw["runs"] = [{"name": "plain"}, {"name": "tight", "prune": ["--ratio", "0.5", "--target_params", "10"]}]
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "runs tight: budget not reached at --ratio 0.5" in err and err.count("\n") == 1
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_stop_while_pruning_is_exit_130_in_one_line(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = _with_pruning_runs(config, tmp_path)
+    raw["runs"] = raw["runs"][:1]
+    config.write_text(json.dumps(raw))
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_ablations.prune, "prune", stopped)
+    assert run_ablations.main([str(config)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; run the same command again" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "work" / "coarse.pruned.pth").exists()
 
 
 @pytest.mark.parametrize(

@@ -357,6 +357,23 @@ def _check_arguments(args: argparse.Namespace) -> None:
         fill_data_defaults(args)
 
 
+def planned_from_file(args: argparse.Namespace) -> dict[str, float]:
+    """Where pruning ``args.src`` with these settings (``_check_arguments`` done) will end, without pruning it;
+    refused as a run would refuse it: an input of another stage, a budget out of reach, not smaller than the input."""
+    parent = read_stage_input(args.src, ("prfdn", "prfdn_helpers"), "pruning")
+    merged = load_model(parent, args.src).eval()
+    model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
+    return planned_result(
+        model,
+        ratio=args.ratio,
+        steps=args.steps,
+        round_to=args.round_to,
+        target_params=args.target_params,
+        target_flops=args.target_flops,
+        smaller_than=figures(merged),
+    )
+
+
 def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The settings of a run (its arguments after ``_check_arguments``, without SRC, DST and ``--overwrite``), as
     its provenance records them: a pruned file can be matched to the settings that made it."""
