@@ -122,15 +122,7 @@ def check_kept_pruning(step: Step, point: FrontierPoint) -> None:
 
 def planned_size(model: HelperPRFDN, bound: dict[str, float], args: argparse.Namespace, where: str) -> dict[str, float]:
     try:
-        return prune.planned_result(
-            model,
-            ratio=args.ratio,
-            steps=args.steps,
-            round_to=args.round_to,
-            target_params=args.target_params,
-            target_flops=args.target_flops,
-            smaller_than=bound,
-        )
+        return prune.planned_with(model, bound, args)
     except HarnessError as err:
         raise HarnessError(f"{where}: {err}") from None
 

@@ -258,16 +258,25 @@ def test_pruning_runs_train_src_pruned_and_exported(config: Path, tmp_path: Path
     assert "fine: pruning " not in capsys.readouterr().out and (work / "fine.start.pth").is_file()
 
 
-def test_pruned_files_of_other_settings_are_refused_and_kept(
-    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _coarse_run_trained(config: Path, tmp_path: Path) -> dict:
+    """The config with its one run ``coarse`` (pruned by magnitude, then trained to its end)."""
     raw = _with_pruning_runs(config, tmp_path)
     raw["runs"] = raw["runs"][:1]
     config.write_text(json.dumps(raw))
     assert run_ablations.main([str(config)]) == 0
-    work = tmp_path / "work"
+    return raw
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_pruned_files_of_other_settings_are_refused_and_kept(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw, work = _coarse_run_trained(config, tmp_path), tmp_path / "work"
     raw["runs"][0]["prune"] = ["--importance", "magnitude", "--ratio", "0.4"]  # another pruning under the same name
-    before = {path.name: path.read_bytes() for path in work.iterdir()}
+    before = _contents(work)
     for iters in ([], ["--iters", "3"]):  # finished (its table row would name these settings) or to train on
         raw["runs"][0]["flags"] = iters
         config.write_text(json.dumps(raw))
@@ -275,26 +284,22 @@ def test_pruned_files_of_other_settings_are_refused_and_kept(
             assert run_ablations.main(argv) == 2
             err = capsys.readouterr().err
             assert f"{work / 'coarse.pruned.pth'}: not src {tmp_path / 'src.pth'} pruned with this run's settings" in err
-            assert err.count("\n") == 1 and {path.name: path.read_bytes() for path in work.iterdir()} == before
+            assert err.count("\n") == 1 and _contents(work) == before
 
 
 def test_a_pruning_runs_state_without_its_start_is_refused_before_pruning_again(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    raw = _with_pruning_runs(config, tmp_path)
-    raw["runs"] = raw["runs"][:1]
-    config.write_text(json.dumps(raw))
-    assert run_ablations.main([str(config)]) == 0
-    work = tmp_path / "work"
+    raw, work = _coarse_run_trained(config, tmp_path), tmp_path / "work"
     for name in ("coarse.start.pth", "coarse.pruned.pth"):
         (work / name).unlink()
     raw["runs"][0]["flags"] = ["--iters", "3"]
     config.write_text(json.dumps(raw))
-    before = {path.name: path.read_bytes() for path in work.iterdir()}
+    before = _contents(work)
     assert run_ablations.main([str(config)]) == 2
     err = capsys.readouterr().err
     assert f"{work / 'coarse.start.pth'}: not found, but the training state {work / 'coarse.state.pth'} continues" in err
-    assert err.count("\n") == 1 and {path.name: path.read_bytes() for path in work.iterdir()} == before
+    assert err.count("\n") == 1 and _contents(work) == before
 
 
 def test_a_later_runs_unreachable_budget_is_refused_before_the_first_run_trains(

@@ -363,6 +363,11 @@ def planned_from_file(args: argparse.Namespace) -> dict[str, float]:
     parent = read_stage_input(args.src, ("prfdn", "prfdn_helpers"), "pruning")
     merged = load_model(parent, args.src).eval()
     model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
+    return planned_with(model, figures(merged), args)
+
+
+def planned_with(model: HelperPRFDN, bound: dict[str, float], args: argparse.Namespace) -> dict[str, float]:
+    """``planned_result`` with a run's budget flags, the input's ``figures`` being ``bound``."""
     return planned_result(
         model,
         ratio=args.ratio,
@@ -370,7 +375,7 @@ def planned_from_file(args: argparse.Namespace) -> dict[str, float]:
         round_to=args.round_to,
         target_params=args.target_params,
         target_flops=args.target_flops,
-        smaller_than=figures(merged),
+        smaller_than=bound,
     )
 
 
