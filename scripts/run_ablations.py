@@ -36,6 +36,7 @@ import contextlib
 import io
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -512,7 +513,7 @@ def check_apart_from_runs_data(outputs: dict[str, str | Path], config: AblationC
             check_apart_from_data(outputs, args)
 
 
-def _parsed(parse: Any, argv: list[str], label: str, prog: str) -> argparse.Namespace:
+def _parsed(parse: Callable[[list[str]], argparse.Namespace], argv: list[str], label: str, prog: str) -> argparse.Namespace:
     """``parse(argv)``, or a one-line HarnessError starting with ``label`` saying why the flags do not parse."""
     said = io.StringIO()
     try:

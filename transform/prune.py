@@ -360,10 +360,16 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def planned_from_file(args: argparse.Namespace) -> dict[str, float]:
     """Where pruning ``args.src`` with these settings (``_check_arguments`` done) will end, without pruning it;
     refused as a run would refuse it: an input of another stage, a budget out of reach, not smaller than the input."""
-    parent = read_stage_input(args.src, ("prfdn", "prfdn_helpers"), "pruning")
-    merged = load_model(parent, args.src).eval()
-    model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
+    _, merged, model = _pruning_input(args.src)
     return planned_with(model, figures(merged), args)
+
+
+def _pruning_input(src: str) -> tuple[ModelCheckpoint, nn.Module, HelperPRFDN]:
+    """SRC's checkpoint (refused if of another stage), its network, and the form pruning works on (with the
+    concatenations as 1x1 placement convolutions; SRC itself where it already has them)."""
+    parent = read_stage_input(src, ("prfdn", "prfdn_helpers"), "pruning")
+    merged = load_model(parent, src).eval()
+    return parent, merged, merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
 
 
 def planned_with(model: HelperPRFDN, bound: dict[str, float], args: argparse.Namespace) -> dict[str, float]:
@@ -397,12 +403,10 @@ def _check_inputs(args: argparse.Namespace, student: ModelCheckpoint) -> nn.Modu
 
 def _run(args: argparse.Namespace) -> None:
     _check_arguments(args)
-    parent = read_stage_input(args.src, ("prfdn", "prfdn_helpers"), "pruning")
-    merged = load_model(parent, args.src).eval()
+    parent, merged, model = _pruning_input(args.src)
     teacher = _check_inputs(args, parent)
     if args.train_dir and not needs_data(args):
         print("--importance magnitude without fine-tuning reads no training images: the data flags are not used")
-    model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
     if model is not merged:
         check_equivalent(merged, model, "concatenations as 1x1 convolutions")
     before = figures(merged)
