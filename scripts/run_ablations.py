@@ -257,7 +257,7 @@ def check_pruned_files(config: AblationConfig, run: Run, args: argparse.Namespac
             continue
         record = pruning_record_of(path) if path.is_file() else {}
         src_sha = src_sha or sha256_of(config.src)
-        if record.get("parent_sha256") != src_sha or record.get("arguments") != prune.recorded_arguments(args):
+        if record.get("parent_sha256") != src_sha or "arguments" not in record or prune.changed_settings(record, args):
             raise HarnessError(
                 f"{path}: not src {config.src} pruned with this run's settings (prune_common + prune); move it away, "
                 "or give the run another name (it is left as it is)"

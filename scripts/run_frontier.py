@@ -37,6 +37,7 @@ from run_pipeline import (  # noqa: E402
     check_inputs,
     check_made_from,
     plan,
+    pruning_change,
     read_checkpoint_input,
     run_step,
     step_done,
@@ -51,8 +52,6 @@ from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import check_distinct, check_output_file, exclusive_run  # noqa: E402
-
-BUDGET_FLAGS = ("ratio", "steps", "round_to", "target_params", "target_flops")  # what sets a pruning's widths
 
 
 def merged_input(config: PipelineConfig) -> Path:
@@ -109,15 +108,10 @@ def check_merged_done(config: PipelineConfig) -> Path:
 
 
 def check_kept_pruning(step: Step, point: FrontierPoint) -> None:
-    """A point's existing pruning was made with the point's budget flags (else the config changed since)."""
-    recorded = read_model_checkpoint(step.dst).provenance
-    changed = [flag for flag in BUDGET_FLAGS if recorded.get(flag) != getattr(step.args, flag)]
-    if changed:
-        flag = changed[0]
-        raise HarnessError(
-            f"{step.dst}: pruned with {flag} {recorded.get(flag)}, the config now gives {getattr(step.args, flag)}; "
-            f"redo the point with --force --only {point.name}"
-        )
+    """A point's existing pruning was made with the point's settings (else the config changed since)."""
+    change = pruning_change(step)
+    if change is not None:
+        raise HarnessError(f"{step.dst}: pruned with {change}; redo the point with --force --only {point.name}")
 
 
 def planned_size(model: HelperPRFDN, bound: dict[str, float], args: argparse.Namespace, where: str) -> dict[str, float]:

@@ -11,7 +11,8 @@ section or when its ``iters`` is 0) -> branch_trained (train_prfdn.py) -> merged
 skipped without a ``final_tuning`` section or when its ``iters`` is 0). The last stage that ran is copied to
 ``output``.
 A stage whose output exists is skipped (so an interrupted run continues), unless ``--force``; an output made
-from another parent file than the one there now is refused instead (it belongs to another run). Training
+from another parent file than the one there now is refused instead (it belongs to another run), and so is a
+kept pruned network made with other settings than the ``prune`` section gives (``device`` aside). Training
 stages resume their own runs (``--resume``) when a training state is there. A training section may list later
 learning-rate phases of the same run under ``then`` (e.g. ``"then": [{"iters": 29000, "lr": 2e-5}]``): each
 continues it with ``--resume`` to its own ``iters``, its flags overriding the ones before. Paths in the config are
@@ -166,6 +167,23 @@ def check_made_from(target: Path, parent: Path, stage: str) -> None:
         raise HarnessError(
             f"stage {stage}: {target} exists but was made from another {parent} (sha256 {recorded[:12]}...); "
             "use another work_dir, or --force to redo the stages"
+        )
+
+
+def pruning_change(step: Step) -> str | None:
+    """How the kept pruned file of ``step`` was made otherwise than ``step`` would make it (its first changed
+    setting, for a message), or None when it matches."""
+    changed = prune.changed_settings(read_model_checkpoint(step.dst).provenance, step.args)
+    return prune.describe_change(changed[0]) if changed else None
+
+
+def check_kept_pruning(step: Step) -> None:
+    """Refuse to skip a pruning whose file was made with other settings than the config's ``prune`` section
+    now gives: the rest of the run would carry settings its config no longer says."""
+    change = pruning_change(step)
+    if change is not None:
+        raise HarnessError(
+            f"stage pruned: {step.dst} was pruned with {change}; redo it with --force --from pruned, or use another work_dir"
         )
 
 
@@ -409,6 +427,9 @@ def check_pending(
     """The steps of ``steps`` still to run, their inputs, outputs and devices checked (nothing written);
     ``writes_output``: the run ends by copying its result to ``output`` (see ``check_output_owner``)."""
     pending = [step for step in steps if force or not step_done(step)]
+    for step in steps:
+        if step.stage == "pruned" and step not in pending and step.dst.is_file():
+            check_kept_pruning(step)
     check_inputs(config, pending)
     check_outputs(config, pending)
     if writes_output and not replace_output:

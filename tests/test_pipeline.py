@@ -96,6 +96,28 @@ def test_tiny_pipeline_runs_every_stage_and_continues(tiny_run: Path, tmp_path: 
     assert "--until pruned comes before --from final" in capsys.readouterr().err
 
 
+def test_a_kept_pruning_made_with_other_settings_is_refused_before_any_stage(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads(tiny_run.read_text())
+    work = tmp_path / "work"
+    before = sorted((path.name, path.stat().st_mtime_ns) for path in work.iterdir())
+    config["prune"]["lr"] = 3e-5  # a fine-tuning setting changed after the run pruned
+    tiny_run.write_text(json.dumps(config))
+    capsys.readouterr()
+    assert run_pipeline.main([str(tiny_run)]) == 2
+    err = capsys.readouterr().err
+    assert f"stage pruned: {work / 'pruned.pth'} was pruned with lr unset (the default), the config now gives 3e-05" in err
+    assert "redo it with --force --from pruned" in err
+    assert sorted((path.name, path.stat().st_mtime_ns) for path in work.iterdir()) == before  # nothing written
+
+    del config["prune"]["lr"]
+    del config["prune"]["device"]  # where it runs (cpu there), not what it makes: the kept pruning still holds
+    tiny_run.write_text(json.dumps(config))
+    assert run_pipeline.main([str(tiny_run)]) == 0
+    assert "== pruned: " + str(work / "pruned.pth") + " exists, skipped" in capsys.readouterr().out
+
+
 def test_save_next_then_from_continues_on_a_fresh_machine(
     tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

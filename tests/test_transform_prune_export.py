@@ -385,3 +385,17 @@ def test_a_round_to_that_prunes_nothing_is_named() -> None:
     helper = with_helpers(merge_branches(_small_branch(5, nf=8), "dense"))
     with pytest.raises(HarnessError, match=r"--round_to 512: at --ratio 0.5 no layer loses a whole multiple of 512"):
         prune(helper, ratio=0.5, steps=2, round_to=512)
+
+
+def test_changed_settings_name_what_a_pruned_file_was_made_otherwise_with() -> None:
+    args = prune_stage.parse_args(["SRC.pth", "DST.pth", "--ratio", "0.6", "--steps", "3", "--device", "cpu"])
+    checked = prune_stage.parse_args(["SRC.pth", "DST.pth", "--ratio", "0.6", "--steps", "3"])
+    prune_stage._check_arguments(checked)
+    record = {"arguments": prune_stage.recorded_arguments(checked)}  # made without --device
+    assert prune_stage.changed_settings(record, args) == []  # where it ran is not what it made
+    assert args.importance == "auto"  # the caller's arguments stay as given
+    other = prune_stage.parse_args(["SRC.pth", "DST.pth", "--ratio", "0.6", "--steps", "3", "--lr", "3e-5"])
+    assert prune_stage.changed_settings(record, other) == [("lr", None, 3e-5)]
+    assert prune_stage.describe_change(("lr", None, 3e-5)) == "lr unset (the default), the config now gives 3e-05"
+    early = {"ratio": 0.6, "steps": 2, "finetune_iters": 0, "round_to": None, "target_params": None, "target_flops": None}
+    assert prune_stage.changed_settings(early, other) == [("steps", 2, 3)]  # only what an early record has

@@ -391,6 +391,33 @@ def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in sorted(vars(args).items()) if key not in ("src", "dst", "overwrite")}
 
 
+# Where a pruning ran, not what it made: a file pruned on one machine is kept by a run on another.
+PLACE_SETTINGS = ("device",)
+# What a pruned file's provenance recorded before it recorded every setting (``arguments``).
+EARLY_RECORDED_SETTINGS = ("ratio", "steps", "finetune_iters", "round_to", "target_params", "target_flops")
+
+
+def changed_settings(record: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
+    """(setting, recorded, wanted) for each setting of ``args`` (unchecked: a checked copy is compared) that the
+    pruned file's provenance ``record`` has otherwise, ``device`` aside; a file made before the settings were
+    recorded is compared on the budget and fine-tuning settings its record has. [] when it matches."""
+    checked = argparse.Namespace(**vars(args))
+    _check_arguments(checked)
+    wanted = recorded_arguments(checked)
+    recorded = record.get("arguments")
+    if not isinstance(recorded, dict):
+        recorded = {key: record.get(key) for key in EARLY_RECORDED_SETTINGS}
+        wanted = {key: wanted.get(key) for key in EARLY_RECORDED_SETTINGS}
+    keys = sorted((set(recorded) | set(wanted)) - set(PLACE_SETTINGS))
+    return [(key, recorded.get(key), wanted.get(key)) for key in keys if recorded.get(key) != wanted.get(key)]
+
+
+def describe_change(change: tuple[str, Any, Any]) -> str:
+    """``lr unset (the default), the config now gives 3e-05``: one ``changed_settings`` entry for a message."""
+    flag, recorded, wanted = ("unset (the default)" if value is None else value for value in change)
+    return f"{flag} {recorded}, the config now gives {wanted}"
+
+
 def _check_inputs(args: argparse.Namespace, student: ModelCheckpoint) -> nn.Module | None:
     """The inputs besides SRC, before any work: the ``--teacher`` (whenever given: loaded and matched to SRC; it
     is used by the fine-tuning) and, where the run reads no training images, the data folders (there and holding
