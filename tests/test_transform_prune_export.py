@@ -3,6 +3,7 @@ stage's checkpoint evaluated through test_demo.py."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -379,6 +380,18 @@ def test_widths_do_not_depend_on_the_ranking() -> None:
     calibration = (torch.rand(2, 3, 20, 20) * 255, torch.rand(2, 3, 80, 80) * 255)
     pruned, history = prune(helper, ratio=0.5, steps=3, round_to=4, importance="taylor", calibration=calibration)
     assert predicted == figures(pruned) == {k: v for k, v in history[-1].items() if k != "step"}
+
+
+def test_the_tracing_size_does_not_change_the_pruning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The small tracing input (prune_stage.EXAMPLE_SIZE) gives the graph, and so the channels, of a large one."""
+    torch.manual_seed(0)
+    helper = with_helpers(merge_branches(_small_branch(5, nf=8), "dense"))
+    pruned = {}
+    for size in (prune_stage.EXAMPLE_SIZE, 64):
+        monkeypatch.setattr(prune_stage, "EXAMPLE_SIZE", size)
+        pruned[size] = prune(copy.deepcopy(helper), ratio=0.5, steps=2, importance="magnitude")[0].state_dict()
+    small, large = pruned.values()
+    assert small.keys() == large.keys() and all(torch.equal(small[key], large[key]) for key in small)
 
 
 def test_a_round_to_that_prunes_nothing_is_named() -> None:

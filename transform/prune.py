@@ -57,7 +57,9 @@ from utils.inference import resolve_device
 from utils.model_summary import summarize
 from utils.provenance import provenance
 
-EXAMPLE_SIZE = 64  # LR pixels of the tracing input (ESA needs at least 15)
+# LR pixels of the tracing input. ESA needs at least 15; the traced graph, and so the pruning, does not depend on
+# the size, while each trace (several per frontier plan check) costs about four times as much at 64.
+EXAMPLE_SIZE = 32
 # Taylor importance's patches are held in memory (HR 192x192 floats, about 0.44 MB each at --patch_size 48) and
 # each pruning step runs all of them forward and backward: a typo such as 1000000000 would run for hours or
 # exhaust the memory. 4096 patches (about 2 GB at 48 LR pixels) is 128 times the default.
