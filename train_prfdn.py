@@ -54,7 +54,14 @@ from training.loop import (
     world,
 )
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint
-from utils.checkpoint import ModelCheckpoint, check_training_state, safe_load, save_model_checkpoint
+from utils.checkpoint import (
+    ModelCheckpoint,
+    check_training_state,
+    is_recorded_parent,
+    safe_load,
+    save_model_checkpoint,
+    weights_sha256,
+)
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import (
@@ -140,10 +147,12 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, checkpoint: ModelCheckpoint) -> None:
+    """The state continues training of ``src``: the same file, or the same weights written again (a finished
+    stage's output rebuilt from its state, e.g. in a fresh clone, carries a new time and commit)."""
     run = state["run"]
     if run.get("arch") != checkpoint.arch or run.get("config") != checkpoint.config:
         raise HarnessError(f"--resume: {path} is from another model ({run.get('arch')}, not {src}'s {checkpoint.arch})")
-    if run.get("parent_sha256") != src_sha:
+    if not is_recorded_parent(run, src, checkpoint):
         raise HarnessError(
             f"--resume: {path} continues training of another SRC ({run.get('parent')}, sha256 "
             f"{str(run.get('parent_sha256'))[:12]}...), not {src} ({src_sha[:12]}...)"
@@ -219,6 +228,7 @@ def build_provenance(
         run["parent"],
         run["parent_provenance"],
         parent_sha256=run["parent_sha256"],
+        parent_weights_sha256=run.get("parent_weights_sha256"),
         weights=weights,
         parent_arch=run["arch"],
         iterations=result.iterations,
@@ -288,6 +298,7 @@ def main(args: argparse.Namespace) -> FitResult:
     run = {
         "parent": str(src),
         "parent_sha256": src_sha,
+        "parent_weights_sha256": weights_sha256(checkpoint),
         "parent_provenance": checkpoint.provenance,
         "arch": checkpoint.arch,
         "config": checkpoint.config,

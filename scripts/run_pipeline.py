@@ -50,7 +50,7 @@ from training.data import data_folders, fill_data_defaults, load_data_from_args 
 from training.loop import TrainSettings  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
-from utils.checkpoint import read_model_checkpoint  # noqa: E402
+from utils.checkpoint import is_recorded_parent, read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.datasets import SCALE  # noqa: E402
 from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
@@ -161,9 +161,11 @@ def step_done(step: Step) -> bool:
 
 def check_made_from(target: Path, parent: Path, stage: str) -> None:
     """Refuse to skip a stage whose existing output was made from another parent file (e.g. an earlier
-    stage was redone): skipping it would chain checkpoints of two different runs."""
-    recorded = read_model_checkpoint(target).provenance.get("parent_sha256")
-    if recorded is not None and parent.is_file() and recorded != sha256_of(parent):
+    stage was redone): skipping it would chain checkpoints of two different runs. The same weights written
+    again (a finished training's output rebuilt from its state) are the same parent."""
+    provenance = read_model_checkpoint(target).provenance
+    recorded = provenance.get("parent_sha256")
+    if recorded is not None and parent.is_file() and not is_recorded_parent(provenance, parent):
         raise HarnessError(
             f"stage {stage}: {target} exists but was made from another {parent} (sha256 {recorded[:12]}...); "
             "use another work_dir, or --force to redo the stages"

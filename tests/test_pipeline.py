@@ -15,7 +15,8 @@ import torch
 
 from models.team00_RFDN import RFDN
 from transform.architectures import load_model
-from utils.checkpoint import read_model_checkpoint, save_model_checkpoint
+from utils import provenance as provenance_module
+from utils.checkpoint import read_model_checkpoint, save_model_checkpoint, weights_sha256
 from utils.datasets import ensure_builtin_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +80,12 @@ def test_tiny_pipeline_runs_every_stage_and_continues(tiny_run: Path, tmp_path: 
     capsys.readouterr()
     assert run_pipeline.main([str(tiny_config)]) == 0  # everything there: every stage skipped
     assert capsys.readouterr().out.count("exists, skipped") == 9  # with the later lr phase
-    (work / "pruned.pth").unlink()  # redo one stage: what was made from the old one is refused, not chained
+    (work / "pruned.pth").unlink()  # one stage redone to the same weights: what was made from them still holds
+    assert run_pipeline.main([str(tiny_config)]) == 0
+    assert "final.pth exists, skipped" in capsys.readouterr().out
+    pruned = read_model_checkpoint(work / "pruned.pth")  # redone to other weights: what was made from the old
+    pruned.state_dict = {name: tensor + 1 if tensor.is_floating_point() else tensor for name, tensor in pruned.state_dict.items()}
+    save_model_checkpoint(work / "pruned.pth", pruned)  # is refused, not chained
     assert run_pipeline.main([str(tiny_config)]) == 2
     assert "final.pth exists but was made from another" in capsys.readouterr().err
 
@@ -94,6 +100,27 @@ def test_tiny_pipeline_runs_every_stage_and_continues(tiny_run: Path, tmp_path: 
     assert "--from pruned: its input" in capsys.readouterr().err
     assert run_pipeline.main([str(tiny_config), "--from", "final", "--until", "pruned"]) == 2
     assert "--until pruned comes before --from final" in capsys.readouterr().err
+
+
+def test_a_fresh_clone_rebuilds_training_outputs_from_their_states_and_goes_on(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone keeps training states, not the weights written beside them: each finished training writes its
+    output again (with a new time and commit), and the next training's state still resumes from it."""
+    work = tmp_path / "work"
+    before = read_model_checkpoint(work / "final_trained.pth")
+    for name in ("final_trained.pth", "final_trained_last.pth", "final_tuned.pth", "final_tuned_last.pth"):
+        (work / name).unlink()
+    (tmp_path / "team13_prfdn.pth").unlink()  # the output: not kept either
+    monkeypatch.setattr(provenance_module, "git_commit", lambda: "f" * 40)  # a later commit writes them
+    capsys.readouterr()
+    assert run_pipeline.main([str(tiny_run)]) == 0
+    rebuilt = read_model_checkpoint(work / "final_trained.pth")
+    assert rebuilt.provenance["git_commit"] == "f" * 40 != before.provenance["git_commit"]
+    assert weights_sha256(rebuilt) == weights_sha256(before)
+    tuned = read_model_checkpoint(work / "final_tuned.pth")
+    assert tuned.provenance["parent_weights_sha256"] == weights_sha256(rebuilt)
+    assert "continues training of another SRC" not in capsys.readouterr().err
 
 
 def test_a_kept_pruning_made_with_other_settings_is_refused_before_any_stage(

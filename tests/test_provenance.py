@@ -7,10 +7,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from utils import provenance as prov
+from utils.checkpoint import ModelCheckpoint, is_recorded_parent, read_model_checkpoint, save_model_checkpoint, weights_sha256
 
-COMMON_FIELDS = {"stage", "parent", "parent_sha256", "parent_provenance", "git_commit", "git_dirty", "torch", "created"}
+COMMON_FIELDS = {
+    "stage",
+    "parent",
+    "parent_sha256",
+    "parent_weights_sha256",
+    "parent_provenance",
+    "git_commit",
+    "git_dirty",
+    "torch",
+    "created",
+}
 
 
 def test_record_has_the_common_fields_and_the_parents_chain(tmp_path: Path) -> None:
@@ -48,3 +60,44 @@ def test_git_dirty_sees_code_changes_but_not_run_outputs(tmp_path: Path, monkeyp
     (repo / "sub").mkdir()
     (repo / "sub" / "new_module.py").write_text("")  # new code counts too
     assert prov.git_dirty() is True
+
+
+def tiny_checkpoint(provenance: dict[str, object]) -> ModelCheckpoint:
+    return ModelCheckpoint("rfdn", {}, {"w": torch.arange(6.0).reshape(2, 3).t(), "n": torch.tensor(3)}, provenance=provenance)
+
+
+def test_weights_digest_follows_the_weights_not_the_file_or_its_record(tmp_path: Path) -> None:
+    first = tiny_checkpoint({"created": "then"})
+    again = tiny_checkpoint({"created": "now", "git_commit": "f" * 40})
+    assert weights_sha256(first) == weights_sha256(again)  # non-contiguous tensors too
+    changed = tiny_checkpoint({})
+    changed.state_dict["w"] = changed.state_dict["w"].clone()
+    changed.state_dict["w"][0, 0] += 1e-6
+    assert weights_sha256(changed) != weights_sha256(first)
+    renamed = tiny_checkpoint({})
+    renamed.state_dict["v"] = renamed.state_dict.pop("w")
+    assert weights_sha256(renamed) != weights_sha256(first)
+    wider = tiny_checkpoint({})
+    wider.config = {"channels": 2}
+    assert weights_sha256(wider) != weights_sha256(first)
+
+
+def test_a_parent_written_again_is_recognized_and_another_is_not(tmp_path: Path) -> None:
+    parent = tmp_path / "final_trained.pth"
+    record = {"stage": "train", "iterations": 40, "best_val_psnr": 27.1, "created": "then", "git_commit": "a" * 40}
+    save_model_checkpoint(parent, tiny_checkpoint(record))
+    made = prov.stage_record("pruned", parent, read_model_checkpoint(parent))
+    save_model_checkpoint(parent, tiny_checkpoint({**record, "created": "now", "git_commit": "b" * 40}))
+    assert made["parent_sha256"] != prov.sha256_of(parent)  # the file differs: a new time and commit
+    assert is_recorded_parent(made, parent)  # by its weights
+    legacy = {key: value for key, value in made.items() if key != "parent_weights_sha256"}
+    assert is_recorded_parent(legacy, parent)  # a record without the digest: by the parent's own record
+
+    other = tiny_checkpoint({**record, "created": "now"})
+    other.state_dict["w"] = other.state_dict["w"] + 1
+    save_model_checkpoint(parent, other)
+    assert not is_recorded_parent(made, parent)
+    retrained = tiny_checkpoint({**record, "best_val_psnr": 27.2})
+    save_model_checkpoint(parent, retrained)
+    assert not is_recorded_parent(legacy, parent)
+    assert not is_recorded_parent({**legacy, "parent_provenance": None}, parent)

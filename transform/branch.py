@@ -27,7 +27,7 @@ from transform.architectures import BranchPRFDN
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.checkpoint import describe_mismatch
 from utils.errors import HarnessError
-from utils.provenance import provenance
+from utils.provenance import stage_record
 
 
 @dataclass
@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> None:
         args.dst,
         model,
         parent,
-        provenance("branch", args.src, parent.provenance, loaded=len(report.loaded), new=len(report.initialized)),
+        stage_record("branch", args.src, parent, loaded=len(report.loaded), new=len(report.initialized)),
     )
 
 

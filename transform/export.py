@@ -16,7 +16,7 @@ from transform.architectures import load_model
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.helpers import fold_helpers, is_helper
 from utils.model_summary import summarize
-from utils.provenance import provenance
+from utils.provenance import stage_record
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -32,10 +32,10 @@ def _run(args: argparse.Namespace) -> None:
         f"{summary.activations / 1e6:.2f} M activations, {summary.num_conv} Conv2d (3x256x256)"
     )
     join = final.cfg.join
-    record = provenance(
+    record = stage_record(
         "final",
         args.src,
-        parent.provenance,
+        parent,
         max_abs_difference=difference,
         join="concatenation" if join is None else f"gather of {len(join)} channels",
     )

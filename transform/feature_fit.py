@@ -38,7 +38,7 @@ from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoin
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.errors import HarnessError
 from utils.inference import resolve_device
-from utils.provenance import provenance
+from utils.provenance import stage_record
 
 NEW_BRANCHES = (2, 3, 4)
 
@@ -165,10 +165,10 @@ def _run(args: argparse.Namespace) -> None:
     after = validate(model, data.val, parent.data_range, device)
     if data.val:
         print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
-    record = provenance(
+    record = stage_record(
         "feature_fit",
         args.src,
-        parent.provenance,
+        parent,
         rfdn=args.rfdn,
         iters=args.iters,
         batch_size=args.batch_size,

@@ -55,7 +55,7 @@ from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
 from utils.inference import resolve_device
 from utils.model_summary import summarize
-from utils.provenance import provenance
+from utils.provenance import stage_record
 
 # LR pixels of the tracing input. ESA needs at least 15; the traced graph, and so the pruning, does not depend on
 # the size, while each trace (several per frontier plan check) costs about four times as much at 64.
@@ -464,10 +464,10 @@ def _run(args: argparse.Namespace) -> None:
     print(f"before: {describe(before)} (3x256x256)")
     placements = sum(p.numel() for name, p in pruned.named_parameters() if is_helper(name))
     print(f"after:  {describe(after)} once exported (the checkpoint also holds {placements:,} placement weights, folded away)")
-    record = provenance(
+    record = stage_record(
         "pruned",
         args.src,
-        parent.provenance,
+        parent,
         ratio=args.ratio,
         steps=args.steps,
         finetune_iters=args.finetune_iters,

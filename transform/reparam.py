@@ -20,7 +20,7 @@ from models.team13_PRFDN import PRFDN, DistillBlock, PRFDNConfig
 from transform.architectures import BranchPRFDN, load_model
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.weights import dense_block_weight
-from utils.provenance import provenance
+from utils.provenance import stage_record
 
 FORMS = ("grouped", "dense")
 
@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> None:
     merged = merge_branches(branch, args.form)
     difference = check_equivalent(branch, merged, f"{args.form} merge of {args.src}")
     write_stage_output(
-        args.dst, merged, parent, provenance("merged", args.src, parent.provenance, form=args.form, max_abs_difference=difference)
+        args.dst, merged, parent, stage_record("merged", args.src, parent, form=args.form, max_abs_difference=difference)
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -14,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from utils.errors import HarnessError, first_line
-from utils.fileio import atomic_write
+from utils.fileio import atomic_write, sha256_of
 from utils.results import is_number
 
 # keys under which common training codes nest the weights (self-describing checkpoints, BasicSR, ...)
@@ -203,3 +205,42 @@ def check_scale(checkpoint: ModelCheckpoint, scale: int, source: str) -> ModelCh
     if checkpoint.scale != scale:
         raise HarnessError(f"{source}: is an x{checkpoint.scale} model; expected x{scale} (the scale evaluated here)")
     return checkpoint
+
+
+# What a checkpoint's provenance says about when and by which commit it was written, not what it holds: a
+# training output written again from its finished state (a fresh clone, where such outputs are not kept)
+# differs only in these.
+WRITE_TIME_PROVENANCE = ("created", "git_commit", "git_dirty")
+
+
+def weights_sha256(checkpoint: ModelCheckpoint) -> str:
+    """A digest of what ``checkpoint`` computes (architecture, widths, scale, range, every tensor's name, dtype,
+    shape and bytes), apart from its file: two writes of the same weights share it, whatever their provenance."""
+    digest = hashlib.sha256()
+    header = {"arch": checkpoint.arch, "config": checkpoint.config, "scale": checkpoint.scale, "range": checkpoint.data_range}
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for name in sorted(checkpoint.state_dict):
+        tensor = checkpoint.state_dict[name].detach().cpu().contiguous()
+        digest.update(f"\n{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _content_record(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in provenance.items() if key not in WRITE_TIME_PROVENANCE}
+
+
+def is_recorded_parent(record: Mapping[str, Any], path: str | os.PathLike, checkpoint: ModelCheckpoint | None = None) -> bool:
+    """Whether the file ``path`` is the parent that ``record`` (a provenance or a training run's record, with
+    ``parent_sha256`` and, where written, ``parent_weights_sha256`` and ``parent_provenance``) was made from:
+    the same bytes, or the same weights written again. Records written before ``parent_weights_sha256`` existed
+    fall back to the parent's own provenance, the same apart from when and by which commit it was written."""
+    if record.get("parent_sha256") == sha256_of(path):
+        return True
+    checkpoint = checkpoint if checkpoint is not None else read_model_checkpoint(path)
+    if isinstance(record.get("parent_weights_sha256"), str):
+        return record["parent_weights_sha256"] == weights_sha256(checkpoint)
+    recorded = record.get("parent_provenance")
+    if not isinstance(recorded, Mapping) or not recorded:
+        return False
+    return _content_record(recorded) == _content_record(checkpoint.provenance)

@@ -1,7 +1,8 @@
 """Provenance records: where a checkpoint comes from (stage, parent file and its own record, the code that ran).
 
 Every stage and training run writes its record with :func:`provenance`, so all records carry the same fields:
-``stage``, ``parent``, ``parent_sha256``, ``parent_provenance`` (the chain back to the official RFDN),
+``stage``, ``parent``, ``parent_sha256`` (the file), ``parent_weights_sha256`` (its weights, the same when a
+stage's output is written again from the same weights), ``parent_provenance`` (the chain back to the official RFDN),
 ``git_commit``, ``git_dirty``, ``torch`` and ``created``, then the stage's own figures.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from utils.checkpoint import ModelCheckpoint, weights_sha256
 from utils.fileio import sha256_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,7 @@ def provenance(
     parent_provenance: dict[str, Any] | None = None,
     *,
     parent_sha256: str | None = None,
+    parent_weights_sha256: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """The record of a checkpoint made by ``stage`` from the file ``parent`` (whose own record is
@@ -60,6 +63,7 @@ def provenance(
         "stage": stage,
         "parent": None if parent is None else str(parent),
         "parent_sha256": parent_sha256,
+        "parent_weights_sha256": parent_weights_sha256,
         "parent_provenance": parent_provenance or None,
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
@@ -67,3 +71,8 @@ def provenance(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
+
+
+def stage_record(stage: str, parent_path: str | os.PathLike, parent: ModelCheckpoint, **extra: Any) -> dict[str, Any]:
+    """The record of a transform stage's output made from the checkpoint ``parent`` read from ``parent_path``."""
+    return provenance(stage, parent_path, parent.provenance, parent_weights_sha256=weights_sha256(parent), **extra)
