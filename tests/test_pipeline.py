@@ -105,8 +105,9 @@ def test_tiny_pipeline_runs_every_stage_and_continues(tiny_run: Path, tmp_path: 
 def test_a_fresh_clone_rebuilds_training_outputs_from_their_states_and_goes_on(
     tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A clone keeps training states, not the weights written beside them: each finished training writes its
-    output again (with a new time and commit), and the next training's state still resumes from it."""
+    """A work folder that keeps training states and logs but not the weights written beside them (a clone of a
+    run that commits only those): each finished training writes its output again (with a new time and commit),
+    and the next training's state still resumes from it."""
     work = tmp_path / "work"
     before = read_model_checkpoint(work / "final_trained.pth")
     for name in ("final_trained.pth", "final_trained_last.pth", "final_tuned.pth", "final_tuned_last.pth"):

@@ -11,6 +11,7 @@ import torch
 
 from utils import provenance as prov
 from utils.checkpoint import ModelCheckpoint, is_recorded_parent, read_model_checkpoint, save_model_checkpoint, weights_sha256
+from utils.errors import HarnessError
 
 COMMON_FIELDS = {
     "stage",
@@ -66,7 +67,7 @@ def tiny_checkpoint(provenance: dict[str, object]) -> ModelCheckpoint:
     return ModelCheckpoint("rfdn", {}, {"w": torch.arange(6.0).reshape(2, 3).t(), "n": torch.tensor(3)}, provenance=provenance)
 
 
-def test_weights_digest_follows_the_weights_not_the_file_or_its_record(tmp_path: Path) -> None:
+def test_weights_digest_follows_the_weights_not_the_file_or_its_record() -> None:
     first = tiny_checkpoint({"created": "then"})
     again = tiny_checkpoint({"created": "now", "git_commit": "f" * 40})
     assert weights_sha256(first) == weights_sha256(again)  # non-contiguous tensors too
@@ -101,3 +102,23 @@ def test_a_parent_written_again_is_recognized_and_another_is_not(tmp_path: Path)
     save_model_checkpoint(parent, retrained)
     assert not is_recorded_parent(legacy, parent)
     assert not is_recorded_parent({**legacy, "parent_provenance": None}, parent)
+
+
+def test_only_a_training_output_is_recognized_by_its_record_alone(tmp_path: Path) -> None:
+    """Other stages' records hold settings, not results: a pruning redone to other weights has the same record."""
+    parent = tmp_path / "pruned.pth"
+    save_model_checkpoint(parent, tiny_checkpoint({"stage": "pruned", "ratio": 0.8, "created": "then"}))
+    made = prov.stage_record("final", parent, read_model_checkpoint(parent))
+    legacy = {key: value for key, value in made.items() if key != "parent_weights_sha256"}
+    redone = tiny_checkpoint({"stage": "pruned", "ratio": 0.8, "created": "now"})
+    redone.state_dict["w"] = redone.state_dict["w"] * 2
+    save_model_checkpoint(parent, redone)
+    assert not is_recorded_parent(legacy, parent) and not is_recorded_parent(made, parent)
+
+
+def test_a_checkpoint_with_a_non_tensor_weight_is_refused_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    checkpoint = tiny_checkpoint({})
+    torch.save({**checkpoint.to_dict(), "state_dict": {"w": torch.zeros(2), "n": 3}}, bad)
+    with pytest.raises(HarnessError, match=r"bad.pth: state_dict entry 'n' is not a tensor; expected tensors only"):
+        read_model_checkpoint(bad)

@@ -191,6 +191,9 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise HarnessError(f"{path}: malformed {CHECKPOINT_FORMAT} checkpoint ({err!r})") from None
+        not_tensors = [name for name, value in checkpoint.state_dict.items() if not isinstance(value, torch.Tensor)]
+        if not_tensors:
+            raise HarnessError(f"{path}: state_dict entry {not_tensors[0]!r} is not a tensor; expected tensors only")
         config_scale = checkpoint.config.get("scale", checkpoint.scale)
         if config_scale != checkpoint.scale:
             raise HarnessError(
@@ -208,8 +211,8 @@ def check_scale(checkpoint: ModelCheckpoint, scale: int, source: str) -> ModelCh
 
 
 # What a checkpoint's provenance says about when and by which commit it was written, not what it holds: a
-# training output written again from its finished state (a fresh clone, where such outputs are not kept)
-# differs only in these.
+# training output written again from its finished state (where the output is not kept, only the state and
+# log) differs only in these.
 WRITE_TIME_PROVENANCE = ("created", "git_commit", "git_dirty")
 
 
@@ -222,7 +225,7 @@ def weights_sha256(checkpoint: ModelCheckpoint) -> str:
     for name in sorted(checkpoint.state_dict):
         tensor = checkpoint.state_dict[name].detach().cpu().contiguous()
         digest.update(f"\n{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
@@ -234,13 +237,14 @@ def is_recorded_parent(record: Mapping[str, Any], path: str | os.PathLike, check
     """Whether the file ``path`` is the parent that ``record`` (a provenance or a training run's record, with
     ``parent_sha256`` and, where written, ``parent_weights_sha256`` and ``parent_provenance``) was made from:
     the same bytes, or the same weights written again. Records written before ``parent_weights_sha256`` existed
-    fall back to the parent's own provenance, the same apart from when and by which commit it was written."""
+    fall back to the parent's own provenance when it is a training's output (the one kind written again from a
+    state), the same apart from when and by which commit it was written: its best PSNR and iteration pin it."""
     if record.get("parent_sha256") == sha256_of(path):
         return True
     checkpoint = checkpoint if checkpoint is not None else read_model_checkpoint(path)
     if isinstance(record.get("parent_weights_sha256"), str):
         return record["parent_weights_sha256"] == weights_sha256(checkpoint)
     recorded = record.get("parent_provenance")
-    if not isinstance(recorded, Mapping) or not recorded:
+    if not isinstance(recorded, Mapping) or recorded.get("stage") != "train":
         return False
     return _content_record(recorded) == _content_record(checkpoint.provenance)
