@@ -52,7 +52,7 @@ from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
 from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import is_recorded_parent, read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
-from utils.datasets import SCALE  # noqa: E402
+from utils.datasets import SCALE, fetch_hint  # noqa: E402
 from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of  # noqa: E402
 from utils.image import list_images  # noqa: E402
@@ -247,7 +247,7 @@ def check_image_folder(label: str, folder: str) -> None:
     """Refuse a data folder that is missing or holds no images (the stage reading it would run first)."""
     path = Path(folder)
     if not path.is_dir():
-        raise HarnessError(f"{label} {folder}: folder not found")
+        raise HarnessError(f"{label} {folder}: folder not found{fetch_hint(folder)}")
     if not list_images(path):
         raise HarnessError(f"{label} {folder}: holds no images (expected .png/.bmp/.jpg/.tif files)")
 

@@ -23,6 +23,7 @@ from training.data import (
     load_training_data,
     read_folder,
 )
+from utils import datasets
 from utils.errors import HarnessError
 from utils.image import imsave, modcrop
 from utils.imresize import bicubic_downsample, imresize
@@ -205,8 +206,16 @@ def test_clear_errors(hr_dir: Path, tmp_path: Path) -> None:
     one = write_photos(tmp_path / "one", ("coffee",))
     with pytest.raises(HarnessError, match="no images left for training"):
         load_training_data([one], patch_size=8, val_fraction=0.5)
-    with pytest.raises(HarnessError, match="folder not found"):
+    with pytest.raises(HarnessError, match=r"folder not found$"):
         load_training_data([tmp_path / "missing"], patch_size=8)
+
+
+def test_a_missing_free_images_folder_says_how_to_make_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(datasets, "FREE_IMAGES_DIR", tmp_path / "free")
+    with pytest.raises(
+        HarnessError, match=r"free/clipart_train: folder not found \(python scripts/fetch_free_images.py makes it\)"
+    ):
+        load_training_data([tmp_path / "free" / "clipart_train"], patch_size=8)
 
 
 def test_skip_small_leaves_out_images_smaller_than_a_patch(tmp_path: Path) -> None:

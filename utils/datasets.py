@@ -18,6 +18,16 @@ from utils.image import imread_uint, imsave, list_images, modcrop
 from utils.imresize import bicubic_downsample
 
 SCALE = 4
+# where scripts/fetch_free_images.py writes by default (structured validation, line-art training images)
+FREE_IMAGES_DIR = Path(__file__).resolve().parents[1] / "data" / "free"
+
+
+def fetch_hint(folder: str | os.PathLike) -> str:
+    """For a missing folder: how to make it, when it is one that ``scripts/fetch_free_images.py`` writes."""
+    path = Path(folder).resolve()
+    if path == FREE_IMAGES_DIR or FREE_IMAGES_DIR in path.parents:
+        return " (python scripts/fetch_free_images.py makes it)"
+    return ""
 
 
 @dataclass(frozen=True)
