@@ -61,7 +61,7 @@ from training.flags import settings_from_flags  # noqa: E402
 from training.loop import check_teacher_cache, group_means, psnr_scores  # noqa: E402
 from transform import export, prune  # noqa: E402
 from transform.architectures import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
-from utils.checkpoint import read_model_checkpoint  # noqa: E402
+from utils.checkpoint import read_model_checkpoint, where_to_get  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
 from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of  # noqa: E402
@@ -170,7 +170,7 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
     """Every run's command line parses and its settings are in range, and what the runs to train (all, or run
     ``only``) read is there, before the first run trains: ``src``, each run's ``--teacher`` and data folders."""
     if not config.src.is_file():
-        raise HarnessError(f"src {config.src}: checkpoint file not found")
+        raise HarnessError(f"src {config.src}: checkpoint file not found{where_to_get(config.src)}")
     parsed, pruning = {}, {}
     for run in config.runs:
         args = parse_run(config, run)
@@ -368,7 +368,7 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
     if config.reference is None:
         return None
     if not config.reference.is_file():
-        raise HarnessError(f"reference {config.reference}: checkpoint file not found")
+        raise HarnessError(f"reference {config.reference}: checkpoint file not found{where_to_get(config.reference)}")
     cache = config.work_dir / "reference_val.json"
     key = {"reference": str(config.reference), "sha256": sha256_of(config.reference), "common": list(config.common)}
     if cache.is_file():

@@ -110,6 +110,13 @@ def test_stage_clis_refuse_wrong_stage_and_corrupt_input(tmp_path: Path, capsys:
     assert branch_stage.main([str(tmp_path / "corrupt.pth"), str(tmp_path / "out.pth")]) == 2
     assert "not a loadable weights-only checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()
+    missing = tmp_path / "model_zoo" / "team00_rfdn.pth"  # the third-party checkpoint: where to get it
+    assert branch_stage.main([str(missing), str(tmp_path / "out.pth")]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: checkpoint file not found (the official RFDN checkpoint: model_zoo/team00_rfdn.pth of the" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.pth").exists()
+    assert branch_stage.main([str(tmp_path / "other.pth"), str(tmp_path / "out.pth")]) == 2
+    assert capsys.readouterr().err.strip().endswith("other.pth: checkpoint file not found")
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["fp32", "bf16+channels_last"])

@@ -23,13 +23,27 @@ from utils.results import is_number
 NESTED_STATE_DICT_KEYS = ("state_dict", "params_ema", "params", "model")
 
 
+OFFICIAL_RFDN_NAME = "team00_rfdn.pth"
+
+
+def where_to_get(path: str | os.PathLike) -> str:
+    """For a missing file: where to get it, when it is the official RFDN checkpoint (third-party, never
+    committed); empty otherwise."""
+    if Path(path).name != OFFICIAL_RFDN_NAME:
+        return ""
+    return (
+        " (the official RFDN checkpoint: model_zoo/team00_rfdn.pth of the NTIRE Efficient-SR challenge repository; "
+        "scripts/setup.sh links it from ../shared/model_zoo when that is there)"
+    )
+
+
 def safe_load(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` on CPU, with one-line errors for a missing, corrupt or unsafe file: the one
     way this project reads a ``.pth`` file (checkpoints and training states alike)."""
     if os.path.isdir(path):
         raise HarnessError(f"{path}: is a folder; expected a checkpoint file")
     if not os.path.isfile(path):
-        raise HarnessError(f"{path}: checkpoint file not found")
+        raise HarnessError(f"{path}: checkpoint file not found{where_to_get(path)}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
