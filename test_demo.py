@@ -23,7 +23,7 @@ import torch.nn as nn
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from transform.architectures import load_model
-from utils.checkpoint import check_scale, load_state, read_model_checkpoint
+from utils.checkpoint import check_scale, load_state, read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
@@ -144,7 +144,7 @@ def _given_checkpoint(model_path: str | Path) -> Path:
     if path.is_dir():
         raise HarnessError(f"--model_path {path}: is a folder; expected a checkpoint file")
     if not path.is_file():
-        raise HarnessError(f"--model_path {path}: checkpoint file not found")
+        raise HarnessError(f"--model_path {path}: checkpoint file not found{where_to_get(path)}")
     return path
 
 

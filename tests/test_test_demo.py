@@ -274,6 +274,8 @@ def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.Capt
     assert "--model_path absent.pth: checkpoint file not found" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "absent.pth"
     )
+    line = _bad(previous_results, capsys, "--model_id", "0", "--model_path", "elsewhere/team00_rfdn.pth")
+    assert "elsewhere/team00_rfdn.pth: checkpoint file not found (the official RFDN checkpoint:" in line
 
 
 def test_flag_combinations(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
