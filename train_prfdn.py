@@ -57,7 +57,6 @@ from transform.architectures import load_model, load_teacher, read_flag_checkpoi
 from utils.checkpoint import (
     ModelCheckpoint,
     check_training_state,
-    is_recorded_parent,
     safe_load,
     save_model_checkpoint,
     weights_sha256,
@@ -74,7 +73,7 @@ from utils.fileio import (
     write_target,
 )
 from utils.inference import resolve_device
-from utils.provenance import provenance
+from utils.provenance import is_recorded_parent, provenance
 
 REPO_ROOT = Path(__file__).resolve().parent
 PROG = "train_prfdn.py"
@@ -152,7 +151,7 @@ def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, che
     run = state["run"]
     if run.get("arch") != checkpoint.arch or run.get("config") != checkpoint.config:
         raise HarnessError(f"--resume: {path} is from another model ({run.get('arch')}, not {src}'s {checkpoint.arch})")
-    if not is_recorded_parent(run, src, checkpoint):
+    if not is_recorded_parent(run, src, checkpoint, src_sha):
         raise HarnessError(
             f"--resume: {path} continues training of another SRC ({run.get('parent')}, sha256 "
             f"{str(run.get('parent_sha256'))[:12]}...), not {src} ({src_sha[:12]}...)"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from utils import provenance as prov
-from utils.checkpoint import ModelCheckpoint, is_recorded_parent, read_model_checkpoint, save_model_checkpoint, weights_sha256
+from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint, weights_sha256
 from utils.errors import HarnessError
 
 COMMON_FIELDS = {
@@ -90,18 +90,18 @@ def test_a_parent_written_again_is_recognized_and_another_is_not(tmp_path: Path)
     made = prov.stage_record("pruned", parent, read_model_checkpoint(parent))
     save_model_checkpoint(parent, tiny_checkpoint({**record, "created": "now", "git_commit": "b" * 40}))
     assert made["parent_sha256"] != prov.sha256_of(parent)  # the file differs: a new time and commit
-    assert is_recorded_parent(made, parent)  # by its weights
+    assert prov.is_recorded_parent(made, parent)  # by its weights
     legacy = {key: value for key, value in made.items() if key != "parent_weights_sha256"}
-    assert is_recorded_parent(legacy, parent)  # a record without the digest: by the parent's own record
+    assert prov.is_recorded_parent(legacy, parent)  # a record without the digest: by the parent's own record
 
     other = tiny_checkpoint({**record, "created": "now"})
     other.state_dict["w"] = other.state_dict["w"] + 1
     save_model_checkpoint(parent, other)
-    assert not is_recorded_parent(made, parent)
+    assert not prov.is_recorded_parent(made, parent)
     retrained = tiny_checkpoint({**record, "best_val_psnr": 27.2})
     save_model_checkpoint(parent, retrained)
-    assert not is_recorded_parent(legacy, parent)
-    assert not is_recorded_parent({**legacy, "parent_provenance": None}, parent)
+    assert not prov.is_recorded_parent(legacy, parent)
+    assert not prov.is_recorded_parent({**legacy, "parent_provenance": None}, parent)
 
 
 def test_only_a_training_output_is_recognized_by_its_record_alone(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_only_a_training_output_is_recognized_by_its_record_alone(tmp_path: Path
     redone = tiny_checkpoint({"stage": "pruned", "ratio": 0.8, "created": "now"})
     redone.state_dict["w"] = redone.state_dict["w"] * 2
     save_model_checkpoint(parent, redone)
-    assert not is_recorded_parent(legacy, parent) and not is_recorded_parent(made, parent)
+    assert not prov.is_recorded_parent(legacy, parent) and not prov.is_recorded_parent(made, parent)
 
 
 def test_a_checkpoint_with_a_non_tensor_weight_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from utils.errors import HarnessError, first_line
-from utils.fileio import atomic_write, sha256_of
+from utils.fileio import atomic_write
 from utils.results import is_number
 
 # keys under which common training codes nest the weights (self-describing checkpoints, BasicSR, ...)
@@ -224,12 +224,6 @@ def check_scale(checkpoint: ModelCheckpoint, scale: int, source: str) -> ModelCh
     return checkpoint
 
 
-# What a checkpoint's provenance says about when and by which commit it was written, not what it holds: a
-# training output written again from its finished state (where the output is not kept, only the state and
-# log) differs only in these.
-WRITE_TIME_PROVENANCE = ("created", "git_commit", "git_dirty")
-
-
 def weights_sha256(checkpoint: ModelCheckpoint) -> str:
     """A digest of what ``checkpoint`` computes (architecture, widths, scale, range, every tensor's name, dtype,
     shape and bytes), apart from its file: two writes of the same weights share it, whatever their provenance."""
@@ -241,24 +235,3 @@ def weights_sha256(checkpoint: ModelCheckpoint) -> str:
         digest.update(f"\n{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
-
-
-def _content_record(provenance: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in provenance.items() if key not in WRITE_TIME_PROVENANCE}
-
-
-def is_recorded_parent(record: Mapping[str, Any], path: str | os.PathLike, checkpoint: ModelCheckpoint | None = None) -> bool:
-    """Whether the file ``path`` is the parent that ``record`` (a provenance or a training run's record, with
-    ``parent_sha256`` and, where written, ``parent_weights_sha256`` and ``parent_provenance``) was made from:
-    the same bytes, or the same weights written again. Records written before ``parent_weights_sha256`` existed
-    fall back to the parent's own provenance when it is a training's output (the one kind written again from a
-    state), the same apart from when and by which commit it was written: its best PSNR and iteration pin it."""
-    if record.get("parent_sha256") == sha256_of(path):
-        return True
-    checkpoint = checkpoint if checkpoint is not None else read_model_checkpoint(path)
-    if isinstance(record.get("parent_weights_sha256"), str):
-        return record["parent_weights_sha256"] == weights_sha256(checkpoint)
-    recorded = record.get("parent_provenance")
-    if not isinstance(recorded, Mapping) or recorded.get("stage") != "train":
-        return False
-    return _content_record(recorded) == _content_record(checkpoint.provenance)

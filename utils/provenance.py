@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from utils.checkpoint import ModelCheckpoint, weights_sha256
+from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, weights_sha256
 from utils.fileio import sha256_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +77,33 @@ def provenance(
 def stage_record(stage: str, parent_path: str | os.PathLike, parent: ModelCheckpoint, **extra: Any) -> dict[str, Any]:
     """The record of a transform stage's output made from the checkpoint ``parent`` read from ``parent_path``."""
     return provenance(stage, parent_path, parent.provenance, parent_weights_sha256=weights_sha256(parent), **extra)
+
+
+# What a checkpoint's provenance says about when and by which commit it was written, not what it holds: a
+# training output written again from its finished state (where the output is not kept, only the state and
+# log) differs only in these.
+WRITE_TIME_PROVENANCE = ("created", "git_commit", "git_dirty")
+
+
+def _content_record(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in provenance.items() if key not in WRITE_TIME_PROVENANCE}
+
+
+def is_recorded_parent(
+    record: Mapping[str, Any], path: str | os.PathLike, checkpoint: ModelCheckpoint | None = None, sha256: str | None = None
+) -> bool:
+    """Whether the file ``path`` is the parent that ``record`` (a provenance or a training run's record, with
+    ``parent_sha256`` and, where written, ``parent_weights_sha256`` and ``parent_provenance``) was made from:
+    the same bytes, or the same weights written again. Records written before ``parent_weights_sha256`` existed
+    fall back to the parent's own provenance when it is a training's output (the one kind written again from a
+    state), the same apart from when and by which commit it was written: its best PSNR and iteration pin it.
+    ``checkpoint`` and ``sha256``: the file read and hashed already, where the caller has them."""
+    if record.get("parent_sha256") == (sha256 or sha256_of(path)):
+        return True
+    checkpoint = checkpoint if checkpoint is not None else read_model_checkpoint(path)
+    if isinstance(record.get("parent_weights_sha256"), str):
+        return record["parent_weights_sha256"] == weights_sha256(checkpoint)
+    recorded = record.get("parent_provenance")
+    if not isinstance(recorded, Mapping) or recorded.get("stage") != "train":
+        return False
+    return _content_record(recorded) == _content_record(checkpoint.provenance)
