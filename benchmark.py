@@ -23,7 +23,6 @@ from typing import Any
 import torch
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from transform.architectures import load_model
 from transform.onnx import export_onnx, missing_onnx_packages
 from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
 from utils.checkpoint import read_model_checkpoint
@@ -31,6 +30,7 @@ from utils.cli import ArgumentParser
 from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write_json, check_distinct, check_new_output, sha256_of
 from utils.inference import resolve_device
+from utils.model_io import load_model
 from utils.model_summary import summarize
 
 PROG = "benchmark.py"

@@ -22,7 +22,6 @@ import torch.nn as nn
 
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from transform.architectures import load_model
 from utils.checkpoint import check_scale, load_state, read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
@@ -31,6 +30,7 @@ from utils.evaluation import evaluate_mode
 from utils.fileio import check_distinct, check_output_file, same_file, sha256_of
 from utils.inference import TILE_MODES, check_tiling, describe_device, resolve_device
 from utils.logger import get_logger
+from utils.model_io import load_model
 from utils.model_summary import OFFICIAL_INPUT_DIM, summarize
 from utils.results import check_table_replaceable, load_results, merge_into, table_path
 

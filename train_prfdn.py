@@ -53,7 +53,6 @@ from training.loop import (
     truncate_log,
     world,
 )
-from transform.architectures import load_model, load_teacher, read_flag_checkpoint
 from utils.checkpoint import (
     ModelCheckpoint,
     check_training_state,
@@ -73,6 +72,7 @@ from utils.fileio import (
     write_target,
 )
 from utils.inference import resolve_device
+from utils.model_io import load_model, load_teacher, read_flag_checkpoint
 from utils.provenance import is_recorded_parent, provenance
 
 REPO_ROOT = Path(__file__).resolve().parent

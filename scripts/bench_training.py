@@ -27,12 +27,12 @@ if str(REPO_ROOT) not in sys.path:
 
 from training.data import check_apart_from_data, load_training_data  # noqa: E402
 from training.loop import TrainSettings, _Trainer  # noqa: E402
-from transform.architectures import load_model, load_teacher  # noqa: E402
 from utils.benchmark import device_name  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write_json, check_distinct, check_new_output  # noqa: E402
+from utils.model_io import load_model, load_teacher  # noqa: E402
 
 VARIANTS = {
     "fp32": {"precision": "fp32", "channels_last": False},

@@ -33,7 +33,6 @@ from plot_pareto import check_benchmark, make_plot, official_rows, read_json  # 
 from run_pipeline import load_config  # noqa: E402
 
 import benchmark  # noqa: E402
-from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import check_scale, read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.datasets import SCALE, ImagePair, check_pairs, pair_folders  # noqa: E402
@@ -41,6 +40,7 @@ from utils.errors import HarnessError, first_line  # noqa: E402
 from utils.evaluation import evaluate_mode  # noqa: E402
 from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_new_output  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
+from utils.model_io import load_model  # noqa: E402
 
 SETS = ("Set5", "Set14", "BSD68", "Urban100_10")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

@@ -60,11 +60,11 @@ from training.data import (  # noqa: E402
 from training.flags import settings_from_flags  # noqa: E402
 from training.loop import check_teacher_cache, group_means, psnr_scores  # noqa: E402
 from transform import export, prune  # noqa: E402
-from transform.architectures import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
 from utils.checkpoint import read_model_checkpoint, where_to_get  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
 from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of  # noqa: E402
+from utils.model_io import load_model, load_teacher, read_flag_checkpoint  # noqa: E402
 from utils.results import is_number  # noqa: E402
 
 PROG = "run_ablations.py"

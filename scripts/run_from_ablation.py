@@ -39,10 +39,10 @@ import run_frontier  # noqa: E402
 import run_pipeline  # noqa: E402
 from pipeline_config import PipelineConfig, parse_config  # noqa: E402
 
-from transform.architectures import read_flag_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import atomic_write, check_distinct, sha256_of  # noqa: E402
+from utils.model_io import read_flag_checkpoint  # noqa: E402
 
 PROG = "run_from_ablation.py"
 BRANCH_STAGE = "branch_trained"

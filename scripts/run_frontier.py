@@ -45,13 +45,14 @@ from run_pipeline import (  # noqa: E402
 )
 
 import train_prfdn  # noqa: E402
+from models.helpers import HelperPRFDN  # noqa: E402
 from transform import export, prune  # noqa: E402
-from transform.architectures import load_model  # noqa: E402
-from transform.helpers import HelperPRFDN, with_helpers  # noqa: E402
+from transform.helpers import with_helpers  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import HarnessError  # noqa: E402
 from utils.fileio import check_distinct, check_output_file, exclusive_run  # noqa: E402
+from utils.model_io import load_model  # noqa: E402
 
 
 def merged_input(config: PipelineConfig) -> Path:

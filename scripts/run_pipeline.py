@@ -49,7 +49,6 @@ import train_prfdn  # noqa: E402
 from training.data import data_folders, fill_data_defaults, load_data_from_args  # noqa: E402
 from training.loop import TrainSettings  # noqa: E402
 from transform import branch, export, feature_fit, prune, reparam  # noqa: E402
-from transform.architectures import load_model  # noqa: E402
 from utils.checkpoint import read_model_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.datasets import SCALE, fetch_hint  # noqa: E402
@@ -57,6 +56,7 @@ from utils.errors import HarnessError, TrainingInterruptedError  # noqa: E402
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of  # noqa: E402
 from utils.image import list_images  # noqa: E402
 from utils.inference import resolve_device  # noqa: E402
+from utils.model_io import load_model  # noqa: E402
 from utils.provenance import is_recorded_parent  # noqa: E402
 
 STAGES = (

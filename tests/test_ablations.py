@@ -10,8 +10,8 @@ import cv2
 import pytest
 import torch
 
+from models.registry import model_config
 from models.team13_PRFDN import PRFDN, PRFDNConfig
-from transform.architectures import model_config
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
 

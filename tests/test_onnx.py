@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from transform import onnx as onnx_stage
-from transform.architectures import load_model
 from utils.checkpoint import read_model_checkpoint
+from utils.model_io import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBMISSION = REPO_ROOT / "model_zoo" / "team13_prfdn.pth"

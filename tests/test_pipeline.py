@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from models.team00_RFDN import RFDN
-from transform.architectures import load_model
 from utils import provenance as provenance_module
 from utils.checkpoint import read_model_checkpoint, save_model_checkpoint, weights_sha256
 from utils.datasets import ensure_builtin_dataset
+from utils.model_io import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))

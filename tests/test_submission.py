@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from models.team13_PRFDN import PRFDN
-from transform.architectures import load_model
 from utils.checkpoint import read_model_checkpoint
+from utils.model_io import load_model
 from utils.model_summary import summarize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -24,15 +24,18 @@ from skimage import data as skimage_data
 
 import train_prfdn
 import training.loop as training_loop
+from models.branch import BranchPRFDN
+from models.registry import model_config
 from models.team00_RFDN import RFDN
+from models.team13_PRFDN import PRFDN, PRFDNConfig
 from training.data import load_training_data
 from training.loop import TrainingInterruptedError, TrainSettings, _make_scheduler, fit, rfdn_with_features
-from transform.architectures import PRFDN, BranchPRFDN, PRFDNConfig, load_model, model_config
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.errors import HarnessError
 from utils.fileio import sha256_of
 from utils.image import imsave
 from utils.inference import cpu_has_native_bf16
+from utils.model_io import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PATCH = 16

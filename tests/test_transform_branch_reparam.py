@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.branch import BranchPRFDN
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import PRFDN
 from transform import branch as branch_stage
 from transform import reparam as reparam_stage
-from transform.architectures import BranchPRFDN, load_model
 from transform.branch import branch_from_rfdn
 from transform.common import check_equivalent, max_abs_difference
 from transform.reparam import merge_branches
 from utils.checkpoint import read_model_checkpoint
 from utils.errors import HarnessError
+from utils.model_io import load_model
 
 
 def _random_rfdn_state(seed: int = 0) -> dict[str, torch.Tensor]:

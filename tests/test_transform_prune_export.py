@@ -12,17 +12,20 @@ import pytest
 import torch
 
 import test_demo
+from models.branch import BranchPRFDN
+from models.helpers import HelperPRFDN, is_helper
+from models.registry import model_config
 from models.team13_PRFDN import PRFDN
 from transform import export as export_stage
 from transform import prune as prune_stage
 from transform import reparam as reparam_stage
-from transform.architectures import BranchPRFDN, load_model, model_config
 from transform.common import max_abs_difference
-from transform.helpers import HelperPRFDN, fold_helpers, is_helper, with_helpers
+from transform.helpers import fold_helpers, with_helpers
 from transform.prune import figures, figures_at_ratio, planned_result, prune, smaller
 from transform.reparam import merge_branches
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.errors import HarnessError
+from utils.model_io import load_model
 
 X = torch.rand(1, 3, 40, 44) * 255
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from models.branch import BranchPRFDN
 from models.team00_RFDN import RFDN
-from transform.architectures import BranchPRFDN
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.checkpoint import describe_mismatch
 from utils.errors import HarnessError

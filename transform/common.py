@@ -13,14 +13,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from models.registry import model_config
 from training.data import check_apart_from_data
-from transform.architectures import model_config, read_flag_checkpoint
 from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import check_distinct, check_output_file
 from utils.image import uint2tensor4
 from utils.imresize import bicubic_downsample
+from utils.model_io import read_flag_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages meant to be exact

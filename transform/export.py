@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from transform.architectures import load_model
+from models.helpers import is_helper
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
-from transform.helpers import fold_helpers, is_helper
+from transform.helpers import fold_helpers
+from utils.model_io import load_model
 from utils.model_summary import summarize
 from utils.provenance import stage_record
 

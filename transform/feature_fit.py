@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from models.branch import BranchPRFDN
 from models.team00_RFDN import RFDN
 from training.data import (
     PatchSampler,
@@ -34,10 +35,10 @@ from training.data import (
 )
 from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
 from training.loop import check_batch_size, check_precision, seed_everything, validate
-from transform.architectures import BranchPRFDN, load_model, read_flag_checkpoint
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.errors import HarnessError
 from utils.inference import resolve_device
+from utils.model_io import load_model, read_flag_checkpoint
 from utils.provenance import stage_record
 
 NEW_BRANCHES = (2, 3, 4)

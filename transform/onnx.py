@@ -27,11 +27,11 @@ import torch
 import torch.nn as nn
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from transform.architectures import load_model
 from transform.common import EQUIVALENCE_TOLERANCE, StageCLI, equivalence_image
 from utils.checkpoint import read_model_checkpoint
 from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write, sha256_of
+from utils.model_io import load_model
 
 OPSET = 18  # the first opset of torch.onnx's current (torch.export-based) exporter
 MAX_SIDE = 8192  # upper bound of the dynamic height and width

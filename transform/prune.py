@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from models.helpers import HelperPRFDN, is_helper
 from models.team13_PRFDN import PRFDN
 from training.data import (
     TrainData,
@@ -48,12 +49,12 @@ from training.data import (
 )
 from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
 from training.loop import TrainSettings, check_batch_size, default_lr, fit
-from transform.architectures import load_model, load_teacher
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
-from transform.helpers import HelperPRFDN, fold_helpers, freeze_helpers, is_helper, rebuild, with_helpers
+from transform.helpers import fold_helpers, freeze_helpers, rebuild, with_helpers
 from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
 from utils.inference import resolve_device
+from utils.model_io import load_model, load_teacher
 from utils.model_summary import summarize
 from utils.provenance import stage_record
 

@@ -16,10 +16,11 @@ import argparse
 import torch
 import torch.nn as nn
 
+from models.branch import BranchPRFDN
 from models.team13_PRFDN import PRFDN, DistillBlock, PRFDNConfig
-from transform.architectures import BranchPRFDN, load_model
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.weights import dense_block_weight
+from utils.model_io import load_model
 from utils.provenance import stage_record
 
 FORMS = ("grouped", "dense")
