@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -12,12 +11,11 @@ import torch
 
 from models.registry import model_config
 from models.team13_PRFDN import PRFDN, PRFDNConfig
+from pipeline import ablations as run_ablations
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import run_ablations  # noqa: E402
 
 
 @pytest.fixture

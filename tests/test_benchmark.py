@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import benchmark
 from models.team00_RFDN import RFDN
+from pipeline import benchmark
+from pipeline import pareto as plot_pareto
+from pipeline import report as report_script
 from utils.benchmark import Entry, Variant, report, stats, time_interleaved
 from utils.datasets import ensure_builtin_dataset
 from utils.errors import HarnessError
 from utils.image import imsave
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import plot_pareto  # noqa: E402
-import report as report_script  # noqa: E402
 
 
 def test_variant_parse_and_refusals() -> None:
@@ -323,9 +319,7 @@ def test_report_checks_everything_before_evaluating(
 
 
 def test_training_speed_script_times_every_fast_path(tmp_path: Path, random_rfdn_checkpoint: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import bench_training
-
+    from training import bench as bench_training
     from utils.datasets import ensure_builtin_dataset
 
     hr = ensure_builtin_dataset()[0].hr_path.parent
@@ -373,7 +367,7 @@ def test_plot_replaces_an_existing_png_only_with_overwrite(tmp_path: Path, capsy
 def test_training_speed_replaces_an_existing_json_only_with_overwrite(
     tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bench_training
+    from training import bench as bench_training
 
     hr = ensure_builtin_dataset()[0].hr_path.parent
     out = tmp_path / "speed.json"

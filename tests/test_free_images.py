@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import fetch_free_images as ffi  # noqa: E402
+from training import free_images as ffi
 
 
 def drawing(h: int, w: int, seed: int) -> np.ndarray:

@@ -72,7 +72,7 @@ def test_missing_packages_are_named_in_one_line(
 
 @needs_onnx
 def test_benchmark_times_onnxruntime_beside_pytorch(exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import benchmark
+    from pipeline import benchmark
 
     monkeypatch.setattr(benchmark, "export_onnx", reuse_export(exported))  # the same network as SUBMISSION
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -10,11 +9,8 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
+from training import pack as pack_training_data
 from training.data import load_training_data
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import pack_training_data  # noqa: E402
 
 
 @pytest.fixture

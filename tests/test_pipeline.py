@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import types
 from pathlib import Path
 
@@ -14,15 +13,14 @@ import pytest
 import torch
 
 from models.team00_RFDN import RFDN
+from pipeline import config as pipeline_config
+from pipeline import run as run_pipeline
 from utils import provenance as provenance_module
 from utils.checkpoint import read_model_checkpoint, save_model_checkpoint, weights_sha256
 from utils.datasets import ensure_builtin_dataset
 from utils.model_io import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import pipeline_config  # noqa: E402
-import run_pipeline  # noqa: E402
 
 
 def write_tiny_config(folder: Path, rfdn: Path, **changes: object) -> Path:
@@ -574,8 +572,7 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
     """The typed sections and the stages' parsers name the same flags (a new flag must reach the config)."""
     import dataclasses
 
-    import pipeline_config
-
+    from pipeline import config as pipeline_config
     from training.data import DATA_FLAGS
 
     def names(cls: type) -> set[str]:
@@ -619,7 +616,7 @@ def parameter_count(path: Path) -> int:
 def test_frontier_points_prune_the_merged_network_to_their_budgets(
     tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import run_frontier
+    from pipeline import frontier as run_frontier
 
     config = json.loads(tiny_run.read_text())
     quick = {"importance": "magnitude", "finetune_iters": 0}  # the run's Taylor ranking and fine-tuning are tested above
@@ -675,7 +672,7 @@ def test_frontier_points_prune_the_merged_network_to_their_budgets(
 
 
 def test_point_names_that_report_rows_take_are_the_report_rows() -> None:
-    import report
+    from pipeline import report
 
     assert set(pipeline_config.REPORT_ROW_NAMES) == {name for _, name, _ in report.ROWS}
 
@@ -707,7 +704,7 @@ def test_a_point_takes_its_own_budget_and_training_over_the_runs() -> None:
 def test_frontier_mistakes_are_refused_with_the_key(
     tiny_config: Path, frontier: object, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import run_frontier
+    from pipeline import frontier as run_frontier
 
     config = json.loads(tiny_config.read_text())
     config["frontier"] = frontier
@@ -725,8 +722,8 @@ def test_run_from_ablation_finishes_the_pipeline_from_the_runs_weights(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import run_ablations
-    import run_from_ablation
+    from pipeline import ablations as run_ablations
+    from pipeline import from_ablation as run_from_ablation
 
     (tmp_path / "pipe").mkdir()
     pipe = str(write_tiny_config(tmp_path / "pipe", any_rfdn_checkpoint, frontier=[{"name": "half", "prune": {"ratio": 0.5}}]))

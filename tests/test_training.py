@@ -22,12 +22,12 @@ import pytest
 import torch
 from skimage import data as skimage_data
 
-import train_prfdn
 import training.loop as training_loop
 from models.branch import BranchPRFDN
 from models.registry import model_config
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import PRFDN, PRFDNConfig
+from training import run as train_prfdn
 from training.data import load_training_data
 from training.loop import TrainingInterruptedError, TrainSettings, _make_scheduler, fit, rfdn_with_features
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint

@@ -151,7 +151,7 @@ def test_minimal_prune_command_and_pruning_a_final_model_again(stage_checkpoints
 
 
 def test_train_prfdn_keeps_placements_of_a_pruned_checkpoint(stage_checkpoints: dict[str, Path], tmp_path: Path) -> None:
-    import train_prfdn
+    from training import run as train_prfdn
     from utils.datasets import ensure_builtin_dataset
 
     train_dir = str(ensure_builtin_dataset()[0].hr_path.parent)

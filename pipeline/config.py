@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable
@@ -26,18 +25,14 @@ from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import train_prfdn  # noqa: E402
-from models.team13_PRFDN import MIN_INPUT_SIZE  # noqa: E402
-from training.data import DATA_FLAGS, check_scale_aug, first_duplicate  # noqa: E402
-from training.flags import settings_from_flags  # noqa: E402
-from training.loop import TrainSettings, check_teacher_cache, default_lr  # noqa: E402
-from transform import feature_fit, prune, reparam  # noqa: E402
-from utils.datasets import SCALE  # noqa: E402
-from utils.errors import HarnessError, first_line  # noqa: E402
+from models.team13_PRFDN import MIN_INPUT_SIZE
+from training import run as train_prfdn
+from training.data import DATA_FLAGS, check_scale_aug, first_duplicate
+from training.flags import settings_from_flags
+from training.loop import TrainSettings, check_teacher_cache, default_lr
+from transform import feature_fit, prune, reparam
+from utils.datasets import SCALE
+from utils.errors import HarnessError, first_line
 
 # --- the sections -----------------------------------------------------------------------------------------------
 # A field left None was not given: the stage's own default applies (on --resume, the resumed run's value).

@@ -1,0 +1,404 @@
+"""Fine-tune a checkpoint of any PRFDN stage (RFDN, branch, prfdn, prfdn_helpers) on folders of HR images.
+
+    python train_prfdn.py SRC.pth OUT.pth --train_dir D [D ...] [--val_dir V | --val_fraction F]
+    python train_prfdn.py SRC.pth OUT.pth --train_dir D --teacher team00_rfdn.pth --distill_weight 1
+    python train_prfdn.py SRC.pth OUT.pth --resume                 # continue OUT.state.pth exactly
+    python train_prfdn.py SRC.pth OUT.pth --resume --iters N --lr X  # go on to N iterations with a new lr phase
+    python train_prfdn.py SRC.pth OUT.pth --resume --iters N --loss l2  # ... with the MSE (a new phase, fresh Adam)
+    python train_prfdn.py SRC.pth OUT.pth --overwrite ...            # start afresh over OUT's earlier run
+    torchrun --nproc_per_node 2 train_prfdn.py SRC.pth OUT.pth ...  # DistributedDataParallel
+
+Writes OUT.pth (best weights by validation PSNR), OUT_last.pth (last weights), both self-describing
+checkpoints of SRC's architecture with provenance, OUT.state.pth (resumable training state) and
+OUT.log.jsonl (one JSON line per log interval / validation). Ctrl-C saves the state and exits 130.
+Where any of these four files exists, the run is refused unless --resume (continue it) or --overwrite (a new
+run over it) is given; none of them may be SRC, --teacher or a data image. Every check is made before training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from training.data import (
+    DATA_FLAGS,
+    TrainData,
+    add_data_arguments,
+    check_apart_from_data,
+    fill_data_defaults,
+    load_data_from_args,
+)
+from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments, fill_fast_path
+from training.loop import (
+    FitResult,
+    JsonlLog,
+    TrainingInterruptedError,
+    TrainSettings,
+    check_feature_distill,
+    check_teacher_cache,
+    default_lr,
+    distributed_active,
+    fit,
+    init_distributed,
+    loss_changed,
+    read_log_lines,
+    starts_new_lr_phase,
+    truncate_log,
+    world,
+)
+from utils.checkpoint import (
+    ModelCheckpoint,
+    check_training_state,
+    safe_load,
+    save_model_checkpoint,
+    weights_sha256,
+)
+from utils.cli import ArgumentParser
+from utils.errors import HarnessError
+from utils.fileio import (
+    atomic_write,
+    atomic_write_text,
+    check_distinct,
+    check_output_file,
+    exclusive_run,
+    sha256_of,
+    write_target,
+)
+from utils.inference import resolve_device
+from utils.model_io import load_model, load_teacher, read_flag_checkpoint
+from utils.provenance import is_recorded_parent, provenance
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROG = "train_prfdn.py"
+
+SETTING_FLAGS = SETTING_NAMES  # every TrainSettings field a user sets
+
+
+def output_paths(out: str | Path) -> dict[str, Path]:
+    """OUT.pth -> best OUT.pth, last OUT_last.pth, state OUT.state.pth, log OUT.log.jsonl."""
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise HarnessError(f"OUT {str(out)!r}: expected a file name (e.g. runs/model.pth)")
+    return {
+        "best": out,
+        "last": out.with_name(f"{out.stem}_last{out.suffix}"),
+        "state": out.with_name(f"{out.stem}.state{out.suffix}"),
+        "log": out.with_name(f"{out.stem}.log.jsonl"),
+    }
+
+
+OUTPUT_LABELS = {"best": "OUT", "last": "OUT_last", "state": "OUT.state", "log": "OUT.log"}
+
+
+def labelled_outputs(paths: dict[str, Path]) -> dict[str, Path]:
+    return {OUTPUT_LABELS[key]: path for key, path in paths.items()}
+
+
+def check_apart_from_inputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+    """Refuse an output that is SRC, --teacher, an image of the data folders, or another output."""
+    outputs = labelled_outputs(paths)
+    check_distinct(outputs, {"SRC": args.src, "--teacher": args.teacher})
+    check_apart_from_data(outputs, args)
+
+
+def check_outputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+    """Refuse, before any work, outputs that cannot be written or are inputs, and an earlier run's files
+    without --resume or --overwrite."""
+    if args.resume and args.overwrite:
+        raise HarnessError("--resume and --overwrite: give one of them (continue OUT's run, or start a new one over it)")
+    for label, path in labelled_outputs(paths).items():
+        check_output_file(path, label)
+    check_apart_from_inputs(args, paths)
+    if not (args.resume or args.overwrite):
+        for label, path in labelled_outputs(paths).items():
+            if path.exists():
+                raise HarnessError(
+                    f"{label} {path}: exists from an earlier run; give --resume to continue that run, or --overwrite "
+                    "to start a new one over it"
+                )
+
+
+def start_fresh(paths: dict[str, Path]) -> None:
+    """A new run (also over an earlier one, --overwrite): a fresh log and no earlier state to resume by mistake;
+    the earlier best and last weights stay until this run replaces them."""
+    write_target(paths["state"]).unlink(missing_ok=True)
+    atomic_write_text(paths["log"], "")
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise HarnessError(f"--resume: {path} not found (no interrupted run of this OUT to continue)")
+    try:
+        state = safe_load(path)
+    except HarnessError as err:
+        raise HarnessError(f"--resume: {err}") from None
+    check_training_state(state, f"--resume: {path}")
+    if not isinstance(state.get("run"), dict):
+        raise HarnessError(f"--resume: {path}: a training state without its run record (expected one written by {PROG})")
+    return state
+
+
+def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, checkpoint: ModelCheckpoint) -> None:
+    """The state continues training of ``src``: the same file, or the same weights written again (a finished
+    stage's output rebuilt from its state, e.g. in a fresh clone, carries a new time and commit)."""
+    run = state["run"]
+    if run.get("arch") != checkpoint.arch or run.get("config") != checkpoint.config:
+        raise HarnessError(f"--resume: {path} is from another model ({run.get('arch')}, not {src}'s {checkpoint.arch})")
+    if not is_recorded_parent(run, src, checkpoint, src_sha):
+        raise HarnessError(
+            f"--resume: {path} continues training of another SRC ({run.get('parent')}, sha256 "
+            f"{str(run.get('parent_sha256'))[:12]}...), not {src} ({src_sha[:12]}...)"
+        )
+
+
+def distill_weight_of(args: argparse.Namespace) -> float:
+    """``--distill_weight`` as given, else a new run's default: 1 with a ``--teacher``, 0 without."""
+    if args.distill_weight is not None:
+        return args.distill_weight
+    return 1.0 if args.teacher else 0.0
+
+
+def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] | None) -> TrainSettings:
+    """Flags given > the resumed state's settings > the stage's defaults."""
+    if saved is None:  # a new run: the fast path where it helps (a resumed run keeps its own)
+        fill_fast_path(args)
+    if saved is not None:
+        settings = TrainSettings.from_dict(saved)
+    else:
+        settings = TrainSettings(
+            lr=default_lr(arch),
+            device=resolve_device(None).type,
+            distill_weight=distill_weight_of(args),
+        )
+    for name in SETTING_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            setattr(settings, name, value)
+    resolve_device(settings.device)  # refuses cuda on a machine without it
+    if args.no_progress:
+        settings.progress = False
+    settings.check()
+    return settings
+
+
+def resolve_data_args(args: argparse.Namespace, saved: dict[str, Any] | None) -> None:
+    """On --resume, data flags not given again are taken from the state."""
+    if saved is not None:
+        for name in DATA_FLAGS:
+            if getattr(args, name) is None:
+                setattr(args, name, saved.get(name))
+    if not args.train_dir:
+        raise HarnessError("--train_dir: give at least one folder of training images")
+    fill_data_defaults(args)
+
+
+def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
+    """Tell on stderr what a resume with other settings changes (once every check has passed)."""
+    if loss_changed(state["settings"], settings):
+        print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
+    if starts_new_lr_phase(state["settings"], settings):
+        print(
+            f"{PROG}: --resume starts a new learning-rate phase: from iteration {state['iteration']} the lr is "
+            f"{settings.lr:g} (plateau: {settings.lr_after_plateau:g} after {settings.plateau_patience})",
+            file=sys.stderr,
+        )
+
+
+def announce_data_change(saved: dict[str, Any], args: argparse.Namespace) -> None:
+    """Tell on stderr which data flags a resume changes: from its iteration on, patches come from the new data."""
+    changed = [name for name in DATA_FLAGS if saved.get(name) != getattr(args, name)]
+    if changed:
+        flags = ", ".join(f"--{name} {getattr(args, name)}" for name in changed)
+        print(f"{PROG}: --resume with other data ({flags}): the patches from here on come from it", file=sys.stderr)
+
+
+def build_provenance(
+    args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
+) -> dict[str, Any]:
+    return provenance(
+        "train",
+        run["parent"],
+        run["parent_provenance"],
+        parent_sha256=run["parent_sha256"],
+        parent_weights_sha256=run.get("parent_weights_sha256"),
+        weights=weights,
+        parent_arch=run["arch"],
+        iterations=result.iterations,
+        best_iteration=result.best_iteration,
+        best_val_psnr=result.best_psnr,
+        initial_val_psnr=result.initial_psnr,
+        data=data.description,
+        settings=asdict(settings),
+        teacher=run["teacher"],
+        teacher_sha256=run["teacher_sha256"],
+        world_size=world()[1],
+        resumed=bool(args.resume),
+    )
+
+
+def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
+    payload = {**state, "run": run}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def check_unchanged_since_checked(args: argparse.Namespace, paths: dict[str, Path], state: dict[str, Any] | None) -> None:
+    """Once OUT is claimed: no other run wrote it since the checks (one that ended in between is not replaced)."""
+    if state is None:
+        check_outputs(args, paths)
+    elif read_state(paths["state"])["iteration"] != state["iteration"]:
+        raise HarnessError(f"--resume: {paths['state']} was continued by another run meanwhile; run --resume again")
+
+
+def main(args: argparse.Namespace) -> FitResult:
+    paths = output_paths(args.out)
+    check_outputs(args, paths)
+    src = Path(args.src)
+    state = read_state(paths["state"]) if args.resume else None
+    if state:
+        read_log_lines(paths["log"])  # a log that --resume could not trim is refused now, before any work
+    resolve_data_args(args, state["run"]["data_args"] if state else None)
+    if state:
+        check_apart_from_inputs(args, paths)  # the teacher and data folders the state names
+    checkpoint = read_flag_checkpoint(src, "SRC")
+    model = load_model(checkpoint, f"SRC {src}")
+    src_sha = sha256_of(src)
+    if state:
+        check_resume(state, paths["state"], src, src_sha, checkpoint)
+        if args.iters is not None and args.iters < state["iteration"]:
+            raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {args.iters}")
+    settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
+    if state and settings.seed != state["settings"].get("seed", settings.seed):
+        raise HarnessError(
+            f"--seed {settings.seed}: {paths['state']} was trained with --seed {state['settings']['seed']} (its patch "
+            "stream); a resumed run keeps it"
+        )
+    if settings.distill_weight > 0 and not args.teacher:
+        raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
+    teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
+    if settings.feature_distill > 0:
+        check_feature_distill(model, teacher)
+    check_teacher_cache(settings, teacher is not None)
+    device = init_distributed(settings.device)
+    if world()[1] > 1:
+        settings.device = str(device)
+    data = load_data_from_args(
+        args, patch_size=settings.patch_size, seed=settings.seed, data_range=checkpoint.data_range, scale=checkpoint.scale
+    )
+    if state:
+        announce_resume(state, settings)
+        announce_data_change(state["run"]["data_args"], args)
+    run = {
+        "parent": str(src),
+        "parent_sha256": src_sha,
+        "parent_weights_sha256": weights_sha256(checkpoint),
+        "parent_provenance": checkpoint.provenance,
+        "arch": checkpoint.arch,
+        "config": checkpoint.config,
+        "teacher": args.teacher,
+        "teacher_sha256": sha256_of(args.teacher) if args.teacher else None,
+        "data_args": {name: getattr(args, name) for name in DATA_FLAGS},
+    }
+    rank = world()[0]
+    with exclusive_run(paths["state"], "OUT") if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            check_unchanged_since_checked(args, paths, state)
+            paths["best"].parent.mkdir(parents=True, exist_ok=True)
+            if state is None:
+                start_fresh(paths)
+            else:
+                truncate_log(paths["log"], int(state["iteration"]))  # records a killed run wrote after its state
+        result = fit(
+            model,
+            data.train,
+            data.val,
+            settings,
+            teacher=teacher,
+            state=state,
+            log=JsonlLog(paths["log"]) if rank == 0 else None,
+            save_state=lambda st: write_state(paths["state"], st, run),
+        )
+        if rank == 0:
+            for key, weights in (("best", result.best_state_dict), ("last", result.last_state_dict)):
+                provenance = build_provenance(args, run, data, settings, result, key)
+                out = ModelCheckpoint(
+                    checkpoint.arch, checkpoint.config, weights, checkpoint.scale, checkpoint.data_range, provenance
+                )
+                save_model_checkpoint(paths[key], out)
+            write_state(paths["state"], result.state, run)
+            best = "n/a (no validation images)" if result.best_psnr is None else f"{result.best_psnr:.4f} dB"
+            print(f"{PROG}: {result.iterations} iterations; best validation PSNR {best} at iteration {result.best_iteration}")
+            print(f"{PROG}: wrote {paths['best']}, {paths['last']}, {paths['state']}, {paths['log']}")
+        return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src", help="checkpoint to start from (any stage; a plain state dict is the official RFDN)")
+    parser.add_argument("out", help="best weights go here; OUT_last.pth, OUT.state.pth and OUT.log.jsonl beside it")
+    add_data_arguments(parser)
+    opt = parser.add_argument_group("training (default: the stage's recipe, or the resumed run's)")
+    add_setting_arguments(
+        opt,
+        SETTING_FLAGS,
+        default_text={
+            "lr": "1e-5 branch, 1e-6 prfdn*, 1e-5 other",
+            "distill_weight": "1 with --teacher, else 0",
+            "device": "cuda when available",
+            "grad_clip": "off",
+            "amp": "off",
+            "ema_decay": "0",
+            **FAST_PATH_TEXT,
+        },
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue OUT.state.pth exactly (another --lr, --lr_after_plateau or --plateau_patience: a new lr phase)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run where OUT, OUT_last, OUT.state.pth or OUT.log.jsonl exist (their earlier run is replaced)",
+    )
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state_path = None
+    try:
+        state_path = output_paths(args.out)["state"]
+        main(args)
+        if distributed_active():
+            # Rank 0 still writes the outputs when the others finish; a rank that tears gloo down while its
+            # peer is connected can abort ("terminate called without an active exception"), so wait for all.
+            dist.barrier()
+    except (HarnessError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingInterruptedError as stop:
+        print(
+            f"{PROG}: interrupted after iteration {stop.iteration}; state saved to {state_path} (continue with --resume)",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        saved = "the last saved state is in" if state_path is not None and state_path.is_file() else "no state saved yet at"
+        print(f"{PROG}: interrupted; {saved} {state_path}", file=sys.stderr)
+        return 130
+    finally:
+        if distributed_active():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
