@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import re
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields, replace
@@ -27,75 +26,29 @@ from typing import Any
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from training import run as train_prfdn
-from training.data import DATA_FLAGS, check_scale_aug, first_duplicate
-from training.flags import settings_from_flags
+from training.data import DATA_FLAGS, DataSettings, check_scale_aug, first_duplicate
+from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import TrainSettings, check_teacher_cache, default_lr
 from transform import feature_fit, prune, reparam
+from transform.prune import PruneSettings
 from utils.datasets import SCALE
 from utils.errors import HarnessError, first_line
+from utils.settings import field_types, optional_section, value_type
 
 # --- the sections -----------------------------------------------------------------------------------------------
 # A field left None was not given: the stage's own default applies (on --resume, the resumed run's value).
 
 
-@dataclass(frozen=True)
-class DataSection:
-    """``data``: the data flags of every stage that trains, fits or prunes (``training.data``); a training section
-    may replace ``extra_train_dir`` with its own."""
-
-    train_dir: tuple[str, ...]
-    lr_dir: tuple[str, ...] | None = None
-    extra_train_dir: tuple[str, ...] | None = None
-    scale_aug: tuple[float, ...] | None = None
-    val_dir: str | None = None
-    val_fraction: float | None = None
-    val_seed: int | None = None
-    val_crop: int | None = None
-    skip_small: bool | None = None
-    teacher: str | None = None
-
-
-@dataclass(frozen=True)
-class FeatureFitSection:
-    """``feature_fit``: flags of ``transform.feature_fit`` (its ``--rfdn`` is the config's ``rfdn``)."""
-
-    iters: int
-    batch_size: int | None = None
-    patch_size: int | None = None
-    lr: float | None = None
-    log_every: int | None = None
-    seed: int | None = None
-    device: str | None = None
-    precision: str | None = None
-    channels_last: bool | None = None
-
-
-@dataclass(frozen=True)
-class TrainingPhase:
-    """Flags of ``train_prfdn.py`` for one learning-rate phase of a training stage."""
-
-    iters: int | None = None
-    batch_size: int | None = None
-    patch_size: int | None = None
-    lr: float | None = None
-    lr_after_plateau: float | None = None
-    plateau_patience: int | None = None
-    distill_weight: float | None = None
-    feature_distill: float | None = None
-    loss: str | None = None
-    val_every: int | None = None
-    log_every: int | None = None
-    seed: int | None = None
-    device: str | None = None
-    amp: bool | None = None
-    precision: str | None = None
-    channels_last: bool | None = None
-    num_workers: int | None = None
-    grad_clip: float | None = None
-    ema_decay: float | None = None
-    teacher_cache: bool | None = None
-    no_progress: bool | None = None
-    extra_train_dir: tuple[str, ...] | None = None  # this phase's further training folders, in place of data's
+# The sections of the stages' settings are derived from the stages' own schemas: the same names and types, each
+# None (not given) unless required.
+DataSection = optional_section(DataSettings, "DataSection", required=("train_dir",))
+FeatureFitSection = optional_section(TrainSettings, "FeatureFitSection", feature_fit.FIT_SETTINGS, required=("iters",))
+TrainingPhase = optional_section(  # one learning-rate phase of a training stage
+    TrainSettings,
+    "TrainingPhase",
+    SETTING_NAMES,
+    extra=[("no_progress", bool), ("extra_train_dir", tuple[str, ...])],  # this phase's folders, in place of data's
+)
 
 
 @dataclass(frozen=True)
@@ -130,27 +83,11 @@ class ReparamSection:
     form: str | None = None
 
 
-@dataclass(frozen=True)
-class PruneSection:
-    """``prune``: flags of ``transform.prune`` (its data flags come from ``data``)."""
-
-    ratio: float | None = None
-    steps: int | None = None
-    target_params: float | None = None
-    target_flops: float | None = None
-    round_to: int | None = None
-    importance: str | None = None
-    calibration_patches: int | None = None
-    finetune_iters: int | None = None
-    distill_weight: float | None = None
-    batch_size: int | None = None
-    patch_size: int | None = None
-    lr: float | None = None
-    seed: int | None = None
-    device: str | None = None
-    amp: bool | None = None
-    precision: str | None = None
-    channels_last: bool | None = None
+PruneSection = optional_section(
+    PruneSettings,
+    "PruneSection",
+    extra=[(name, value_type(field_types(TrainSettings)[name])) for name in prune.FINETUNE_FLAGS],  # its fine-tuning
+)
 
 
 BUDGET_KEYS = ("ratio", "target_params", "target_flops")
@@ -239,7 +176,7 @@ def given(section: Any) -> dict[str, Any]:
     for f in fields(section):
         value = getattr(section, f.name)
         if value is not None:
-            values[f.name] = float(value) if _field_kind(kinds[f.name]) is float else value
+            values[f.name] = float(value) if value_type(kinds[f.name]) is float else value
     return values
 
 
@@ -357,13 +294,6 @@ def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any
     return value  # an integer stays one where a number goes (``given`` hands it to the stage as a float)
 
 
-def _field_kind(annotation: Any) -> Any:
-    """int for ``int | None``, and so on."""
-    if isinstance(annotation, types.UnionType):
-        return next(arg for arg in typing.get_args(annotation) if arg is not type(None))
-    return annotation
-
-
 def read_section(cls: type, options: Any, where: str) -> Any:
     """A section dataclass from its JSON object: known keys only (``_`` keys are comments), each of its type."""
     if not isinstance(options, dict):
@@ -382,7 +312,7 @@ def read_section(cls: type, options: Any, where: str) -> Any:
                     "section may give only extra_train_dir of its own)"
                 )
             raise HarnessError(f"{where}: unknown key {key}; expected one of {', '.join(known)}")
-        values[key] = read_value(value, _field_kind(kinds[key]), f"{where}.{key}", optional=key not in required)
+        values[key] = read_value(value, value_type(kinds[key]), f"{where}.{key}", optional=key not in required)
     missing = [name for name in required if name not in values]
     if missing:
         raise HarnessError(f"{where} lacks {', '.join(missing)}")

@@ -33,6 +33,7 @@ from utils.errors import HarnessError
 from utils.fileio import check_distinct
 from utils.image import imread_uint, list_images, modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample, imresize
+from utils.settings import add_flags, help_of, setting, setting_names
 
 NUM_TRANSFORMS = 8
 
@@ -466,56 +467,40 @@ def read_folder_as_validation(folder: str | os.PathLike, scale: int = SCALE) -> 
 
 # --- command-line data flags, shared by train_prfdn.py and transform.prune ----------------------------------
 
-DATA_FLAGS = (
-    "train_dir",
-    "lr_dir",
-    "extra_train_dir",
-    "scale_aug",
-    "val_dir",
-    "val_fraction",
-    "val_seed",
-    "val_crop",
-    "skip_small",
-    "teacher",
-)
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The data settings of every command that trains, fits or prunes, and the config's ``data`` section. Each is
+    None when not given, so a resumed run can tell given settings from omitted ones (``fill_data_defaults``)."""
+
+    train_dir: tuple[str, ...] | None = setting(None, "folders of HR training images")
+    lr_dir: tuple[str, ...] | None = setting(None, "their LR images (NAMEx4.* or NAME.*), one folder per --train_dir")
+    extra_train_dir: tuple[str, ...] | None = setting(
+        None, "further folders of HR training images, never held out (the held-out split stays that of --train_dir)"
+    )
+    scale_aug: tuple[float, ...] | None = setting(
+        None, "also train on each training image downscaled by these factors in (0, 1), e.g. 0.5 0.75 (default none)"
+    )
+    val_dir: str | None = setting(None, "folder of HR validation images (LR: bicubic x4); with --val_fraction, both are used")
+    val_fraction: float | None = setting(
+        None, "hold out this fraction of the --train_dir images (default 0.05 without --val_dir, else 0)"
+    )
+    val_seed: int | None = setting(None, "seed of the held-out split (default 0)")
+    val_crop: int | None = setting(None, "centre-crop validation HR to at most this size (default 256)")
+    skip_small: bool | None = setting(None, "leave out training images smaller than a patch", action="store_true")
+    teacher: str | None = setting(None, "checkpoint to distil from, e.g. the official RFDN (L1 to its SR)")
+
+
+DATA_FLAGS = setting_names(DataSettings)
 DEFAULT_VAL_FRACTION = 0.05
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, teacher: bool = True) -> None:
-    """The data flags; each defaults to None so a resumed run can tell given flags from omitted ones. With
-    ``teacher`` False (a command that distils from no teacher) ``--teacher`` is left out of the help; the
-    command refuses it in one line saying why."""
+    """The data flags (``DataSettings``), each None when not given. With ``teacher`` False (a command that distils
+    from no teacher) ``--teacher`` is left out of the help; the command refuses it in one line saying why."""
     data = parser.add_argument_group("data")
-    data.add_argument("--train_dir", nargs="+", default=None, help="folders of HR training images")
-    data.add_argument(
-        "--lr_dir", nargs="+", default=None, help="their LR images (NAMEx4.* or NAME.*), one folder per --train_dir"
-    )
-    data.add_argument(
-        "--extra_train_dir",
-        nargs="+",
-        default=None,
-        help="further folders of HR training images, never held out (the held-out split stays that of --train_dir)",
-    )
-    data.add_argument(
-        "--scale_aug",
-        nargs="+",
-        type=float,
-        default=None,
-        help="also train on each training image downscaled by these factors in (0, 1), e.g. 0.5 0.75 (default none)",
-    )
-    data.add_argument(
-        "--val_dir", default=None, help="folder of HR validation images (LR: bicubic x4); with --val_fraction, both are used"
-    )
-    data.add_argument(
-        "--val_fraction",
-        type=float,
-        default=None,
-        help="hold out this fraction of the --train_dir images (default 0.05 without --val_dir, else 0)",
-    )
-    data.add_argument("--val_seed", type=int, default=None, help="seed of the held-out split (default 0)")
-    data.add_argument("--val_crop", type=int, default=None, help="centre-crop validation HR to at most this size (default 256)")
-    data.add_argument("--skip_small", action="store_true", default=None, help="leave out training images smaller than a patch")
-    teacher_help = "checkpoint to distil from, e.g. the official RFDN (L1 to its SR)" if teacher else argparse.SUPPRESS
+    add_flags(data, DataSettings, DATA_FLAGS[:-1])
+    teacher_help = help_of(DataSettings, "teacher") if teacher else argparse.SUPPRESS
     data.add_argument("--teacher", default=None, help=teacher_help)
 
 

@@ -1,4 +1,4 @@
-"""The training flags, declared once from ``TrainSettings`` and reused by every command that trains.
+"""The training flags, declared from ``TrainSettings``' fields (their help included) and reused by every command that trains.
 
 ``train_prfdn.py`` takes every setting; ``transform.prune`` (fine-tuning between pruning steps) and
 ``transform.feature_fit`` take the ones they use, with their own defaults. A flag is named as its field.
@@ -7,41 +7,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from training.loop import MAX_BATCH_SIZE, MAX_NUM_WORKERS, PIXEL_LOSSES, PRECISIONS, TrainSettings, fast_path_default
+from training.loop import TrainSettings, fast_path_default
 from utils.inference import resolve_device
+from utils.settings import add_flags, setting_names
 
-DEVICES = ("cpu", "cuda")
-SETTING_HELP: dict[str, str] = {
-    "iters": "total iterations",
-    "batch_size": f"patches per iteration and process (at most {MAX_BATCH_SIZE})",
-    "patch_size": "LR patch size in pixels",
-    "lr": "learning rate",
-    "lr_after_plateau": "learning rate once validation stalls",
-    "plateau_patience": "validations without improvement tolerated",
-    "distill_weight": "weight of the loss to the --teacher's SR",
-    "feature_distill": "weight of the loss between the branch model's four block outputs and the official RFDN "
-    "--teacher's B1..B4 outputs (branch model only)",
-    "loss": "to HR and to the teacher: l1 or l2, the mean squared error (on --resume: new lr phase, fresh Adam)",
-    "val_every": "validate every N iterations",
-    "log_every": "log line every N iterations",
-    "seed": "seed of the patch stream and RNGs",
-    "device": "cpu or cuda",
-    "amp": "float16 autocast on CUDA",
-    "precision": "fp32, or bf16: the forward pass under bfloat16 autocast, fp32 weights (CPU or CUDA)",
-    "channels_last": "model and batches in channels_last memory format (faster convolutions on many CPUs)",
-    "num_workers": f"DataLoader worker processes (at most {MAX_NUM_WORKERS}: the larger of 64 and 4 per CPU core)",
-    "grad_clip": "clip the gradient norm to this",
-    "ema_decay": "validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (0: off)",
-    "teacher_cache": "run the --teacher once on each whole training image before training and crop its SR with each "
-    "patch, instead of on every batch (6 bytes per HR pixel of memory; see docs/training_speed.md)",
-}
-SETTING_NAMES = tuple(SETTING_HELP)
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainSettings)}
-_VALUE_TYPES = {"int": int, "float": float, "str": str, "float | None": float}
+SETTING_NAMES = setting_names(TrainSettings)  # every TrainSettings field a user sets
 
 
 FAST_PATH_TEXT = {
@@ -71,27 +44,5 @@ def add_setting_arguments(
     defaults: Mapping[str, Any] | None = None,
     default_text: Mapping[str, str] | None = None,
 ) -> None:
-    """Declare the ``TrainSettings`` fields ``names`` as ``--<name>`` flags.
-
-    ``defaults`` gives a flag's parsed default (absent: None, "not given", so the caller fills it in);
-    ``default_text`` says in the help what a flag left out means (absent: the parsed default, or the
-    ``TrainSettings`` default).
-    """
-    defaults, default_text = defaults or {}, default_text or {}
-    base = TrainSettings()
-    for name in names:
-        field = _FIELDS[name]
-        shown = default_text.get(name, defaults.get(name, getattr(base, name)))
-        help_text = f"{SETTING_HELP[name]} (default {shown})"
-        kwargs: dict[str, Any] = {"default": defaults.get(name), "help": help_text}
-        if name == "device":
-            kwargs["choices"] = DEVICES
-        elif name == "loss":
-            kwargs["choices"] = list(PIXEL_LOSSES)
-        elif name == "precision":
-            kwargs["choices"] = list(PRECISIONS)
-        elif field.type == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = _VALUE_TYPES[str(field.type)]
-        group.add_argument(f"--{name}", **kwargs)
+    """Declare the ``TrainSettings`` fields ``names`` as ``--<name>`` flags (see ``utils.settings.add_flags``)."""
+    add_flags(group, TrainSettings, names, defaults, default_text)

@@ -59,12 +59,14 @@ from utils.fileio import atomic_write_text
 from utils.image import tensor2uint, uint2tensor4
 from utils.inference import cpu_has_native_bf16
 from utils.metrics import calculate_psnr
+from utils.settings import setting
 
 STATE_FORMAT = TRAINING_STATE_FORMAT
 PSNR_BORDER = 4
 
 LogFn = Callable[[dict[str, Any]], None]
 PRECISIONS = ("fp32", "bf16")
+DEVICES = ("cpu", "cuda")
 LOSS_TERMS = 4  # total, to HR, distillation to the teacher's SR, feature distillation
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "l2": F.mse_loss}
 
@@ -119,26 +121,40 @@ def check_num_workers(num_workers: int, flag: str = "--num_workers") -> None:
 class TrainSettings:
     """Every knob of ``fit``. ``batch_size`` is per process (per GPU under torchrun)."""
 
-    iters: int = 10000
-    batch_size: int = 16
-    patch_size: int = 48  # LR pixels
-    lr: float = 1e-5
-    lr_after_plateau: float = 5e-6
-    plateau_patience: int = 5  # validations without a new best before the lr is lowered (ReduceLROnPlateau's rule)
-    distill_weight: float = 0.0
-    feature_distill: float = 0.0  # weight of the loss between the branch model's block outputs and RFDN's
-    loss: str = "l1"  # to HR and to the teacher: "l1" (mean absolute error) or "l2" (mean squared error)
-    val_every: int = 500
-    log_every: int = 100
-    seed: int = 0
-    device: str = "cpu"
-    amp: bool = False  # float16 autocast + GradScaler; on CUDA only
-    precision: str = "fp32"  # "bf16": the forward pass under bfloat16 autocast (CPU or CUDA); weights stay fp32
-    channels_last: bool = False  # model and batches in channels_last memory format (faster convolutions on CPUs)
-    num_workers: int = 0
-    grad_clip: float | None = None  # max global gradient norm; None: no clipping
-    ema_decay: float = 0.0  # weight EMA per iteration (e.g. 0.999); 0: off
-    teacher_cache: bool = False  # the teacher's SR of each whole training image, made once (training.teacher_targets)
+    iters: int = setting(10000, "total iterations")
+    batch_size: int = setting(16, f"patches per iteration and process (at most {MAX_BATCH_SIZE})")
+    patch_size: int = setting(48, "LR patch size in pixels")
+    lr: float = setting(1e-5, "learning rate")
+    lr_after_plateau: float = setting(5e-6, "learning rate once validation stalls")
+    plateau_patience: int = setting(5, "validations without improvement tolerated")  # ReduceLROnPlateau's rule
+    distill_weight: float = setting(0.0, "weight of the loss to the --teacher's SR")
+    feature_distill: float = setting(
+        0.0,
+        "weight of the loss between the branch model's four block outputs and the official RFDN --teacher's B1..B4 "
+        "outputs (branch model only)",
+    )
+    loss: str = setting(
+        "l1",
+        "to HR and to the teacher: l1 or l2, the mean squared error (on --resume: new lr phase, fresh Adam)",
+        choices=list(PIXEL_LOSSES),
+    )
+    val_every: int = setting(500, "validate every N iterations")
+    log_every: int = setting(100, "log line every N iterations")
+    seed: int = setting(0, "seed of the patch stream and RNGs")
+    device: str = setting("cpu", "cpu or cuda", choices=DEVICES)
+    amp: bool = setting(False, "float16 autocast on CUDA")  # with a GradScaler
+    precision: str = setting(
+        "fp32", "fp32, or bf16: the forward pass under bfloat16 autocast, fp32 weights (CPU or CUDA)", choices=list(PRECISIONS)
+    )
+    channels_last: bool = setting(False, "model and batches in channels_last memory format (faster convolutions on many CPUs)")
+    num_workers: int = setting(0, f"DataLoader worker processes (at most {MAX_NUM_WORKERS}: the larger of 64 and 4 per CPU core)")
+    grad_clip: float | None = setting(None, "clip the gradient norm to this")  # None: no clipping
+    ema_decay: float = setting(0.0, "validate and save an EMA of the weights with this decay per iteration, e.g. 0.999 (0: off)")
+    teacher_cache: bool = setting(
+        False,
+        "run the --teacher once on each whole training image before training and crop its SR with each patch, instead "
+        "of on every batch (6 bytes per HR pixel of memory; see docs/training_speed.md)",
+    )
     validate_at_start: bool = True  # score the starting weights: the best can then be "no change"
     progress: bool = True  # tqdm bar on rank 0
 

@@ -42,6 +42,8 @@ from utils.model_io import load_model, read_flag_checkpoint
 from utils.provenance import stage_record
 
 NEW_BRANCHES = (2, 3, 4)
+# The TrainSettings that feature fitting takes (its own defaults: ``add_arguments``).
+FIT_SETTINGS = ("iters", "batch_size", "patch_size", "lr", "log_every", "seed", "device", "precision", "channels_last")
 
 
 @torch.no_grad()
@@ -194,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit = parser.add_argument_group("fitting")
     add_setting_arguments(
         fit,
-        ("iters", "batch_size", "patch_size", "lr", "log_every", "seed", "device", "precision", "channels_last"),
+        FIT_SETTINGS,
         defaults={
             "iters": 2000,
             "batch_size": 16,

@@ -30,6 +30,7 @@ import argparse
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,6 +58,7 @@ from utils.inference import resolve_device
 from utils.model_io import load_model, load_teacher
 from utils.model_summary import summarize
 from utils.provenance import stage_record
+from utils.settings import add_flags, setting, setting_names
 
 # LR pixels of the tracing input. ESA needs at least 15; the traced graph, and so the pruning, does not depend on
 # the size, while each trace (several per frontier plan check) costs about four times as much at 64.
@@ -488,34 +490,39 @@ def _run(args: argparse.Namespace) -> None:
     write_stage_output(args.dst, pruned, parent, record)
 
 
+@dataclass(frozen=True)
+class PruneSettings:
+    """The pruning stage's own settings (its fine-tuning takes ``FINETUNE_FLAGS`` of ``TrainSettings``)."""
+
+    ratio: float = setting(
+        0.5,
+        "share of each channel group to remove, in the dense form (budget mode: the most allowed); the result must be "
+        "smaller than the input",
+    )
+    steps: int = setting(4, "pruning steps")
+    target_params: float | None = setting(None, "prune until at most this many parameters")
+    target_flops: float | None = setting(None, "prune until at most this many FLOPs (3x256x256)")
+    round_to: int | None = setting(None, "keep channel counts multiples of this")
+    importance: str = setting(
+        "auto", "channel ranking (auto: taylor with --train_dir, else magnitude)", choices=("auto", *IMPORTANCES)
+    )
+    calibration_patches: int = setting(
+        32,
+        f"training patches for Taylor importance (at most {MAX_CALIBRATION_PATCHES}: they are held in memory, and each "
+        "pruning step takes them through the network, --batch_size at a time)",
+    )
+    finetune_iters: int = setting(0, "iterations after each step (0: prune only)")
+
+
+PRUNE_FLAGS = setting_names(PruneSettings)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ratio",
-        type=float,
-        default=0.5,
-        help="share of each channel group to remove, in the dense form (budget mode: the most allowed); "
-        "the result must be smaller than the input",
-    )
-    parser.add_argument("--steps", type=int, default=4, help="pruning steps (default 4)")
-    parser.add_argument("--target_params", type=float, default=None, help="prune until at most this many parameters")
-    parser.add_argument("--target_flops", type=float, default=None, help="prune until at most this many FLOPs (3x256x256)")
-    parser.add_argument("--round_to", type=int, default=None, help="keep channel counts multiples of this")
-    parser.add_argument(
-        "--importance",
-        choices=("auto", *IMPORTANCES),
-        default="auto",
-        help="channel ranking (default: taylor with --train_dir, else magnitude)",
-    )
-    parser.add_argument(
-        "--calibration_patches",
-        type=int,
-        default=32,
-        help=f"training patches for Taylor importance (default 32, at most {MAX_CALIBRATION_PATCHES}: they are held in "
-        "memory, and each pruning step takes them through the network, --batch_size at a time)",
-    )
+    defaults = {name: getattr(PruneSettings, name) for name in PRUNE_FLAGS}
+    add_flags(parser, PruneSettings, PRUNE_FLAGS[:-1], defaults)
     add_data_arguments(parser)
     ft = parser.add_argument_group("fine-tuning between steps (the training loop of train_prfdn.py)")
-    ft.add_argument("--finetune_iters", type=int, default=0, help="iterations after each step (default 0: prune only)")
+    add_flags(ft, PruneSettings, ("finetune_iters",), defaults)
     add_setting_arguments(
         ft,
         FINETUNE_FLAGS,
