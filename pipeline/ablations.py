@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.config import read_config_json
 from training import run as train_prfdn
 from training.data import (
     ValidationImage,
@@ -107,16 +108,13 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 def read_config(path: str | Path) -> AblationConfig:
     """The config, its keys and types checked (one line naming the key if not)."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise HarnessError(f"{path}: not a readable JSON config ({err})") from None
-    if not isinstance(raw, dict):
-        raise HarnessError(f"{path}: expected a JSON object")
-    keys = {"src", "work_dir", "common", "runs", "reference", "prune_common"}
+    raw = read_config_json(path)
+    keys = {"src", "work_dir", "common", "runs", "reference", "prune_common", "data_root"}
     unknown = sorted(set(raw) - keys - {k for k in raw if k.startswith("_")})
     if unknown:
-        raise HarnessError(f"{path}: unknown key {unknown[0]}; expected src, work_dir, common, runs, reference, prune_common")
+        raise HarnessError(
+            f"{path}: unknown key {unknown[0]}; expected src, work_dir, common, runs, reference, prune_common, data_root"
+        )
     if "reference" in raw and (not isinstance(raw["reference"], str) or not raw["reference"]):
         raise HarnessError(f"{path}: reference: expected a path (a checkpoint scored on the same validation images)")
     for key in ("src", "work_dir"):

@@ -31,7 +31,7 @@ from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import TrainSettings, check_teacher_cache, default_lr
 from transform import feature_fit, prune, reparam
 from transform.prune import PruneSettings
-from utils.datasets import SCALE
+from utils.datasets import SCALE, data_root, with_data_root
 from utils.errors import HarnessError, first_line
 from utils.settings import field_types, optional_section, value_type
 
@@ -193,14 +193,15 @@ SECTIONS = (
     "final_training",
     "final_tuning",
 )
-KEYS = (*TOP_LEVEL, *SECTIONS, "frontier")
+KEYS = (*TOP_LEVEL, "data_root", *SECTIONS, "frontier")
 TRAINING_SECTIONS = ("branch_training", "merged_training", "final_training", "final_tuning")
 OPTIONAL_STAGES = ("feature_fit", "merged_training", "final_training", "final_tuning")  # skipped at iters 0
 PATH_KEYS = ("rfdn", "work_dir", "output", "train_dir", "lr_dir", "extra_train_dir", "val_dir", "teacher")
 
 
 def read_config_json(path: str | Path) -> dict[str, Any]:
-    """The config file as one JSON object; a key given twice in one object is refused (JSON keeps the last)."""
+    """The config file as one JSON object, ``{data_root}`` in its strings replaced (``utils.datasets.data_root``); a
+    key given twice in one object is refused (JSON keeps the last)."""
 
     def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         twice = first_duplicate([key for key, _ in pairs])
@@ -214,7 +215,10 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
         raise HarnessError(f"{path}: not a readable JSON config ({first_line(err)})") from None
     if not isinstance(config, dict):
         raise HarnessError(f"{path}: expected a JSON object (see configs/x4.json), got {describe(config)}")
-    return config
+    root = config.get("data_root")
+    if root is not None and (not isinstance(root, str) or not root):
+        raise HarnessError(f"{path}: data_root: expected a folder, got {describe(root)}")
+    return with_data_root(config, data_root(root))
 
 
 def parse_config(path: str | Path) -> PipelineConfig:

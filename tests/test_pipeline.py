@@ -847,3 +847,29 @@ def test_training_data_a_later_stage_cannot_use_is_refused_before_the_first_stag
     (tmp_path / "config.json").write_text(json.dumps(config))
     parsed = run_pipeline.parse_config(str(tmp_path / "config.json"))
     assert "final_trained" in [step.stage for step in run_pipeline.check_pending(parsed, run_pipeline.plan(parsed))]
+
+
+def test_config_paths_are_written_once_against_the_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``{data_root}`` in a config's paths is its ``data_root`` key (default ../shared), or PRFDN_DATA_ROOT over both."""
+    from pipeline import config as pipeline_config
+    from utils.errors import HarnessError
+
+    monkeypatch.delenv("PRFDN_DATA_ROOT", raising=False)
+    raw = {
+        "rfdn": "{data_root}/model_zoo/team00_rfdn.pth",
+        "work_dir": "runs/x",
+        "output": "runs/x/out.pth",
+        "data": {"train_dir": ["{data_root}/train/BSD200", "data/free/clipart_train"]},
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    config = pipeline_config.parse_config(path)
+    assert config.rfdn == "../shared/model_zoo/team00_rfdn.pth"
+    assert config.data.train_dir == ("../shared/train/BSD200", "data/free/clipart_train")
+    path.write_text(json.dumps({**raw, "data_root": ".gpu_data"}))
+    assert pipeline_config.parse_config(path).data.train_dir[0] == ".gpu_data/train/BSD200"
+    monkeypatch.setenv("PRFDN_DATA_ROOT", "/srv/data")
+    assert pipeline_config.parse_config(path).rfdn == "/srv/data/model_zoo/team00_rfdn.pth"
+    path.write_text(json.dumps({**raw, "data_root": 3}))
+    with pytest.raises(HarnessError, match=r"data_root: expected a folder, got 3"):
+        pipeline_config.parse_config(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,30 @@ from utils.imresize import bicubic_downsample
 SCALE = 4
 # where scripts/fetch_free_images.py writes by default (structured validation, line-art training images)
 FREE_IMAGES_DIR = Path(__file__).resolve().parents[1] / "data" / "free"
+
+
+# Where the third-party data lives (the benchmark sets, the training images, the official RFDN checkpoint). A config
+# writes its paths into it as "{data_root}/train/BSD200"; its "data_root" key (default DEFAULT_DATA_ROOT) or the
+# environment variable PRFDN_DATA_ROOT (over both) says where it is on this machine.
+DEFAULT_DATA_ROOT = "../shared"
+DATA_ROOT_PLACEHOLDER = "{data_root}"
+DATA_ROOT_VARIABLE = "PRFDN_DATA_ROOT"
+
+
+def data_root(configured: str | None = None) -> str:
+    """The data root: ``PRFDN_DATA_ROOT`` when set, else the config's ``data_root``, else ``DEFAULT_DATA_ROOT``."""
+    return os.environ.get(DATA_ROOT_VARIABLE) or configured or DEFAULT_DATA_ROOT
+
+
+def with_data_root(value: Any, root: str) -> Any:
+    """``value`` (a config's JSON: objects, lists, strings) with ``{data_root}`` replaced by ``root`` in every string."""
+    if isinstance(value, str):
+        return value.replace(DATA_ROOT_PLACEHOLDER, root)
+    if isinstance(value, list):
+        return [with_data_root(item, root) for item in value]
+    if isinstance(value, dict):
+        return {key: with_data_root(item, root) for key, item in value.items()}
+    return value
 
 
 def fetch_hint(folder: str | os.PathLike) -> str:
