@@ -26,7 +26,7 @@ from typing import Any
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from training import run as train_prfdn
-from training.data import DATA_FLAGS, DataSettings, check_scale_aug, first_duplicate
+from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_aug, first_duplicate
 from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import TrainSettings, check_teacher_cache, default_lr
 from transform import feature_fit, prune, reparam
@@ -474,6 +474,8 @@ def check_data(data: DataSection) -> None:
         raise HarnessError(f"data.val_fraction {data.val_fraction}: must be in [0, 1)")
     if data.val_crop is not None and data.val_crop < SCALE:
         raise HarnessError(f"data.val_crop {data.val_crop}: must be at least {SCALE} (HR pixels)")
+    # the weights' count is checked by the stage that trains: a training phase may give other extra_train_dir
+    check_sampling(data.mix, data.flat_threshold, len(data.mix or ()), "data.")
     if data.val_seed is not None and data.val_seed < 0:
         raise HarnessError(f"data.val_seed {data.val_seed}: must not be negative")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from training.data import (
     PatchSampler,
     TrainPatches,
     augment,
+    gradient_energy,
     holdout_split,
     inverse_transform,
     load_training_data,
@@ -88,14 +90,63 @@ def test_patches_from_lr_folder_stay_aligned(hr_dir: Path, lr_dir: Path) -> None
     assert seen == set(range(NUM_TRANSFORMS))
 
 
-def test_lr_on_the_fly_is_bicubic_of_the_hr_crop(hr_dir: Path) -> None:
-    dataset = TrainPatches(read_folder(hr_dir), patch_size=8, data_range=255.0, seed=1)
+def test_lr_is_the_crop_of_the_whole_images_bicubic(hr_dir: Path) -> None:
+    """Without LR files, LR is made once per image (bicubic x4 of the whole HR, as the benchmarks' LR is made) and the
+    patches are aligned crops of both."""
+    images = read_folder(hr_dir)
+    dataset = TrainPatches(images, patch_size=8, data_range=255.0, seed=1)
     for n in range(12):
         info = dataset.patch_info(n)
-        crop = dataset.images[info.image].hr[info.top : info.top + 32, info.left : info.left + 32]
+        whole_hr = modcrop(images[info.image].hr, 4)
+        whole_lr = bicubic_downsample(np.ascontiguousarray(whole_hr), 4)
         lr, hr = dataset[n]
+        assert info.top % 4 == 0 and info.left % 4 == 0
+        crop = whole_hr[info.top : info.top + 32, info.left : info.left + 32]
         assert np.array_equal(to_uint8(hr, 255.0), augment(crop, info.transform))
-        assert np.array_equal(to_uint8(lr, 255.0), augment(bicubic_downsample(np.ascontiguousarray(crop), 4), info.transform))
+        lr_crop = whole_lr[info.top // 4 : info.top // 4 + 8, info.left // 4 : info.left // 4 + 8]
+        assert np.array_equal(to_uint8(lr, 255.0), augment(lr_crop, info.transform))
+
+
+def test_mix_weights_draw_each_folder_by_its_weight(hr_dir: Path, tmp_path: Path) -> None:
+    second = write_photos(tmp_path / "second")
+    images = read_folder(hr_dir, source=0) + [
+        dataclasses.replace(image, name=f"b/{image.name}") for image in read_folder(second, source=1)
+    ]
+
+    def share_of_second(mix: tuple[float, ...] | None) -> float:
+        dataset = TrainPatches(images, patch_size=8, seed=3, mix=mix)
+        return float(np.mean([dataset.images[dataset.patch_info(n).image].source == 1 for n in range(400)]))
+
+    assert 0.4 < share_of_second(None) < 0.6  # every image once per epoch: the folders' sizes
+    assert share_of_second((3.0, 1.0)) == pytest.approx(0.25, abs=0.07)
+    assert share_of_second((0.0, 1.0)) == 1.0
+    again = TrainPatches(images, patch_size=8, seed=3, mix=(3.0, 1.0))
+    assert [again.patch_info(n) for n in range(20)] == [
+        TrainPatches(images, 8, seed=3, mix=(3.0, 1.0)).patch_info(n) for n in range(20)
+    ]
+    with pytest.raises(HarnessError, match="--mix: give one weight per training folder"):
+        TrainPatches(images, patch_size=8, mix=(1.0,))
+    with pytest.raises(HarnessError, match="--mix 1 nan: weights must be finite"):
+        load_training_data([hr_dir, second], patch_size=8, mix=(1.0, float("nan")))
+
+
+def test_flat_patches_are_drawn_again(tmp_path: Path) -> None:
+    """Half of the image is one flat colour: with a threshold, patches come from the textured half."""
+    photo = np.ascontiguousarray(skimage_data.astronaut()[:128, :256])
+    photo[:, :128] = 128
+    folder = tmp_path / "half_flat"
+    folder.mkdir()
+    imsave(photo, folder / "half.png")
+    images = read_folder(folder)
+
+    def flat_share(threshold: float) -> float:
+        dataset = TrainPatches(images, patch_size=8, seed=0, flat_threshold=threshold)
+        return float(np.mean([gradient_energy(dataset.patch_uint8(n)[1]) < 1.0 for n in range(200)]))
+
+    assert flat_share(0.0) > 0.2
+    assert flat_share(2.0) < 0.01
+    with pytest.raises(HarnessError, match=r"flat_threshold -1\.0: must be at least 0"):
+        load_training_data([folder], patch_size=8, flat_threshold=-1.0)
 
 
 @pytest.mark.parametrize("data_range", [1.0, 255.0])
@@ -182,8 +233,9 @@ def test_scale_aug_adds_downscaled_copies_of_training_images_only(hr_dir: Path) 
     aug = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, scale_aug=[0.5])
     originals = plain.train.images
     assert [i.name for i in aug.train.images] == [i.name for i in originals] + [f"{i.name}@0.5" for i in originals]
+    decoded = {image.name: image.hr for image in read_folder(hr_dir)}  # before the crop to a multiple of 4
     for image, copy in zip(originals, aug.train.images[len(originals) :], strict=True):
-        assert np.array_equal(copy.hr, imresize(image.hr, 0.5))
+        assert np.array_equal(copy.hr, modcrop(imresize(decoded[image.name], 0.5), 4))
     held = set(aug.description["validation"]["val_images"])
     assert not any(i.name.split("@")[0] in held for i in aug.train.images)
     big_patch = load_training_data([hr_dir], patch_size=12, val_fraction=0.4, val_seed=7, scale_aug=[0.5, 0.25])
@@ -280,8 +332,9 @@ class NearestX4(torch.nn.Module):
 
 
 def test_targets_are_cropped_and_turned_with_the_patch(hr_dir: Path) -> None:
-    images = read_folder(hr_dir)
-    dataset = TrainPatches(images, patch_size=8, seed=5).with_targets([image.hr.astype(np.float16) for image in images])
+    patches = TrainPatches(read_folder(hr_dir), patch_size=8, seed=5)
+    images = patches.images  # HR cropped to a multiple of 4: the targets are made of these
+    dataset = patches.with_targets([image.hr.astype(np.float16) for image in images])
     transforms = set()
     for n in range(40):
         _, hr, target = dataset[n]

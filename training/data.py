@@ -14,6 +14,7 @@ the batch).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import math
 import os
@@ -36,6 +37,7 @@ from utils.imresize import bicubic_downsample, imresize
 from utils.settings import add_flags, help_of, setting, setting_names
 
 NUM_TRANSFORMS = 8
+FLAT_TRIES = 8  # crops drawn at most for one patch when flat ones are skipped
 
 
 # --- the 8 flips / rotations (the dihedral group of the square) -------------------------------------------
@@ -61,12 +63,28 @@ def inverse_transform(transform: int) -> int:
 
 @dataclass(frozen=True)
 class TrainImage:
-    """One decoded training image: HR (RGB uint8) and its LR (None: made from each HR crop by bicubic x4)."""
+    """One decoded training image: HR (RGB uint8) and its LR (None: ``TrainPatches`` makes it once, by bicubic x4 of
+    the whole HR, as the benchmarks' LR is made)."""
 
     name: str  # "<folder name>/<file stem>": unique over several training folders
     path: Path
     hr: np.ndarray
     lr: np.ndarray | None = None
+    source: int = 0  # which training folder it came from (--train_dir, then --extra_train_dir): the --mix weights'
+
+
+def with_whole_lr(image: TrainImage, scale: int = SCALE) -> TrainImage:
+    """``image`` with its LR: the given one, else bicubic x``scale`` of the whole HR (cropped to a multiple of it)."""
+    if image.lr is not None:
+        return image
+    hr = modcrop(image.hr, scale)
+    return dataclasses.replace(image, hr=hr, lr=bicubic_downsample(np.ascontiguousarray(hr), scale))
+
+
+def gradient_energy(hr: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels (0-255, all channels): about 0 on a flat patch."""
+    img = hr.astype(np.float32)
+    return float((np.abs(np.diff(img, axis=0)).mean() + np.abs(np.diff(img, axis=1)).mean()) / 2)
 
 
 def _content_key(img: np.ndarray) -> str:
@@ -98,7 +116,9 @@ def _image_folder(folder: str | os.PathLike, flag: str, kind: str = "training") 
     return folder
 
 
-def read_folder(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = None, scale: int = SCALE) -> list[TrainImage]:
+def read_folder(
+    hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = None, scale: int = SCALE, source: int = 0
+) -> list[TrainImage]:
     """Decode every image of ``hr_dir`` (and its LR ``NAMEx4.*`` / ``NAME.*`` in ``lr_dir``), sizes checked."""
     hr_dir = _image_folder(hr_dir, "--train_dir")
     if lr_dir is not None:
@@ -111,7 +131,7 @@ def read_folder(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = No
             hr = modcrop(hr, scale)
             lr = imread_uint(pair.lr_path)
             check_lr_size(pair, lr, hr, scale)
-        images.append(TrainImage(f"{hr_dir.name}/{pair.hr_path.stem}", pair.hr_path, hr, lr))
+        images.append(TrainImage(f"{hr_dir.name}/{pair.hr_path.stem}", pair.hr_path, hr, lr, source))
     return images
 
 
@@ -152,6 +172,8 @@ class TrainPatches(Dataset):
         data_range: float = 255.0,
         seed: int = 0,
         targets: Sequence[np.ndarray] | None = None,
+        mix: Sequence[float] | None = None,
+        flat_threshold: float = 0.0,
     ) -> None:
         if not images:
             raise HarnessError("no training images")
@@ -159,38 +181,58 @@ class TrainPatches(Dataset):
             raise HarnessError(f"--patch_size {patch_size}: must be at least 1")
         check_seed(seed)
         check_patch_fits(images, patch_size, scale)
-        if targets is not None and [t.shape[:2] for t in targets] != [image.hr.shape[:2] for image in images]:
+        self.images = [with_whole_lr(image, scale) for image in images]
+        if targets is not None and [t.shape[:2] for t in targets] != [image.hr.shape[:2] for image in self.images]:
             raise ValueError("targets: expected one HR-sized array per training image")
-        self.images = list(images)
         self.patch_size = patch_size
         self.scale = scale
         self.data_range = float(data_range)
         self.seed = int(seed)
         self.targets = None if targets is None else list(targets)
+        self.mix = None if mix is None else tuple(float(w) for w in mix)
+        self.flat_threshold = float(flat_threshold)
+        self._by_source: list[list[int]] = []
+        if self.mix is not None:
+            self._by_source = [[i for i, image in enumerate(self.images) if image.source == s] for s in range(len(self.mix))]
+            empty = [s for s, members in enumerate(self._by_source) if not members and self.mix[s] > 0]
+            if len(self.mix) <= max(image.source for image in self.images) or empty:
+                raise HarnessError(
+                    f"--mix: give one weight per training folder ({max(image.source for image in self.images) + 1}), "
+                    "each folder with a weight above 0 holding training images"
+                )
+            self._weights = np.asarray(self.mix) / sum(self.mix)
 
     def with_targets(self, targets: Sequence[np.ndarray]) -> TrainPatches:
         """The same patch stream, each item with a third tensor: the crop of ``targets[image]`` (an HR-sized
         HxWx3 array per training image, e.g. a teacher's SR of the whole image) at the HR patch's place, under
         the patch's flip / rotation."""
-        return TrainPatches(self.images, self.patch_size, self.scale, self.data_range, self.seed, targets)
+        return TrainPatches(
+            self.images, self.patch_size, self.scale, self.data_range, self.seed, targets, self.mix, self.flat_threshold
+        )
 
     def _order(self, epoch: int) -> np.ndarray:
         return _permutation(self.seed, epoch, len(self.images))
 
     def patch_info(self, index: int) -> PatchInfo:
-        """Image visited in a seeded shuffled order (each image once per ``len(images)`` patches), random crop,
-        random transform; all from a generator seeded with ``(seed, index)``."""
-        epoch, position = divmod(int(index), len(self.images))
-        image_index = int(self._order(epoch)[position])
+        """Image visited in a seeded shuffled order (each image once per ``len(images)`` patches), or with ``mix``
+        a folder drawn by its weight and an image of it; random crop on the LR grid (LR and HR stay aligned), random
+        transform; all from a generator seeded with ``(seed, index)``. With ``flat_threshold``, a crop whose HR
+        gradient energy is below it is drawn again (up to ``FLAT_TRIES`` times; the last one is kept)."""
         rng = np.random.default_rng((self.seed, int(index)))
+        if self.mix is None:
+            epoch, position = divmod(int(index), len(self.images))
+            image_index = int(self._order(epoch)[position])
+        else:
+            members = self._by_source[int(rng.choice(len(self._weights), p=self._weights))]
+            image_index = members[int(rng.integers(0, len(members)))]
         image = self.images[image_index]
         p, s = self.patch_size, self.scale
-        if image.lr is None:  # HR crop anywhere; its LR is made from the crop
-            top = int(rng.integers(0, image.hr.shape[0] - s * p + 1))
-            left = int(rng.integers(0, image.hr.shape[1] - s * p + 1))
-        else:  # crop on the LR grid, so LR and HR stay aligned
+        for _ in range(FLAT_TRIES if self.flat_threshold > 0 else 1):
             top = s * int(rng.integers(0, image.lr.shape[0] - p + 1))
             left = s * int(rng.integers(0, image.lr.shape[1] - p + 1))
+            crop = image.hr[top : top + s * p, left : left + s * p]
+            if self.flat_threshold <= 0 or gradient_energy(crop) >= self.flat_threshold:
+                break
         return PatchInfo(image_index, top, left, int(rng.integers(0, NUM_TRANSFORMS)))
 
     def patch_uint8(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,10 +243,7 @@ class TrainPatches(Dataset):
         image = self.images[info.image]
         p, s = self.patch_size, self.scale
         hr = image.hr[info.top : info.top + s * p, info.left : info.left + s * p]
-        if image.lr is None:
-            lr = bicubic_downsample(np.ascontiguousarray(hr), s)
-        else:
-            lr = image.lr[info.top // s : info.top // s + p, info.left // s : info.left // s + p]
+        lr = image.lr[info.top // s : info.top // s + p, info.left // s : info.left // s + p]
         return augment(lr, info.transform), augment(hr, info.transform)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
@@ -308,6 +347,20 @@ def holdout_split(names: Sequence[str], fraction: float, seed: int) -> set[str]:
     return {ordered[i] for i in order[:count]}
 
 
+def check_sampling(mix: Sequence[float] | None, flat_threshold: float | None, folders: int, where: str = "--") -> None:
+    """``mix``: one finite weight >= 0 per training folder, not all 0; ``flat_threshold``: finite, >= 0."""
+    if mix is not None:
+        if len(mix) != folders:
+            raise HarnessError(
+                f"{where}mix: give one weight per training folder (--train_dir, then --extra_train_dir: {folders}), "
+                f"got {len(mix)}"
+            )
+        if not all(math.isfinite(w) and w >= 0 for w in mix) or sum(mix) <= 0:
+            raise HarnessError(f"{where}mix {' '.join(f'{w:g}' for w in mix)}: weights must be finite, at least 0, not all 0")
+    if flat_threshold is not None and not (math.isfinite(flat_threshold) and flat_threshold >= 0):
+        raise HarnessError(f"{where}flat_threshold {flat_threshold}: must be at least 0 (0: off) and finite")
+
+
 def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") -> None:
     """Scale-augmentation factors must lie strictly between 0 and 1 (downscaling) and be distinct."""
     for factor in factors or ():
@@ -331,7 +384,7 @@ def downscaled_copies(images: Sequence[TrainImage], factors: Sequence[float], mi
             h, w = image.hr.shape[:2]
             if min(math.ceil(h * factor), math.ceil(w * factor)) < min_side:
                 continue
-            copies.append(TrainImage(f"{image.name}@{factor:g}", image.path, imresize(image.hr, factor)))
+            copies.append(TrainImage(f"{image.name}@{factor:g}", image.path, imresize(image.hr, factor), source=image.source))
     return copies
 
 
@@ -359,6 +412,8 @@ def load_training_data(
     skip_small: bool = False,
     extra_train_dirs: Sequence[str | os.PathLike] | None = None,
     scale_aug: Sequence[float] | None = None,
+    mix: Sequence[float] | None = None,
+    flat_threshold: float | None = None,
 ) -> TrainData:
     """Decode the training folders and hold out the validation images.
 
@@ -367,7 +422,9 @@ def load_training_data(
     that are never held out, so adding them leaves the held-out split of ``train_dirs`` as it was.
     ``scale_aug``: factors in (0, 1); each training image (never a held-out one) also enters downscaled by
     each (``downscaled_copies``). ``skip_small``: training images that cannot hold one HR patch are left out
-    (and listed in the description) instead of being an error; T91, for one, has images of 78x78.
+    (and listed in the description) instead of being an error; T91, for one, has images of 78x78. ``mix``: a
+    sampling weight per training folder (``train_dirs``, then ``extra_train_dirs``); ``flat_threshold``: flat patches
+    are drawn again (``TrainPatches``).
     """
     if not train_dirs:
         raise HarnessError("--train_dir: give at least one folder of training images")
@@ -375,13 +432,14 @@ def load_training_data(
         raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(train_dirs)}), got {len(lr_dirs)}")
     check_data_values(val_dir, val_fraction, val_seed, val_crop, scale)
     check_scale_aug(scale_aug)
+    check_sampling(mix, flat_threshold, len(train_dirs) + len(extra_train_dirs or ()))
 
     images: list[TrainImage] = []
     for i, folder in enumerate(train_dirs):
-        images += read_folder(folder, lr_dirs[i] if lr_dirs else None, scale)
+        images += read_folder(folder, lr_dirs[i] if lr_dirs else None, scale, source=i)
     extra: list[TrainImage] = []
-    for folder in extra_train_dirs or ():
-        extra += read_folder(_image_folder(folder, "--extra_train_dir"), None, scale)
+    for j, folder in enumerate(extra_train_dirs or ()):
+        extra += read_folder(_image_folder(folder, "--extra_train_dir"), None, scale, source=len(train_dirs) + j)
     dup = first_duplicate([image.name for image in images + extra])
     if dup is not None:
         flags = "--train_dir / --extra_train_dir" if extra else "--train_dir"
@@ -425,7 +483,7 @@ def load_training_data(
             raise HarnessError(f"--skip_small: no training image holds a {side}x{side} HR patch; lower --patch_size")
     split["val_images"] = sorted(image.name for image in held_out_images + dir_images)
     split["val_crop"] = val_crop
-    train = TrainPatches(train_images, patch_size, scale, data_range, seed)
+    train = TrainPatches(train_images, patch_size, scale, data_range, seed, mix=mix, flat_threshold=flat_threshold or 0.0)
     val = [validation_image(image, val_crop, scale, "held out by --val_fraction", "held_out") for image in held_out_images]
     val += [validation_image(image, val_crop, scale, "--val_dir", "val_dir") for image in dir_images]
     description = {
@@ -436,6 +494,8 @@ def load_training_data(
         "scale_aug_copies": len(copies),
         "train_images": len(train_images),
         "skipped_small": skipped,
+        "mix": list(mix) if mix else None,
+        "flat_threshold": flat_threshold or 0.0,
         "validation": split,
     }
     return TrainData(train, val, description)
@@ -488,6 +548,16 @@ class DataSettings:
     val_seed: int | None = setting(None, "seed of the held-out split (default 0)")
     val_crop: int | None = setting(None, "centre-crop validation HR to at most this size (default 256)")
     skip_small: bool | None = setting(None, "leave out training images smaller than a patch", action="store_true")
+    mix: tuple[float, ...] | None = setting(
+        None,
+        "sampling weight of each training folder (--train_dir, then --extra_train_dir), e.g. 3 1 (default: every "
+        "image once per epoch)",
+    )
+    flat_threshold: float | None = setting(
+        None,
+        "draw a patch again when its HR gradient energy (mean |difference| of neighbouring pixels, 0-255) is below "
+        "this, e.g. 2 (default 0: off)",
+    )
     teacher: str | None = setting(None, "checkpoint to distil from, e.g. the official RFDN (L1 to its SR)")
 
 
@@ -513,6 +583,8 @@ def fill_data_defaults(args: argparse.Namespace, scale: int = SCALE) -> None:
     args.skip_small = bool(args.skip_small)
     check_data_values(args.val_dir, args.val_fraction, args.val_seed, args.val_crop, scale)
     check_scale_aug(getattr(args, "scale_aug", None))
+    folders = len(args.train_dir or ()) + len(getattr(args, "extra_train_dir", None) or ())
+    check_sampling(getattr(args, "mix", None), getattr(args, "flat_threshold", None), folders)
 
 
 FOLDER_FLAGS = {"train_dir": "training", "lr_dir": "LR", "extra_train_dir": "training", "val_dir": "validation"}
@@ -567,4 +639,6 @@ def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int,
         skip_small=args.skip_small,
         extra_train_dirs=getattr(args, "extra_train_dir", None),
         scale_aug=getattr(args, "scale_aug", None),
+        mix=getattr(args, "mix", None),
+        flat_threshold=getattr(args, "flat_threshold", None),
     )
