@@ -6,6 +6,7 @@ Tiny randomly initialised models (nf=8) and 16-pixel LR patches of shrunk scikit
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import re
@@ -723,3 +724,70 @@ def test_teacher_cache_needs_a_teacher_and_no_feature_distillation(workdir: Path
     teacher = RFDN()
     with pytest.raises(HarnessError, match="--teacher_cache: feature distillation needs"):
         fit(BranchPRFDN(), data.train, None, settings(teacher_cache=True, distill_weight=1, feature_distill=1), teacher=teacher)
+
+
+# --- cycles: cosine schedule, time-bounded runs, snapshots ----------------------------------------------------
+
+
+def test_cosine_cycle_warms_up_then_falls_to_min_lr() -> None:
+    cycle = settings(iters=110, lr=2e-4, schedule="cosine", warmup=10, min_lr=1e-6)
+    lrs = [training_loop.cosine_lr(cycle, it, 0.0) for it in range(110)]
+    assert lrs[0] == pytest.approx(2e-5) and lrs[9] == pytest.approx(2e-4)  # linear warm-up to the peak
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert lrs[60] == pytest.approx((2e-4 + 1e-6) / 2, rel=0.02) and lrs[-1] == pytest.approx(1e-6, abs=1e-7)
+    by_time = settings(iters=10**9, lr=2e-4, schedule="cosine", warmup=10, min_lr=1e-6, minutes=2.0)
+    assert training_loop.cosine_lr(by_time, 500, 60.0) == pytest.approx((2e-4 + 1e-6) / 2)  # half the time: halfway
+    assert training_loop.cosine_lr(by_time, 500, 500.0) == pytest.approx(1e-6)
+
+
+def test_cosine_cycle_resumes_bit_exactly(workdir: Path) -> None:
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25, val_crop=96)
+    run = settings(iters=8, schedule="cosine", warmup=2, lr=1e-3, min_lr=1e-5, val_every=2, ema_decay=0.9)
+    whole = fit(tiny_prfdn(), data.train, data.val, run)
+
+    def interrupt_at_4(record: dict[str, Any]) -> None:
+        if record["iter"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterruptedError) as stop:
+        fit(tiny_prfdn(), data.train, data.val, run, log=interrupt_at_4)
+    torch.manual_seed(7)
+    resumed = fit(tiny_prfdn(seed=3), data.train, data.val, run, state=stop.value.state)
+    assert_same_tensors(whole.last_state_dict, resumed.last_state_dict)
+    lrs = [r["lr"] for r in whole.history if r["iter"] > 0]
+    assert lrs[1] == pytest.approx(1e-3) and lrs[-1] < 2e-4
+
+
+def test_minutes_end_the_run_by_training_time_and_snapshots_are_written(workdir: Path) -> None:
+    data = load_training_data([workdir / "one"], patch_size=PATCH, val_fraction=0)
+    snapshots: list[int] = []
+    run = settings(iters=10_000, log_every=1, val_every=1000, schedule="cosine", warmup=1, minutes=0.002, snapshot_minutes=1e-6)
+    result = fit(tiny_prfdn(), data.train, None, run, save_snapshot=lambda weights, it: snapshots.append(it))
+    assert 1 <= result.iterations < 10_000  # 0.12 s of training, not 10,000 iterations
+    assert snapshots and snapshots == sorted(snapshots) and snapshots[-1] <= result.iterations
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"schedule": "step"}, "--schedule step: must be one of plateau, cosine"),
+        ({"schedule": "cosine", "min_lr": 1.0}, "--min_lr 1: must not exceed --lr"),
+        ({"minutes": 0.0}, "--minutes 0.0: must be positive and finite"),
+        ({"warmup": -1}, "--warmup -1: must not be negative"),
+    ],
+)
+def test_cycle_settings_are_checked(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(HarnessError, match=re.escape(message)):
+        settings(**values).check()
+
+
+def test_cli_cycle_from_weights_writes_its_end_weights_and_a_snapshot(workdir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cycle" / "final.pth"
+    argv = [str(workdir / "src.pth"), str(out), "--train_dir", str(workdir / "train"), "--val_fraction", "0.25"]
+    argv += ["--patch_size", str(PATCH), "--batch_size", "2", "--schedule", "cosine", "--warmup", "1", "--minutes", "0.003"]
+    argv += ["--snapshot_minutes", "0.0001", "--log_every", "1", "--val_every", "1000", "--no_progress", "--device", "cpu"]
+    assert train_prfdn.cli(argv) == 0
+    last = read_model_checkpoint(out.with_name("final_last.pth"))
+    snap = read_model_checkpoint(out.with_name("final_snapshot.pth"))
+    assert snap.provenance["weights"] == "snapshot" and 1 <= snap.provenance["iterations"] <= last.provenance["iterations"]
+    assert last.provenance["settings"]["iters"] == training_loop.MAX_ITERS  # bounded by --minutes only

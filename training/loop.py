@@ -67,6 +67,8 @@ PSNR_BORDER = 4
 LogFn = Callable[[dict[str, Any]], None]
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda")
+SCHEDULES = ("plateau", "cosine")
+MAX_ITERS = 10**9  # the bound of a run limited by --minutes only
 LOSS_TERMS = 4  # total, to HR, distillation to the teacher's SR, feature distillation
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "l2": F.mse_loss}
 
@@ -155,6 +157,20 @@ class TrainSettings:
         "run the --teacher once on each whole training image before training and crop its SR with each patch, instead "
         "of on every batch (6 bytes per HR pixel of memory; see docs/training_speed.md)",
     )
+    schedule: str = setting(
+        "plateau",
+        "learning-rate schedule: plateau (lr, lowered once to lr_after_plateau when validation stalls) or cosine (a "
+        "cycle: linear warm-up to lr, then a cosine down to min_lr at the end of iters or of --minutes)",
+        choices=SCHEDULES,
+    )
+    warmup: int = setting(100, "cosine: iterations of linear warm-up from 0 to lr")
+    min_lr: float = setting(1e-6, "cosine: the learning rate at the end of the cycle")
+    minutes: float | None = setting(
+        None, "end training after this many minutes of training time (the cosine spans them; iters is then a bound)"
+    )
+    snapshot_minutes: float | None = setting(
+        None, "also write the weights (EMA when on) to OUT_snapshot.pth every this many minutes, at a log line"
+    )
     validate_at_start: bool = True  # score the starting weights: the best can then be "no change"
     progress: bool = True  # tqdm bar on rank 0
 
@@ -184,6 +200,18 @@ class TrainSettings:
             raise HarnessError("--amp (float16) and --precision bf16: give one of them")
         if not 0.0 <= self.ema_decay < 1.0:
             raise HarnessError(f"--ema_decay {self.ema_decay}: must be at least 0 (off) and below 1")
+        if self.schedule not in SCHEDULES:
+            raise HarnessError(f"--schedule {self.schedule}: must be one of {', '.join(SCHEDULES)}")
+        if self.warmup < 0:
+            raise HarnessError(f"--warmup {self.warmup}: must not be negative")
+        if not 0 < self.min_lr < math.inf:
+            raise HarnessError(f"--min_lr {self.min_lr}: must be positive and finite")
+        if self.schedule == "cosine" and self.min_lr > self.lr:
+            raise HarnessError(f"--min_lr {self.min_lr:g}: must not exceed --lr {self.lr:g} (the cosine falls to it)")
+        for name in ("minutes", "snapshot_minutes"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < math.inf:
+                raise HarnessError(f"--{name} {value}: must be positive and finite")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
@@ -424,7 +452,7 @@ def rfdn_with_features(rfdn: RFDN, x: torch.Tensor) -> tuple[torch.Tensor, list[
 def _make_scheduler(
     optimizer: torch.optim.Optimizer, settings: TrainSettings
 ) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
-    if settings.lr_after_plateau >= settings.lr:
+    if settings.schedule != "plateau" or settings.lr_after_plateau >= settings.lr:
         return None
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
@@ -438,7 +466,20 @@ def _make_scheduler(
     )
 
 
-LR_SCHEDULE_KEYS = ("lr", "lr_after_plateau", "plateau_patience")
+LR_SCHEDULE_KEYS = ("lr", "lr_after_plateau", "plateau_patience", "schedule", "warmup", "min_lr", "minutes")
+
+
+def cosine_lr(settings: TrainSettings, iteration: int, seconds: float) -> float:
+    """The cycle's learning rate for ``iteration`` (0-based) after ``seconds`` of training: a linear warm-up over
+    ``warmup`` iterations, then a cosine from ``lr`` to ``min_lr`` over the rest of ``iters``, or of ``minutes``."""
+    if iteration < settings.warmup:
+        return settings.lr * (iteration + 1) / settings.warmup
+    if settings.minutes is not None:
+        progress = seconds / (60.0 * settings.minutes)
+    else:
+        progress = (iteration - settings.warmup) / max(1, settings.iters - settings.warmup)
+    progress = min(1.0, max(0.0, progress))
+    return settings.min_lr + (settings.lr - settings.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def loss_changed(saved: dict[str, Any], settings: TrainSettings) -> bool:
@@ -463,6 +504,7 @@ class _Trainer:
         teacher: nn.Module | None,
         log: LogFn | None,
         save_state: Callable[[dict[str, Any]], None] | None,
+        save_snapshot: Callable[[dict[str, torch.Tensor], int], None] | None = None,
     ) -> None:
         settings.check()
         if train_set.patch_size != settings.patch_size:
@@ -473,7 +515,7 @@ class _Trainer:
             check_feature_distill(model, teacher)
         check_teacher_cache(settings, teacher is not None)
         self.settings, self.train_set, self.val_set = settings, train_set, list(val_set or [])
-        self.log, self.save_state = log, save_state
+        self.log, self.save_state, self.save_snapshot = log, save_state, save_snapshot
         self.rank, self.world_size = world()
         self.device = torch.device(settings.device)
         if self.device.type == "cuda" and self.device.index is None and self.world_size > 1:
@@ -522,6 +564,9 @@ class _Trainer:
         self.loss_count = 0
         self.val_groups: dict[str, float] = {}  # each validation group's mean PSNR at the last validation
         self.elapsed = 0.0
+        self.started = time.perf_counter()  # of this process's part of the run (``run`` sets it again)
+        self.now = 0.0  # training seconds at the last step (all ranks agree): the time-based schedule's clock
+        self.last_snapshot = 0.0
         self.history: list[dict[str, Any]] = []
 
     def _make_ema(self) -> AveragedModel | None:
@@ -606,6 +651,9 @@ class _Trainer:
 
     def step(self, lr_batch: torch.Tensor, hr_batch: torch.Tensor, target_batch: torch.Tensor | None = None) -> None:
         """One iteration; ``target_batch``: the teacher's SR of the patches, made beforehand (``--teacher_cache``)."""
+        if self.settings.schedule == "cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(self.settings, self.iteration, self.now)
         lr_batch = lr_batch.to(self.device, non_blocking=True)
         hr_batch = hr_batch.to(self.device, non_blocking=True)
         if self.settings.channels_last:
@@ -693,6 +741,29 @@ class _Trainer:
         if self.rank == 0 and self.log is not None:
             self.log(record)
 
+    def seconds(self) -> float:
+        """Training seconds so far; under torchrun rank 0's, so every rank follows the same time-based schedule."""
+        now = self.elapsed + time.perf_counter() - self.started
+        if self.world_size > 1 and self.settings.minutes is not None:
+            figure = torch.tensor([now], dtype=torch.float64, device=_collective_device(self.device))
+            dist.broadcast(figure, 0)
+            now = float(figure.item())
+        return now
+
+    def finished(self) -> bool:
+        """The run's end: its ``iters``, or its ``minutes`` of training time."""
+        return self.iteration >= self.settings.iters or (
+            self.settings.minutes is not None and self.now >= 60.0 * self.settings.minutes
+        )
+
+    def snapshot(self) -> None:
+        """The weights to ``save_snapshot`` once ``snapshot_minutes`` have passed since the last one (rank 0)."""
+        every = self.settings.snapshot_minutes
+        if every is None or self.save_snapshot is None or self.rank != 0 or self.now - self.last_snapshot < 60.0 * every:
+            return
+        self.save_snapshot(_cpu_state_dict(self.evaluated), self.iteration)
+        self.last_snapshot = self.now
+
     def stop_requested(self, flag: list[bool]) -> bool:
         if self.world_size == 1:
             return flag[0]
@@ -702,7 +773,8 @@ class _Trainer:
 
     def run(self) -> FitResult:
         s = self.settings
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
+        self.now = self.last_snapshot = self.elapsed
         if self.iteration == 0 and s.validate_at_start and self.val_set:
             self.initial_psnr = self.run_validation()
             self.emit(self.record(self.initial_psnr, started))
@@ -711,16 +783,21 @@ class _Trainer:
             for batch in self.loader():
                 self.step(*batch)
                 self.iteration += 1
+                self.now = self.seconds()
                 bar.update(1)
-                validating = self.iteration % s.val_every == 0 or self.iteration == s.iters
+                done = self.finished()
+                validating = self.iteration % s.val_every == 0 or done
                 if validating or self.iteration % s.log_every == 0:
                     psnr = self.run_validation() if validating else None
                     record = self.record(psnr, started)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss", "val_psnr")})
                     self.emit(record)
-                    if validating and self.save_state is not None and self.rank == 0 and self.iteration < s.iters:
+                    self.snapshot()
+                    if validating and self.save_state is not None and self.rank == 0 and not done:
                         self.save_state(self.state_at(started))
-                if self.stop_requested(flag) and self.iteration < s.iters:
+                if done:
+                    break
+                if self.stop_requested(flag):
                     bar.close()
                     state = self.state_at(started)
                     if self.save_state is not None and self.rank == 0:
@@ -758,16 +835,19 @@ def fit(
     state: dict[str, Any] | None = None,
     log: LogFn | None = None,
     save_state: Callable[[dict[str, Any]], None] | None = None,
+    save_snapshot: Callable[[dict[str, torch.Tensor], int], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place for ``settings.iters`` iterations in all (continuing ``state`` if given).
+    """Train ``model`` in place for ``settings.iters`` iterations in all, or ``settings.minutes`` of training time
+    (continuing ``state`` if given).
 
     ``model`` ends with the last weights; ``FitResult.best_state_dict`` holds the best by validation PSNR
     (the starting weights count when ``validate_at_start``; without validation images best = last). With
     ``ema_decay`` > 0, validation, best and ``last_state_dict`` are the EMA weights.
     ``log`` gets one dict per log interval / validation (rank 0). ``save_state`` gets the resumable state at
-    every validation and on interruption (rank 0). Raises ``TrainingInterruptedError`` after a Ctrl-C / SIGTERM.
+    every validation and on interruption (rank 0); ``save_snapshot`` the evaluated weights and the iteration every
+    ``snapshot_minutes``. Raises ``TrainingInterruptedError`` after a Ctrl-C / SIGTERM.
     """
-    trainer = _Trainer(model, train_set, val_set, copy.copy(settings), teacher, log, save_state)
+    trainer = _Trainer(model, train_set, val_set, copy.copy(settings), teacher, log, save_state, save_snapshot)
     if state is not None:
         trainer.restore(state)
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from training.data import (
 )
 from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments, fill_fast_path
 from training.loop import (
+    MAX_ITERS,
     FitResult,
     JsonlLog,
     TrainingInterruptedError,
@@ -103,7 +105,7 @@ def labelled_outputs(paths: dict[str, Path]) -> dict[str, Path]:
 
 def check_apart_from_inputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
     """Refuse an output that is SRC, --teacher, an image of the data folders, or another output."""
-    outputs = labelled_outputs(paths)
+    outputs = {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(args.out)}
     check_distinct(outputs, {"SRC": args.src, "--teacher": args.teacher})
     check_apart_from_data(outputs, args)
 
@@ -181,6 +183,8 @@ def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] 
         value = getattr(args, name)
         if value is not None:
             setattr(settings, name, value)
+    if saved is None and settings.minutes is not None and args.iters is None:
+        settings.iters = MAX_ITERS  # a run bounded by its training time
     resolve_device(settings.device)  # refuses cuda on a machine without it
     if args.no_progress:
         settings.progress = False
@@ -241,6 +245,38 @@ def build_provenance(
         world_size=world()[1],
         resumed=bool(args.resume),
     )
+
+
+def snapshot_writer(
+    path: Path, checkpoint: ModelCheckpoint, run: dict[str, Any], data: TrainData, settings: TrainSettings
+) -> Callable[[dict[str, torch.Tensor], int], None]:
+    """What ``fit`` calls every ``--snapshot_minutes``: the weights so far as ``OUT_snapshot.pth`` (replaced each time),
+    a self-describing checkpoint like OUT's, so a run cut short on a borrowed machine still leaves weights."""
+
+    def save(weights: dict[str, torch.Tensor], iteration: int) -> None:
+        record = provenance(
+            "train",
+            run["parent"],
+            run["parent_provenance"],
+            parent_sha256=run["parent_sha256"],
+            parent_weights_sha256=run.get("parent_weights_sha256"),
+            weights="snapshot",
+            parent_arch=run["arch"],
+            iterations=iteration,
+            data=data.description,
+            settings=asdict(settings),
+            teacher=run["teacher"],
+            teacher_sha256=run["teacher_sha256"],
+        )
+        out = ModelCheckpoint(checkpoint.arch, checkpoint.config, weights, checkpoint.scale, checkpoint.data_range, record)
+        save_model_checkpoint(path, out)
+
+    return save
+
+
+def snapshot_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}_snapshot{out.suffix}")
 
 
 def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
@@ -323,6 +359,7 @@ def main(args: argparse.Namespace) -> FitResult:
             state=state,
             log=JsonlLog(paths["log"]) if rank == 0 else None,
             save_state=lambda st: write_state(paths["state"], st, run),
+            save_snapshot=snapshot_writer(snapshot_path(args.out), checkpoint, run, data, settings),
         )
         if rank == 0:
             for key, weights in (("best", result.best_state_dict), ("last", result.last_state_dict)):
