@@ -5,7 +5,8 @@
     python test_demo.py --hr_dir HR [--lr_dir LR]        # any folder, mode "custom"
 
 Writes SR images to ``save_dir/<model name>/<mode>/``, merges figures into ``results.json`` (and the table
-``results.txt``) and logs to ``save_dir/test_demo.log``. See README.md for every flag.
+``results.txt``) and logs to ``save_dir/test_demo.log``. Every flag is listed below; the data layouts, the
+results keys and how each figure is computed: docs/cli.md.
 """
 
 from __future__ import annotations
