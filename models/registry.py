@@ -32,7 +32,8 @@ ARCHITECTURES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
 def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     """An untrained module of architecture ``arch`` with the widths of ``config``."""
     if arch not in ARCHITECTURES:
-        raise UnknownArchitectureError(f"unknown architecture {arch!r}: expected {', '.join(ARCHITECTURES)}")
+        *others, last = ARCHITECTURES
+        raise UnknownArchitectureError(f"unknown architecture {arch!r}: expected {', '.join(others)} or {last}")
     return ARCHITECTURES[arch](config)
 
 
