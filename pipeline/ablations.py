@@ -390,8 +390,8 @@ def validation_images(config: AblationConfig, data_range: float, scale: int) -> 
 
 
 def image_kind(image: ValidationImage) -> str:
-    """``held_out``, or a ``--val_dir`` image's file-name prefix before the first ``_`` (``clipart``, ``opencv``)."""
-    return "held_out" if image.group == "held_out" else Path(image.name).name.split("_")[0]
+    """``held_out``, or a ``--val_dir`` image's group (``training.data.validation_group``: ``clipart``, ``opencv``)."""
+    return image.group
 
 
 def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:

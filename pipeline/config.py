@@ -553,6 +553,8 @@ def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where
     run_stage_check(lambda: check_teacher_cache(settings, args.teacher is not None), where)
     if settings.distill_weight > 0 and config.data.teacher is None:
         raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
+    if settings.select == "worst_gap" and config.data.teacher is None:
+        raise HarnessError(f"{where}.select worst_gap: needs data.teacher (the reference of each validation group)")
     if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):
         raise HarnessError(
             f"{where}.feature_distill {settings.feature_distill:g}: only in branch_training (the branch model's "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from skimage import data as skimage_data
@@ -791,3 +792,34 @@ def test_cli_cycle_from_weights_writes_its_end_weights_and_a_snapshot(workdir: P
     snap = read_model_checkpoint(out.with_name("final_snapshot.pth"))
     assert snap.provenance["weights"] == "snapshot" and 1 <= snap.provenance["iterations"] <= last.provenance["iterations"]
     assert last.provenance["settings"]["iters"] == training_loop.MAX_ITERS  # bounded by --minutes only
+
+
+# --- validation groups and the worst-group selection ----------------------------------------------------------
+
+
+def test_validation_groups_are_held_out_and_the_val_dir_kinds() -> None:
+    from training.data import validation_group
+
+    assert validation_group("structured_val/clipart_cat") == "clipart"
+    assert validation_group("structured_val/opencv_building_1") == "opencv"
+    assert validation_group("my_photos/img1") == "my_photos"  # no kind prefix: the folder
+
+
+def test_select_worst_gap_keeps_the_weights_whose_worst_group_is_closest_to_the_teacher(workdir: Path, tmp_path: Path) -> None:
+    kinds = tmp_path / "val"
+    for name, photo in (("lines_a", "text"), ("photo_b", "camera"), ("photo_c", "moon")):
+        img = getattr(skimage_data, photo)()
+        imsave(cv2.resize(np.stack([img] * 3, -1) if img.ndim == 2 else img, (96, 96)), kinds / f"{name}.png")
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25, val_crop=96, val_dir=kinds)
+    assert {image.group for image in data.val} == {"held_out", "lines", "photo"}
+    torch.manual_seed(1)
+    teacher = tiny_prfdn(seed=9)
+    result = fit(tiny_prfdn(), data.train, data.val, settings(iters=6, val_every=2, select="worst_gap"), teacher=teacher)
+    validated = [r for r in result.history if "val_psnr" in r]
+    for record in validated:
+        gaps = [record["val_groups"][g] - record["reference_groups"][g] for g in record["val_groups"]]
+        assert record["val_worst_gap"] == pytest.approx(min(gaps))
+    best = max(validated, key=lambda r: r["val_worst_gap"])
+    assert result.best_iteration == best["iter"] and result.best_psnr == pytest.approx(best["val_psnr"])
+    with pytest.raises(HarnessError, match="--select worst_gap needs a --teacher"):
+        fit(tiny_prfdn(), data.train, data.val, settings(select="worst_gap"))

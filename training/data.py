@@ -296,7 +296,7 @@ class ValidationImage:
     name: str
     lr: np.ndarray  # uint8 HxWx3
     hr: np.ndarray  # uint8, exactly scale x the LR size
-    group: str = "held_out"  # "held_out" (by --val_fraction) or "val_dir": the log reports each group's mean too
+    group: str = "held_out"  # "held_out" (by --val_fraction), else ``validation_group``: the log gives each group's mean
 
 
 def center_crop(hr: np.ndarray, max_size: int | None, scale: int = SCALE) -> tuple[int, int, int, int]:
@@ -308,6 +308,13 @@ def center_crop(hr: np.ndarray, max_size: int | None, scale: int = SCALE) -> tup
     top = ((hr.shape[0] - h) // 2) // scale * scale
     left = ((hr.shape[1] - w) // 2) // scale * scale
     return top, left, h, w
+
+
+def validation_group(name: str) -> str:
+    """The group of a ``--val_dir`` image named ``FOLDER/STEM``: the stem's prefix before its first ``_`` (the free
+    images are named by kind: ``clipart_...`` line art, ``opencv_...`` photographs), else the folder's name."""
+    folder, _, stem = name.rpartition("/")
+    return stem.split("_")[0] if "_" in stem else folder or stem
 
 
 def validation_image(
@@ -485,7 +492,7 @@ def load_training_data(
     split["val_crop"] = val_crop
     train = TrainPatches(train_images, patch_size, scale, data_range, seed, mix=mix, flat_threshold=flat_threshold or 0.0)
     val = [validation_image(image, val_crop, scale, "held out by --val_fraction", "held_out") for image in held_out_images]
-    val += [validation_image(image, val_crop, scale, "--val_dir", "val_dir") for image in dir_images]
+    val += [validation_image(image, val_crop, scale, "--val_dir", validation_group(image.name)) for image in dir_images]
     description = {
         "train_dirs": [str(d) for d in train_dirs],
         "lr_dirs": [str(d) for d in lr_dirs] if lr_dirs else None,

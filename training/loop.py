@@ -50,6 +50,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models.ensemble import SelfEnsemble
 from models.team00_RFDN import RFDN
 from training.data import PatchSampler, TrainPatches, ValidationImage, check_patch_size, check_seed
 from training.teacher_targets import teacher_targets
@@ -68,6 +69,7 @@ LogFn = Callable[[dict[str, Any]], None]
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda")
 SCHEDULES = ("plateau", "cosine")
+SELECTIONS = ("mean", "worst_gap")
 MAX_ITERS = 10**9  # the bound of a run limited by --minutes only
 LOSS_TERMS = 4  # total, to HR, distillation to the teacher's SR, feature distillation
 PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"l1": F.l1_loss, "l2": F.mse_loss}
@@ -157,6 +159,11 @@ class TrainSettings:
         "run the --teacher once on each whole training image before training and crop its SR with each patch, instead "
         "of on every batch (6 bytes per HR pixel of memory; see docs/training_speed.md)",
     )
+    teacher_x8: bool = setting(
+        False,
+        "distil from the --teacher's x8 self-ensemble (its SR of the 8 flips / rotations, averaged: 8 passes per input; "
+        "with --teacher_cache made once per image); --select worst_gap still measures the plain teacher",
+    )
     schedule: str = setting(
         "plateau",
         "learning-rate schedule: plateau (lr, lowered once to lr_after_plateau when validation stalls) or cosine (a "
@@ -170,6 +177,12 @@ class TrainSettings:
     )
     snapshot_minutes: float | None = setting(
         None, "also write the weights (EMA when on) to OUT_snapshot.pth every this many minutes, at a log line"
+    )
+    select: str = setting(
+        "mean",
+        "how the best weights are chosen: mean (validation PSNR over all images) or worst_gap (the validation group "
+        "furthest below the --teacher, e.g. the official RFDN, whose PSNR per group is measured once at the start)",
+        choices=SELECTIONS,
     )
     validate_at_start: bool = True  # score the starting weights: the best can then be "no change"
     progress: bool = True  # tqdm bar on rank 0
@@ -200,6 +213,8 @@ class TrainSettings:
             raise HarnessError("--amp (float16) and --precision bf16: give one of them")
         if not 0.0 <= self.ema_decay < 1.0:
             raise HarnessError(f"--ema_decay {self.ema_decay}: must be at least 0 (off) and below 1")
+        if self.select not in SELECTIONS:
+            raise HarnessError(f"--select {self.select}: must be one of {', '.join(SELECTIONS)}")
         if self.schedule not in SCHEDULES:
             raise HarnessError(f"--schedule {self.schedule}: must be one of {', '.join(SCHEDULES)}")
         if self.warmup < 0:
@@ -511,8 +526,12 @@ class _Trainer:
             raise ValueError(f"train_set has patch size {train_set.patch_size}, settings {settings.patch_size}")
         if settings.distill_weight > 0 and teacher is None:
             raise HarnessError("--distill_weight > 0 needs a --teacher")
+        if settings.select == "worst_gap" and teacher is None:
+            raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
         if settings.feature_distill > 0:
             check_feature_distill(model, teacher)
+            if settings.teacher_x8:
+                raise HarnessError("--teacher_x8: feature distillation pairs the plain teacher's block outputs; give one")
         check_teacher_cache(settings, teacher is not None)
         self.settings, self.train_set, self.val_set = settings, train_set, list(val_set or [])
         self.log, self.save_state, self.save_snapshot = log, save_state, save_snapshot
@@ -522,11 +541,15 @@ class _Trainer:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.data_range = train_set.data_range
         self.model = model.to(self.device).train()
+        self.reference = teacher.to(self.device).eval() if teacher is not None and settings.select == "worst_gap" else None
+        if teacher is not None and settings.teacher_x8:
+            teacher = SelfEnsemble(teacher)
         self.teacher = None
         if teacher is not None and (settings.distill_weight > 0 or settings.feature_distill > 0):
             self.teacher = teacher.to(self.device).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
+        self.reference_groups: dict[str, float] = {}  # the reference's PSNR per validation group (worst_gap)
         self.distilling = self.teacher is not None and settings.distill_weight > 0
         if self.teacher is not None and settings.teacher_cache:  # the targets come with the patches from now on
             targets = teacher_targets(
@@ -556,13 +579,15 @@ class _Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.ema = self._make_ema()
         self.iteration = 0
-        self.best_psnr: float | None = None
+        self.best_psnr: float | None = None  # mean validation PSNR of the best weights
+        self.best_score: float | None = None  # what chose them: the mean PSNR, or the worst group's gap (--select)
         self.best_iteration = 0
         self.initial_psnr: float | None = None
         self.best_state = _cpu_state_dict(self.evaluated)
         self.loss_sums = [0.0] * LOSS_TERMS  # total, to HR, distillation, feature distillation; since the last log line
         self.loss_count = 0
         self.val_groups: dict[str, float] = {}  # each validation group's mean PSNR at the last validation
+        self.score = 0.0  # the selection figure at the last validation (--select)
         self.elapsed = 0.0
         self.started = time.perf_counter()  # of this process's part of the run (``run`` sets it again)
         self.now = 0.0  # training seconds at the last step (all ranks agree): the time-based schedule's clock
@@ -590,6 +615,7 @@ class _Trainer:
             "model": _cpu_state_dict(self.model),
             "best_model": self.best_state,
             "best_psnr": self.best_psnr,
+            "best_score": self.best_score,
             "best_iteration": self.best_iteration,
             "initial_psnr": self.initial_psnr,
             "optimizer": self.optimizer.state_dict(),
@@ -615,6 +641,7 @@ class _Trainer:
         self.best_state = {k: v.clone() for k, v in state["best_model"].items()}
         self.iteration = int(state["iteration"])
         self.best_psnr, self.best_iteration = state["best_psnr"], int(state["best_iteration"])
+        self.best_score = state.get("best_score", self.best_psnr)
         self.initial_psnr = state["initial_psnr"]
         if not loss_changed(state["settings"], self.settings):  # another loss starts Adam's moments afresh (docstring)
             self.optimizer.load_state_dict(state["optimizer"])
@@ -624,8 +651,8 @@ class _Trainer:
             # the new rule counts validations without a new best of the whole run
             for group in self.optimizer.param_groups:
                 group["lr"] = self.settings.lr
-            if self.scheduler is not None and self.best_psnr is not None:
-                self.scheduler.best = self.best_psnr
+            if self.scheduler is not None and self.best_score is not None:
+                self.scheduler.best = self.best_score
         elif self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -694,21 +721,32 @@ class _Trainer:
         """Rank 0 scores the images; every rank gets the figure, so all schedulers and bests stay in step."""
         if not self.val_set:
             return None
-        psnr = 0.0
+        psnr = score = 0.0
         if self.rank == 0:
             scores = psnr_scores(self.evaluated, self.val_set, self.data_range, self.device)
-            psnr = float(np.mean(scores))
+            psnr = score = float(np.mean(scores))
             self.val_groups = group_means(self.val_set, scores)
+            if self.reference is not None:
+                score = self.worst_gap()
         if self.world_size > 1:
-            figure = torch.tensor([psnr], dtype=torch.float64, device=_collective_device(self.device))
+            figure = torch.tensor([psnr, score], dtype=torch.float64, device=_collective_device(self.device))
             dist.broadcast(figure, 0)
-            psnr = float(figure.item())
-        if self.best_psnr is None or psnr > self.best_psnr:
-            self.best_psnr, self.best_iteration = psnr, self.iteration
+            psnr, score = (float(v) for v in figure.tolist())
+        self.score = score
+        if self.best_score is None or score > self.best_score:
+            self.best_psnr, self.best_score, self.best_iteration = psnr, score, self.iteration
             self.best_state = _cpu_state_dict(self.evaluated)
         if self.scheduler is not None:
-            self.scheduler.step(psnr)
+            self.scheduler.step(score)
         return psnr
+
+    def worst_gap(self) -> float:
+        """The lowest of the validation groups' PSNR minus the reference's on the same group (``--select worst_gap``;
+        the reference is scored once, at the first validation of this process)."""
+        if not self.reference_groups:
+            reference_scores = psnr_scores(self.reference, self.val_set, self.data_range, self.device)
+            self.reference_groups = group_means(self.val_set, reference_scores)
+        return min(self.val_groups[group] - self.reference_groups[group] for group in self.val_groups)
 
     def record(self, psnr: float | None, started: float) -> dict[str, Any]:
         sums = self.loss_sums
@@ -732,6 +770,8 @@ class _Trainer:
             record.update(val_psnr=psnr, best_psnr=self.best_psnr, best_iter=self.best_iteration)
             if self.val_groups:
                 record["val_groups"] = dict(self.val_groups)
+            if self.reference is not None:
+                record.update(val_worst_gap=self.score, best_worst_gap=self.best_score, reference_groups=self.reference_groups)
         record["time"] = round(self.elapsed + time.perf_counter() - started, 3)
         self.loss_sums, self.loss_count = [0.0] * LOSS_TERMS, 0
         return record

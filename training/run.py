@@ -317,6 +317,8 @@ def main(args: argparse.Namespace) -> FitResult:
         )
     if settings.distill_weight > 0 and not args.teacher:
         raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
+    if settings.select == "worst_gap" and not args.teacher:
+        raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
     if settings.feature_distill > 0:
         check_feature_distill(model, teacher)

@@ -1,0 +1,117 @@
+"""PSNR per validation group of checkpoints, plain and as x8 self-ensembles: how the validation that chooses
+weights sees each network, and each network's gap to a reference (e.g. the official RFDN) on its worst group.
+
+    python scripts/score_groups.py model_zoo/team00_rfdn.pth model_zoo/team13_prfdn.pth --x8 --reference 0 \\
+        --train_dir ../shared/train/BSD200 ../shared/train/T91 --val_fraction 0.05 --skip_small \\
+        --val_dir data/free/structured_val --json runs/groups.json
+
+The validation images are those a training with the same data flags holds out (``--val_fraction``) and reads
+(``--val_dir``), grouped as its log groups them (``held_out``, and each ``--val_dir`` kind); never the benchmark
+sets. PSNR as the training's validation scores it: SR rounded to uint8, RGB, 4-pixel border.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.ensemble import SelfEnsemble
+from models.team13_PRFDN import MIN_INPUT_SIZE
+from training.data import add_data_arguments, check_apart_from_data, fill_data_defaults, load_data_from_args
+from training.loop import group_means, psnr_scores
+from utils.cli import ArgumentParser
+from utils.errors import HarnessError
+from utils.fileio import atomic_write_json, check_distinct, check_new_output
+from utils.inference import resolve_device
+from utils.model_io import load_model, read_flag_checkpoint
+
+PROG = "score_groups.py"
+
+
+def score(model: torch.nn.Module, images: list, data_range: float, device: torch.device) -> dict[str, float]:
+    """Mean PSNR per validation group, then ``mean`` over every image."""
+    scores = psnr_scores(model.to(device).eval(), images, data_range, device)
+    return {**group_means(images, scores), "mean": sum(scores) / len(scores)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    stems = [Path(path).stem for path in args.checkpoints]
+    names = stems if len(set(stems)) == len(stems) else [str(path) for path in args.checkpoints]  # rows never clash
+    if len(set(names)) != len(names):
+        raise HarnessError("CHECKPOINT: a checkpoint is given twice")
+    checkpoints = [(name, read_flag_checkpoint(path, "CHECKPOINT")) for name, path in zip(names, args.checkpoints, strict=True)]
+    first = checkpoints[0][1]
+    for (_, checkpoint), path in zip(checkpoints, args.checkpoints, strict=True):
+        if (checkpoint.scale, checkpoint.data_range) != (first.scale, first.data_range):
+            raise HarnessError(f"{path}: x{checkpoint.scale} on [0, {checkpoint.data_range:g}]; the first is x{first.scale}")
+    if args.reference is not None and not 0 <= args.reference < len(checkpoints):
+        raise HarnessError(f"--reference {args.reference}: give the index of one of the {len(checkpoints)} checkpoints")
+    if args.json:
+        check_distinct({"--json": args.json}, {f"CHECKPOINT {i}": p for i, p in enumerate(args.checkpoints)})
+        check_apart_from_data({"--json": args.json}, args)
+        check_new_output(args.json, "--json", args.overwrite)
+    fill_data_defaults(args)
+    device = resolve_device(args.device)
+    data = load_data_from_args(args, patch_size=MIN_INPUT_SIZE, seed=0, data_range=first.data_range, scale=first.scale)
+    if not data.val:
+        raise HarnessError("no validation images: give --val_fraction above 0 and/or --val_dir")
+    rows: dict[str, dict[str, float]] = {}
+    for (name, checkpoint), path in zip(checkpoints, args.checkpoints, strict=True):
+        model = load_model(checkpoint, str(path))
+        with torch.no_grad():
+            rows[name] = score(model, data.val, first.data_range, device)
+            if args.x8:
+                rows[f"{name} x8"] = score(SelfEnsemble(model), data.val, first.data_range, device)
+    result: dict[str, Any] = {"command": " ".join([PROG, *sys.argv[1:]]), "data": data.description, "rows": rows}
+    if args.reference is not None:
+        reference = rows[checkpoints[args.reference][0]]
+        groups = [g for g in reference if g != "mean"]
+        result["worst_gap"] = {name: min(row[g] - reference[g] for g in groups) for name, row in rows.items()}
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    groups = list(next(iter(rows.values())))
+    lines = ["| checkpoint | " + " | ".join(groups) + (" | worst gap |" if "worst_gap" in result else " |")]
+    lines.append("|---" * (len(groups) + 1 + ("worst_gap" in result)) + "|")
+    for name, row in rows.items():
+        cells = [f"{row[g]:.3f}" for g in groups]
+        if "worst_gap" in result:
+            cells.append(f"{result['worst_gap'][name]:+.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", help="checkpoints of any stage (a plain state dict: the official RFDN)")
+    add_data_arguments(parser, teacher=False)
+    parser.add_argument("--x8", action="store_true", help="also score each checkpoint's x8 self-ensemble")
+    parser.add_argument("--reference", type=int, default=None, help="index of the checkpoint every row's worst gap is to")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.teacher:
+            raise HarnessError("--teacher: not used here (every checkpoint is scored; --reference names the one to compare to)")
+        result = run(args)
+        if args.json:
+            atomic_write_json(args.json, result)
+    except (HarnessError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
+        return 130
+    print(table(result))
+    return 0
