@@ -9,12 +9,13 @@ runs, each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` tra
 ``WORK/NAME.pth`` with ``common + flags``; a run whose training state exists is resumed (``--resume``), one that
 has reached its ``--iters`` is skipped, so the command continues where it stopped (Ctrl-C or SIGTERM saves the
 state of the run in progress and stops, exit 130). The table gives, per run and validation, the mean PSNR of
-each validation group (``held_out``: the images held out of ``--train_dir``; ``val_dir``: the ``--val_dir``
-images), read from ``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint (e.g. the
+each validation group as the training logs it (``held_out``: the images held out of ``--train_dir``; each kind of
+``--val_dir`` image, ``training.data.validation_group``; logs written before the kinds say ``val_dir``), read from ``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint (e.g. the
 official RFDN) scored on the same images, and is written to ``WORK/ablations.json`` and, with ``--json``, to a
 results file. ``--kinds`` also scores the start, the reference and each run's best weights (``WORK/NAME.pth``)
 per kind of validation image: the held-out images, and the ``--val_dir`` images by the file-name prefix before
-the first ``_`` (for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line art, ``skimage``),
+the first ``_``, else their folder (for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line
+art, ``skimage``),
 so a lever's effect on one kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs
 whose best weights are not there now are kept from it).
 
@@ -453,27 +454,34 @@ def table(config: AblationConfig, with_reference: bool = True) -> dict[str, Any]
     }
 
 
+def group_keys(summary: dict[str, Any]) -> list[str]:
+    """The ``val_<group>`` keys of the reference and of the runs' last validations, in the order they first appear
+    (``held_out`` and ``val_dir`` in logs of a single --val_dir group, else each validation kind)."""
+    rows = [summary.get("reference") or {}] + [run["validations"][-1] for run in summary["runs"] if run["validations"]]
+    keys = dict.fromkeys(k for row in rows for k in row if k.startswith("val_") and k != "val_psnr")
+    return list(keys)
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """One row per run: its flags, and the last validation's figures (overall, held out, val_dir)."""
-    lines = ["| run | flags | iteration | held out | val_dir | all | s/iter |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    """One row per run: its flags, and the last validation's figures (each validation group, then all images)."""
+    groups = group_keys(summary)
+    names = ["held out" if key == "val_held_out" else key.removeprefix("val_") for key in groups]
+    lines = [
+        "| run | flags | iteration | " + " | ".join([*names, "all"]) + " | s/iter |",
+        "| --- | --- | --- | " + " | ".join(["---"] * (len(groups) + 1)) + " | --- |",
+    ]
     reference = summary.get("reference")
     if reference:
-        cells = " | ".join(f"{reference[k]:.4f}" if k in reference else "-" for k in ("val_held_out", "val_val_dir", "val_psnr"))
+        cells = " | ".join(f"{reference[k]:.4f}" if k in reference else "-" for k in (*groups, "val_psnr"))
         lines.append(f"| reference | `{reference['reference']}` | - | {cells} | - |")
     for run in summary["runs"]:
         last = run["validations"][-1] if run["validations"] else {}
-
-        def cell(key: str, last: dict[str, Any] = last) -> str:
-            return f"{last[key]:.4f}" if key in last else "-"
-
+        cells = " | ".join(f"{last[key]:.4f}" if key in last else "-" for key in (*groups, "val_psnr"))
         speed = f"{run['seconds_per_iteration']:.3f}" if run["seconds_per_iteration"] else "-"
         flags = " ".join(run["flags"]) or "(common only)"
         if "prune" in run:
             flags = f"prune {' '.join(run['prune'])}".strip() + f"; train {flags}"
-        lines.append(
-            f"| {run['name']} | `{flags}` | {last.get('iter', '-')} | {cell('val_held_out')} | {cell('val_val_dir')} | "
-            f"{cell('val_psnr')} | {speed} |"
-        )
+        lines.append(f"| {run['name']} | `{flags}` | {last.get('iter', '-')} | {cells} | {speed} |")
     return "\n".join(lines)
 
 

@@ -51,11 +51,11 @@ def test_runs_are_trained_then_skipped_and_tabulated_per_group(
     base, more = summary["runs"]
     assert [v["iter"] for v in base["validations"]] == [0, 1, 2] and [v["iter"] for v in more["validations"]] == [0, 1, 2, 3]
     for validation in base["validations"]:
-        assert set(validation) == {"iter", "val_psnr", "val_held_out", "val_val_dir"}
-        assert min(validation["val_held_out"], validation["val_val_dir"]) <= validation["val_psnr"]
+        assert set(validation) == {"iter", "val_psnr", "val_held_out", "val_val"}  # val/extra.png: the folder's group
+        assert min(validation["val_held_out"], validation["val_val"]) <= validation["val_psnr"]
     reference = summary["reference"]  # the start itself: its scores are every run's iteration 0
-    assert {k: reference[k] for k in ("val_psnr", "val_held_out", "val_val_dir")} == {
-        k: base["validations"][0][k] for k in ("val_psnr", "val_held_out", "val_val_dir")
+    assert {k: reference[k] for k in ("val_psnr", "val_held_out", "val_val")} == {
+        k: base["validations"][0][k] for k in ("val_psnr", "val_held_out", "val_val")
     }
     out = capsys.readouterr().out
     assert "| base | `(common only)` | 2 |" in out and "| more | `--iters 3` | 3 |" in out
@@ -143,12 +143,13 @@ def test_kinds_score_the_best_weights_per_kind_of_validation_image(
     assert run_ablations.main([str(config), "--table", "--kinds"]) == 0
     kinds = json.loads((tmp_path / "work" / "kinds.json").read_text())
     assert list(kinds) == ["start", "reference", "base", "more"]
-    assert all(list(scores) == ["held_out", "drawing", "extra"] for scores in kinds.values())
+    assert all(list(scores) == ["held_out", "drawing", "val"] for scores in kinds.values())  # extra.png: no kind
     summary = json.loads((tmp_path / "work" / "ablations.json").read_text())
-    reference = summary["reference"]  # the start: the mean of its two val_dir kinds is its val_dir group's mean
-    assert kinds["start"]["held_out"] == pytest.approx(reference["val_held_out"])
-    assert (kinds["start"]["drawing"] + kinds["start"]["extra"]) / 2 == pytest.approx(reference["val_val_dir"])
-    assert "| weights | held_out | drawing | extra |" in capsys.readouterr().out
+    reference = summary["reference"]  # the start: the training logs give the same groups as --kinds
+    assert {kind: kinds["start"][kind] for kind in ("held_out", "drawing", "val")} == pytest.approx(
+        {kind: reference[f"val_{kind}"] for kind in ("held_out", "drawing", "val")}
+    )
+    assert "| weights | held_out | drawing | val |" in capsys.readouterr().out
     (tmp_path / "work" / "more.pth").unlink()  # best weights not kept (e.g. a clean clone): the row stays
     assert run_ablations.main([str(config), "--table", "--kinds"]) == 0
     assert json.loads((tmp_path / "work" / "kinds.json").read_text())["more"] == kinds["more"]

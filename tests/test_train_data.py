@@ -206,7 +206,9 @@ def test_val_dir_and_val_fraction_together_validate_on_both_groups(hr_dir: Path,
     val_dir = write_photos(tmp_path / "val", ("coins",), shrink=2)
     held_only = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7)
     both = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, val_dir=val_dir)
-    assert [(v.name, v.group) for v in both.val] == [(v.name, "held_out") for v in held_only.val] + [("val/coins", "val_dir")]
+    assert [(v.name, v.group) for v in both.val] == [(v.name, "held_out") for v in held_only.val] + [
+        ("val/coins", "val")
+    ]  # a --val_dir image without a kind prefix: its folder
     assert [i.name for i in both.train.images] == [i.name for i in held_only.train.images]
     assert both.description["validation"]["kind"] == "val_fraction+val_dir"
 
