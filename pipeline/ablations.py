@@ -5,19 +5,19 @@
     python scripts/run_ablations.py configs/ablations_branch.json --table --kinds   # and each run's best weights per kind
 
 The config names a start checkpoint (``src``), a work folder, the flags every run shares (``common``) and the
-runs, each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` trains ``src`` into
-``WORK/NAME.pth`` with ``common + flags``; a run whose training state exists is resumed (``--resume``), one that
-has reached its ``--iters`` is skipped, so the command continues where it stopped (Ctrl-C or SIGTERM saves the
-state of the run in progress and stops, exit 130). The table gives, per run and validation, the mean PSNR of
-each validation group as the training logs it (``held_out``: the images held out of ``--train_dir``; each kind of
-``--val_dir`` image, ``training.data.validation_group``; logs written before the kinds say ``val_dir``), read from ``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint (e.g. the
-official RFDN) scored on the same images, and is written to ``WORK/ablations.json`` and, with ``--json``, to a
-results file. ``--kinds`` also scores the start, the reference and each run's best weights (``WORK/NAME.pth``)
-per kind of validation image: the held-out images, and the ``--val_dir`` images by the file-name prefix before
-the first ``_``, else their folder (for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line
-art, ``skimage``),
-so a lever's effect on one kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs
-whose best weights are not there now are kept from it).
+runs, each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` trains ``src`` into ``WORK/NAME.pth``
+with ``common + flags``; a run whose training state exists is resumed (``--resume``), one that has reached its
+``--iters`` is skipped, so the command continues where it stopped (Ctrl-C or SIGTERM saves the state of the run in
+progress and stops, exit 130). The table gives, per run and validation, the mean PSNR of each validation group as
+the training logs it (``held_out``: the images held out of ``--train_dir``; each kind of ``--val_dir`` image,
+``training.data.validation_group``; logs written before the kinds say ``val_dir``), read from
+``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint (e.g. the official RFDN) scored
+on the same images, and is written to ``WORK/ablations.json`` and, with ``--json``, to a results file. ``--kinds``
+also scores the start, the reference and each run's best weights (``WORK/NAME.pth``) per kind of validation image:
+the held-out images, and the ``--val_dir`` images by the file-name prefix before the first ``_``, else their folder
+(for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line art, ``skimage``), so a lever's effect
+on one kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs whose best weights are not
+there now are kept from it).
 
 A run with a ``prune`` list (``transform.prune`` flags after the config's ``prune_common``) trains ``src`` pruned:
 ``WORK/NAME.pruned.pth`` (``transform.prune``), exported to ``WORK/NAME.start.pth`` (``transform.export``) as the
