@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 SHARED_RFDN = SHARED / "model_zoo" / "team00_rfdn.pth"
 SHARED_BENCHMARK = SHARED / "benchmark"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n 2``, the default here) each worker gets an equal share of the cores: PyTorch's own
+    thread pool would otherwise start one thread per core in every worker and oversubscribe the machine."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

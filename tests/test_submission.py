@@ -56,7 +56,9 @@ def test_committed_results_are_the_submission_scores(benchmark_dir: Path) -> Non
         for pair in pairs:
             lr, hr = load_pair(pair)
             scores.append(calculate_psnr(tensor2uint(model(uint2tensor4(lr, 255.0)), 255.0), hr, border=4))
-    assert sum(scores) / len(scores) == pytest.approx(recorded["sets"]["Set5"]["psnr"], abs=1e-6)
+    # 1e-4 dB: a few uint8 pixels rounded the other way by another CPU thread count's float sums; another checkpoint
+    # or a stale table is off by far more
+    assert sum(scores) / len(scores) == pytest.approx(recorded["sets"]["Set5"]["psnr"], abs=1e-4)
 
 
 OFFICIAL_SELECT_MODEL = """
