@@ -18,9 +18,10 @@ SHARED_BENCHMARK = SHARED / "benchmark"
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``-n 2``, the default here) each worker gets an equal share of the cores: PyTorch's own
-    thread pool would otherwise start one thread per core in every worker and oversubscribe the machine."""
+    thread pool would otherwise start one thread per core in every worker and oversubscribe the machine. An
+    OMP_NUM_THREADS set by the user is kept (e.g. 1, beside a training on the same cores)."""
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers:
+    if workers and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
