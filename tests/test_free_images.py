@@ -1,16 +1,18 @@
-"""scripts/fetch_free_images.py: compositing, the blank rule, the seeded disjoint picks, output refusals, and a
-whole run on two tiny .deb files built here (never the real packages)."""
+"""scripts/fetch_free_images.py: compositing, the blank rule, the seeded disjoint picks, output refusals, per-file
+licenses, the content filters, and a whole run on tiny .deb files built here (never the real packages)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from training import content
 from training import free_images as ffi
 
 
@@ -131,17 +133,27 @@ def test_refuses_a_folder_with_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (out / "structured_val" / "mine.png").read_bytes() == b"keep me"
 
 
-def build_deb(root: Path, package: str, version: str, license_text: str, files: dict[str, np.ndarray], debs: Path) -> None:
-    """A .deb holding ``files`` (path -> image) and a debian/copyright stating ``license_text``."""
+DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+
+
+def build_deb(
+    root: Path, package: str, version: str, license_text: str, files: dict[str, np.ndarray | bytes], debs: Path
+) -> None:
+    """A .deb holding ``files`` (path -> image, or raw bytes) and a debian/copyright stating ``license_text``
+    (a whole machine-readable copyright file where it starts with DEP5)."""
     tree = root / package
     (tree / "DEBIAN").mkdir(parents=True)
     control = f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: t\n"
     (tree / "DEBIAN" / "control").write_text(control)
     (tree / "usr/share/doc" / package).mkdir(parents=True)
-    (tree / "usr/share/doc" / package / "copyright").write_text(f"Files: *\n{license_text}\n")
+    copyright_text = license_text if license_text.startswith(DEP5) else f"Files: *\n{license_text}\n"
+    (tree / "usr/share/doc" / package / "copyright").write_text(copyright_text)
     for rel, img in files.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        assert cv2.imwrite(str(tree / rel), img)
+        if isinstance(img, bytes):
+            (tree / rel).write_bytes(img)
+        else:
+            assert cv2.imwrite(str(tree / rel), img)
     command = ["dpkg-deb", "--root-owner-group", "-Znone", "-b", str(tree), str(debs / f"{package}_{version}_all.deb")]
     subprocess.run(command, check=True, capture_output=True)
 
@@ -161,13 +173,43 @@ def fake_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clipart[f"{ffi.CLIPART_ROOT}/d0/x00_blank.png"] = blank(300, 300)
     clipart[f"{ffi.CLIPART_ROOT}/d1/small.png"] = drawing(200, 300, 7)  # under 256 px: never a candidate
     build_deb(root, "openclipart-png", "1:0.18+dfsg-19", "creative commons Public Domain Dedication", clipart, debs)
+    textures = {f"textures/tex_buildings/wall{i:02}.png": photo(300, 320, i) for i in range(6)}
+    textures["textures/tex_buildings/wall00_nm.png"] = photo(300, 300, 90)  # a normal map: never a picture
+    textures["textures/tex_streets/blurred.png"] = cv2.GaussianBlur(photo(300, 300, 91), (0, 0), 6)  # no detail
+    textures["textures/tex_misc/other.png"] = photo(300, 300, 92)  # another folder: left out
+    archive = root / "pk3"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, img in textures.items():
+            z.writestr(name, cv2.imencode(".png", img)[1].tobytes())
+    special = "Files: base/textures/tex_buildings/wall03.png\nCopyright: a\nLicense: CC-BY-3.0\n"
+    ufoai_copyright = f"{DEP5}Files: *\nCopyright: t\nLicense: GPL-2+\n\n{special}"
+    build_deb(root, content.TEXTURES, "2.5-2", ufoai_copyright, {content.TEXTURE_ARCHIVE: archive.read_bytes()}, debs)
+    for i, package in enumerate(content.WALLPAPERS):
+        files = {f"usr/share/backgrounds/{package}/p{j}.jpg": photo(400, 600, 200 + 10 * i + j) for j in range(2)}
+        files[f"usr/share/wallpapers/W{i}/contents/images/600x400.png"] = photo(400, 600, 300 + i)
+        files[f"usr/share/wallpapers/W{i}/contents/images/300x200.png"] = photo(200, 300, 310 + i)  # smaller: not taken
+        files[f"usr/share/wallpapers/W{i}/contents/screenshot.png"] = photo(200, 300, 320 + i)
+        wallpaper_copyright = (
+            f"{DEP5}Files: *\nCopyright: t\nLicense: GPL-2+\n\nFiles: p1.jpg\nCopyright: b\nLicense: CC-BY-SA-4.0\n"
+        )
+        build_deb(root, package, "1.0-1", wallpaper_copyright, files, debs)
+    for package in content.FONTS:  # no font files: text is drawn in Pillow's own font
+        build_deb(root, package, "1.0-1", f"{DEP5}Files: *\nCopyright: t\nLicense: OFL-1.1\n", {}, debs)
     return debs
+
+
+def photo(h: int, w: int, seed: int) -> np.ndarray:
+    """A BGR picture with detail at every scale: noise over smooth blobs."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(base.astype(int) + rng.integers(-40, 41, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 def test_whole_run_on_fake_packages(fake_debs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "free"
-    assert ffi.main(["--out", str(out), "--debs", str(fake_debs), "--train_count", "5"]) == 0
-    assert "18 validation and 5 training images" in capsys.readouterr().out
+    quick = ["--procedural_count", "1", "--procedural_size", "192"]
+    assert ffi.main(["--out", str(out), "--debs", str(fake_debs), "--train_count", "5", *quick]) == 0
+    assert "structured_val/ 18, clipart_train/ 5, val/ " in capsys.readouterr().out
     val = sorted(p.name for p in (out / "structured_val").iterdir())
     train = sorted(p.name for p in (out / "clipart_train").iterdir())
     assert len(val) == 18 and len(train) == 5
@@ -179,17 +221,48 @@ def test_whole_run_on_fake_packages(fake_debs: Path, tmp_path: Path, capsys: pyt
         assert img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 192, path.name
     sources = (out / "SOURCES.md").read_text()
     assert "| opencv-doc | 4.6.0+dfsg-12 |" in sources and "| openclipart-png | 1:0.18+dfsg-19 |" in sources
-    assert f"--debs {fake_debs} --train_count 5`" in sources
+    assert f"--debs {fake_debs} --train_count 5 --procedural_count 1" in sources
     assert sources.count("| structured_val/") == 18 and sources.count("| clipart_train/") == 5
     assert "`usr/share/doc/opencv-doc/examples/text/scenetext04.jpg` | Apache-2.0 AND BSD-3-Clause" in sources
 
-    assert ffi.main(["--out", str(out), "--debs", str(fake_debs), "--train_count", "2"]) == 2
+    # the content: textures (maps, blurred and other folders left out) and wallpapers, a share held out in val/
+    textures = sorted(p.name for p in (out / "texture_train").iterdir())
+    every_val = sorted(p.name for p in (out / "val").iterdir())
+    held = [n for n in every_val if n.startswith("texture_")]
+    assert len(textures) + len(held) == 6 and len(held) == 4  # VAL_MIN of the 6 sharp colour maps
+    assert not any("_nm" in n or "blurred" in n or "other" in n for n in textures + held)
+    assert set(val) <= set(every_val)  # val/ holds structured_val's images too
+    wallpapers = sorted(p.name for p in (out / "wallpaper_train").iterdir()) + [
+        n for n in every_val if n.startswith("wallpaper_")
+    ]
+    assert len(wallpapers) == 4 * 3 and not any("screenshot" in n or "300x200" in n for n in wallpapers)
+    assert (
+        "textures/tex_buildings/wall03.png` | CC-BY-3.0" in sources and "textures/tex_buildings/wall01.png` | GPL-2+" in sources
+    )
+    assert "p1.jpg` | CC-BY-SA-4.0" in sources and "p0.jpg` | GPL-2+" in sources
+    assert sorted(p.name for p in (out / "procedural_train").iterdir()) == sorted(
+        f"proc_{kind}_0000.png" for kind in ("facade", "bricks", "tiles", "text", "screentone", "hatching", "deadleaves")
+    )
+
+    again = ["--out", str(out), "--debs", str(fake_debs), "--train_count", "2", *quick]
+    assert ffi.main(again) == 2
     assert "--overwrite" in one_error_line(capsys) and len(list((out / "clipart_train").iterdir())) == 5
-    assert ffi.main(["--out", str(out), "--debs", str(fake_debs), "--train_count", "2", "--overwrite"]) == 0
+    assert ffi.main([*again, "--overwrite"]) == 0
     assert "3 stale PNGs removed" in capsys.readouterr().out
     kept = [p.name for p in (out / "clipart_train").iterdir()]
     assert len(kept) == 2 and set(kept) < set(train)  # the first two of the same seeded order
     assert sorted(p.name for p in (out / "structured_val").iterdir()) == val  # the same picks again
+    assert sorted(p.name for p in (out / "val").iterdir()) == every_val  # the same held-out content
+
+
+def test_sharpness_and_the_held_out_share() -> None:
+    rng = np.random.default_rng(0)
+    smooth = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (256, 256), interpolation=cv2.INTER_CUBIC)
+    assert not content.is_sharp(smooth) and not content.is_sharp(np.full((256, 256, 3), 90, np.uint8))
+    assert content.is_sharp(photo(256, 256, 1))
+    assert content.held_out(100, 7) == content.held_out(100, 7) and len(content.held_out(100, 7)) == 5
+    assert len(content.held_out(10, 7)) == content.VAL_MIN and content.held_out(0, 7) == set()
+    assert content.fit_side(np.zeros((100, 3000, 3), np.uint8), 1280).shape == (43, 1280, 3)
 
 
 def test_wrong_license_is_refused(fake_debs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

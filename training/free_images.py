@@ -1,9 +1,14 @@
-"""Build a structured-content validation set and a line-art training folder from free-licensed images.
+"""Build the free-licensed training and validation content: a structured-content validation set, line-art
+training images, urban and material textures, wallpaper photographs and artwork, and procedural images.
 
-    python scripts/fetch_free_images.py [--out data/free] [--debs DIR] [--train_count 300] [--overwrite]
+    python scripts/fetch_free_images.py [--out data/free] [--debs DIR] [--train_count 300] [--procedural_count 60]
+                                        [--procedural_size 512] [--overwrite]
 
-The images come from two Debian packages and from scikit-image's bundled data, never from the SR benchmark sets
-(Set5, Set14, BSD68, Urban100):
+The images come from Debian packages, from scikit-image's bundled data and from ``training.procedural``, never from
+the SR benchmark sets (Set5, Set14, BSD68, Urban100, Manga109, DIV2K). The textures and wallpapers
+(``ufoai-textures``, ``lomiri-wallpapers-16.04``, ``plasma-workspace-wallpapers``, ``mate-backgrounds``,
+``ukui-wallpapers``; each file's license from its package's debian/copyright) and the fonts the procedural text is
+drawn in (``fonts-dejavu-core``, ``fonts-noto-cjk``): ``training.content``. The structured set:
 
 - ``opencv-doc`` (samples/data is under debian/copyright's "Files: *", Apache-2.0 AND BSD-3-Clause): nine
   structured / urban photographs, kept at their size. leuvenB and graf3 show the scenes of leuvenA and graf1
@@ -19,13 +24,16 @@ The images come from two Debian packages and from scikit-image's bundled data, n
 - scikit-image: ``brick()`` (CC0, CC0Textures), gray made 3-channel. ``text()`` (public domain) is left out:
   it is 172 px high, under the 192 px every validation image has.
 
-Written: OUT/structured_val/*.png (opencv_*, clipart_*, skimage_*), OUT/clipart_train/*.png (clipart_*), all
-RGB PNG, and OUT/SOURCES.md (each file's package and version, path inside the package, license, and the
-command). A drawing is named ``clipart_`` + its path under usr/share/openclipart/png with ``/`` made ``__``
-(stems alone repeat across the package's folders). The .deb files are read from ``--debs DIR``, else fetched by
-``apt-get download`` into a temporary folder; ``dpkg-deb -x`` extracts them. Nothing is written when OUT already
-holds files, unless ``--overwrite`` is given (then PNGs of the two folders that this run does not write are
-removed); every image is encoded before the first file is written, each file is written atomically.
+Written: OUT/structured_val/*.png (opencv_*, clipart_*, skimage_*), OUT/clipart_train/*.png (clipart_*),
+OUT/texture_train/*.png (texture_*), OUT/wallpaper_train/*.png (wallpaper_*), OUT/procedural_train/*.png (proc_*),
+OUT/val/*.png (every validation image: structured_val's and the held-out texture_* and wallpaper_*; a training's
+``--val_dir`` groups them by that prefix), all RGB PNG, and OUT/SOURCES.md (each file's package and version, path
+inside the package, license, and the command). A drawing is named ``clipart_`` + its path under
+usr/share/openclipart/png with ``/`` made ``__`` (stems alone repeat across the package's folders). The .deb files
+are read from ``--debs DIR``, else fetched by ``apt-get download`` into a temporary folder; ``dpkg-deb -x``
+extracts them. Nothing is written when OUT already holds files, unless ``--overwrite`` is given (then PNGs of the
+two folders that this run does not write are removed); every image is encoded before the first file is written,
+each file is written atomically.
 """
 
 from __future__ import annotations
@@ -53,6 +61,9 @@ from utils.image import to_uint8
 PROG = "fetch_free_images.py"
 SEED = 20240613
 VAL_DIR, TRAIN_DIR, SOURCES = "structured_val", "clipart_train", "SOURCES.md"
+ALL_VAL_DIR = "val"  # every validation image: structured_val's, and the held-out textures and wallpapers
+TEXTURE_DIR, WALLPAPER_DIR, PROCEDURAL_DIR = "texture_train", "wallpaper_train", "procedural_train"
+FOLDERS = (VAL_DIR, TRAIN_DIR, ALL_VAL_DIR, TEXTURE_DIR, WALLPAPER_DIR, PROCEDURAL_DIR)
 OPENCV, CLIPART = "opencv-doc", "openclipart-png"
 OPENCV_ROOT = "usr/share/doc/opencv-doc/examples"
 CLIPART_ROOT = "usr/share/openclipart/png"
@@ -238,7 +249,9 @@ def unpack(deb: Path, package: str, dest: Path) -> Package:
     version = run_tool(["dpkg-deb", "-f", str(deb), "Version"]).strip()
     run_tool(["dpkg-deb", "-x", str(deb), str(dest)])
     copyright_file = dest / "usr/share/doc" / package / "copyright"
-    if not copyright_file.is_file() or LICENSES[package][0] not in copyright_file.read_text(errors="replace"):
+    if not copyright_file.is_file():
+        raise HarnessError(f"{deb}: has no debian/copyright")
+    if package in LICENSES and LICENSES[package][0] not in copyright_file.read_text(errors="replace"):
         raise HarnessError(f"{deb}: its debian/copyright does not state {LICENSES[package][0]!r}; check the license")
     return Package(package, version, sha256_of(deb), dest)
 
@@ -327,8 +340,22 @@ def check_out(out: Path, overwrite: bool) -> None:
     held = sorted(p for p in out.rglob("*") if p.is_file()) if out.is_dir() else []
     if held and not overwrite:
         raise HarnessError(f"--out {out}: already holds {len(held)} files (e.g. {held[0]}); give --overwrite to replace them")
-    for name in (SOURCES, f"{VAL_DIR}/x.png", f"{TRAIN_DIR}/x.png"):
+    for name in (SOURCES, *(f"{folder}/x.png" for folder in FOLDERS)):
         check_output_file(out / name, "--out")
+
+
+FOLDER_TEXT = {
+    VAL_DIR: "structured-content validation (photographs of buildings and text, line art)",
+    TRAIN_DIR: "line-art training",
+    ALL_VAL_DIR: f"every validation image: {VAL_DIR}'s and the held-out textures and wallpapers",
+    TEXTURE_DIR: "urban and material textures, training",
+    WALLPAPER_DIR: "wallpaper photographs and artwork, training",
+    PROCEDURAL_DIR: "procedural images (training.procedural), training only",
+}
+
+
+def count(images: list[OutputImage], folder: str) -> int:
+    return sum(image.name.startswith(folder + "/") for image in images)
 
 
 def sources_md(images: list[OutputImage], packages: list[Package], command: str) -> str:
@@ -341,8 +368,7 @@ def sources_md(images: list[OutputImage], packages: list[Package], command: str)
         f"Made by `{command}` (scikit-image {skimage.__version__}, OpenCV {cv2.__version__}); the rules are in",
         "the script's docstring. Nothing here comes from Set5, Set14, BSD68 or Urban100.",
         "",
-        f"- `{VAL_DIR}/`: validation, {sum(i.name.startswith(VAL_DIR) for i in images)} images.",
-        f"- `{TRAIN_DIR}/`: line-art training, {sum(i.name.startswith(TRAIN_DIR) for i in images)} images.",
+        *(f"- `{folder}/`: {FOLDER_TEXT[folder]}, {count(images, folder)} images." for folder in FOLDERS),
         "",
         "| package | version | .deb sha256 |",
         "| --- | --- | --- |",
@@ -356,8 +382,8 @@ def sources_md(images: list[OutputImage], packages: list[Package], command: str)
 
 
 def remove_stale(out: Path, keep: set[str]) -> int:
-    """Remove PNGs of OUT's two folders that are not in ``keep`` (names relative to OUT); how many."""
-    stale = [p for d in (VAL_DIR, TRAIN_DIR) for p in sorted((out / d).glob("*.png")) if f"{d}/{p.name}" not in keep]
+    """Remove PNGs of OUT's folders that are not in ``keep`` (names relative to OUT); how many."""
+    stale = [p for d in FOLDERS for p in sorted((out / d).glob("*.png")) if f"{d}/{p.name}" not in keep]
     for path in stale:
         path.unlink()
     return len(stale)
@@ -371,16 +397,59 @@ def write_all(out: Path, images: list[OutputImage], sources: str) -> int:
     return remove_stale(out, {image.name for image in images})
 
 
+def content_images(packages: dict[str, Package], seed: int) -> list[OutputImage]:
+    """Textures and wallpapers (``training.content``): the held-out ones in ``val/``, the others for training."""
+    from training import content
+
+    images: list[OutputImage] = []
+    groups = [("texture", TEXTURE_DIR, content.texture_sources(packages[content.TEXTURES].root), 1024)]
+    wallpapers = [s for name in content.WALLPAPERS for s in content.wallpaper_sources(name, packages[name].root)]
+    groups.append(("wallpaper", WALLPAPER_DIR, wallpapers, content.WALLPAPER_MAX_SIDE))
+    for kind, folder, sources, max_side in groups:
+        kept = list(content.usable(sources, max_side))
+        val = content.held_out(len(kept), seed)
+        for index, (source, rgb) in enumerate(kept):
+            stem = f"{kind}_{source.package.split('-')[0]}__{Path(source.path).with_suffix('').as_posix().replace('/', '__')}"
+            where, img = (ALL_VAL_DIR, content.fit_side(rgb, content.VAL_MAX_SIDE)) if index in val else (folder, rgb)
+            version = packages[source.package].version
+            images.append(output(f"{where}/{stem}.png", img, f"{source.package} {version}", source.path, source.license))
+    return images
+
+
+def procedural_images(packages: dict[str, Package], per_kind: int, size: int) -> list[OutputImage]:
+    """``per_kind`` images of each kind of ``training.procedural``, seeds 0.. (text in the fonts' packages' fonts)."""
+    from training import content, procedural
+
+    roots = {name: packages[name].root for name in content.FONTS if name in packages}
+    latin, cjk = content.font_files(roots)
+    fonts = ", ".join(f"{name} {packages[name].version}" for name in content.FONTS if name in packages)
+    images = []
+    for kind in procedural.KINDS:
+        for seed in range(per_kind):
+            rgb = procedural.render(kind, seed, size, latin, cjk)
+            call = f"training.procedural.render({kind!r}, seed={seed}, size={size})"
+            license_ = "made by this repository's code" + (f"; glyphs of {fonts} (their font licenses)" if kind == "text" else "")
+            images.append(output(f"{PROCEDURAL_DIR}/proc_{kind}_{seed:04d}.png", rgb, "training.procedural", call, license_))
+    return images
+
+
 def build(args: argparse.Namespace, work: Path, command: str) -> tuple[list[OutputImage], str]:
     """Fetch or find the .deb files, extract them, make every image and SOURCES.md (in memory)."""
-    packages = []
-    for package in (OPENCV, CLIPART):
+    from training import content
+
+    names = [OPENCV, CLIPART, content.TEXTURES, *content.WALLPAPERS, *content.FONTS]
+    packages = {}
+    for package in names:
         deb = find_deb(args.debs, package) if args.debs else download_deb(package, work)
-        packages.append(unpack(deb, package, work / package))
-    opencv_pkg, clipart_pkg = packages
-    val_clipart, train = clipart_images(clipart_pkg, args.train_count)
-    images = [*opencv_images(opencv_pkg), *val_clipart, *skimage_images(), *train]
-    return images, sources_md(images, packages, command)
+        packages[package] = unpack(deb, package, work / package)
+    val_clipart, train = clipart_images(packages[CLIPART], args.train_count)
+    structured = [*opencv_images(packages[OPENCV]), *val_clipart, *skimage_images()]
+    in_all_val = [
+        OutputImage(f"{ALL_VAL_DIR}/{Path(i.name).name}", i.data, i.shape, i.source, i.original, i.license) for i in structured
+    ]
+    images = [*structured, *train, *in_all_val, *content_images(packages, SEED)]
+    images += procedural_images(packages, args.procedural_count, args.procedural_size)
+    return images, sources_md(images, list(packages.values()), command)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -388,6 +457,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("data/free"), help="output folder (default data/free)")
     parser.add_argument("--debs", type=Path, help="folder holding the .deb files (default: apt-get download them)")
     parser.add_argument("--train_count", type=int, default=300, help="line-art training images (default 300)")
+    parser.add_argument(
+        "--procedural_count", type=int, default=60, help="procedural training images of each of the 7 kinds (default 60)"
+    )
+    parser.add_argument("--procedural_size", type=int, default=512, help="their side in pixels (default 512)")
     parser.add_argument("--overwrite", action="store_true", help="replace what OUT holds")
     return parser.parse_args(argv)
 
@@ -399,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.train_count < 0:
             raise HarnessError(f"--train_count {args.train_count}: must be 0 or more")
+        if args.procedural_count < 0:
+            raise HarnessError(f"--procedural_count {args.procedural_count}: must be 0 or more")
+        if not 192 <= args.procedural_size <= 4096:
+            raise HarnessError(f"--procedural_size {args.procedural_size}: must be from 192 (one HR patch) to 4096")
         if args.debs is not None and not args.debs.is_dir():
             raise HarnessError(f"--debs {args.debs}: folder not found")
         check_out(args.out, args.overwrite)
@@ -409,12 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     except (HarnessError, OSError, cv2.error) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    counts = {d: sum(i.name.startswith(d + "/") for i in images) for d in (VAL_DIR, TRAIN_DIR)}
     total = sum(len(i.data) for i in images)
-    print(
-        f"{counts[VAL_DIR]} validation and {counts[TRAIN_DIR]} training images ({total / 1e6:.1f} MB) in {args.out}"
-        + (f"; {removed} stale PNGs removed" if removed else "")
-    )
+    counts = ", ".join(f"{folder}/ {count(images, folder)}" for folder in FOLDERS)
+    print(f"{counts} images ({total / 1e6:.1f} MB) in {args.out}" + (f"; {removed} stale PNGs removed" if removed else ""))
     return 0
 
 
