@@ -181,11 +181,11 @@ class PRFDNConfig:
     scale: int = 4
 
     @classmethod
-    def merged(cls, nf: int = 50, grouped: bool = True, scale: int = 4) -> PRFDNConfig:
+    def merged(cls, nf: int = 50, grouped: bool = True, scale: int = 4, srfdb_stages: int = 1) -> PRFDNConfig:
         return cls(
             skip=nf,
             rest=3 * nf,
-            srfdb=BlockWidths.rfdn(nf, 1).scaled(3),
+            srfdb=BlockWidths.rfdn(nf, srfdb_stages).scaled(3),
             rfdb=BlockWidths.rfdn(nf, 3).scaled(4),
             tail=nf,
             srfdb_groups=3 if grouped else 1,

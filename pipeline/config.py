@@ -29,7 +29,7 @@ from training import run as train_prfdn
 from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_aug, first_duplicate
 from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import TrainSettings, check_teacher_cache, default_lr
-from transform import feature_fit, prune, reparam
+from transform import branch, feature_fit, prune, reparam
 from transform.prune import PruneSettings
 from utils.datasets import SCALE, data_root, with_data_root
 from utils.errors import HarnessError, first_line
@@ -83,6 +83,13 @@ class ReparamSection:
     form: str | None = None
 
 
+@dataclass(frozen=True)
+class BranchSection:
+    """``branch``: flags of ``transform.branch`` (the cut)."""
+
+    variant: str | None = None
+
+
 PruneSection = optional_section(
     PruneSettings,
     "PruneSection",
@@ -116,6 +123,7 @@ class PipelineConfig:
     branch_training: TrainingSection
     reparam: ReparamSection
     prune: PruneSection
+    branch: BranchSection = BranchSection()
     feature_fit: FeatureFitSection | None = None
     merged_training: TrainingSection | None = None
     final_training: TrainingSection | None = None
@@ -146,6 +154,9 @@ class PipelineConfig:
         for args in runs[1:]:
             args.resume = True
         return runs
+
+    def branch_args(self, src: str, dst: str) -> argparse.Namespace:
+        return stage_args(branch.parse_args, [src, dst], given(self.branch))
 
     def reparam_args(self, src: str, dst: str) -> argparse.Namespace:
         return stage_args(reparam.parse_args, [src, dst], given(self.reparam))
@@ -185,6 +196,7 @@ def given(section: Any) -> dict[str, Any]:
 TOP_LEVEL = ("rfdn", "work_dir", "output")
 SECTIONS = (
     "data",
+    "branch",
     "feature_fit",
     "branch_training",
     "reparam",
@@ -364,7 +376,9 @@ def read_stage_section(raw: dict[str, Any], section: str) -> Any:
         parsed = read_training(options, section)
         iters = parsed.first.iters
     else:
-        cls = {"feature_fit": FeatureFitSection, "reparam": ReparamSection, "prune": PruneSection}[section]
+        cls = {"branch": BranchSection, "feature_fit": FeatureFitSection, "reparam": ReparamSection, "prune": PruneSection}[
+            section
+        ]
         parsed = read_section(cls, options, section)
         iters = getattr(parsed, "iters", None)
     if not optional:
@@ -533,6 +547,9 @@ def check_stage_flags(config: PipelineConfig) -> None:
             continue
         for index, args in enumerate(config.training_args(section, src, dst)):
             check_training_flags(config, args, phase_location(section, index), section)
+    variant = config.branch_args(src, dst).variant
+    if variant not in branch.VARIANTS:
+        raise HarnessError(f"branch.variant {variant!r}: expected one of {', '.join(branch.VARIANTS)}")
     form = config.reparam_args(src, dst).form
     if form not in reparam.FORMS:
         raise HarnessError(f"argument reparam.form: invalid choice: {form!r} (choose from {', '.join(reparam.FORMS)})")

@@ -102,7 +102,7 @@ def plan(config: PipelineConfig) -> list[Step]:
     """Every stage to run, in order, with its arguments."""
     work = Path(config.work_dir)
     out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
-    steps = [Step("branch", branch.CLI.execute, branch.parse_args([config.rfdn, out["branch"]]))]
+    steps = [Step("branch", branch.CLI.execute, config.branch_args(config.rfdn, out["branch"]))]
     branched = out["branch"]
     if config.feature_fit is not None:
         steps.append(Step("branch_fitted", feature_fit.CLI.execute, config.feature_fit_args(branched, out["branch_fitted"])))

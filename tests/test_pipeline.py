@@ -589,6 +589,9 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
         ["a", "b"],
         {"src", "out", "resume", "overwrite"},  # the pipeline sets these
     )
+    assert names(pipeline_config.BranchSection) == flags_of(
+        run_pipeline.branch.parse_args, ["a", "b"], {"src", "dst", "overwrite"}
+    )
     assert names(pipeline_config.ReparamSection) == flags_of(
         run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst", "overwrite"}
     )

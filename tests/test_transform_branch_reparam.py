@@ -51,10 +51,28 @@ def test_branch_refuses_an_rfdn_with_missing_tensors() -> None:
         branch_from_rfdn(rfdn)
 
 
-@pytest.mark.parametrize("form", ["grouped", "dense"])
-def test_reparam_is_exact_on_random_weights(form: str) -> None:
+def test_deeper_cuts_start_their_srfdbs_from_b1_and_deep3_is_rfdns_first_two_blocks() -> None:
+    rfdn_state = _random_rfdn_state(3)
+    rfdn = RFDN()
+    rfdn.load_state_dict(rfdn_state)
+    x = torch.rand(1, 3, 20, 24) * 255
+    for variant, stages in (("deep2", 2), ("deep3", 3)):
+        model, _ = branch_from_rfdn(rfdn_state, variant=variant)
+        state = model.state_dict()
+        assert model.config["srfdb_stages"] == stages and f"srfdb3.c{stages}_r.weight" in state
+        assert torch.equal(state["srfdb3.c2_r.weight"], rfdn_state["B1.c2_r.weight"])
+        c5 = rfdn_state["B1.c5.weight"]
+        expected = c5 if stages == 3 else torch.cat([c5[:, : 25 * stages], c5[:, 75:]], 1)
+        assert torch.equal(state["srfdb2.c5.weight"], expected)
+    with torch.no_grad():  # deep3: branch 2 computes RFDN's B2(B1(fea_conv(x))) exactly
+        _, outs = model.eval().branch_outputs(x)
+        assert torch.equal(outs[1], rfdn.eval().B2(rfdn.B1(rfdn.fea_conv(x))))
+
+
+@pytest.mark.parametrize("form, stages", [("grouped", 1), ("dense", 1), ("grouped", 3), ("dense", 2)])
+def test_reparam_is_exact_on_random_weights(form: str, stages: int) -> None:
     torch.manual_seed(1)
-    branch = BranchPRFDN(nf=8)
+    branch = BranchPRFDN(nf=8, srfdb_stages=stages)
     for param in branch.parameters():  # random weights everywhere, small enough to keep features bounded
         param.data.uniform_(-0.1, 0.1)
     merged = merge_branches(branch, form)

@@ -30,9 +30,9 @@ from utils.model_io import load_model
 X = torch.rand(1, 3, 40, 44) * 255
 
 
-def _small_branch(seed: int = 0, nf: int = 16) -> BranchPRFDN:
+def _small_branch(seed: int = 0, nf: int = 16, srfdb_stages: int = 1) -> BranchPRFDN:
     torch.manual_seed(seed)
-    branch = BranchPRFDN(nf=nf)
+    branch = BranchPRFDN(nf=nf, srfdb_stages=srfdb_stages)
     for param in branch.parameters():
         param.data.uniform_(-0.08, 0.08)
     return branch
@@ -103,8 +103,10 @@ def test_planned_result_is_where_pruning_ends(budget: dict[str, float]) -> None:
     assert plan == history[-1] and (plan["step"] < 6) == bool(budget)
 
 
-def test_export_is_exact_and_leaves_no_helper() -> None:
-    pruned, _ = prune(with_helpers(merge_branches(_small_branch(), "dense")), ratio=0.4, steps=2)
+@pytest.mark.parametrize("srfdb_stages", [1, 3])
+def test_export_is_exact_and_leaves_no_helper(srfdb_stages: int) -> None:
+    """Every cut (transform.branch --variant) prunes and exports exactly."""
+    pruned, _ = prune(with_helpers(merge_branches(_small_branch(srfdb_stages=srfdb_stages), "dense")), ratio=0.4, steps=2)
     final = fold_helpers(pruned)
     assert type(final) is PRFDN and not any(is_helper(n) for n, _ in final.named_modules())
     assert _exact(pruned, final) < 1e-9

@@ -1,6 +1,6 @@
 """Stage 1, branching: RFDN's sequential blocks B1..B4 become four independent branches.
 
-    python -m transform.branch RFDN.pth OUT.pth
+    python -m transform.branch RFDN.pth OUT.pth [--variant seed|deep2|deep3]
 
 Every RFDN tensor has a place: ``fea_conv`` -> ``head1``, ``B1..B4`` -> ``B1..B4``, and the tail (``c``,
 ``LR_conv``, ``upsampler``) unchanged. New layers, and how they start (so the branch model starts close to
@@ -13,6 +13,11 @@ RFDN's features rather than from noise):
   from B(K-1) instead feeds it inputs it never saw: the untrained branch model then scores 11.8 dB on the
   built-in images against 27.4 dB from B1, RFDN 29.0; measured with ``python test_demo.py --model_id 13
   --model_path BRANCH.pth``.)
+
+``--variant`` chooses the cut (``VARIANTS``): ``seed``, the factsheet's, whose SRFDB has one distillation stage;
+``deep2`` and ``deep3``, whose SRFDB has two or three (an RFDB's size), starting from B1's first two stages or all
+of B1: more reach for the branches' second block, at the cost of the SRFDBs' FLOPs (the merged network's
+``srfdb``; pruning to a budget then takes them from elsewhere). In ``deep3`` branch 2 starts as RFDN's B1 -> B2.
 """
 
 from __future__ import annotations
@@ -47,34 +52,39 @@ def _loaded_source(target: str) -> str:
     return ""
 
 
-def _init_source(target: str, rfdn: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
-    """Starting value and description of a new tensor (``head2..4``, ``srfdb2..4``)."""
+VARIANTS = {"seed": 1, "deep2": 2, "deep3": 3}  # the cut's name -> distillation stages of each SRFDB
+
+
+def _init_source(target: str, rfdn: dict[str, torch.Tensor], stages: int = 1) -> tuple[torch.Tensor, str]:
+    """Starting value and description of a new tensor (``head2..4``, ``srfdb2..4`` of ``stages`` stages)."""
     module, _, rest = target.partition(".")
     if module.startswith("head"):
         source = "fea_conv." + rest
         return rfdn[source].clone(), f"copy of {source}"
     previous = "B1"  # the block that reads head features in RFDN (see the module docstring)
-    if rest.startswith("c5.weight"):
+    if rest.startswith("c5.weight") and stages < 3:
         weight = rfdn[f"{previous}.c5.weight"]
-        quarter = weight.shape[1] // 4  # RFDB's c5 reads [distilled 1, 2, 3, c4]; SRFDB's reads [distilled 1, c4]
-        return torch.cat([weight[:, :quarter], weight[:, 3 * quarter :]], 1).clone(), f"{previous}.c5.weight columns of d1 and c4"
+        quarter = weight.shape[1] // 4  # RFDB's c5 reads [distilled 1, 2, 3, c4]; an SRFDB's [distilled 1..stages, c4]
+        columns = torch.cat([weight[:, : stages * quarter], weight[:, 3 * quarter :]], 1)
+        return columns.clone(), f"{previous}.c5.weight columns of d1..d{stages} and c4"
     source = f"{previous}.{rest}"
     return rfdn[source].clone(), f"copy of {source}"
 
 
-def branch_from_rfdn(rfdn: dict[str, torch.Tensor], nf: int = 50) -> tuple[BranchPRFDN, BranchInit]:
-    """The branch model and the record of where each of its tensors came from."""
+def branch_from_rfdn(rfdn: dict[str, torch.Tensor], nf: int = 50, variant: str = "seed") -> tuple[BranchPRFDN, BranchInit]:
+    """The branch model of the cut ``variant`` and the record of where each of its tensors came from."""
     mismatch = describe_mismatch(RFDN(nf=nf), rfdn)
     if mismatch:
         raise HarnessError(f"not an RFDN state dict (nf={nf}): {mismatch}")
-    model = BranchPRFDN(nf=nf)
+    stages = VARIANTS[variant]
+    model = BranchPRFDN(nf=nf, srfdb_stages=stages)
     state, report = model.state_dict(), BranchInit()
     for target, value in state.items():
         source = _loaded_source(target)
         if source:
             tensor, report.loaded[target] = rfdn[source], source
         else:
-            tensor, report.initialized[target] = _init_source(target, rfdn)
+            tensor, report.initialized[target] = _init_source(target, rfdn, stages)
         if tensor.shape != value.shape:
             raise HarnessError(f"RFDN tensor for {target} has shape {tuple(tensor.shape)}, expected {tuple(value.shape)}")
         state[target] = tensor.clone()
@@ -87,7 +97,7 @@ def branch_from_rfdn(rfdn: dict[str, torch.Tensor], nf: int = 50) -> tuple[Branc
 
 def _run(args: argparse.Namespace) -> None:
     parent = read_stage_input(args.src, ("rfdn",), "branching")
-    model, report = branch_from_rfdn(parent.state_dict)
+    model, report = branch_from_rfdn(parent.state_dict, variant=args.variant)
     print(f"loaded {len(report.loaded)} tensors from RFDN (every one it has):")
     for target, source in report.loaded.items():
         print(f"  {target:28s} <- {source}")
@@ -98,11 +108,21 @@ def _run(args: argparse.Namespace) -> None:
         args.dst,
         model,
         parent,
-        stage_record("branch", args.src, parent, loaded=len(report.loaded), new=len(report.initialized)),
+        stage_record("branch", args.src, parent, variant=args.variant, loaded=len(report.loaded), new=len(report.initialized)),
     )
 
 
-CLI = StageCLI("transform.branch", "Branch RFDN into four parallel branches (PRFDN stage 1).", _run)
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--variant",
+        choices=list(VARIANTS),
+        default="seed",
+        help="the cut: seed (each SRFDB one distillation stage, the factsheet's), deep2 or deep3 (two or three stages: "
+        "more reach, more FLOPs); default seed",
+    )
+
+
+CLI = StageCLI("transform.branch", "Branch RFDN into four parallel branches (PRFDN stage 1).", _run, _arguments)
 parse_args, main = CLI.parse_args, CLI.main
 
 

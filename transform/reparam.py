@@ -49,7 +49,8 @@ def merge_branches(branch: BranchPRFDN, form: str = "grouped") -> PRFDN:
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     nf, scale = branch.config["nf"], branch.config["scale"]
-    merged = PRFDN(PRFDNConfig.merged(nf, grouped=form == "grouped", scale=scale))
+    stages = branch.config.get("srfdb_stages", 1)
+    merged = PRFDN(PRFDNConfig.merged(nf, grouped=form == "grouped", scale=scale, srfdb_stages=stages))
     merged.head_skip.load_state_dict(branch.head1.state_dict())
     for key in ("weight", "bias"):
         getattr(merged.head_rest, key).copy_(torch.cat([getattr(getattr(branch, f"head{k}"), key) for k in (2, 3, 4)], 0))
