@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from utils.checkpoint import check_scale, load_state, read_model_checkpoint, where_to_get
+from utils.checkpoint import check_scale, describe_mismatch, load_state, read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
@@ -136,7 +136,21 @@ def model_id_for_checkpoint(path: Path) -> int:
         return model_id
     if failures and checkpoint.arch != "rfdn":  # it names its architecture: what keeps it from loading is the news
         raise failures[0]
+    closest = _closest_plain_model(checkpoint.state_dict)
+    if closest:
+        raise HarnessError(f"--model_path {path}: fits none of the known models; {closest}")
     raise HarnessError(f"--model_path {path}: fits none of the known models ({_known_models()}); pass --model_id")
+
+
+def _closest_plain_model(state: dict[str, torch.Tensor]) -> str | None:
+    """For a plain state dict that holds most of RFDN's tensor names (the one model of the zoo saved that way):
+    which model it is closest to and what keeps it from loading, as ``--model_id 0`` says; else None."""
+    expected = RFDN().state_dict()
+    shared = sum(name in state for name in expected)
+    if shared * 2 < len(expected):
+        return None
+    mismatch = describe_mismatch(RFDN(), state)
+    return f"closest is 0 ({MODEL_ZOO[0].name}), {shared} of whose {len(expected)} tensor names it holds, but {mismatch}"
 
 
 def _given_checkpoint(model_path: str | Path) -> Path:

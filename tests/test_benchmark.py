@@ -228,6 +228,9 @@ def test_benchmark_says_what_is_wrong_with_a_checkpoint(tmp_path: Path, capsys: 
     line = _refused(capsys, benchmark.main([str(tmp_path / "out.state.pth"), *out]))
     assert f"out.state.pth: is a training state ({STATE_FORMAT}, for train_prfdn.py --resume)" in line
     assert f"evaluate {tmp_path / 'out.pth'} (best by validation) or {tmp_path / 'out_last.pth'} (last)" in line
+    torch.save({k: v.to("meta") for k, v in RFDN().state_dict().items()}, tmp_path / "meta.pth")  # its line once stopped
+    line = _refused(capsys, benchmark.main([str(tmp_path / "meta.pth"), *out]))  # at "Error(s) in loading state_dict:"
+    assert "meta.pth: tensor fea_conv.weight is a meta tensor (a shape without values" in line
 
 
 @pytest.mark.parametrize(

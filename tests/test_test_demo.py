@@ -144,6 +144,13 @@ def test_model_is_inferred_from_the_checkpoint(
     torch.save({"other.weight": torch.zeros(3)}, "foreign.pth")
     assert _run("--model_path", "foreign.pth") == 2
     assert "foreign.pth: fits none of the known models (0 (RFDN_baseline), 13 (PRFDN)); pass --model_id" in _error_line(capsys)
+    near = RFDN().state_dict()
+    near["upsampler.0.weight"] = torch.zeros(48, 50, 3, 1)  # RFDN's but one tensor: the closest model and the tensor
+    torch.save(near, "near.pth")
+    assert _run("--model_path", "near.pth") == 2
+    line = _error_line(capsys)
+    assert "near.pth: fits none of the known models; closest is 0 (RFDN_baseline), 128 of whose 128 tensor names it holds" in line
+    assert "but 1 with another shape (e.g. upsampler.0.weight: checkpoint (48, 50, 3, 1) vs model (48, 50, 3, 3))" in line
 
 
 def test_generated_lr_path_equals_the_lr_file_path(workdir: Path, random_rfdn_checkpoint: Path) -> None:
@@ -266,11 +273,16 @@ def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.Capt
         previous_results, capsys, "--model_id", "0", "--model_path", "corrupt.pth"
     )
     torch.save(RFDN(), "pickled_module.pth")  # a whole pickled module: refused by weights_only loading
-    assert "pickled_module.pth: not a loadable weights-only checkpoint" in _bad(
+    assert "pickled_module.pth: unsafe checkpoint, refused: it holds a pickled models.team00_RFDN.RFDN" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "pickled_module.pth"
     )
     line = _bad(previous_results, capsys, "--model_path", "pickled_module.pth")
-    assert "it holds a pickled models.team00_RFDN.RFDN; pickled objects are refused" in line and "Re-running" not in line
+    assert "it holds a pickled models.team00_RFDN.RFDN (not an allowed global, torch says)" in line and "Re-running" not in line
+    assert "corrupt" not in line
+    torch.save({k: v.to("meta") for k, v in RFDN().state_dict().items()}, "meta.pth")  # once an 80-line traceback
+    for model_id in ([], ["--model_id", "0"], ["--model_id", "13"]):
+        line = _bad(previous_results, capsys, "--model_path", "meta.pth", *model_id)
+        assert "meta.pth: tensor fea_conv.weight is a meta tensor (a shape without values" in line
     assert "--model_path absent.pth: checkpoint file not found" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "absent.pth"
     )
