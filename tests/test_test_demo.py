@@ -600,3 +600,26 @@ def test_a_model_output_of_another_size_is_one_line(tmp_path: Path) -> None:
             logger=test_demo.get_logger("test", None, console=False),
             warmup=0,
         )
+
+
+def test_two_checkpoints_of_one_file_name_keep_both_entries(
+    workdir: Path, tiny_run: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every run's weights are final.pth: keyed by the file stem, the second replaced the first's entry and SR folder."""
+    for run, seed in (("run_a", 1), ("run_b", 2)):
+        torch.manual_seed(seed)
+        Path(run).mkdir()
+        torch.save(RFDN().state_dict(), Path(run) / "final.pth")
+    flags = list(tiny_run[:4])  # --hr_dir hr --model_id 0
+    for _ in range(2):  # a second round replaces each checkpoint's own entry, and only it
+        for run in ("run_a", "run_b"):
+            assert _run(*flags, "--model_path", f"{run}/final.pth") == 0
+    results = json.loads(Path("results.json").read_text())
+    assert set(results) == {"00_RFDN_baseline@final", "00_RFDN_baseline@run_b-final"}
+    assert results["00_RFDN_baseline@final"]["model_path"] == "run_a/final.pth"
+    assert results["00_RFDN_baseline@run_b-final"]["model_path"] == "run_b/final.pth"
+    assert results["00_RFDN_baseline@final"]["custom_psnr"] != results["00_RFDN_baseline@run_b-final"]["custom_psnr"]
+    for name in results:
+        assert (Path("results") / name / "custom" / "a.png").is_file()
+    log = Path("results/test_demo.log").read_text()
+    assert "00_RFDN_baseline@final is the results entry of another checkpoint (run_a/final.pth): this one is " in log
