@@ -442,6 +442,9 @@ def cli(argv: list[str] | None = None) -> int:
     except (HarnessError, OSError) as err:  # OSError: a file system failure nothing above foresaw, still one line
         print(f"test_demo.py: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError:  # beyond the images' own out-of-memory lines (each names its image)
+        print("test_demo.py: error: out of memory (try --tile N for large images)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("test_demo.py: interrupted; results.json left as it was", file=sys.stderr)
         return 130

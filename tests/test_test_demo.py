@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import torch
 
 import test_demo
 import utils.evaluation
+import utils.image
 import utils.inference
 import utils.results
 from models.team00_RFDN import RFDN
@@ -623,3 +625,64 @@ def test_two_checkpoints_of_one_file_name_keep_both_entries(
         assert (Path("results") / name / "custom" / "a.png").is_file()
     log = Path("results/test_demo.log").read_text()
     assert "00_RFDN_baseline@final is the results entry of another checkpoint (run_a/final.pth): this one is " in log
+
+
+def test_a_long_hr_name_is_written_and_a_too_long_folder_refused_before_work(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], random_rfdn_checkpoint: Path
+) -> None:
+    """A 240-byte HR name once failed after the inference: its SR image's temp name passed 255 bytes."""
+    long_name = "h" * 240
+    Path("hr/a.png").rename(Path("hr") / f"{long_name}.png")
+    assert _run(*tiny_run, "--results_json", "long.json") == 0
+    assert Path(f"results/00_RFDN_baseline@rfdn_random/custom/{long_name}.png").is_file()
+    long_checkpoint = Path("c" * 250 + ".pth")  # the SR folder, 00_RFDN_baseline@ccc..., is 267 bytes
+    shutil.copyfile(random_rfdn_checkpoint, long_checkpoint)
+    line = _bad(previous_results, capsys, *tiny_run[:4], "--model_path", str(long_checkpoint))
+    assert "the name 00_RFDN_baseline@ccccccccccccccc... is 267 bytes; a file system takes at most 255" in line
+
+
+def test_running_out_of_memory_is_one_line_naming_the_image(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large image once ended in a NumPy traceback after minutes of inference."""
+
+    def forward_out_of_memory(*args: object) -> torch.Tensor:
+        raise utils.evaluation._OUT_OF_MEMORY("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(utils.evaluation, "forward", forward_out_of_memory)
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert (
+        "hr/a.png: the model ran out of memory (CUDA out of memory. Tried to allocate 20.00 GiB) on this 16x16 LR input" in line
+    )
+    assert line.endswith("try tiled inference: --tile 256 (LR tiles of 256 pixels; smaller takes less memory)")
+    line = _bad(previous_results, capsys, *tiny_run, "--tile", "16", "--tile_overlap", "4")
+    assert "in tiles of 16 px (--tile); try a smaller --tile than 16" in line
+    monkeypatch.setattr(utils.evaluation, "forward", lambda *args: torch.empty(2**60, dtype=torch.uint8))  # the CPU's own
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert "hr/a.png: the model ran out of memory ([enforce fail at" in line and "can't allocate memory" in line
+    assert line.endswith("; try tiled inference: --tile 256 (LR tiles of 256 pixels; smaller takes less memory)")
+
+    def psnr_out_of_memory(*args: object, **kwargs: object) -> float:
+        raise MemoryError("Unable to allocate 9.00 GiB for an array with shape (40000, 40000, 3) and data type float64")
+
+    monkeypatch.setattr(utils.evaluation, "forward", utils.inference.forward)
+    monkeypatch.setattr(utils.evaluation, "calculate_psnr", psnr_out_of_memory)
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert "hr/a.png: out of memory scoring or saving the SR image of this 16x16 LR input; try tiled inference" in line
+
+
+def test_a_full_disk_is_said_when_sr_images_are_saved(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cv2.imwrite said only "OpenCV could not write the image": the cause is the news."""
+    real_open = open
+
+    def open_on_a_full_disk(path: str, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if "w" in mode and str(path).endswith(".tmp.png"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(utils.image, "open", open_on_a_full_disk, raising=False)
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert line.endswith("cannot write results/00_RFDN_baseline@rfdn_random/custom/a.png: No space left on device")
+    assert not list(Path("results").rglob("*.png*"))  # no image, no temp file
