@@ -14,7 +14,9 @@ import json
 import os
 import re
 import secrets
+import signal
 import stat
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -294,3 +296,21 @@ def exclusive_run(path: str | os.PathLike, label: str) -> Iterator[None]:
         with contextlib.suppress(OSError):
             lock_path.unlink()  # removed while still held, so the next run claims a fresh file
         os.close(fd)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt: files written together (a
+    report's JSON, plot and tables) are all written, or none of them, never a mix of new and old. Only in the
+    main thread (where Python delivers signals); elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
