@@ -151,3 +151,13 @@ def test_a_multi_line_torch_error_keeps_its_reason_on_one_line() -> None:
     err = RuntimeError('Error(s) in loading state_dict for RFDN:\n\tWhile copying "a": Cannot copy out of meta tensor\n\tmore')
     assert first_line(err) == 'Error(s) in loading state_dict for RFDN: While copying "a": Cannot copy out of meta tensor'
     assert first_line(RuntimeError("x" * 400)).endswith("...") and len(first_line(RuntimeError("x" * 400))) == 300
+
+
+def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path: Path) -> None:
+    state = {"conv.weight": torch.zeros(2, 3), "conv.bias": torch.tensor([1.0, float("inf")]), "steps": torch.tensor(3)}
+    torch.save(state, tmp_path / "inf.pth")
+    with pytest.raises(HarnessError, match=r"inf\.pth: tensor conv\.bias holds 1 NaN or infinite values of 2; expected finite"):
+        read_model_checkpoint(tmp_path / "inf.pth")
+    state["conv.bias"] = torch.ones(2)
+    torch.save(state, tmp_path / "ok.pth")
+    assert read_model_checkpoint(tmp_path / "ok.pth").state_dict["steps"].item() == 3

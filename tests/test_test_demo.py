@@ -686,3 +686,27 @@ def test_a_full_disk_is_said_when_sr_images_are_saved(
     line = _bad(previous_results, capsys, *tiny_run)
     assert line.endswith("cannot write results/00_RFDN_baseline@rfdn_random/custom/a.png: No space left on device")
     assert not list(Path("results").rglob("*.png*"))  # no image, no temp file
+
+
+def test_a_model_output_with_nan_is_one_line(tmp_path: Path) -> None:
+    """NaN pixels became 0 in the uint8 SR image with only a NumPy warning, and a PSNR of black pixels was given."""
+    imsave(np.zeros((64, 64, 3), np.uint8), tmp_path / "a.png")
+
+    class Overflows(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.nn.functional.interpolate(x, scale_factor=4)
+            out[..., 0, 0] = float("nan")
+            return out
+
+    with pytest.raises(test_demo.HarnessError, match=r"a\.png: the model's output holds 3 NaN or infinite values of 12288"):
+        utils.evaluation.evaluate_mode(
+            Overflows(),
+            [test_demo.ImagePair(tmp_path / "a.png", None)],
+            "custom",
+            data_range=255.0,
+            device=torch.device("cpu"),
+            save_dir=tmp_path / "out",
+            logger=test_demo.get_logger("test", None, console=False),
+            warmup=0,
+        )
+    assert not (tmp_path / "out").exists()

@@ -318,7 +318,7 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
     """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's. A training state
     of train_prfdn.py is refused, naming the weights written beside it; so is a header whose ``scale`` is not a
     positive whole number (or differs from its config's ``scale``) or whose ``data_range`` is not a finite
-    positive number, naming the key."""
+    positive number, naming the key, and a weight that is NaN or infinite, naming the tensor."""
     path = str(path)
     obj = safe_load(path)
     file_format = obj.get("format") if isinstance(obj, Mapping) else None
@@ -346,8 +346,23 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
             raise HarnessError(
                 f"{path}: key 'scale' is {checkpoint.scale} but its config's 'scale' is {config_scale!r}; expected the same"
             )
-        return checkpoint
-    return ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path))
+        return _check_finite(checkpoint, path)
+    return _check_finite(ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path)), path)
+
+
+def _check_finite(checkpoint: ModelCheckpoint, path: str) -> ModelCheckpoint:
+    """``checkpoint`` if every floating-point weight is finite; else one line naming the first tensor that is not
+    (NaN weights make NaN images, which became black pixels and a figure with no word of why)."""
+    for name, tensor in checkpoint.state_dict.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad = int(finite.numel() - finite.sum())
+                raise HarnessError(
+                    f"{path}: tensor {name} holds {bad} NaN or infinite values of {tensor.numel()}; expected finite weights "
+                    "(from a training that diverged?)"
+                )
+    return checkpoint
 
 
 def check_scale(checkpoint: ModelCheckpoint, scale: int, source: str) -> ModelCheckpoint:

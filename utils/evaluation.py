@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from utils.datasets import ImagePair, load_pair
 from utils.errors import HarnessError, first_line
-from utils.image import imsave, tensor2uint, uint2tensor4
+from utils.image import check_finite_output, imsave, tensor2uint, uint2tensor4
 from utils.inference import Stopwatch, forward, peak_memory_mib
 from utils.metrics import calculate_psnr, calculate_ssim, rgb2y
 
@@ -129,6 +129,7 @@ def evaluate_mode(
             sr_tensor, runtime_ms = stopwatch.time(forward, lr_tensor, model, tile, tile_overlap, scale, tile_mode)
         except (RuntimeError, MemoryError) as err:
             raise _model_failure(pair, size, tile, err) from None
+        check_finite_output(sr_tensor, pair.lr_path or pair.hr_path)
         try:
             results_of_image = _score_and_save(
                 pair, img_lr, img_hr, tensor2uint(sr_tensor, data_range), mode, save_dir, scale, ssim

@@ -239,6 +239,18 @@ def uint2tensor4(img: np.ndarray, data_range: float = 1.0) -> torch.Tensor:
     return torch.from_numpy(hwc).permute(2, 0, 1).unsqueeze(0)
 
 
+def check_finite_output(sr: torch.Tensor, source: str | os.PathLike) -> None:
+    """Refuse a model output with NaN or infinite values (``source``: the input image): rounded to uint8 they
+    became 0 with only a NumPy warning, and the PSNR a figure of black pixels."""
+    finite = torch.isfinite(sr)
+    if not bool(finite.all()):
+        bad = int(finite.numel() - finite.sum())
+        raise HarnessError(
+            f"{source}: the model's output holds {bad} NaN or infinite values of {finite.numel()}; expected a finite image "
+            "(weights that overflow on this input?)"
+        )
+
+
 def tensor2uint(img: torch.Tensor, data_range: float = 1.0) -> np.ndarray:
     """1xCxHxW float tensor in [0, data_range] -> HxWxC uint8, clamped and rounded (as the harness scores it)."""
     arr = img.detach().squeeze(0).float().clamp(0, data_range).cpu().numpy()
