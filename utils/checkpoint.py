@@ -359,7 +359,7 @@ def _check_finite(checkpoint: ModelCheckpoint, path: str) -> ModelCheckpoint:
             if not bool(finite.all()):
                 bad = int(finite.numel() - finite.sum())
                 raise HarnessError(
-                    f"{path}: tensor {name} holds {bad} NaN or infinite values of {tensor.numel()}; expected finite weights "
+                    f"{path}: tensor {name} holds NaN or infinite values ({bad} of {tensor.numel()}); expected finite weights "
                     "(from a training that diverged?)"
                 )
     return checkpoint

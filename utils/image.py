@@ -102,7 +102,7 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
             kinds = (
                 "NaN or infinite" if np.isnan(img).any() and np.isinf(img).any() else "NaN" if np.isnan(img).any() else "infinite"
             )
-            raise ValueError(f"float image with {not_finite} {kinds} values; expected finite values in [0, 1]")
+            raise ValueError(f"float image with {kinds} values ({not_finite} of {img.size}); expected finite values in [0, 1]")
         low, high = float(img.min()), float(img.max())
         if low < -FLOAT_TOLERANCE or high > 1.0 + FLOAT_TOLERANCE:
             hint = (
@@ -246,7 +246,7 @@ def check_finite_output(sr: torch.Tensor, source: str | os.PathLike) -> None:
     if not bool(finite.all()):
         bad = int(finite.numel() - finite.sum())
         raise HarnessError(
-            f"{source}: the model's output holds {bad} NaN or infinite values of {finite.numel()}; expected a finite image "
+            f"{source}: the model's output holds NaN or infinite values ({bad} of {finite.numel()}); expected a finite image "
             "(weights that overflow on this input?)"
         )
 
