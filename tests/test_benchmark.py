@@ -269,6 +269,9 @@ def test_plot_refuses_bad_evaluation_and_outputs(tmp_path: Path, capsys: pytest.
     b.rename(tmp_path / "b.png")
     line = _refused(capsys, plot_pareto.main([str(tmp_path / "b.png"), str(e), "--out", str(tmp_path / "b.png")]))
     assert "is the same file as BENCHMARK" in line
+    e.write_text("[" * 100_000 + "]" * 100_000)  # deeper than json reads: a RecursionError, once a traceback
+    line = _refused(capsys, plot_pareto.main([str(tmp_path / "b.png"), str(e), "--out", str(tmp_path / "p.png")]))
+    assert "e.json: not a readable JSON file (maximum recursion depth exceeded" in line
 
 
 def _report_inputs(tmp_path: Path, checkpoint: Path, hr_size: int = 64) -> list[str]:

@@ -481,6 +481,12 @@ def test_numeric_flags_out_of_range(
         ('{"00_RFDN_baseline": 26.9}', "entry '00_RFDN_baseline' is a number (26.9); expected an object of figures"),
         ('{"m": {"valid_ave_psnr": "26.9"}}', "'m' has valid_ave_psnr = a string (\"26.9\"); expected a number"),
         ('{"00_RFDN_baseline@rfdn_random": {"flops": null}}', "has flops = null; expected a number"),
+        ('{"m": {"notes": ' + "[" * 40 + "]" * 40 + "}}", "entry 'm' nests lists or objects 32 levels deep or more"),
+        pytest.param(
+            '{"m": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "results file is not readable JSON (maximum recursion depth",
+            id="deeper than json reads",
+        ),
     ],
 )
 def test_malformed_results_entries_are_refused_before_work(
