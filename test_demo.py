@@ -146,11 +146,12 @@ def model_id_for_checkpoint(path: Path) -> int:
 def _closest_plain_model(state: dict[str, torch.Tensor]) -> str | None:
     """For a plain state dict that holds most of RFDN's tensor names (the one model of the zoo saved that way):
     which model it is closest to and what keeps it from loading, as ``--model_id 0`` says; else None."""
-    expected = RFDN().state_dict()
+    rfdn = RFDN()
+    expected = rfdn.state_dict()
     shared = sum(name in state for name in expected)
     if shared * 2 < len(expected):
         return None
-    mismatch = describe_mismatch(RFDN(), state)
+    mismatch = describe_mismatch(rfdn, state)
     return f"closest is 0 ({MODEL_ZOO[0].name}), {shared} of whose {len(expected)} tensor names it holds, but {mismatch}"
 
 

@@ -215,7 +215,7 @@ def imsave(img: np.ndarray, path: str | os.PathLike) -> None:
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as file:
-            file.write(encoded.tobytes())
+            file.write(encoded)  # the buffer itself, no copy
 
     atomic_write(path, write)
 
