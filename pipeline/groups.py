@@ -41,9 +41,10 @@ def score(model: torch.nn.Module, images: list, data_range: float, device: torch
         scores = psnr_scores(model.to(device).eval(), images, data_range, device)
     except (RuntimeError, MemoryError) as err:
         if is_out_of_memory(err):
+            elsewhere = ", or --device cpu" if device.type == "cuda" else ""
             raise HarnessError(
                 f"{source}: out of memory scoring the validation images on {device.type} ({first_line(err)}); "
-                "try a smaller --val_crop, or --device cpu"
+                f"try a smaller --val_crop{elsewhere}"
             ) from None
         raise HarnessError(f"{source}: the model failed on a validation image: {first_line(err)}") from None
     not_finite = [image.name for image, value in zip(images, scores, strict=True) if math.isnan(value)]
