@@ -12,6 +12,7 @@ results keys and how each figure is computed: docs/cli.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch.nn as nn
 
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from utils.checkpoint import check_scale, load_state, read_model_checkpoint, where_to_get
+from utils.checkpoint import check_scale, describe_mismatch, load_state, read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
@@ -136,7 +137,22 @@ def model_id_for_checkpoint(path: Path) -> int:
         return model_id
     if failures and checkpoint.arch != "rfdn":  # it names its architecture: what keeps it from loading is the news
         raise failures[0]
+    closest = _closest_plain_model(checkpoint.state_dict)
+    if closest:
+        raise HarnessError(f"--model_path {path}: fits none of the known models; {closest}")
     raise HarnessError(f"--model_path {path}: fits none of the known models ({_known_models()}); pass --model_id")
+
+
+def _closest_plain_model(state: dict[str, torch.Tensor]) -> str | None:
+    """For a plain state dict that holds most of RFDN's tensor names (the one model of the zoo saved that way):
+    which model it is closest to and what keeps it from loading, as ``--model_id 0`` says; else None."""
+    rfdn = RFDN()
+    expected = rfdn.state_dict()
+    shared = sum(name in state for name in expected)
+    if shared * 2 < len(expected):
+        return None
+    mismatch = describe_mismatch(rfdn, state)
+    return f"closest is 0 ({MODEL_ZOO[0].name}), {shared} of whose {len(expected)} tensor names it holds, but {mismatch}"
 
 
 def _given_checkpoint(model_path: str | Path) -> Path:
@@ -189,6 +205,36 @@ def select_model(args: Any, device: torch.device) -> tuple[nn.Module, str, float
         name += f"@{path.stem}"  # another checkpoint of the same architecture gets its own results entry
     tile = getattr(args, "tile", None)
     return model.to(device), name, entry.data_range, entry.tile if tile is None else tile
+
+
+def _same_checkpoint(entry: dict[str, Any], path: Path) -> bool:
+    """Whether a results entry was made from the checkpoint file ``path`` (the same file, or the same bytes); an
+    entry that does not say (written before ``model_path`` was recorded) counts as the same, as it always did."""
+    recorded = entry.get("model_path")
+    if not isinstance(recorded, str):
+        return True
+    if entry.get("checkpoint_sha256") == sha256_of(path):
+        return True
+    return same_file(recorded, path)
+
+
+def results_name(name: str, path: Path, results: dict[str, dict[str, Any]]) -> str:
+    """The results key (and SR folder) of checkpoint ``path``, which ``select_model`` named ``name``
+    (``<model>@<file stem>``): that name, unless ``results`` holds it for another checkpoint file (every run's
+    ``final.pth`` shares a stem); then the stem with as many of its folders as make a name no other file holds
+    (``13_PRFDN@run_b-final``), or, failing that, with a digest of the path."""
+    if "@" not in name:
+        return name
+    base = name.partition("@")[0]
+    resolved = path.resolve()
+    parts = [*resolved.parent.parts[1:], resolved.stem]
+    candidates = [f"{base}@{'-'.join(parts[-count:])}" for count in range(1, len(parts) + 1)]
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    for candidate in [name, *candidates, f"{name}-{digest}"]:
+        entry = results.get(candidate)
+        if entry is None or _same_checkpoint(entry, path):
+            return candidate
+    raise HarnessError(f"--model_path {path}: its results entry {name} and every longer name are taken by other checkpoints")
 
 
 def select_dataset(data_dir: str, mode: str) -> list[ImagePair]:
@@ -293,13 +339,17 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     plan = plan_modes(args)
     prepare_outputs(args, plan)
     args.model_id = resolve_model_id(args)
-    model, model_name, data_range, tile = select_model(args, device)
+    model, selected_name, data_range, tile = select_model(args, device)
+    model_name = results_name(selected_name, checkpoint_path(args, args.model_id), load_results(args.results_json))
     check_sr_outputs(Path(args.save_dir) / model_name, plan)
     for _, pairs in plan:
         check_pairs(pairs, SCALE)
     make_output_folders(args)  # only once everything is checked: a refused run leaves no empty folder behind
     torch.backends.cudnn.benchmark = False
     logger = get_logger("NTIRE-EfficientSR", Path(args.save_dir) / LOG_NAME)
+    if model_name != selected_name:
+        taken = load_results(args.results_json)[selected_name].get("model_path")
+        logger.info(f"{selected_name} is the results entry of another checkpoint ({taken}): this one is {model_name}")
     logger.info(f"{model_name} on {describe_device(device)}: {', '.join(f'{m} ({len(p)} images)' for m, p in plan)}")
 
     entry: dict[str, Any] = {}
@@ -392,6 +442,9 @@ def cli(argv: list[str] | None = None) -> int:
         main(args)
     except (HarnessError, OSError) as err:  # OSError: a file system failure nothing above foresaw, still one line
         print(f"test_demo.py: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:  # beyond the images' own out-of-memory lines (each names its image)
+        print("test_demo.py: error: out of memory (try --tile N for large images)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("test_demo.py: interrupted; results.json left as it was", file=sys.stderr)

@@ -319,7 +319,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not a record (as train_prfdn.py's resume reads its log)
             continue
         if isinstance(record, dict) and isinstance(record.get("iter"), int):
             check_log_record(record, f"{path} line {number}")
@@ -369,7 +369,7 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
     if cache.is_file():
         try:
             saved = json.loads(cache.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             saved = None  # unreadable: scored again and rewritten
         if isinstance(saved, dict) and all(saved.get(k) == v for k, v in key.items()):
             return saved
@@ -427,7 +427,7 @@ def read_kinds(path: Path) -> dict[str, dict[str, float]]:
     )
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise HarnessError(f"WORK/kinds.json {path}: not readable as JSON ({reason}); {expected}") from None
     rows_ok = isinstance(saved, dict) and all(isinstance(row, dict) for row in saved.values())

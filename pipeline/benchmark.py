@@ -25,7 +25,7 @@ import torch
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from transform.onnx import export_onnx, missing_onnx_packages
 from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
-from utils.checkpoint import read_model_checkpoint
+from utils.checkpoint import read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write_json, check_distinct, check_new_output, sha256_of
@@ -34,21 +34,24 @@ from utils.model_io import load_model
 from utils.model_summary import summarize
 
 PROG = "benchmark.py"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# relative to the repository (not to the working directory), as test_demo.py's default checkpoints
 DEFAULT_MODELS = ("rfdn=model_zoo/team00_rfdn.pth", "prfdn=model_zoo/team13_prfdn.pth")
 
 
-def parse_model(spec: str) -> tuple[str, Path]:
-    """``NAME=PATH`` or ``PATH`` (named by its file stem)."""
-    if Path(spec).is_file():  # a path, even one holding '='
+def parse_model(spec: str, root: Path | None = None) -> tuple[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (named by its file stem); a relative PATH is taken from ``root`` when given (the
+    default models, from the repository), else from the working directory."""
+    if root is None and Path(spec).is_file():  # a path, even one holding '='
         return Path(spec).stem, Path(spec)
     name, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
-    path_obj = Path(path)
+    path_obj = root / path if root is not None and path else Path(path)
     if not path:
         raise HarnessError(f"model {spec!r}: expected NAME=PATH or PATH of a checkpoint")
     if path_obj.is_dir():
-        raise HarnessError(f"model {spec!r}: {path} is a folder; expected a checkpoint file")
+        raise HarnessError(f"model {spec!r}: {path_obj} is a folder; expected a checkpoint file")
     if not path_obj.is_file():
-        raise HarnessError(f"model {spec!r}: checkpoint file {path} not found")
+        raise HarnessError(f"model {spec!r}: checkpoint file {path_obj} not found{where_to_get(path_obj)}")
     return name or path_obj.stem, path_obj
 
 
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"--variants onnxruntime needs {', '.join(missing_onnx_packages())}: pip install -r requirements-onnx.txt"
         )
     height, width = parse_size(args.size)
-    specs = [parse_model(spec) for spec in (args.models or DEFAULT_MODELS)]
+    specs = [parse_model(spec) for spec in args.models] or [parse_model(spec, REPO_ROOT) for spec in DEFAULT_MODELS]
     names = [name for name, _ in specs]
     if len(set(names)) != len(names):
         raise HarnessError(f"model names must differ: {', '.join(names)} (use NAME=PATH)")
@@ -156,7 +159,7 @@ def format_rows(result: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", help=f"NAME=PATH or PATH (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("models", nargs="*", help=f"NAME=PATH or PATH (default: {' '.join(DEFAULT_MODELS)}, in the repository)")
     parser.add_argument("--reference", default=None, help="model the ratios are taken to (default: the first)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument(
@@ -188,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as err:  # a model failing on this input / device (e.g. out of memory, unsupported dtype)
         print(f"{PROG}: error: a model failed to run: {first_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the JSON is written atomically: there, whole, or as it was
+        print(f"{PROG}: interrupted; {args.json} left as it was", file=sys.stderr)
+        return 130
     print(format_rows(result))
     print(f"{PROG}: wrote {args.json}")
     return 0

@@ -13,6 +13,7 @@ sets. PSNR as the training's validation scores it: SR rounded to uint8, RGB, 4-p
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from models.team13_PRFDN import MIN_INPUT_SIZE
 from training.data import add_data_arguments, check_apart_from_data, fill_data_defaults, load_data_from_args
 from training.loop import group_means, psnr_scores
 from utils.cli import ArgumentParser
-from utils.errors import HarnessError
+from utils.errors import HarnessError, first_line
+from utils.evaluation import is_out_of_memory
 from utils.fileio import atomic_write_json, check_distinct, check_new_output
 from utils.inference import resolve_device
 from utils.model_io import load_model, read_flag_checkpoint
@@ -32,9 +34,25 @@ from utils.model_io import load_model, read_flag_checkpoint
 PROG = "score_groups.py"
 
 
-def score(model: torch.nn.Module, images: list, data_range: float, device: torch.device) -> dict[str, float]:
-    """Mean PSNR per validation group, then ``mean`` over every image."""
-    scores = psnr_scores(model.to(device).eval(), images, data_range, device)
+def score(model: torch.nn.Module, images: list, data_range: float, device: torch.device, source: str) -> dict[str, float]:
+    """Mean PSNR per validation group, then ``mean`` over every image; a model that fails (out of memory, ...) or
+    makes an image with NaN or infinite values is one line naming ``source`` (the checkpoint)."""
+    try:
+        scores = psnr_scores(model.to(device).eval(), images, data_range, device)
+    except (RuntimeError, MemoryError) as err:
+        if is_out_of_memory(err):
+            elsewhere = ", or --device cpu" if device.type == "cuda" else ""
+            raise HarnessError(
+                f"{source}: out of memory scoring the validation images on {device.type} ({first_line(err)}); "
+                f"try a smaller --val_crop{elsewhere}"
+            ) from None
+        raise HarnessError(f"{source}: the model failed on a validation image: {first_line(err)}") from None
+    not_finite = [image.name for image, value in zip(images, scores, strict=True) if math.isnan(value)]
+    if not_finite:
+        raise HarnessError(
+            f"{source}: its output on {len(not_finite)} validation image(s) (e.g. {not_finite[0]}) holds NaN or infinite "
+            "values; expected finite images"
+        )
     return {**group_means(images, scores), "mean": sum(scores) / len(scores)}
 
 
@@ -42,12 +60,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stems = [Path(path).stem for path in args.checkpoints]
     names = stems if len(set(stems)) == len(stems) else [str(path) for path in args.checkpoints]  # rows never clash
     if len(set(names)) != len(names):
-        raise HarnessError("CHECKPOINT: a checkpoint is given twice")
+        twice = next(name for name in names if names.count(name) > 1)
+        raise HarnessError(f"CHECKPOINT {twice}: given twice; expected each checkpoint once")
     checkpoints = [(name, read_flag_checkpoint(path, "CHECKPOINT")) for name, path in zip(names, args.checkpoints, strict=True)]
     first = checkpoints[0][1]
     for (_, checkpoint), path in zip(checkpoints, args.checkpoints, strict=True):
         if (checkpoint.scale, checkpoint.data_range) != (first.scale, first.data_range):
-            raise HarnessError(f"{path}: x{checkpoint.scale} on [0, {checkpoint.data_range:g}]; the first is x{first.scale}")
+            raise HarnessError(
+                f"CHECKPOINT {path}: x{checkpoint.scale} on [0, {checkpoint.data_range:g}], but the first, "
+                f"{args.checkpoints[0]}, is x{first.scale} on [0, {first.data_range:g}]; expected checkpoints that take "
+                "the same images"
+            )
     if args.reference is not None and not 0 <= args.reference < len(checkpoints):
         raise HarnessError(f"--reference {args.reference}: give the index of one of the {len(checkpoints)} checkpoints")
     if args.json:
@@ -56,16 +79,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         check_new_output(args.json, "--json", args.overwrite)
     fill_data_defaults(args)
     device = resolve_device(args.device)
+    # every model built (its weights fit) before any image is read: a bad last checkpoint stops the run up front
+    models = [
+        load_model(checkpoint, f"CHECKPOINT {path}") for (_, checkpoint), path in zip(checkpoints, args.checkpoints, strict=True)
+    ]
     data = load_data_from_args(args, patch_size=MIN_INPUT_SIZE, seed=0, data_range=first.data_range, scale=first.scale)
     if not data.val:
         raise HarnessError("no validation images: give --val_fraction above 0 and/or --val_dir")
     rows: dict[str, dict[str, float]] = {}
-    for (name, checkpoint), path in zip(checkpoints, args.checkpoints, strict=True):
-        model = load_model(checkpoint, str(path))
+    for (name, _), path, model in zip(checkpoints, args.checkpoints, models, strict=True):
         with torch.no_grad():
-            rows[name] = score(model, data.val, first.data_range, device)
+            rows[name] = score(model, data.val, first.data_range, device, f"CHECKPOINT {path}")
             if args.x8:
-                rows[f"{name} x8"] = score(SelfEnsemble(model), data.val, first.data_range, device)
+                rows[f"{name} x8"] = score(SelfEnsemble(model), data.val, first.data_range, device, f"CHECKPOINT {path} (x8)")
     result: dict[str, Any] = {"command": " ".join([PROG, *sys.argv[1:]]), "data": data.description, "rows": rows}
     if args.reference is not None:
         reference = rows[checkpoints[args.reference][0]]
@@ -109,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_json(args.json, result)
     except (HarnessError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:  # reading the images (the models' own out-of-memory lines name the checkpoint)
+        print(f"{PROG}: error: out of memory reading the images; try a smaller --val_crop or fewer images", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing written", file=sys.stderr)

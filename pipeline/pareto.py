@@ -25,7 +25,7 @@ from utils.results import is_number
 def read_json(path: str) -> dict[str, Any]:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested deeper than json can read
         raise HarnessError(f"{path}: not a readable JSON file ({err})") from None
 
 

@@ -34,7 +34,7 @@ from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, pair_folders
 from utils.errors import HarnessError, first_line
 from utils.evaluation import evaluate_mode
-from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_new_output
+from utils.fileio import atomic_write_json, atomic_write_text, check_distinct, check_new_output, interrupts_deferred
 from utils.inference import resolve_device
 from utils.model_io import load_model
 
@@ -240,7 +240,10 @@ def set_pairs(benchmark_dir: Path, name: str) -> list[ImagePair]:
     return pair_folders(benchmark_dir / name / "HR", benchmark_dir / name / "LR_bicubic" / "X4")
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, written: list[str] | None = None) -> None:
+    """The report; ``written`` gets an entry once the outputs start to be written (all of them are, even on a
+    Ctrl-C, which is raised after the last)."""
+    written = [] if written is None else written
     config = load_config(args.config)
     check_arguments(args)
     gpu = check_benchmark(read_json(args.gpu_benchmark), args.gpu_benchmark, table=True) if args.gpu_benchmark else None
@@ -254,17 +257,20 @@ def run(args: argparse.Namespace) -> None:
         evaluation["models"][name] = evaluate(path, Path(args.benchmark_dir), device)
     timing = time_models(found, args, outputs["--out_dir's benchmark"])
     block = table(found, evaluation, timing, gpu)
-    # every measurement done: only now is anything replaced, so a failure leaves the old set whole
-    atomic_write_json(outputs["--out_dir"], evaluation)
-    atomic_write_json(outputs["--out_dir's benchmark"], timing)
-    make_plot(timing, evaluation, str(outputs["--docs_dir's plot"]))
     command = f"python scripts/report.py {args.config}" + "".join(f" --extra {spec}" for spec in args.extra)
     command += f" --gpu_benchmark {args.gpu_benchmark}" if gpu else ""
     command += " --overwrite"  # the command regenerates these files
-    atomic_write_text(outputs["--docs_dir"], f"# Results\n\nRegenerate: `{command}`\n\n{block}")
-    if args.readme:
-        readme = outputs["--readme"]
-        atomic_write_text(readme, replace_between_markers(read_readme(args.readme), block, str(readme)))
+    readme_text = replace_between_markers(read_readme(args.readme), block, args.readme) if args.readme else None
+    # every measurement done: only now is anything replaced, so a failure leaves the old set whole; a Ctrl-C
+    # now waits for the last of the set, so the files never mix this run's figures with an earlier run's
+    with interrupts_deferred():
+        written.append("its outputs")
+        atomic_write_json(outputs["--out_dir"], evaluation)
+        atomic_write_json(outputs["--out_dir's benchmark"], timing)
+        make_plot(timing, evaluation, str(outputs["--docs_dir's plot"]))
+        atomic_write_text(outputs["--docs_dir"], f"# Results\n\nRegenerate: `{command}`\n\n{block}")
+        if readme_text is not None:
+            atomic_write_text(outputs["--readme"], readme_text)
     print(block)
 
 
@@ -292,14 +298,19 @@ def main(argv: list[str] | None = None) -> int:
         "DOCS_DIR/pareto_<device>.png (the README's results block is replaced either way)",
     )
     args = parser.parse_args(argv)
+    written: list[str] = []
     try:
-        run(args)
+        run(args, written)
     except (HarnessError, OSError, KeyError, ImportError) as err:
         print(f"report.py: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # a model failing on the device (out of memory, unsupported dtype)
         print(f"report.py: error: a model failed to run: {first_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        done = "after writing all its outputs" if written else "before writing anything; every output left as it was"
+        print(f"report.py: interrupted {done}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -173,7 +173,15 @@ def test_an_existing_json_is_replaced_only_with_overwrite(
     assert f"is the same file as --train_dir {image}" in capsys.readouterr().err and image.read_bytes() == before
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"start": {"held_out": "x"}}', '["start"]'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        '{"start": {"held_out": "x"}}',
+        '["start"]',
+        pytest.param('{"start": ' + "[" * 100_000 + "]" * 100_000 + "}", id="deeper than json reads"),
+    ],
+)
 def test_a_damaged_kinds_file_is_refused_and_kept(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
 ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +230,9 @@ def test_benchmark_says_what_is_wrong_with_a_checkpoint(tmp_path: Path, capsys: 
     line = _refused(capsys, benchmark.main([str(tmp_path / "out.state.pth"), *out]))
     assert f"out.state.pth: is a training state ({STATE_FORMAT}, for train_prfdn.py --resume)" in line
     assert f"evaluate {tmp_path / 'out.pth'} (best by validation) or {tmp_path / 'out_last.pth'} (last)" in line
+    torch.save({k: v.to("meta") for k, v in RFDN().state_dict().items()}, tmp_path / "meta.pth")  # its line once stopped
+    line = _refused(capsys, benchmark.main([str(tmp_path / "meta.pth"), *out]))  # at "Error(s) in loading state_dict:"
+    assert "meta.pth: tensor fea_conv.weight is a meta tensor (a shape without values" in line
 
 
 @pytest.mark.parametrize(
@@ -264,6 +269,9 @@ def test_plot_refuses_bad_evaluation_and_outputs(tmp_path: Path, capsys: pytest.
     b.rename(tmp_path / "b.png")
     line = _refused(capsys, plot_pareto.main([str(tmp_path / "b.png"), str(e), "--out", str(tmp_path / "b.png")]))
     assert "is the same file as BENCHMARK" in line
+    e.write_text("[" * 100_000 + "]" * 100_000)  # deeper than json reads: a RecursionError, once a traceback
+    line = _refused(capsys, plot_pareto.main([str(tmp_path / "b.png"), str(e), "--out", str(tmp_path / "p.png")]))
+    assert "e.json: not a readable JSON file (maximum recursion depth exceeded" in line
 
 
 def _report_inputs(tmp_path: Path, checkpoint: Path, hr_size: int = 64) -> list[str]:
@@ -416,3 +424,77 @@ def test_report_replaces_its_existing_outputs_only_with_overwrite(
     assert json.loads(outputs[0][1].read_text())["models"]["rfdn"]["sets"]
     assert "--overwrite`" in outputs[2][1].read_text()  # the command it records regenerates these files
     assert (tmp_path / "README.md").read_text() != readme
+
+
+# --- Ctrl-C: one line, exit 130, no file half-written or mixed with an earlier run's -------------------------
+
+
+def _interrupted(capsys: pytest.CaptureFixture[str], rc: int) -> str:
+    """The one line of a Ctrl-C (after any progress bar of the evaluation, which ends in a carriage return)."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "img/s" not in line]
+    assert rc == 130 and "Traceback" not in err and len(lines) == 1, err
+    return lines[0]
+
+
+def test_benchmark_ctrl_c_is_one_line_and_leaves_the_json_as_it_was(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ctrl_c(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark, "time_interleaved", ctrl_c)
+    out = tmp_path / "bench.json"
+    argv = [str(random_rfdn_checkpoint), "--device", "cpu", "--size", "16x16", "--json", str(out)]
+    assert _interrupted(capsys, benchmark.main(argv)) == f"benchmark.py: interrupted; {out} left as it was"
+    out.write_text("an earlier run's figures")
+    _interrupted(capsys, benchmark.main([*argv, "--overwrite"]))
+    assert out.read_text() == "an earlier run's figures" and sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+
+
+def test_report_ctrl_c_is_one_line_and_writes_all_its_outputs_or_none(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = [*_report_inputs(tmp_path, random_rfdn_checkpoint), "--repeats", "1", "--warmup", "0"]
+    readme = (tmp_path / "README.md").read_text()
+
+    def ctrl_c(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(report_script, "evaluate", ctrl_c)
+        line = _interrupted(capsys, report_script.main(argv))
+    assert line == "report.py: interrupted before writing anything; every output left as it was"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "docs").exists()
+    assert (tmp_path / "README.md").read_text() == readme
+    make_plot = report_script.make_plot
+
+    def ctrl_c_while_the_plot_is_made(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C among the writes: held until the last file is written
+        make_plot(*args)
+
+    monkeypatch.setattr(report_script, "make_plot", ctrl_c_while_the_plot_is_made)
+    assert _interrupted(capsys, report_script.main(argv)) == "report.py: interrupted after writing all its outputs"
+    for path in ("out/evaluation.json", "out/benchmark_cpu.json", "docs/results.md", "docs/pareto_cpu.png"):
+        assert (tmp_path / path).is_file(), path
+    assert (tmp_path / "README.md").read_text() != readme
+
+
+def test_default_models_are_found_in_the_repository_from_any_folder(
+    tmp_path: Path, random_rfdn_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmark.py without models once looked for model_zoo/ in the working directory."""
+    repo = tmp_path / "repo"
+    (repo / "model_zoo").mkdir(parents=True)
+    shutil.copyfile(random_rfdn_checkpoint, repo / "model_zoo" / "team00_rfdn.pth")
+    shutil.copyfile(random_rfdn_checkpoint, repo / "model_zoo" / "team13_prfdn.pth")
+    monkeypatch.setattr(benchmark, "REPO_ROOT", repo)
+    monkeypatch.chdir(tmp_path)
+    argv = ["--device", "cpu", "--size", "16x16", "--repeats", "1", "--warmup", "0", "--json", "b.json"]
+    assert benchmark.main(argv) == 0
+    models = json.loads(Path("b.json").read_text())["models"]
+    assert models["rfdn"]["path"] == str(repo / "model_zoo" / "team00_rfdn.pth")
+    (repo / "model_zoo" / "team00_rfdn.pth").unlink()
+    line = _refused(capsys, benchmark.main([*argv, "--overwrite"]))
+    assert f"model 'rfdn=model_zoo/team00_rfdn.pth': checkpoint file {repo / 'model_zoo' / 'team00_rfdn.pth'} not found" in line
+    assert line.endswith("scripts/setup.sh links it from ../shared/model_zoo when that is there)")

@@ -93,6 +93,27 @@ def test_check_output_file_refuses_what_cannot_be_written(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "loop.json"]  # no probe left
 
 
+@pytest.mark.parametrize("name", ["a" * 250 + ".png", "é" * 125 + ".png"])  # 254 and 254 bytes (UTF-8)
+def test_a_long_name_gets_a_temp_file_whose_name_fits(tmp_path: Path, name: str) -> None:
+    """A 250-byte file name is writable, but the temp name beside it (name + pid + random + .tmp) once passed
+    the file system's 255 bytes, and a run failed at its first write, after all the work."""
+    temp_names: list[str] = []
+    atomic_write(tmp_path / name, lambda tmp: (temp_names.append(Path(tmp).name), Path(tmp).write_bytes(b"x")))
+    assert (tmp_path / name).read_bytes() == b"x" and len(os.fsencode(temp_names[0])) <= 255
+    assert temp_names[0].endswith(".tmp.png")  # the suffix kept: writers pick the format from it
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / temp_names[0].replace(f".{os.getpid()}.", f".{int(dead.stdout)}.")
+    stale.write_bytes(b"left by a killed writer")
+    assert remove_stale_temp_files(tmp_path / name) == [stale]
+
+
+def test_a_name_longer_than_the_file_system_takes_is_refused_before_work(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match=r"--save_dir .*: the name a{32}\.\.\. is 260 bytes; a file system takes at most 255"):
+        check_output_file(tmp_path / ("a" * 256 + ".png"), "--save_dir")
+    with pytest.raises(HarnessError, match=r"is 300 bytes"):
+        check_output_file(tmp_path / ("é" * 150) / "out.json", "--json")
+
+
 def test_check_distinct_sees_links_and_relative_spellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src.pth"
     src.write_bytes(b"x")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import torch
 
 import test_demo
 import utils.evaluation
+import utils.image
 import utils.inference
 import utils.results
 from models.team00_RFDN import RFDN
@@ -144,6 +146,13 @@ def test_model_is_inferred_from_the_checkpoint(
     torch.save({"other.weight": torch.zeros(3)}, "foreign.pth")
     assert _run("--model_path", "foreign.pth") == 2
     assert "foreign.pth: fits none of the known models (0 (RFDN_baseline), 13 (PRFDN)); pass --model_id" in _error_line(capsys)
+    near = RFDN().state_dict()
+    near["upsampler.0.weight"] = torch.zeros(48, 50, 3, 1)  # RFDN's but one tensor: the closest model and the tensor
+    torch.save(near, "near.pth")
+    assert _run("--model_path", "near.pth") == 2
+    line = _error_line(capsys)
+    assert "near.pth: fits none of the known models; closest is 0 (RFDN_baseline), 128 of whose 128 tensor names it holds" in line
+    assert "but 1 with another shape (e.g. upsampler.0.weight: checkpoint (48, 50, 3, 1) vs model (48, 50, 3, 3))" in line
 
 
 def test_generated_lr_path_equals_the_lr_file_path(workdir: Path, random_rfdn_checkpoint: Path) -> None:
@@ -266,11 +275,16 @@ def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.Capt
         previous_results, capsys, "--model_id", "0", "--model_path", "corrupt.pth"
     )
     torch.save(RFDN(), "pickled_module.pth")  # a whole pickled module: refused by weights_only loading
-    assert "pickled_module.pth: not a loadable weights-only checkpoint" in _bad(
+    assert "pickled_module.pth: unsafe checkpoint, refused: it holds a pickled models.team00_RFDN.RFDN" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "pickled_module.pth"
     )
     line = _bad(previous_results, capsys, "--model_path", "pickled_module.pth")
-    assert "it holds a pickled models.team00_RFDN.RFDN; pickled objects are refused" in line and "Re-running" not in line
+    assert "it holds a pickled models.team00_RFDN.RFDN (not an allowed global, torch says)" in line and "Re-running" not in line
+    assert "corrupt" not in line
+    torch.save({k: v.to("meta") for k, v in RFDN().state_dict().items()}, "meta.pth")  # once an 80-line traceback
+    for model_id in ([], ["--model_id", "0"], ["--model_id", "13"]):
+        line = _bad(previous_results, capsys, "--model_path", "meta.pth", *model_id)
+        assert "meta.pth: tensor fea_conv.weight is a meta tensor (a shape without values" in line
     assert "--model_path absent.pth: checkpoint file not found" in _bad(
         previous_results, capsys, "--model_id", "0", "--model_path", "absent.pth"
     )
@@ -467,6 +481,12 @@ def test_numeric_flags_out_of_range(
         ('{"00_RFDN_baseline": 26.9}', "entry '00_RFDN_baseline' is a number (26.9); expected an object of figures"),
         ('{"m": {"valid_ave_psnr": "26.9"}}', "'m' has valid_ave_psnr = a string (\"26.9\"); expected a number"),
         ('{"00_RFDN_baseline@rfdn_random": {"flops": null}}', "has flops = null; expected a number"),
+        ('{"m": {"notes": ' + "[" * 40 + "]" * 40 + "}}", "entry 'm' nests lists or objects 32 levels deep or more"),
+        pytest.param(
+            '{"m": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "results file is not readable JSON (maximum recursion depth",
+            id="deeper than json reads",
+        ),
     ],
 )
 def test_malformed_results_entries_are_refused_before_work(
@@ -588,3 +608,111 @@ def test_a_model_output_of_another_size_is_one_line(tmp_path: Path) -> None:
             logger=test_demo.get_logger("test", None, console=False),
             warmup=0,
         )
+
+
+def test_two_checkpoints_of_one_file_name_keep_both_entries(
+    workdir: Path, tiny_run: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every run's weights are final.pth: keyed by the file stem, the second replaced the first's entry and SR folder."""
+    for run, seed in (("run_a", 1), ("run_b", 2)):
+        torch.manual_seed(seed)
+        Path(run).mkdir()
+        torch.save(RFDN().state_dict(), Path(run) / "final.pth")
+    flags = list(tiny_run[:4])  # --hr_dir hr --model_id 0
+    for _ in range(2):  # a second round replaces each checkpoint's own entry, and only it
+        for run in ("run_a", "run_b"):
+            assert _run(*flags, "--model_path", f"{run}/final.pth") == 0
+    results = json.loads(Path("results.json").read_text())
+    assert set(results) == {"00_RFDN_baseline@final", "00_RFDN_baseline@run_b-final"}
+    assert results["00_RFDN_baseline@final"]["model_path"] == "run_a/final.pth"
+    assert results["00_RFDN_baseline@run_b-final"]["model_path"] == "run_b/final.pth"
+    assert results["00_RFDN_baseline@final"]["custom_psnr"] != results["00_RFDN_baseline@run_b-final"]["custom_psnr"]
+    for name in results:
+        assert (Path("results") / name / "custom" / "a.png").is_file()
+    log = Path("results/test_demo.log").read_text()
+    assert "00_RFDN_baseline@final is the results entry of another checkpoint (run_a/final.pth): this one is " in log
+
+
+def test_a_long_hr_name_is_written_and_a_too_long_folder_refused_before_work(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], random_rfdn_checkpoint: Path
+) -> None:
+    """A 240-byte HR name once failed after the inference: its SR image's temp name passed 255 bytes."""
+    long_name = "h" * 240
+    Path("hr/a.png").rename(Path("hr") / f"{long_name}.png")
+    assert _run(*tiny_run, "--results_json", "long.json") == 0
+    assert Path(f"results/00_RFDN_baseline@rfdn_random/custom/{long_name}.png").is_file()
+    long_checkpoint = Path("c" * 250 + ".pth")  # the SR folder, 00_RFDN_baseline@ccc..., is 267 bytes
+    shutil.copyfile(random_rfdn_checkpoint, long_checkpoint)
+    line = _bad(previous_results, capsys, *tiny_run[:4], "--model_path", str(long_checkpoint))
+    assert "the name 00_RFDN_baseline@ccccccccccccccc... is 267 bytes; a file system takes at most 255" in line
+
+
+def test_running_out_of_memory_is_one_line_naming_the_image(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large image once ended in a NumPy traceback after minutes of inference."""
+
+    def forward_out_of_memory(*args: object) -> torch.Tensor:
+        raise utils.evaluation._OUT_OF_MEMORY("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(utils.evaluation, "forward", forward_out_of_memory)
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert (
+        "hr/a.png: the model ran out of memory (CUDA out of memory. Tried to allocate 20.00 GiB) on this 16x16 LR input" in line
+    )
+    assert line.endswith("try tiled inference: --tile 256 (LR tiles of 256 pixels; smaller takes less memory)")
+    line = _bad(previous_results, capsys, *tiny_run, "--tile", "16", "--tile_overlap", "4")
+    assert "in tiles of 16 px (--tile); try a smaller --tile than 16" in line
+    monkeypatch.setattr(utils.evaluation, "forward", lambda *args: torch.empty(2**60, dtype=torch.uint8))  # the CPU's own
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert "hr/a.png: the model ran out of memory ([enforce fail at" in line and "can't allocate memory" in line
+    assert line.endswith("; try tiled inference: --tile 256 (LR tiles of 256 pixels; smaller takes less memory)")
+
+    def psnr_out_of_memory(*args: object, **kwargs: object) -> float:
+        raise MemoryError("Unable to allocate 9.00 GiB for an array with shape (40000, 40000, 3) and data type float64")
+
+    monkeypatch.setattr(utils.evaluation, "forward", utils.inference.forward)
+    monkeypatch.setattr(utils.evaluation, "calculate_psnr", psnr_out_of_memory)
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert "hr/a.png: out of memory scoring or saving the SR image of this 16x16 LR input; try tiled inference" in line
+
+
+def test_a_full_disk_is_said_when_sr_images_are_saved(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cv2.imwrite said only "OpenCV could not write the image": the cause is the news."""
+    real_open = open
+
+    def open_on_a_full_disk(path: str, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if "w" in mode and str(path).endswith(".tmp.png"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(utils.image, "open", open_on_a_full_disk, raising=False)
+    line = _bad(previous_results, capsys, *tiny_run)
+    assert line.endswith("cannot write results/00_RFDN_baseline@rfdn_random/custom/a.png: No space left on device")
+    assert not list(Path("results").rglob("*.png*"))  # no image, no temp file
+
+
+def test_a_model_output_with_nan_is_one_line(tmp_path: Path) -> None:
+    """NaN pixels became 0 in the uint8 SR image with only a NumPy warning, and a PSNR of black pixels was given."""
+    imsave(np.zeros((64, 64, 3), np.uint8), tmp_path / "a.png")
+
+    class Overflows(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.nn.functional.interpolate(x, scale_factor=4)
+            out[..., 0, 0] = float("nan")
+            return out
+
+    with pytest.raises(test_demo.HarnessError, match=r"a\.png: the model's output holds NaN or infinite values \(3 of 12288\)"):
+        utils.evaluation.evaluate_mode(
+            Overflows(),
+            [test_demo.ImagePair(tmp_path / "a.png", None)],
+            "custom",
+            data_range=255.0,
+            device=torch.device("cpu"),
+            save_dir=tmp_path / "out",
+            logger=test_demo.get_logger("test", None, console=False),
+            warmup=0,
+        )
+    assert not (tmp_path / "out").exists()

@@ -434,6 +434,13 @@ def test_default_learning_rate_per_stage(workdir: Path) -> None:
     assert train_prfdn.resolve_settings(args, "prfdn", {"lr": 1e-6, "iters": 7}).iters == 7
 
 
+class RunsCode:
+    """Pickled, it would call ``os.system`` when loaded unsafely (never called here: weights-only loading refuses it)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.system, ("exit 3",)
+
+
 def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[list[str], str]:
     out = tmp / "out.pth"
     paths = train_prfdn.output_paths(out)
@@ -469,6 +476,19 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
     if name == "corrupt SRC":
         (tmp / "bad.pth").write_bytes(b"not a checkpoint")
         return cli_args(workdir, out, src=tmp / "bad.pth"), "bad.pth: not a loadable weights-only checkpoint"
+    if name == "SRC of meta tensors":  # a model built on the meta device, saved: shapes without values
+        torch.save({k: v.to("meta") for k, v in tiny_prfdn().state_dict().items()}, tmp / "meta.pth")
+        return cli_args(workdir, out, src=tmp / "meta.pth"), "meta.pth: tensor head_skip.weight is a meta tensor"
+    if name == "SRC whose pickle would run code":
+        torch.save({"weights": RunsCode()}, tmp / "evil.pth")
+        expected = "evil.pth: unsafe checkpoint, refused: it holds a pickled posix.system (its module posix is blocked"
+        return cli_args(workdir, out, src=tmp / "evil.pth"), expected
+    if name == "SRC with a provenance nested too deep":  # once: a RecursionError saving OUT, after the training
+        checkpoint = read_model_checkpoint(workdir / "src.pth")
+        for _ in range(300):
+            checkpoint.provenance = {"stage": "train", "parent_provenance": checkpoint.provenance}
+        save_model_checkpoint(tmp / "deep.pth", checkpoint)
+        return cli_args(workdir, out, src=tmp / "deep.pth"), "deep.pth: nested deeper than 200 levels (at provenance."
     if name == "teacher not RFDN-compatible":
         torch.save(tiny_prfdn().state_dict(), tmp / "teacher.pth")  # plain state dict, read as RFDN: does not fit
         args = cli_args(workdir, out)
@@ -540,6 +560,9 @@ ERROR_CASES = [
     "negative seed",
     "SRC is a folder",
     "corrupt SRC",
+    "SRC of meta tensors",
+    "SRC whose pickle would run code",
+    "SRC with a provenance nested too deep",
     "teacher not RFDN-compatible",
     "teacher missing",
     "resume file missing",

@@ -264,7 +264,10 @@ def read_rgb(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise HarnessError(f"{path}: OpenCV could not decode it")
-    return composite_on_white(img)
+    try:
+        return composite_on_white(img)
+    except ValueError as err:  # a float image outside [0, 1], or not finite (utils.image.to_uint8)
+        raise HarnessError(f"{path}: {err}") from None
 
 
 def output(name: str, rgb: np.ndarray, source: str, original: str, license_: str) -> OutputImage:

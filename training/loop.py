@@ -402,13 +402,18 @@ def _stop_requests() -> Iterator[list[bool]]:
 
 
 def psnr_scores(model: nn.Module, images: Sequence[ValidationImage], data_range: float, device: torch.device) -> list[float]:
-    """PSNR (dB) of each of ``images``: whole images, SR clamped and rounded to uint8, RGB, 4-pixel border."""
+    """PSNR (dB) of each of ``images``: whole images, SR clamped and rounded to uint8, RGB, 4-pixel border. An
+    output with NaN or infinite values scores NaN (rounded, it would be black pixels and a figure for them): a
+    training that diverged says so at its next record, on every rank; ``pipeline.groups`` names the image."""
     was_training = model.training
     model.eval()
     scores = []
     with torch.no_grad():
         for image in images:
             sr = model(uint2tensor4(image.lr, data_range).to(device))
+            if not bool(torch.isfinite(sr).all()):
+                scores.append(float("nan"))
+                continue
             scores.append(calculate_psnr(tensor2uint(sr, data_range), image.hr, border=PSNR_BORDER))
     model.train(was_training)
     return scores

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
+import pickletools
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,28 +41,157 @@ def where_to_get(path: str | os.PathLike) -> str:
     )
 
 
+# Deeper nesting than this (a provenance is a few levels per stage: the submitted model's is 10) is refused when
+# a checkpoint is read: pickling it again (torch.save) recurses once per level and fails past a few hundred.
+MAX_NESTING = 200
+
+
 def safe_load(path: str | os.PathLike) -> Any:
     """``torch.load(weights_only=True)`` on CPU, with one-line errors for a missing, corrupt or unsafe file: the one
-    way this project reads a ``.pth`` file (checkpoints and training states alike)."""
+    way this project reads a ``.pth`` file (checkpoints and training states alike). What loads is checked too:
+    no meta tensor (a shape without values) or sparse tensor, and nothing nested deeper than MAX_NESTING levels."""
     if os.path.isdir(path):
         raise HarnessError(f"{path}: is a folder; expected a checkpoint file")
     if not os.path.isfile(path):
         raise HarnessError(f"{path}: checkpoint file not found{where_to_get(path)}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol it may not read: what it refuses is said below
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
-        raise HarnessError(f"{path}: not a loadable weights-only checkpoint ({_load_failure(err)})") from None
+        raise HarnessError(f"{path}: {_load_failure(err, path)}") from None
+    check_contents(obj, str(path))
+    return obj
 
 
-def _load_failure(err: Exception) -> str:
-    """Why torch.load refused a file, without torch's advice to load it unsafely."""
+# torch's weights-only unpickler names what it blocked in these sentences (torch 2.4 to 2.8)
+_BLOCKED = (
+    (r"Trying to load unsupported GLOBAL (\S+) whose module (\S+) is blocked", "its module {1} is blocked"),
+    (r"Unsupported global: GLOBAL (\S+) was not an allowed global", "not an allowed global"),
+    (r"Trying to call reduce for unrecognized function (.+?)(?:\n|$)", "a call weights-only loading does not make"),
+    (
+        r"Can only create new object for nn.Parameter or classes allowlisted via `add_safe_globals` but got (\S+)",
+        "an object weights-only loading does not create",
+    ),
+    (
+        r"Can only build Tensor, Parameter, OrderedDict or types allowlisted via `add_safe_globals`, but got (\S+)",
+        "an object weights-only loading does not build",
+    ),
+)
+_STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
+_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def _load_failure(err: Exception, path: str | os.PathLike) -> str:
+    """Why torch.load refused a file, without torch's advice to load it unsafely: a pickle that would run code
+    (what torch blocked, named) is said to be unsafe; anything else is unreadable."""
     text = str(err)
-    pickled = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if pickled:
-        return f"it holds a pickled {pickled.group(1)}; pickled objects are refused: expected a state dict saved with torch.save"
+    for pattern, why in _BLOCKED:
+        blocked = re.search(pattern, text)
+        if blocked:
+            what = blocked.group(1).strip().strip("<>")
+            return _unsafe(f"it holds a pickled {what} ({why.format(*blocked.groups())}, torch says)")
+    operand = re.search(r"Unsupported operand (\d+)", text)
+    if operand:
+        code = int(operand.group(1))
+        imports = _pickled_globals(_first_pickles(path))
+        if imports is not None:  # a well-formed pickle, with an instruction weights-only loading refuses
+            name = pickletools.code2op.get(chr(code)) if code < 256 else None
+            instruction = (
+                f"the pickle instruction {name.name if name else code} ({code}), which weights-only loading does not run"
+            )
+            if imports:
+                return _unsafe(f"it is a pickle with {instruction}, importing {', '.join(dict.fromkeys(imports))}")
+            return f"not a loadable weights-only checkpoint (a pickle with {instruction}; save it with torch.save)"
     detail = text.split("WeightsUnpickler error:", 1)[-1].strip() or type(err).__name__
     first_sentence = first_line(Exception(detail)).split(". ")[0]
-    return f"unreadable: corrupt, truncated or not a PyTorch file: {first_sentence}"
+    return f"not a loadable weights-only checkpoint (unreadable: corrupt, truncated or not a PyTorch file: {first_sentence})"
+
+
+def _unsafe(reason: str) -> str:
+    return (
+        f"unsafe checkpoint, refused: {reason}; loading it as a full pickle could run code, so it is not loaded and "
+        "nothing in it ran (expected a state dict or a checkpoint of this project, saved with torch.save)"
+    )
+
+
+def _first_pickles(path: str | os.PathLike, limit: int = 1 << 26) -> bytes:
+    """The pickle bytes torch.load reads: ``data.pkl`` of a zip checkpoint, else the file's start."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+                return archive.read(names[0])[:limit] if names else b""
+        with open(path, "rb") as file:
+            return file.read(limit)
+    except (OSError, zipfile.BadZipFile, KeyError, RuntimeError):
+        return b""
+
+
+def _pickled_globals(data: bytes) -> list[str] | None:
+    """The globals (``module.name``) that the pickles at the start of ``data`` import, read by ``pickletools``
+    (which runs nothing); None where ``data`` does not start with a whole, well-formed pickle (corrupt)."""
+    stream, found, whole = io.BytesIO(data), [], False
+    while stream.tell() < len(data):
+        pushed: list[Any] = []
+        memo: dict[int, Any] = {}
+        try:
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL":
+                    found.append(".".join(str(v) for v in pushed[-2:]))
+                if op.name == "MEMOIZE":
+                    memo[len(memo)] = pushed[-1] if pushed else None
+                elif op.name in _PUT_OPS:
+                    memo[arg] = pushed[-1] if pushed else None
+                elif op.name in _GET_OPS:
+                    pushed.append(memo.get(arg))
+                else:
+                    pushed.append(arg if op.name in _STRING_OPS else None)
+        except Exception:  # not (or no longer) a pickle: the legacy format's raw storage bytes, or corruption
+            break
+        whole = True
+    return found if whole else None
+
+
+def check_contents(obj: Any, source: str) -> None:
+    """Refuse, naming ``source`` and where in it, what loads but cannot be used: a meta tensor (a shape without
+    values, as a model built on the meta device saves), a sparse tensor, or containers nested deeper than
+    MAX_NESTING levels (also a container that holds itself). Walked without recursion; each container is walked
+    again only when reached deeper than before, so shared containers cost no more than their depth."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(obj, 0, ())]
+    deepest: dict[int, int] = {}
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, torch.Tensor):
+            name = ".".join(where) or "the file's object"
+            if value.is_meta:
+                raise HarnessError(
+                    f"{source}: tensor {name} is a meta tensor (a shape without values, as a model built on the meta "
+                    "device saves); expected tensors holding their values"
+                )
+            if value.layout != torch.strided:
+                raise HarnessError(f"{source}: tensor {name} is {value.layout} (sparse); expected dense tensors")
+            continue
+        if isinstance(value, Mapping):
+            children = [(str(key), child) for key, child in value.items()]
+        elif isinstance(value, list | tuple | set | frozenset):
+            children = [(f"[{index}]", child) for index, child in enumerate(value)]
+        else:
+            continue
+        if depth >= MAX_NESTING:
+            shown = ".".join(where[:3]) + (f"... ({depth} levels)" if len(where) > 3 else "")
+            raise HarnessError(
+                f"{source}: nested deeper than {MAX_NESTING} levels (at {shown}); expected at most {MAX_NESTING} "
+                "(a checkpoint's provenance adds a few per stage)"
+            )
+        if deepest.get(id(value), -1) >= depth:
+            continue
+        deepest[id(value)] = depth
+        trail = where if len(where) >= 8 else None
+        stack.extend((child, depth + 1, trail or (*where, key)) for key, child in reversed(children))  # first on top
 
 
 def _state_dict_of(obj: Any, path: str) -> dict[str, torch.Tensor]:
@@ -185,7 +318,7 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
     """Read a self-describing checkpoint; a plain state dict is taken as the official RFDN's. A training state
     of train_prfdn.py is refused, naming the weights written beside it; so is a header whose ``scale`` is not a
     positive whole number (or differs from its config's ``scale``) or whose ``data_range`` is not a finite
-    positive number, naming the key."""
+    positive number, naming the key, and a weight that is NaN or infinite, naming the tensor."""
     path = str(path)
     obj = safe_load(path)
     file_format = obj.get("format") if isinstance(obj, Mapping) else None
@@ -213,8 +346,23 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
             raise HarnessError(
                 f"{path}: key 'scale' is {checkpoint.scale} but its config's 'scale' is {config_scale!r}; expected the same"
             )
-        return checkpoint
-    return ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path))
+        return _check_finite(checkpoint, path)
+    return _check_finite(ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path)), path)
+
+
+def _check_finite(checkpoint: ModelCheckpoint, path: str) -> ModelCheckpoint:
+    """``checkpoint`` if every floating-point weight is finite; else one line naming the first tensor that is not
+    (NaN weights make NaN images, which became black pixels and a figure with no word of why)."""
+    for name, tensor in checkpoint.state_dict.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                bad = int(finite.numel() - finite.sum())
+                raise HarnessError(
+                    f"{path}: tensor {name} holds NaN or infinite values ({bad} of {tensor.numel()}); expected finite weights "
+                    "(from a training that diverged?)"
+                )
+    return checkpoint
 
 
 def check_scale(checkpoint: ModelCheckpoint, scale: int, source: str) -> ModelCheckpoint:

@@ -182,23 +182,30 @@ def check_pairs(pairs: list[ImagePair], scale: int = SCALE, min_lr_size: int = M
     high and wide (the smallest input the network takes; for HR-only pairs, the HR at least ``scale`` times that).
     Run before any work, so a bad file stops a run before any image is processed."""
     for pair in pairs:
-        hr = _read_hr(pair, scale)
-        if pair.lr_path is None:
-            least = min_lr_size * scale
-            if min(hr.shape[:2]) < least:
-                raise HarnessError(
-                    f"{pair.hr_path}: HR image is {hr.shape[1]}x{hr.shape[0]} (cropped to a multiple of {scale}); expected "
-                    f"at least {least}x{least}, so that its bicubic LR reaches {min_lr_size}x{min_lr_size}, the smallest "
-                    "input the network takes"
-                )
-            continue
-        lr = imread_uint(pair.lr_path)
-        if min(lr.shape[:2]) < min_lr_size:
+        try:
+            _check_pair(pair, scale, min_lr_size)
+        except MemoryError:
+            raise HarnessError(f"{pair.lr_path or pair.hr_path}: out of memory reading this image pair") from None
+
+
+def _check_pair(pair: ImagePair, scale: int, min_lr_size: int) -> None:
+    hr = _read_hr(pair, scale)
+    if pair.lr_path is None:
+        least = min_lr_size * scale
+        if min(hr.shape[:2]) < least:
             raise HarnessError(
-                f"{pair.lr_path}: LR image is {lr.shape[1]}x{lr.shape[0]}; expected at least {min_lr_size}x{min_lr_size} "
-                "(the smallest input the network takes)"
+                f"{pair.hr_path}: HR image is {hr.shape[1]}x{hr.shape[0]} (cropped to a multiple of {scale}); expected "
+                f"at least {least}x{least}, so that its bicubic LR reaches {min_lr_size}x{min_lr_size}, the smallest "
+                "input the network takes"
             )
-        check_lr_size(pair, lr, hr, scale)
+        return
+    lr = imread_uint(pair.lr_path)
+    if min(lr.shape[:2]) < min_lr_size:
+        raise HarnessError(
+            f"{pair.lr_path}: LR image is {lr.shape[1]}x{lr.shape[0]}; expected at least {min_lr_size}x{min_lr_size} "
+            "(the smallest input the network takes)"
+        )
+    check_lr_size(pair, lr, hr, scale)
 
 
 # --- built-in default data --------------------------------------------------------------------------------

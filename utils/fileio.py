@@ -14,7 +14,9 @@ import json
 import os
 import re
 import secrets
+import signal
 import stat
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,28 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 TEMP_MARK = ".tmp"  # temp files are named .<name>.<pid>.<random>.tmp<suffix>
+NAME_MAX = 255  # bytes in one file name, on Linux's and macOS's file systems
+# what a temp file's name adds to <name>: "." + "." + pid (at most 10 digits) + "." + 8 hex digits + TEMP_MARK
+_TEMP_OVERHEAD = 1 + 1 + 10 + 1 + 8 + len(TEMP_MARK)
+
+
+def _name_bytes(name: str) -> int:
+    return len(os.fsencode(name))
+
+
+def _temp_stem(target: Path) -> str:
+    """The <name> in a temp file's name: the target's name, or (where the temp name would pass NAME_MAX) its
+    start and a digest of the whole name, so that the temp name fits where the target's fits."""
+    room = NAME_MAX - _TEMP_OVERHEAD - _name_bytes(target.suffix)
+    if _name_bytes(target.name) <= room:
+        return target.name
+    digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:12]
+    start = os.fsencode(target.name)[: room - len(digest) - 1].decode("utf-8", errors="ignore")
+    return f"{start}~{digest}"
 
 
 def _temp_pattern(target: Path) -> re.Pattern[str]:
-    return re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[0-9a-f]+{re.escape(TEMP_MARK + target.suffix)}$")
+    return re.compile(rf"^\.{re.escape(_temp_stem(target))}\.(\d+)\.[0-9a-f]+{re.escape(TEMP_MARK + target.suffix)}$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -100,7 +120,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(target)
         mode = _plain_write_mode(target)
-        tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_MARK}{target.suffix}"
+        tmp = target.parent / f".{_temp_stem(target)}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_MARK}{target.suffix}"
         try:
             write(str(tmp))
             os.chmod(tmp, mode)
@@ -157,16 +177,27 @@ def _probe_writable(folder: Path) -> str | None:
     return None
 
 
+def check_name_lengths(path: str | os.PathLike, label: str) -> None:
+    """Refuse a path with a name the file system cannot hold (over NAME_MAX bytes), before it is looked up."""
+    for name in Path(path).parts:
+        if _name_bytes(name) > NAME_MAX:
+            raise HarnessError(
+                f"{label}: the name {name[:32]}... is {_name_bytes(name)} bytes; a file system takes at most {NAME_MAX} "
+                "per name (shorten it)"
+            )
+
+
 def check_output_file(path: str | os.PathLike, flag: str) -> Path:
     """Refuse, with one line naming ``flag`` and ``path``, an output file that could not be written.
 
-    Checked: not a folder, no symlink loop, its folder is a folder (or can be made) and a file can be created
-    there. Nothing is created. Returns the path the write will land on.
+    Checked: no name over NAME_MAX bytes, not a folder, no symlink loop, its folder is a folder (or can be made)
+    and a file can be created there. Nothing is created. Returns the path the write will land on.
     """
     path = Path(path)
     label = f"{flag} {path}" if flag else str(path)
     if str(path) in ("", "."):
         raise HarnessError(f"{flag}: empty path; expected a file name")
+    check_name_lengths(path, label)
     target = write_target(path)
     if target.is_dir():
         raise HarnessError(f"{label}: is a folder; expected a file name")
@@ -265,3 +296,21 @@ def exclusive_run(path: str | os.PathLike, label: str) -> Iterator[None]:
         with contextlib.suppress(OSError):
             lock_path.unlink()  # removed while still held, so the next run claims a fresh file
         os.close(fd)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt: files written together (a
+    report's JSON, plot and tables) are all written, or none of them, never a mix of new and old. Only in the
+    main thread (where Python delivers signals); elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt

@@ -27,6 +27,23 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# What this harness writes nests 3 levels (file, entry, a list of figures); far deeper would fail to be written
+# back (json.dumps recurses once per level) after the run's work.
+MAX_RESULTS_NESTING = 32
+
+
+def _deepest(value: Any, limit: int) -> int:
+    """How deep ``value``'s lists and objects nest, counted up to ``limit + 1`` (walked without recursion)."""
+    stack, deepest = [(value, 1)], 0
+    while stack and deepest <= limit:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def check_results(results: Any, path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """``results`` if it is what this harness writes: an object of model entries, each an object whose
     figures (PSNR, SSIM, runtime, memory, complexity) are numbers; else a one-line error naming the entry."""
@@ -36,6 +53,11 @@ def check_results(results: Any, path: str | os.PathLike) -> dict[str, dict[str, 
     for name, entry in results.items():
         if not isinstance(entry, dict):
             raise HarnessError(f"{path}: entry {name!r} is {_json_kind(entry)}; expected an object of figures; {advice}")
+        if _deepest(entry, MAX_RESULTS_NESTING) >= MAX_RESULTS_NESTING:
+            raise HarnessError(
+                f"{path}: entry {name!r} nests lists or objects {MAX_RESULTS_NESTING} levels deep or more; expected "
+                f"figures (a few levels); {advice}"
+            )
         for key, value in entry.items():
             if (key in FIGURE_KEYS or key.endswith(FIGURE_SUFFIXES)) and not is_number(value):
                 raise HarnessError(f"{path}: {name!r} has {key} = {_json_kind(value)}; expected a number; {advice}")
@@ -50,7 +72,7 @@ def load_results(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
         return {}
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested deeper than json can read
         raise HarnessError(f"{path}: existing results file is not readable JSON ({err}); move it away") from None
     return check_results(results, path)
 
