@@ -278,6 +278,19 @@ def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.Capt
     assert "elsewhere/team00_rfdn.pth: checkpoint file not found (the official RFDN checkpoint:" in line
 
 
+def test_weights_that_are_not_finite_are_one_line(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    state = torch.load(random_rfdn_checkpoint, weights_only=True)
+    state["upsampler.0.weight"].view(-1)[:3] = float("nan")  # a diverged training's weights: no image from them
+    torch.save(state, "nan.pth")
+    line = _bad(previous_results, capsys, "--model_id", "0", "--model_path", "nan.pth")
+    assert line == (
+        "test_demo.py: error: nan.pth: weights hold values that are not finite (3 of 21600 in upsampler.0.weight are NaN "
+        "or infinity); expected a checkpoint of finite weights"
+    )
+
+
 def test_flag_combinations(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--include_test and --hybrid_test need --data_dir" in _bad(previous_results, capsys, "--include_test")
     assert "--lr_dir needs --hr_dir" in _bad(previous_results, capsys, "--lr_dir", "x")

@@ -478,6 +478,19 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         args = cli_args(workdir, out)
         args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "missing.pth")
         return args, f"--teacher {tmp / 'missing.pth'}: checkpoint file not found"
+    if name == "SRC with weights that are not finite":  # a diverged training's: not blamed on --lr once training
+        model = tiny_prfdn()
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("nan")
+        save_checkpoint(model, tmp / "nan.pth")
+        return cli_args(workdir, out, src=tmp / "nan.pth"), f"SRC {tmp / 'nan.pth'}: weights hold values that are not finite"
+    if name == "teacher with weights that are not finite":
+        state = torch.load(workdir / "rfdn_teacher.pth")
+        state["B1.c5.weight"][0, 0, 0, 0] = float("inf")
+        torch.save(state, tmp / "teacher.pth")
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "teacher.pth")
+        return args, f"--teacher {tmp / 'teacher.pth'}: weights hold values that are not finite (1 of 5000 in B1.c5.weight"
     if name == "resume past its iters":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--iters", "5"], "is at iteration 8, past --iters 5"
@@ -542,6 +555,8 @@ ERROR_CASES = [
     "corrupt SRC",
     "teacher not RFDN-compatible",
     "teacher missing",
+    "SRC with weights that are not finite",
+    "teacher with weights that are not finite",
     "resume file missing",
     "resume with a log that is not UTF-8",
     "resume past its iters",

@@ -120,6 +120,44 @@ def test_stage_clis_refuse_wrong_stage_and_corrupt_input(tmp_path: Path, capsys:
     assert capsys.readouterr().err.strip().endswith("other.pth: checkpoint file not found")
 
 
+def test_stages_refuse_weights_that_are_not_finite_naming_the_file(
+    feature_fit_inputs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diverged training's weights (NaN, infinity) as SRC or --rfdn: refused before any work, naming the file."""
+    from transform import feature_fit
+
+    state = _random_rfdn_state()
+    state["B3.c5.bias"][2] = float("nan")
+    torch.save(state, tmp_path / "nan_rfdn.pth")
+    branch = read_model_checkpoint(feature_fit_inputs["branch"])
+    branch.state_dict["srfdb2.c4.weight"].view(-1)[0] = float("-inf")
+    from utils.checkpoint import save_model_checkpoint
+
+    save_model_checkpoint(tmp_path / "inf_branch.pth", branch)
+    cases = [
+        (branch_stage.main, [str(tmp_path / "nan_rfdn.pth")], f"SRC {tmp_path / 'nan_rfdn.pth'}", "B3.c5.bias"),
+        (reparam_stage.main, [str(tmp_path / "inf_branch.pth")], f"SRC {tmp_path / 'inf_branch.pth'}", "srfdb2.c4.weight"),
+        (
+            feature_fit.main,
+            [
+                feature_fit_inputs["branch"],
+                "--rfdn",
+                str(tmp_path / "nan_rfdn.pth"),
+                "--train_dir",
+                feature_fit_inputs["train_dir"],
+            ],
+            f"--rfdn {tmp_path / 'nan_rfdn.pth'}",
+            "B3.c5.bias",
+        ),
+    ]
+    for main, argv, named, tensor in cases:
+        src, *flags = argv
+        assert main([src, str(tmp_path / "out.pth"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert f"{named}: weights hold values that are not finite (1 of " in err and f"in {tensor} are NaN or infinity" in err
+        assert err.count("\n") == 1 and not (tmp_path / "out.pth").exists()
+
+
 @pytest.mark.parametrize("fast", [False, True], ids=["fp32", "bf16+channels_last"])
 def test_feature_fit_moves_only_the_new_layers_towards_rfdn_features(fast: bool) -> None:
     """Stage 1b: the loss falls on a fixed batch, RFDN's own tensors in the branch model stay bit-identical (also

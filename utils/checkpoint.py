@@ -98,6 +98,19 @@ def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> st
     return "; ".join(parts)
 
 
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training's), naming ``source`` and the first such tensor:
+    they give no image, and a training started from them diverges at once, which would be blamed on its --lr."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise HarnessError(
+                    f"{source}: weights hold values that are not finite ({bad} of {tensor.numel()} in {name} are NaN or "
+                    "infinity); expected a checkpoint of finite weights"
+                )
+
+
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
     """Load ``state`` into ``model`` (strict), or raise one line: ``what``, then what does not fit."""
     mismatch = describe_mismatch(model, state)
