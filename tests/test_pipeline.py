@@ -609,6 +609,22 @@ def test_an_interrupted_stage_stops_the_pipeline_with_130(
     assert "interrupted; run the same command again to continue" in capsys.readouterr().err
 
 
+def test_a_full_disk_in_a_stage_is_one_line_and_leaves_its_file_whole(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = Path(json.loads(tiny_run.read_text())["work_dir"])
+    kept = (work / "final.pth").read_bytes()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert run_pipeline.main([str(tiny_run), "--force", "--from", "final", "--until", "final"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"run_pipeline.py: error: [Errno 28] cannot write {work / 'final.pth'}: No space left on device\n"
+    assert (work / "final.pth").read_bytes() == kept
+
+
 def parameter_count(path: Path) -> int:
     return sum(tensor.numel() for tensor in read_model_checkpoint(path).state_dict.values())
 

@@ -6,6 +6,7 @@ Tiny randomly initialised models (nf=8) and 16-pixel LR patches of shrunk scikit
 from __future__ import annotations
 
 import copy
+import errno
 import itertools
 import json
 import os
@@ -838,3 +839,46 @@ def test_select_worst_gap_keeps_the_weights_whose_worst_group_is_closest_to_the_
     assert result.best_iteration == best["iter"] and result.best_psnr == pytest.approx(best["val_psnr"])
     with pytest.raises(HarnessError, match="--select worst_gap needs a --teacher"):
         fit(tiny_prfdn(), data.train, data.val, settings(select="worst_gap"))
+
+
+@pytest.mark.parametrize("failure", ["python", "torch", "torch, space left"])
+def test_a_full_disk_is_one_line_and_leaves_the_earlier_state_whole(
+    failure: str, workdir: Path, cli_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The first checkpoint write fails as a full disk fails it (Python's file write, or torch's own writer's
+    RuntimeError); one line saying so, exit 2, the earlier files as they were, no temp file left."""
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    before = snapshot(tmp_path)
+
+    def full_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if failure == "python":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    free = 1 << 40 if failure == "torch, space left" else 1 << 20
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 41, (1 << 41) - free, free))
+    assert train_prfdn.cli(cli_args(workdir, out, "--resume", "--iters", "9")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"train_prfdn.py: error: [Errno {errno.ENOSPC if free < 1 << 30 else errno.EIO}] cannot write ")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    if free < 1 << 30:
+        assert "No space left on device" in err
+    else:
+        assert "the write failed ([enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534)" in err
+    after = snapshot(tmp_path)
+    assert {path: after[path] for path in before if path != train_prfdn.output_paths(out)["log"]} == {
+        path: content for path, content in before.items() if path != train_prfdn.output_paths(out)["log"]
+    }  # the log has iteration 9's record (truncated away by the next --resume); every other file is as it was
+    assert set(after) == set(before)
+
+
+def test_a_full_disk_while_logging_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = training_loop.JsonlLog(tmp_path / "out.log.jsonl")
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("builtins.open", full)
+    with pytest.raises(OSError, match=r"cannot write .*out\.log\.jsonl: No space left on device"):
+        log({"iter": 1})

@@ -254,8 +254,11 @@ class JsonlLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full disk: the line cut off there is dropped by the next --resume (truncate_log)
+            raise OSError(err.errno, f"cannot write {self.path}: {err.strerror or err}") from None
 
 
 def read_log_lines(path: str | os.PathLike) -> list[str]:

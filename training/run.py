@@ -60,12 +60,12 @@ from utils.checkpoint import (
     check_training_state,
     safe_load,
     save_model_checkpoint,
+    save_torch_file,
     weights_sha256,
 )
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import (
-    atomic_write,
     atomic_write_text,
     check_distinct,
     check_output_file,
@@ -280,8 +280,7 @@ def snapshot_path(out: str | Path) -> Path:
 
 
 def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
-    payload = {**state, "run": run}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_torch_file(path, {**state, "run": run})
 
 
 def check_unchanged_since_checked(args: argparse.Namespace, paths: dict[str, Path], state: dict[str, Any] | None) -> None:
