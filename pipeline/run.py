@@ -46,7 +46,7 @@ from training.loop import TrainSettings
 from transform import branch, export, feature_fit, prune, reparam
 from utils.checkpoint import read_model_checkpoint
 from utils.cli import ArgumentParser
-from utils.datasets import SCALE, fetch_hint
+from utils.datasets import SCALE, why_not_a_folder
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of
 from utils.image import list_images
@@ -243,7 +243,8 @@ def check_image_folder(label: str, folder: str) -> None:
     """Refuse a data folder that is missing or holds no images (the stage reading it would run first)."""
     path = Path(folder)
     if not path.is_dir():
-        raise HarnessError(f"{label} {folder}: folder not found{fetch_hint(folder)}")
+        kind = "validation" if label.endswith("val_dir") else "LR" if ".lr_dir" in label else "training"
+        raise HarnessError(f"{label} {folder}: {why_not_a_folder(folder, kind)}")
     if not list_images(path):
         raise HarnessError(f"{label} {folder}: holds no images (expected .png/.bmp/.jpg/.tif files)")
 

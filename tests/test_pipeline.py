@@ -421,6 +421,15 @@ def test_paths_of_the_wrong_type_are_refused(
     assert f"config.json: {key}: expected a path, got {got}" in err
 
 
+def test_a_loop_of_links_for_a_data_folder_is_one_line(
+    quick_config: dict, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loop = tmp_path_factory.mktemp("links") / "loop"
+    loop.symlink_to(loop)
+    err = refused(tmp_path, capsys, with_values(quick_config, "data", {"val_dir": str(loop)}))
+    assert f"data.val_dir {loop}: is a loop of symbolic links; expected a folder of validation images" in err
+
+
 @pytest.mark.parametrize(
     "section, values, message",
     [

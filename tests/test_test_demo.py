@@ -466,6 +466,17 @@ def test_broken_links_in_image_folders_are_refused(
     )
 
 
+def test_folders_that_are_loops_of_links_are_one_line(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    Path("loop").symlink_to("loop")
+    ckpt = ("--model_path", str(random_rfdn_checkpoint), "--model_id", "0")
+    line = _bad(previous_results, capsys, "--hr_dir", "loop", *ckpt)
+    assert line == "test_demo.py: error: loop: is a loop of symbolic links; expected a folder of HR images"
+    line = _bad(previous_results, capsys, "--results_json", "loop/r.json", *ckpt)
+    assert line == "test_demo.py: error: --results_json loop/r.json: loop is a loop of symbolic links; expected a folder"
+
+
 def test_numeric_flags_out_of_range(
     previous_results: Path, capsys: pytest.CaptureFixture[str], tiny_run: tuple[str, ...]
 ) -> None:

@@ -322,6 +322,17 @@ def test_a_file_given_for_a_folder_is_refused(hr_dir: Path) -> None:
         load_training_data([hr_dir], patch_size=8, val_dir=image)
 
 
+def test_a_loop_of_links_for_a_folder_is_one_line(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for folder, expected in ((loop, "is a loop of symbolic links"), (loop / "x", "its path runs through a loop")):
+        with pytest.raises(HarnessError, match=f"--train_dir {folder}: {expected}.*; expected a folder of training images"):
+            load_training_data([folder], patch_size=8)
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(HarnessError, match=r"--train_dir .*broken: is a broken symbolic link \(to .*nowhere\)"):
+        load_training_data([tmp_path / "broken"], patch_size=8)
+
+
 # --- the teacher's SR made beforehand (--teacher_cache) --------------------------------------------------------
 
 

@@ -447,6 +447,11 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         args = cli_args(workdir, out)
         args[args.index(str(workdir / "train"))] = str(workdir / "src.pth")
         return args, f"--train_dir {workdir / 'src.pth'}: is a file; expected a folder of training images"
+    if name == "training folder is a loop of links":
+        (tmp / "loop").symlink_to(tmp / "loop")
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "train"))] = str(tmp / "loop")
+        return args, f"--train_dir {tmp / 'loop'}: is a loop of symbolic links; expected a folder of training images"
     if name == "images smaller than the patch":
         return [*cli_args(workdir, out), "--patch_size", "40"], ".png: image is 128x128, smaller than the 160x160 HR patch"
     if name == "patch smaller than the network takes":
@@ -544,6 +549,7 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
 ERROR_CASES = [
     "empty training folder",
     "training folder is a file",
+    "training folder is a loop of links",
     "images smaller than the patch",
     "patch smaller than the network takes",
     "validation crop smaller than the network takes",

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from utils.datasets import SCALE, check_lr_size, fetch_hint, pair_folders
+from utils.datasets import SCALE, check_lr_size, pair_folders, why_not_a_folder
 from utils.errors import HarnessError
 from utils.fileio import check_distinct
 from utils.image import imread_uint, list_images, modcrop, uint2tensor4
@@ -107,10 +107,8 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
 
 def _image_folder(folder: str | os.PathLike, flag: str, kind: str = "training") -> Path:
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise HarnessError(f"{flag} {folder}: is a file; expected a folder of {kind} images")
     if not folder.is_dir():
-        raise HarnessError(f"{flag} {folder}: folder not found{fetch_hint(folder)}")
+        raise HarnessError(f"{flag} {folder}: {why_not_a_folder(folder, kind)}")
     if not list_images(folder):
         raise HarnessError(f"{flag} {folder}: {kind} folder holds no images (expected .png/.bmp/.jpg/.tif files)")
     return folder
