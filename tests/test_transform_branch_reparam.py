@@ -358,3 +358,18 @@ def test_checkpoint_header_values_are_checked(
     torch.save(raw, tmp_path / "fine.pth")
     checkpoint = read_model_checkpoint(tmp_path / "fine.pth")
     assert (checkpoint.scale, checkpoint.data_range) == (4, 255.0) and type(checkpoint.scale) is int
+
+
+def test_feature_fit_that_diverges_writes_nothing(
+    feature_fit_inputs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loss that is not finite stops the fitting as it stops training (exit 2), with no unfitted input written back."""
+    from transform import feature_fit
+
+    monkeypatch.setattr(feature_fit, "feature_loss", lambda model, rfdn, batch: (batch * float("nan")).mean())
+    argv = [feature_fit_inputs["branch"], str(tmp_path / "fitted.pth"), "--rfdn", feature_fit_inputs["rfdn"]]
+    argv += ["--train_dir", feature_fit_inputs["train_dir"], "--iters", "3", "--batch_size", "1", "--patch_size", "16"]
+    assert feature_fit.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "transform.feature_fit: error: training diverged: the feature loss is nan at iteration 1; lower --lr\n"
+    assert not (tmp_path / "fitted.pth").exists()
