@@ -51,6 +51,20 @@ def test_branch_refuses_an_rfdn_with_missing_tensors() -> None:
         branch_from_rfdn(rfdn)
 
 
+def test_branch_says_what_it_loaded_in_one_line_and_lists_it_with_verbose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline run prints the branching's summary, not a line per tensor; --verbose lists them."""
+    torch.save(_random_rfdn_state(), tmp_path / "rfdn.pth")
+    assert branch_stage.main([str(tmp_path / "rfdn.pth"), str(tmp_path / "branch.pth")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("loaded 128 tensors from RFDN (every one it has); 72 new ones") and "--verbose" in out[0]
+    assert len(out) == 2 and out[1].startswith(f"wrote {tmp_path / 'branch.pth'}")
+    assert branch_stage.main([str(tmp_path / "rfdn.pth"), str(tmp_path / "branch.pth"), "--overwrite", "--verbose"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  head1.weight                 <- fea_conv.weight" in out and len(out) == 1 + 128 + 1 + 72 + 1
+
+
 @pytest.mark.parametrize("form", ["grouped", "dense"])
 def test_reparam_is_exact_on_random_weights(form: str) -> None:
     torch.manual_seed(1)
