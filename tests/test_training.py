@@ -454,6 +454,18 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         return args, f"--train_dir {tmp / 'loop'}: is a loop of symbolic links; expected a folder of training images"
     if name == "images smaller than the patch":
         return [*cli_args(workdir, out), "--patch_size", "40"], ".png: image is 128x128, smaller than the 160x160 HR patch"
+    if name == "flat threshold no patch can pass":
+        return [
+            *cli_args(workdir, out),
+            "--flat_threshold",
+            "300",
+        ], "--flat_threshold 300.0: must be at least 0 (0: off) and below 255"
+    if name == "scale_aug that adds no copy":
+        return [
+            *cli_args(workdir, out),
+            "--scale_aug",
+            "0.1",
+        ], "--scale_aug 0.1: no training image downscaled by it holds one 64x64"
     if name == "patch smaller than the network takes":
         return [*cli_args(workdir, out), "--patch_size", "14"], "--patch_size 14: must be at least 15 (LR pixels"
     if name == "validation crop smaller than the network takes":
@@ -551,6 +563,8 @@ ERROR_CASES = [
     "training folder is a file",
     "training folder is a loop of links",
     "images smaller than the patch",
+    "flat threshold no patch can pass",
+    "scale_aug that adds no copy",
     "patch smaller than the network takes",
     "validation crop smaller than the network takes",
     "validation image smaller than the network takes",

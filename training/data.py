@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +39,7 @@ from utils.settings import add_flags, help_of, setting, setting_names
 
 NUM_TRANSFORMS = 8
 FLAT_TRIES = 8  # crops drawn at most for one patch when flat ones are skipped
+MAX_GRADIENT_ENERGY = 255  # ``gradient_energy`` of 0-255 images is at most this (a checkerboard of 0 and 255)
 
 
 # --- the 8 flips / rotations (the dihedral group of the square) -------------------------------------------
@@ -136,13 +138,15 @@ def read_folder(
 def check_patch_fits(images: Sequence[TrainImage], patch_size: int, scale: int = SCALE) -> None:
     """Every image must hold one HR patch of ``scale * patch_size`` pixels per side."""
     need = scale * patch_size
-    for image in images:
-        h, w = image.hr.shape[:2]
-        if h < need or w < need:
-            raise HarnessError(
-                f"{image.path}: image is {w}x{h}, smaller than the {need}x{need} HR patch (--patch_size {patch_size} "
-                f"LR pixels x{scale}); lower --patch_size or remove the image"
-            )
+    small = [image for image in images if min(image.hr.shape[:2]) < need]
+    if small:
+        h, w = small[0].hr.shape[:2]
+        others = f", as are {len(small) - 1} more" if len(small) > 1 else ""
+        raise HarnessError(
+            f"{small[0].path}: image is {w}x{h}, smaller than the {need}x{need} HR patch (--patch_size {patch_size} "
+            f"LR pixels x{scale}){others}; lower --patch_size, give --skip_small to leave such images out, or remove "
+            "the image"
+        )
 
 
 # --- training patches ---------------------------------------------------------------------------------------
@@ -198,7 +202,10 @@ class TrainPatches(Dataset):
                     f"--mix: give one weight per training folder ({max(image.source for image in self.images) + 1}), "
                     "each folder with a weight above 0 holding training images"
                 )
-            self._weights = np.asarray(self.mix) / sum(self.mix)
+            weights = np.asarray(self.mix)
+            if not math.isfinite(sum(self.mix)):  # huge weights whose sum overflows: scaled to at most 1 first
+                weights = weights / weights.max()
+            self._weights = weights / sum(weights)
 
     def with_targets(self, targets: Sequence[np.ndarray]) -> TrainPatches:
         """The same patch stream, each item with a third tensor: the crop of ``targets[image]`` (an HR-sized
@@ -362,8 +369,11 @@ def check_sampling(mix: Sequence[float] | None, flat_threshold: float | None, fo
             )
         if not all(math.isfinite(w) and w >= 0 for w in mix) or sum(mix) <= 0:
             raise HarnessError(f"{where}mix {' '.join(f'{w:g}' for w in mix)}: weights must be finite, at least 0, not all 0")
-    if flat_threshold is not None and not (math.isfinite(flat_threshold) and flat_threshold >= 0):
-        raise HarnessError(f"{where}flat_threshold {flat_threshold}: must be at least 0 (0: off) and finite")
+    if flat_threshold is not None and not (math.isfinite(flat_threshold) and 0 <= flat_threshold < MAX_GRADIENT_ENERGY):
+        raise HarnessError(
+            f"{where}flat_threshold {flat_threshold}: must be at least 0 (0: off) and below {MAX_GRADIENT_ENERGY} (the "
+            "gradient energy of 0-255 images is below it, so every patch would count as flat)"
+        )
 
 
 def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") -> None:
@@ -375,22 +385,54 @@ def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") 
         raise HarnessError(f"{flag}: give each factor once")
 
 
+def _copy_fits(image: TrainImage, factor: float, min_side: int) -> bool:
+    h, w = image.hr.shape[:2]
+    return min(math.ceil(h * factor), math.ceil(w * factor)) >= min_side
+
+
+def plan_copies(images: Sequence[TrainImage], factors: Sequence[float], min_side: int) -> list[tuple[TrainImage, float]]:
+    """(image, factor) of every copy ``downscaled_copies`` makes, in its order; refused in one line where a factor
+    would add nothing at all: no copy of it holds one ``min_side`` HR patch, or every image has its own LR. Copies
+    left out are said on stderr (how many, and of which factor)."""
+    copyable = [image for image in images if image.lr is None]
+    if not copyable:
+        raise HarnessError(
+            "--scale_aug: every training image has its own LR file (--lr_dir), and such images are not downscaled (their "
+            "LR would no longer match), so it would add nothing; leave --scale_aug out"
+        )
+    for factor in factors:
+        if not any(_copy_fits(image, factor, min_side) for image in copyable):
+            largest = max(copyable, key=lambda image: min(image.hr.shape[:2]))
+            h, w = largest.hr.shape[:2]
+            raise HarnessError(
+                f"--scale_aug {factor:g}: no training image downscaled by it holds one {min_side}x{min_side} HR patch (the "
+                f"largest, {largest.name}, becomes {math.ceil(w * factor)}x{math.ceil(h * factor)}), so it would add "
+                "nothing; raise the factor or lower --patch_size"
+            )
+    plan = [(image, factor) for image in copyable for factor in factors if _copy_fits(image, factor, min_side)]
+    if len(plan) < len(copyable) * len(factors):
+        counts = [(factor, sum(not _copy_fits(image, factor, min_side) for image in copyable)) for factor in factors]
+        print(
+            f"--scale_aug: {len(plan)} downscaled copies made; {len(copyable) * len(factors) - len(plan)} left out as "
+            f"smaller than a {min_side}x{min_side} HR patch ({', '.join(f'{n} at {f:g}' for f, n in counts if n)})",
+            file=sys.stderr,
+        )
+    if len(copyable) < len(images):
+        print(f"--scale_aug: {len(images) - len(copyable)} images with their own LR file are not copied", file=sys.stderr)
+    return plan
+
+
 def downscaled_copies(images: Sequence[TrainImage], factors: Sequence[float], min_side: int) -> list[TrainImage]:
     """Each image downscaled by each factor (MATLAB-compatible bicubic, antialiased), named ``NAME@FACTOR``:
     more scales of the same content (a texture seen from further away), cut into patches like the originals.
     Copies that could not hold one ``min_side`` HR patch are not made (whether or not ``--skip_small`` is given:
-    the originals are the images the user chose). Images with their own LR file are not copied (their LR would no
-    longer match)."""
-    copies = []
-    for image in images:
-        if image.lr is not None:
-            continue
-        for factor in factors:
-            h, w = image.hr.shape[:2]
-            if min(math.ceil(h * factor), math.ceil(w * factor)) < min_side:
-                continue
-            copies.append(TrainImage(f"{image.name}@{factor:g}", image.path, imresize(image.hr, factor), source=image.source))
-    return copies
+    the originals are the images the user chose), and said on stderr; a factor none of whose copies would hold
+    one is refused (``plan_copies``). Images with their own LR file are not copied (their LR would no longer
+    match)."""
+    return [
+        TrainImage(f"{image.name}@{factor:g}", image.path, imresize(image.hr, factor), source=image.source)
+        for image, factor in plan_copies(images, factors, min_side)
+    ]
 
 
 @dataclass
@@ -419,6 +461,7 @@ def load_training_data(
     scale_aug: Sequence[float] | None = None,
     mix: Sequence[float] | None = None,
     flat_threshold: float | None = None,
+    make_copies: bool = True,
 ) -> TrainData:
     """Decode the training folders and hold out the validation images.
 
@@ -429,7 +472,8 @@ def load_training_data(
     each (``downscaled_copies``). ``skip_small``: training images that cannot hold one HR patch are left out
     (and listed in the description) instead of being an error; T91, for one, has images of 78x78. ``mix``: a
     sampling weight per training folder (``train_dirs``, then ``extra_train_dirs``); ``flat_threshold``: flat patches
-    are drawn again (``TrainPatches``).
+    are drawn again (``TrainPatches``). ``make_copies`` False: the scale-augmentation copies are checked (``plan_copies``)
+    but not made (a check of the data before a run, as the pipeline makes).
     """
     if not train_dirs:
         raise HarnessError("--train_dir: give at least one folder of training images")
@@ -478,14 +522,27 @@ def load_training_data(
             "or add images"
         )
     side = patch_size * scale
-    copies = downscaled_copies(train_images, scale_aug, side) if scale_aug else []
+    if scale_aug and not make_copies:
+        plan_copies(train_images, scale_aug, side)  # refused or said as the copies would be, none made
+    copies = downscaled_copies(train_images, scale_aug, side) if scale_aug and make_copies else []
     train_images = train_images + copies
     skipped = []
     if skip_small:
-        skipped = sorted(image.name for image in train_images if min(image.hr.shape[:2]) < side)
+        small = [image for image in train_images if min(image.hr.shape[:2]) < side]
+        skipped = sorted(image.name for image in small)
+        if len(small) == len(train_images):
+            raise HarnessError(
+                f"no training image holds a {side}x{side} HR patch (--patch_size {patch_size} LR pixels x{scale}), so none "
+                "is left to train on; lower --patch_size"
+            )
+        if small:
+            examples = ", ".join(f"{image.name} {image.hr.shape[1]}x{image.hr.shape[0]}" for image in small[:3])
+            print(
+                f"training data: left out {len(small)} of {len(train_images)} training images smaller than the {side}x{side} "
+                f"HR patch ({examples}{', ...' if len(small) > 3 else ''})",
+                file=sys.stderr,
+            )
         train_images = [image for image in train_images if min(image.hr.shape[:2]) >= side]
-        if not train_images:
-            raise HarnessError(f"--skip_small: no training image holds a {side}x{side} HR patch; lower --patch_size")
     split["val_images"] = sorted(image.name for image in held_out_images + dir_images)
     split["val_crop"] = val_crop
     train = TrainPatches(train_images, patch_size, scale, data_range, seed, mix=mix, flat_threshold=flat_threshold or 0.0)
@@ -629,7 +686,9 @@ def check_data_folders(args: argparse.Namespace) -> None:
         _image_folder(folder, f"--{flag}", FOLDER_FLAGS[flag])
 
 
-def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int) -> TrainData:
+def load_data_from_args(
+    args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int, make_copies: bool = True
+) -> TrainData:
     return load_training_data(
         args.train_dir,
         args.lr_dir,
@@ -646,4 +705,5 @@ def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int,
         scale_aug=getattr(args, "scale_aug", None),
         mix=getattr(args, "mix", None),
         flat_threshold=getattr(args, "flat_threshold", None),
+        make_copies=make_copies,
     )
