@@ -596,7 +596,7 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
     assert names(pipeline_config.TrainingPhase) - {"extra_train_dir"} == flags_of(  # a data flag a section may add
         run_pipeline.train_prfdn.parse_args,
         ["a", "b"],
-        {"src", "out", "resume", "overwrite"},  # the pipeline sets these
+        {"src", "out", "resume", "overwrite", "accept_data_change"},  # the pipeline sets these (the last: its own flag)
     )
     assert names(pipeline_config.ReparamSection) == flags_of(
         run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst", "overwrite"}

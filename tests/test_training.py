@@ -515,6 +515,15 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
     if name == "resume with another seed":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--seed", "5"], "--seed 5: " + f"{paths['state']} was trained with --seed 0"
+    if name == "resume after the data folders changed":  # as if a training image was added since the state was written
+        state = torch.load(train_prfdn.output_paths(cli_run)["state"], weights_only=True)
+        recorded = state["run"]["data_images"]
+        recorded["train"].pop(next(iter(recorded["train"])))
+        torch.save(state, paths["state"])
+        return [
+            *cli_args(workdir, out),
+            "--resume",
+        ], f"the data folders changed since {paths['state']} was written: 1 image added"
     if name == "resume with a log that is not UTF-8":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         paths["log"].write_bytes(b'{"iter": 0, "lr": 0.001}\n\xff\xfe not text\n')
@@ -523,6 +532,8 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         return [*cli_args(workdir, out), "--resume"], "out.state.pth not found"
     if name == "resume and overwrite":
         return [*cli_args(workdir, out), "--resume", "--overwrite"], "--resume and --overwrite: give one of them"
+    if name == "accept_data_change without resume":
+        return [*cli_args(workdir, out), "--accept_data_change"], "--accept_data_change: only with --resume"
     if name.startswith("earlier run's "):  # any of OUT's four files, from a run long or short
         key = name.removeprefix("earlier run's ")
         paths[key].write_bytes(b"an earlier run's file")
@@ -582,8 +593,10 @@ ERROR_CASES = [
     "resume with a log that is not UTF-8",
     "resume past its iters",
     "resume with another seed",
+    "resume after the data folders changed",
     "resume from another model",
     "resume and overwrite",
+    "accept_data_change without resume",
     "earlier run's best",
     "earlier run's last",
     "earlier run's state",
@@ -632,6 +645,26 @@ def test_cli_overwrite_starts_a_new_run_over_an_earlier_one(workdir: Path, cli_r
     assert train_prfdn.read_state(train_prfdn.output_paths(out)["state"])["iteration"] == 1
     for key in ("best", "last"):
         assert read_model_checkpoint(train_prfdn.output_paths(out)[key]).provenance["iterations"] == 1
+
+
+def test_cli_resume_goes_on_with_changed_data_only_when_told(
+    workdir: Path, cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The state records every image it trained and validated on: a resume with the same flags over changed folders is
+    refused (see the error cases); --accept_data_change goes on, saying what changed, and records the data as it is."""
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    state_path = train_prfdn.output_paths(out)["state"]
+    state = torch.load(state_path, weights_only=True)
+    recorded = state["run"]["data_images"]
+    assert set(recorded) == {"train", "val"} and len(recorded["train"]) == 3 and len(recorded["val"]) == 1
+    name, digest = recorded["train"].popitem()  # as if that image was added since
+    recorded["val"]["train/old"] = "0" * 40  # and a held-out image removed
+    torch.save(state, state_path)
+    capsys.readouterr()
+    assert train_prfdn.cli(cli_args(workdir, out, "--resume", "--iters", "9", "--accept_data_change")) == 0
+    err = capsys.readouterr().err
+    assert f"--resume with changed data folders: 1 image added ({name}); 1 image gone (train/old)" in err
+    assert train_prfdn.read_state(state_path)["run"]["data_images"]["train"][name] == digest
 
 
 def test_cli_resume_after_a_kill_logs_each_iteration_once_and_leaves_no_temp_file(

@@ -437,11 +437,14 @@ def downscaled_copies(images: Sequence[TrainImage], factors: Sequence[float], mi
 
 @dataclass
 class TrainData:
-    """What ``load_training_data`` returns: training patches, validation images, and a description for provenance."""
+    """What ``load_training_data`` returns: training patches, validation images, a description for provenance, and
+    each training and validation image's name and pixel digest (``image_digests``), by which a resumed run tells
+    whether the folders changed since."""
 
     train: TrainPatches
     val: list[ValidationImage]
     description: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # image_digests: {"train": ..., "val": ...}
 
 
 def load_training_data(
@@ -510,6 +513,7 @@ def load_training_data(
         same = train_keys.get(_content_key(image.hr))
         if same is not None:
             raise HarnessError(f"--val_dir: {image.path} is also a training image ({same.path}); keep the two sets apart")
+    digests = image_digests(train_images, held_out_images + dir_images)
     split: dict[str, Any] = {}
     if held_out or val_dir is None:
         split.update(kind="val_fraction", val_fraction=float(val_fraction or 0.0), val_seed=int(val_seed))
@@ -560,7 +564,47 @@ def load_training_data(
         "flat_threshold": flat_threshold or 0.0,
         "validation": split,
     }
-    return TrainData(train, val, description)
+    return TrainData(train, val, description, digests)
+
+
+def image_digests(train: Sequence[TrainImage], val: Sequence[TrainImage]) -> dict[str, dict[str, str]]:
+    """The decoded images of a run by name, each with a digest of its pixels (``{"train": {name: digest}, "val":
+    ...}``; training images before scale augmentation and --skip_small): two loads of the same folders give the
+    same record (also from a lossless packed copy), an image added, removed or changed shows."""
+    return {
+        "train": {image.name: _content_key(image.hr) for image in train},
+        "val": {image.name: _content_key(image.hr) for image in val},
+    }
+
+
+def describe_data_change(saved: Mapping[str, Any], now: Mapping[str, Mapping[str, str]]) -> str | None:
+    """How the images ``now`` differ from the ``saved`` record of ``image_digests`` (for a message): images added,
+    gone or changed, and images that changed sides between training and validation (the held-out split); None
+    when nothing changed."""
+
+    def by_name(record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        names: dict[str, dict[str, str]] = {}
+        for role in ("train", "val"):
+            for name, digest in (record.get(role) or {}).items():
+                names.setdefault(name, {})[role] = digest
+        return names
+
+    before, after = by_name(saved), by_name(now)
+    common = set(before) & set(after)
+    kinds = (
+        ("added", sorted(set(after) - set(before))),
+        ("gone", sorted(set(before) - set(after))),
+        ("changed", sorted(n for n in common if set(before[n].values()) != set(after[n].values()))),
+    )
+    parts = [f"{len(names)} image{'s' if len(names) > 1 else ''} {what} ({_some(names)})" for what, names in kinds if names]
+    moved = sorted(n for n in common if set(before[n]) != set(after[n]))
+    if moved:
+        parts.append(f"the held-out split changed ({len(moved)} moved between training and validation: {_some(moved)})")
+    return "; ".join(parts) or None
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def check_data_values(

@@ -33,6 +33,7 @@ from training.data import (
     TrainData,
     add_data_arguments,
     check_apart_from_data,
+    describe_data_change,
     fill_data_defaults,
     load_data_from_args,
 )
@@ -115,6 +116,8 @@ def check_outputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
     without --resume or --overwrite."""
     if args.resume and args.overwrite:
         raise HarnessError("--resume and --overwrite: give one of them (continue OUT's run, or start a new one over it)")
+    if getattr(args, "accept_data_change", False) and not args.resume:
+        raise HarnessError("--accept_data_change: only with --resume (a new run reads its data folders as they are)")
     for label, path in labelled_outputs(paths).items():
         check_output_file(path, label)
     check_apart_from_inputs(args, paths)
@@ -215,12 +218,36 @@ def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
         )
 
 
+def changed_data_flags(saved: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The data flags a resume gives otherwise than the resumed run (``saved``: its ``data_args``)."""
+    return [name for name in DATA_FLAGS if saved.get(name) != getattr(args, name)]
+
+
 def announce_data_change(saved: dict[str, Any], args: argparse.Namespace) -> None:
     """Tell on stderr which data flags a resume changes: from its iteration on, patches come from the new data."""
-    changed = [name for name in DATA_FLAGS if saved.get(name) != getattr(args, name)]
+    changed = changed_data_flags(saved, args)
     if changed:
         flags = ", ".join(f"--{name} {getattr(args, name)}" for name in changed)
         print(f"{PROG}: --resume with other data ({flags}): the patches from here on come from it", file=sys.stderr)
+
+
+def check_same_images(state: dict[str, Any], path: Path, data: TrainData, args: argparse.Namespace) -> None:
+    """A resume reads the images its run was trained and validated on: an image added to, gone from or changed in the
+    same folders (the held-out split may change with them) is refused, naming the change, unless
+    ``--accept_data_change``; with other data flags, or accepted, the change is said on stderr. A state written
+    before the images were recorded is not compared."""
+    saved = state["run"].get("data_images")
+    if not isinstance(saved, dict):
+        return
+    change = describe_data_change(saved, data.images)
+    if change is None:
+        return
+    if not (getattr(args, "accept_data_change", False) or changed_data_flags(state["run"]["data_args"], args)):
+        raise HarnessError(
+            f"--resume: the data folders changed since {path} was written: {change}; the run would go on with other "
+            "patches and validation images. Restore the folders, or give --accept_data_change to go on with them as they are"
+        )
+    print(f"{PROG}: --resume with changed data folders: {change}", file=sys.stderr)
 
 
 def build_provenance(
@@ -329,6 +356,7 @@ def main(args: argparse.Namespace) -> FitResult:
         args, patch_size=settings.patch_size, seed=settings.seed, data_range=checkpoint.data_range, scale=checkpoint.scale
     )
     if state:
+        check_same_images(state, paths["state"], data, args)
         announce_resume(state, settings)
         announce_data_change(state["run"]["data_args"], args)
     run = {
@@ -341,6 +369,7 @@ def main(args: argparse.Namespace) -> FitResult:
         "teacher": args.teacher,
         "teacher_sha256": sha256_of(args.teacher) if args.teacher else None,
         "data_args": {name: getattr(args, name) for name in DATA_FLAGS},
+        "data_images": data.images,
     }
     rank = world()[0]
     with exclusive_run(paths["state"], "OUT") if rank == 0 else contextlib.nullcontext():
@@ -404,6 +433,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overwrite",
         action="store_true",
         help="start a new run where OUT, OUT_last, OUT.state.pth or OUT.log.jsonl exist (their earlier run is replaced)",
+    )
+    parser.add_argument(
+        "--accept_data_change",
+        action="store_true",
+        help="with --resume: go on although images were added to, removed from or changed in the data folders since",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
