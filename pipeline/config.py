@@ -28,7 +28,7 @@ from models.team13_PRFDN import MIN_INPUT_SIZE
 from training import run as train_prfdn
 from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_aug, first_duplicate
 from training.flags import SETTING_NAMES, settings_from_flags
-from training.loop import TrainSettings, check_teacher_cache, default_lr
+from training.loop import TrainSettings, check_schedule_settings, check_teacher_cache, default_lr
 from transform import feature_fit, prune, reparam
 from transform.prune import PruneSettings
 from utils.datasets import SCALE, data_root, with_data_root
@@ -533,6 +533,7 @@ def check_stage_flags(config: PipelineConfig) -> None:
             continue
         for index, args in enumerate(config.training_args(section, src, dst)):
             check_training_flags(config, args, phase_location(section, index), section)
+        check_phases(getattr(config, section), section)
     form = config.reparam_args(src, dst).form
     if form not in reparam.FORMS:
         raise HarnessError(f"argument reparam.form: invalid choice: {form!r} (choose from {', '.join(reparam.FORMS)})")
@@ -543,6 +544,24 @@ def check_stage_flags(config: PipelineConfig) -> None:
         if point.final_training is not None:
             for phase, args in enumerate(config.phase_args(point.final_training, src, dst)):
                 check_training_flags(config, args, phase_location(f"{where}.final_training", phase), "final_training")
+            check_phases(point.final_training, f"{where}.final_training")
+
+
+def check_phases(training: TrainingSection, section: str) -> None:
+    """Per phase: each setting it gives is read by its schedule (``warmup`` and ``min_lr`` by the cosine,
+    ``lr_after_plateau`` and ``plateau_patience`` by the plateau rule; inherited ones are not its own), and a later
+    phase keeps the run's ``select`` (its best weights so far were chosen by it)."""
+    raw = (training.first, *training.then)
+    for index, (own, phase) in enumerate(zip(raw, training.phases(), strict=True)):
+        schedule = phase.schedule or TrainSettings.schedule
+        names = list(given(own))
+        run_stage_check(lambda s=schedule, n=names: check_schedule_settings(s, n), phase_location(section, index))
+        select, first = phase.select or TrainSettings.select, training.first.select or TrainSettings.select
+        if index > 0 and select != first:
+            raise HarnessError(
+                f"{phase_location(section, index)}.select {select}: a later phase continues the run, which chooses its best "
+                f"weights by {first}; give it in {section} (a run keeps its select)"
+            )
 
 
 def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where: str, section: str) -> None:
@@ -555,6 +574,8 @@ def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where
         raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
     if settings.select == "worst_gap" and config.data.teacher is None:
         raise HarnessError(f"{where}.select worst_gap: needs data.teacher (the reference of each validation group)")
+    if settings.select == "worst_gap" and config.data.val_dir is None and config.data.val_fraction == 0:
+        raise HarnessError(f"{where}.select worst_gap: needs validation images (data.val_dir, or data.val_fraction above 0)")
     if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):
         raise HarnessError(
             f"{where}.feature_distill {settings.feature_distill:g}: only in branch_training (the branch model's "

@@ -448,6 +448,10 @@ def test_a_loop_of_links_for_a_data_folder_is_one_line(
         ("data", {"val_fraction": 1}, "data.val_fraction 1: must be in [0, 1)"),
         ("branch_training", {"seed": -1}, "branch_training.seed -1: must not be negative"),
         ("branch_training", {"distill_weight": 1}, "branch_training.distill_weight 1: needs data.teacher"),
+        ("final_tuning", {"min_lr": 1e-6}, "final_tuning.min_lr: only with final_tuning.schedule cosine"),
+        ("final_training", {"schedule": "cosine", "warmup": 5}, "final_training.warmup 5: must be below final_training.iters 1"),
+        ("final_training", {"teacher_x8": True}, "final_training.teacher_x8: no teacher's SR to ensemble"),
+        ("data", {"flat_threshold": 300}, "data.flat_threshold 300: must be at least 0 (0: off) and below 255"),
     ],
 )
 def test_values_out_of_range_are_refused_before_any_stage(
@@ -455,6 +459,18 @@ def test_values_out_of_range_are_refused_before_any_stage(
 ) -> None:
     err = refused(tmp_path, capsys, with_values(quick_config, section, values))
     assert message in err
+
+
+def test_select_needs_validation_images_and_stays_the_runs_in_later_phases(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = with_values(quick_config, "data", {"teacher": quick_config["rfdn"], "val_fraction": 0})
+    err = refused(tmp_path, capsys, with_values(config, "final_training", {"select": "worst_gap"}))
+    assert "final_training.select worst_gap: needs validation images (data.val_dir, or data.val_fraction above 0)" in err
+    config = with_values(quick_config, "data", {"teacher": quick_config["rfdn"]})
+    later = {"then": [{"iters": 3, "select": "worst_gap"}]}
+    err = refused(tmp_path, capsys, with_values(config, "final_tuning", later))
+    assert "final_tuning.then[0].select worst_gap: a later phase continues the run, which chooses its best weights by mean" in err
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_stage(

@@ -512,6 +512,10 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
     if name == "resume past its iters":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--iters", "5"], "is at iteration 8, past --iters 5"
+    if name == "resume with another selection rule":
+        shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
+        args = [*cli_args(workdir, out), "--resume", "--select", "worst_gap"]
+        return args, f"--select worst_gap: {paths['state']} chose its best weights by --select mean; a resumed run keeps it"
     if name == "resume with another seed":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--seed", "5"], "--seed 5: " + f"{paths['state']} was trained with --seed 0"
@@ -563,6 +567,30 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         return args, "OUT '.': expected a file name"
     if name == "OUT under a regular file":
         return cli_args(workdir, workdir / "src.pth" / "out.pth"), f"{workdir / 'src.pth'} is not a folder"
+    if name == "cosine setting with the plateau schedule":
+        return [*cli_args(workdir, out), "--min_lr", "1e-6"], "--min_lr: only with --schedule cosine (the plateau schedule"
+    if name == "plateau setting with the cosine schedule":
+        args = [*cli_args(workdir, out), "--schedule", "cosine", "--warmup", "1", "--plateau_patience", "3"]
+        return args, "--plateau_patience: only with --schedule plateau (the cosine schedule does not read it"
+    if name == "warm-up as long as the run":
+        args = [*cli_args(workdir, out), "--schedule", "cosine", "--warmup", "8"]
+        return args, "--warmup 8: must be below --iters 8"
+    if name == "snapshots no more often than the run is long":
+        return [*cli_args(workdir, out), "--minutes", "1", "--snapshot_minutes", "1"], "--snapshot_minutes 1: must be below"
+    if name == "a snapshot from an earlier run":
+        snapshot_file = train_prfdn.snapshot_path(out)
+        snapshot_file.write_bytes(b"an earlier run's snapshot")
+        args = [*cli_args(workdir, out), "--snapshot_minutes", "1"]
+        return args, f"OUT_snapshot {snapshot_file}: exists from an earlier run; give --resume"
+    if name == "snapshot path is a folder":
+        train_prfdn.snapshot_path(out).mkdir()
+        args = [*cli_args(workdir, out), "--snapshot_minutes", "1"]
+        return args, f"OUT_snapshot {train_prfdn.snapshot_path(out)}: is a folder"
+    if name == "teacher_x8 without distillation":
+        return [*cli_args(workdir, out), "--teacher_x8", "--distill_weight", "0"], "--teacher_x8: no teacher's SR to ensemble"
+    if name == "worst_gap without validation images":
+        args = [*cli_args(workdir, out), "--select", "worst_gap", "--val_fraction", "0"]
+        return args, "--select worst_gap: needs validation images"
     other = save_checkpoint(BranchPRFDN(nf=8), tmp / "branch.pth")  # resume a state of another model
     other_out = tmp / "other.pth"
     train_prfdn.output_paths(other_out)["state"].write_bytes(train_prfdn.output_paths(cli_run)["state"].read_bytes())
@@ -592,6 +620,7 @@ ERROR_CASES = [
     "resume file missing",
     "resume with a log that is not UTF-8",
     "resume past its iters",
+    "resume with another selection rule",
     "resume with another seed",
     "resume after the data folders changed",
     "resume from another model",
@@ -608,6 +637,14 @@ ERROR_CASES = [
     "OUT is a folder",
     "OUT empty",
     "OUT under a regular file",
+    "cosine setting with the plateau schedule",
+    "plateau setting with the cosine schedule",
+    "warm-up as long as the run",
+    "snapshots no more often than the run is long",
+    "a snapshot from an earlier run",
+    "snapshot path is a folder",
+    "teacher_x8 without distillation",
+    "worst_gap without validation images",
 ]
 
 
@@ -861,6 +898,20 @@ def test_cli_cycle_from_weights_writes_its_end_weights_and_a_snapshot(workdir: P
     snap = read_model_checkpoint(out.with_name("final_snapshot.pth"))
     assert snap.provenance["weights"] == "snapshot" and 1 <= snap.provenance["iterations"] <= last.provenance["iterations"]
     assert last.provenance["settings"]["iters"] == training_loop.MAX_ITERS  # bounded by --minutes only
+
+
+def test_cli_resume_of_a_run_whose_minutes_are_spent_trains_no_further(
+    workdir: Path, cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a resume at its --iters: the outputs are written from the state, and it says why nothing was trained."""
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    state = train_prfdn.read_state(train_prfdn.output_paths(out)["state"])
+    minutes = state["elapsed"] / 60 / 2
+    capsys.readouterr()
+    assert train_prfdn.cli(cli_args(workdir, out, "--resume", "--iters", "100", "--minutes", f"{minutes:.9f}")) == 0
+    assert f"the run has trained {state['elapsed'] / 60:.2f} minutes" in capsys.readouterr().err
+    assert train_prfdn.read_state(train_prfdn.output_paths(out)["state"])["iteration"] == state["iteration"]
+    assert read_model_checkpoint(train_prfdn.output_paths(out)["last"]).provenance["iterations"] == state["iteration"]
 
 
 # --- validation groups and the worst-group selection ----------------------------------------------------------

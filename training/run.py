@@ -45,6 +45,7 @@ from training.loop import (
     TrainingInterruptedError,
     TrainSettings,
     check_feature_distill,
+    check_schedule_settings,
     check_teacher_cache,
     default_lr,
     distributed_active,
@@ -163,6 +164,35 @@ def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, che
         )
 
 
+def check_resumed_settings(state: dict[str, Any], path: Path, settings: TrainSettings) -> None:
+    """What a resumed run keeps: its seed (its patch stream) and how it chooses its best weights (``--select``: the
+    best so far was chosen by it, so another rule would compare figures of two kinds)."""
+    saved = state["settings"]
+    if settings.seed != saved.get("seed", settings.seed):
+        raise HarnessError(
+            f"--seed {settings.seed}: {path} was trained with --seed {saved['seed']} (its patch stream); a resumed run keeps it"
+        )
+    if settings.select != saved.get("select", TrainSettings.select):
+        raise HarnessError(
+            f"--select {settings.select}: {path} chose its best weights by --select {saved.get('select', TrainSettings.select)}; "
+            "a resumed run keeps it (start a new run from its OUT_last.pth to choose by another rule)"
+        )
+
+
+def check_snapshot_output(args: argparse.Namespace, settings: TrainSettings) -> None:
+    """With ``--snapshot_minutes``: OUT_snapshot.pth can be written, and one already there is replaced only by the run
+    it belongs to (``--resume``) or on request (``--overwrite``)."""
+    if settings.snapshot_minutes is None:
+        return
+    path = snapshot_path(args.out)
+    check_output_file(path, "OUT_snapshot")
+    if path.exists() and not (args.resume or args.overwrite):
+        raise HarnessError(
+            f"OUT_snapshot {path}: exists from an earlier run; give --resume to continue that run, or --overwrite to start "
+            "a new one over it"
+        )
+
+
 def distill_weight_of(args: argparse.Namespace) -> float:
     """``--distill_weight`` as given, else a new run's default: 1 with a ``--teacher``, 0 without."""
     if args.distill_weight is not None:
@@ -207,7 +237,15 @@ def resolve_data_args(args: argparse.Namespace, saved: dict[str, Any] | None) ->
 
 
 def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
-    """Tell on stderr what a resume with other settings changes (once every check has passed)."""
+    """Tell on stderr what a resume with other settings changes (once every check has passed), and that a run whose
+    training time is spent (``--minutes``) trains no further (its outputs are written from the state)."""
+    elapsed = float(state.get("elapsed", 0.0))
+    if settings.minutes is not None and elapsed >= 60.0 * settings.minutes:
+        print(
+            f"{PROG}: --resume: the run has trained {elapsed / 60:.2f} minutes, --minutes {settings.minutes:g}: no time left, "
+            "so nothing is trained; its outputs are written from the state (give more --minutes to go on)",
+            file=sys.stderr,
+        )
     if loss_changed(state["settings"], settings):
         print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
     if starts_new_lr_phase(state["settings"], settings):
@@ -335,16 +373,20 @@ def main(args: argparse.Namespace) -> FitResult:
         check_resume(state, paths["state"], src, src_sha, checkpoint)
         if args.iters is not None and args.iters < state["iteration"]:
             raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {args.iters}")
+    given = [name for name in SETTING_FLAGS if getattr(args, name) is not None]
     settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
-    if state and settings.seed != state["settings"].get("seed", settings.seed):
-        raise HarnessError(
-            f"--seed {settings.seed}: {paths['state']} was trained with --seed {state['settings']['seed']} (its patch "
-            "stream); a resumed run keeps it"
-        )
+    check_schedule_settings(settings.schedule, given)
+    if state:
+        check_resumed_settings(state, paths["state"], settings)
+    check_snapshot_output(args, settings)
     if settings.distill_weight > 0 and not args.teacher:
         raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
     if settings.select == "worst_gap" and not args.teacher:
         raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
+    if settings.select == "worst_gap" and not (args.val_fraction or args.val_dir):
+        raise HarnessError(
+            "--select worst_gap: needs validation images (--val_dir, or --val_fraction above 0) to measure the groups on"
+        )
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
     if settings.feature_distill > 0:
         check_feature_distill(model, teacher)
@@ -375,6 +417,7 @@ def main(args: argparse.Namespace) -> FitResult:
     with exclusive_run(paths["state"], "OUT") if rank == 0 else contextlib.nullcontext():
         if rank == 0:
             check_unchanged_since_checked(args, paths, state)
+            check_snapshot_output(args, settings)
             paths["best"].parent.mkdir(parents=True, exist_ok=True)
             if state is None:
                 start_fresh(paths)
