@@ -24,12 +24,13 @@ from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from models.team13_PRFDN import MIN_INPUT_SIZE
+from models.team13_PRFDN import MIN_INPUT_SIZE, PRFDN, PRFDNConfig
 from training import run as train_prfdn
 from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_aug, first_duplicate
 from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import TrainSettings, check_schedule_settings, check_teacher_cache, default_lr
 from transform import feature_fit, prune, reparam
+from transform.helpers import with_helpers
 from transform.prune import PruneSettings
 from utils.datasets import SCALE, data_root, with_data_root
 from utils.errors import HarnessError, first_line
@@ -91,6 +92,7 @@ PruneSection = optional_section(
 
 
 BUDGET_KEYS = ("ratio", "target_params", "target_flops")
+RFDN_WIDTH = 50  # the official RFDN's nf: the width of every stage's blocks (transform.branch takes no other)
 
 
 @dataclass(frozen=True)
@@ -597,3 +599,14 @@ def check_prune_flags(config: PipelineConfig, section: PruneSection, where: str)
         distill_weight=args.distill_weight,
     )
     run_stage_check(finetuning.check, where)  # what the fine-tuning between pruning steps would refuse
+    if args.round_to is not None:  # a rounding that prunes nothing fails only once the stages before it have run
+        model = with_helpers(merged_structure(config))
+        at_ratio = prune.figures_at_ratio(model, args.ratio, args.steps, args.round_to)
+        run_stage_check(lambda: prune.check_round_to(model, args.ratio, args.round_to, at_ratio), where)
+
+
+def merged_structure(config: PipelineConfig) -> PRFDN:
+    """The merged network the config's ``reparam`` stage makes (of the official RFDN, in its ``form``), with untrained
+    weights: what a pruning schedule removes depends on the widths only."""
+    grouped = config.reparam_args("SRC.pth", "DST.pth").form == "grouped"
+    return PRFDN(PRFDNConfig.merged(RFDN_WIDTH, grouped=grouped)).eval()
