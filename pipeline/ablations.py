@@ -55,8 +55,8 @@ from training.data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from training.flags import settings_from_flags
-from training.loop import check_teacher_cache, group_means, psnr_scores
+from training.flags import SETTING_NAMES, settings_from_flags
+from training.loop import check_schedule_settings, check_teacher_cache, group_means, psnr_scores
 from transform import export, prune
 from utils.checkpoint import read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser
@@ -174,6 +174,7 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
         try:
             settings = settings_from_flags(args)
             settings.check()
+            check_schedule_settings(settings.schedule, [name for name in SETTING_NAMES if getattr(args, name) is not None])
             settings.distill_weight = train_prfdn.distill_weight_of(args)
             check_teacher_cache(settings, args.teacher is not None)
             fill_data_defaults(args)

@@ -24,12 +24,13 @@ from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from models.team13_PRFDN import MIN_INPUT_SIZE
+from models.team13_PRFDN import MIN_INPUT_SIZE, PRFDN, PRFDNConfig
 from training import run as train_prfdn
 from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_aug, first_duplicate
 from training.flags import SETTING_NAMES, settings_from_flags
-from training.loop import TrainSettings, check_teacher_cache, default_lr
+from training.loop import TrainSettings, check_schedule_settings, check_teacher_cache, default_lr
 from transform import branch, feature_fit, prune, reparam
+from transform.helpers import with_helpers
 from transform.prune import PruneSettings
 from utils.datasets import SCALE, data_root, with_data_root
 from utils.errors import HarnessError, first_line
@@ -98,6 +99,7 @@ PruneSection = optional_section(
 
 
 BUDGET_KEYS = ("ratio", "target_params", "target_flops")
+RFDN_WIDTH = 50  # the official RFDN's nf: the width of every stage's blocks (transform.branch takes no other)
 
 
 @dataclass(frozen=True)
@@ -547,6 +549,7 @@ def check_stage_flags(config: PipelineConfig) -> None:
             continue
         for index, args in enumerate(config.training_args(section, src, dst)):
             check_training_flags(config, args, phase_location(section, index), section)
+        check_phases(getattr(config, section), section)
     variant = config.branch_args(src, dst).variant
     if variant not in branch.VARIANTS:
         raise HarnessError(f"branch.variant {variant!r}: expected one of {', '.join(branch.VARIANTS)}")
@@ -560,6 +563,24 @@ def check_stage_flags(config: PipelineConfig) -> None:
         if point.final_training is not None:
             for phase, args in enumerate(config.phase_args(point.final_training, src, dst)):
                 check_training_flags(config, args, phase_location(f"{where}.final_training", phase), "final_training")
+            check_phases(point.final_training, f"{where}.final_training")
+
+
+def check_phases(training: TrainingSection, section: str) -> None:
+    """Per phase: each setting it gives is read by its schedule (``warmup`` and ``min_lr`` by the cosine,
+    ``lr_after_plateau`` and ``plateau_patience`` by the plateau rule; inherited ones are not its own), and a later
+    phase keeps the run's ``select`` (its best weights so far were chosen by it)."""
+    raw = (training.first, *training.then)
+    for index, (own, phase) in enumerate(zip(raw, training.phases(), strict=True)):
+        schedule = phase.schedule or TrainSettings.schedule
+        names = list(given(own))
+        run_stage_check(lambda s=schedule, n=names: check_schedule_settings(s, n), phase_location(section, index))
+        select, first = phase.select or TrainSettings.select, training.first.select or TrainSettings.select
+        if index > 0 and select != first:
+            raise HarnessError(
+                f"{phase_location(section, index)}.select {select}: a later phase continues the run, which chooses its best "
+                f"weights by {first}; give it in {section} (a run keeps its select)"
+            )
 
 
 def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where: str, section: str) -> None:
@@ -572,6 +593,8 @@ def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where
         raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
     if settings.select == "worst_gap" and config.data.teacher is None:
         raise HarnessError(f"{where}.select worst_gap: needs data.teacher (the reference of each validation group)")
+    if settings.select == "worst_gap" and config.data.val_dir is None and config.data.val_fraction == 0:
+        raise HarnessError(f"{where}.select worst_gap: needs validation images (data.val_dir, or data.val_fraction above 0)")
     if settings.feature_distill > 0 and (section != "branch_training" or config.data.teacher is None):
         raise HarnessError(
             f"{where}.feature_distill {settings.feature_distill:g}: only in branch_training (the branch model's "
@@ -593,3 +616,14 @@ def check_prune_flags(config: PipelineConfig, section: PruneSection, where: str)
         distill_weight=args.distill_weight,
     )
     run_stage_check(finetuning.check, where)  # what the fine-tuning between pruning steps would refuse
+    if args.round_to is not None:  # a rounding that prunes nothing fails only once the stages before it have run
+        model = with_helpers(merged_structure(config))
+        at_ratio = prune.figures_at_ratio(model, args.ratio, args.steps, args.round_to)
+        run_stage_check(lambda: prune.check_round_to(model, args.ratio, args.round_to, at_ratio), where)
+
+
+def merged_structure(config: PipelineConfig) -> PRFDN:
+    """The merged network the config's ``reparam`` stage makes (of the official RFDN, in its ``form``), with untrained
+    weights: what a pruning schedule removes depends on the widths only."""
+    grouped = config.reparam_args("SRC.pth", "DST.pth").form == "grouped"
+    return PRFDN(PRFDNConfig.merged(RFDN_WIDTH, grouped=grouped)).eval()

@@ -152,7 +152,7 @@ def check_run(config: PipelineConfig, points: list[FrontierPoint], steps: dict[s
     if to_prune:
         source = check_merged_done(config)
         check_plans(config, to_prune, steps, source)
-    check_inputs(config, pending)
+    check_inputs(config, pending, force)
     inputs = {
         "rfdn": config.rfdn,
         "data.teacher": config.data.teacher,

@@ -32,6 +32,8 @@ input, the config or one of the run's own stage files, and that a stage set to `
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import shutil
 import sys
 from collections.abc import Callable
@@ -39,14 +41,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import PipelineConfig, parse_config, read_config_json, read_paths
+from models.helpers import HelperPRFDN
+from pipeline.config import PipelineConfig, in_config_words, merged_structure, parse_config, read_config_json, read_paths
 from training import run as train_prfdn
-from training.data import data_folders, fill_data_defaults, load_data_from_args
+from training.data import TrainData, data_folders, fill_data_defaults, load_data_from_args
 from training.loop import TrainSettings
 from transform import branch, export, feature_fit, prune, reparam
+from transform.helpers import with_helpers
 from utils.checkpoint import read_model_checkpoint
 from utils.cli import ArgumentParser
-from utils.datasets import SCALE, fetch_hint
+from utils.datasets import SCALE, why_not_a_folder
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of
 from utils.image import list_images
@@ -65,6 +69,15 @@ STAGES = (
     "final_trained",
     "final_tuned",
 )
+# The config section of each stage's flags (for messages in the config's words).
+STAGE_SECTIONS = {
+    "branch_fitted": "feature_fit",
+    "branch_trained": "branch_training",
+    "merged_trained": "merged_training",
+    "pruned": "prune",
+    "final_trained": "final_training",
+    "final_tuned": "final_tuning",
+}
 TRAINED_STAGES = ("branch_trained", "merged_trained", "final_trained", "final_tuned")  # train_prfdn.py's outputs
 
 
@@ -135,8 +148,8 @@ def training_steps(config: PipelineConfig, section: str, stage: str, src: str, d
 def step_done(step: Step) -> bool:
     """A step is done when its output exists and, for training, its kept state (if any) has reached the step's
     iterations (a later lr phase, or iters raised in the config, goes on with the same run) and the output was
-    written at them; a training step whose state is already past it (a later phase ran) is done even where its
-    output is not there."""
+    written at them (or its ``minutes`` of training time are spent, and the output was written at that end); a
+    training step whose state is already past it (a later phase ran) is done even where its output is not there."""
     target = step.dst
     if not step.trains:
         return target.exists()
@@ -148,6 +161,10 @@ def step_done(step: Step) -> bool:
     except HarnessError as err:
         raise HarnessError(str(err).removeprefix("--resume: ")) from None
     wanted = step.args.iters or state["settings"]["iters"]
+    minutes = step.args.minutes if step.args.minutes is not None else state["settings"].get("minutes")
+    if minutes is not None and float(state.get("elapsed", 0.0)) >= 60.0 * minutes and state["iteration"] <= wanted:
+        # ended by its training time (--minutes) short of its iters: done once its output was written at that end
+        return target.exists() and read_model_checkpoint(target).provenance.get("iterations") == state["iteration"]
     if state["iteration"] != wanted or not target.exists():
         return state["iteration"] > wanted
     # a state stopped exactly at this phase's end beside an earlier phase's output: resuming writes the output
@@ -243,14 +260,16 @@ def check_image_folder(label: str, folder: str) -> None:
     """Refuse a data folder that is missing or holds no images (the stage reading it would run first)."""
     path = Path(folder)
     if not path.is_dir():
-        raise HarnessError(f"{label} {folder}: folder not found{fetch_hint(folder)}")
+        kind = "validation" if label.endswith("val_dir") else "LR" if ".lr_dir" in label else "training"
+        raise HarnessError(f"{label} {folder}: {why_not_a_folder(folder, kind)}")
     if not list_images(path):
         raise HarnessError(f"{label} {folder}: holds no images (expected .png/.bmp/.jpg/.tif files)")
 
 
-def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
+def check_inputs(config: PipelineConfig, pending: list[Step], force: bool = False, accept_data_change: bool = False) -> None:
     """What the stages to run read, before the first one: the RFDN, the data folders, the teacher (a frontier
-    point's stages, ``NAME/pruned`` and so on, read what the run's stages of that name read)."""
+    point's stages, ``NAME/pruned`` and so on, read what the run's stages of that name read); ``force`` and
+    ``accept_data_change`` as the run takes them (see ``check_training_data``)."""
     stages = {step.stage.rsplit("/", 1)[-1] for step in pending}
     if stages & {"branch", "branch_fitted"}:
         read_checkpoint_input("rfdn", config.rfdn)
@@ -259,7 +278,7 @@ def check_inputs(config: PipelineConfig, pending: list[Step]) -> None:
     check_phase_folders(config, pending)
     if config.data.teacher is not None and stages & {*TRAINED_STAGES, "pruned"}:
         read_checkpoint_input("data.teacher", config.data.teacher)
-    check_training_data(pending)
+    check_training_data(pending, force, accept_data_change)
 
 
 def reads_training_images(step: Step) -> bool:
@@ -270,27 +289,62 @@ def reads_training_images(step: Step) -> bool:
     return step.trains or step.run == feature_fit.CLI.execute
 
 
-def check_training_data(pending: list[Step]) -> None:
+def resumed_state(step: Step, force: bool) -> dict[str, Any] | None:
+    """The training state a training step to run goes on from (``run_step`` resumes it), else None."""
+    if not step.trains or force:
+        return None
+    path = train_prfdn.output_paths(step.dst)["state"]
+    if not path.is_file():
+        return None
+    try:
+        return train_prfdn.read_state(path)
+    except HarnessError as err:
+        raise HarnessError(f"stage {step.stage}: {str(err).removeprefix('--resume: ')}") from None
+
+
+def check_training_data(pending: list[Step], force: bool = False, accept_data_change: bool = False) -> None:
     """Load the training data as each stage to run will (once per distinct setting), so that what the loader
     refuses (an image smaller than a stage's patch, two images of one name, a validation image that is also a
-    training image) stops the run before its first stage, not hours into it. Scale augmentation's copies are
-    left out: a copy too small for a patch is never made, so they cannot fail."""
-    seen = set()
+    training image, a scale-augmentation factor that adds no copy) stops the run before its first stage, not hours
+    into it. The copies themselves are not made (``make_copies``). The loader's flags are named by their config keys.
+    A training stage that resumes its run is refused, as ``train_prfdn.py --resume`` would refuse it, where its
+    data folders changed since its state was written (unless ``accept_data_change``)."""
+    loaded: dict[tuple, TrainData] = {}
     for step in pending:
         if not reads_training_images(step) or not step.args.train_dir:
             continue
-        args = argparse.Namespace(**{**vars(step.args), "scale_aug": None})
+        args = argparse.Namespace(**vars(step.args))
         if args.patch_size is None:  # a training section that leaves it out: train_prfdn.py's default
             args.patch_size = TrainSettings.patch_size
+        state = resumed_state(step, force)
+        if state is not None:
+            train_prfdn.resolve_data_args(args, state["run"]["data_args"])  # the flags the resumed run reads
         fill_data_defaults(args)
-        key = (*data_folders(args), args.val_fraction, args.val_seed, args.val_crop, args.skip_small, args.patch_size)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            load_data_from_args(args, patch_size=args.patch_size, seed=0, data_range=255.0, scale=SCALE)
-        except HarnessError as err:
-            raise HarnessError(f"stage {step.stage}: {err}") from None
+        key = (
+            *data_folders(args),
+            args.val_fraction,
+            args.val_seed,
+            args.val_crop,
+            args.skip_small,
+            args.patch_size,
+            tuple(args.scale_aug or ()),
+        )
+        if key not in loaded:
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):  # what the loader says as it loads, the stage says
+                    loaded[key] = load_data_from_args(
+                        args, patch_size=args.patch_size, seed=0, data_range=255.0, scale=SCALE, make_copies=False
+                    )
+            except HarnessError as err:
+                section = STAGE_SECTIONS.get(step.stage, step.stage)
+                raise HarnessError(f"stage {step.stage}: {in_config_words(str(err), section)}") from None
+        if state is not None:
+            args.accept_data_change = accept_data_change
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    train_prfdn.check_same_images(state, train_prfdn.output_paths(step.dst)["state"], loaded[key], args)
+            except HarnessError as err:
+                raise HarnessError(f"stage {step.stage}: {err} (of run_pipeline.py)") from None
 
 
 def check_phase_folders(config: PipelineConfig, pending: list[Step]) -> None:
@@ -314,6 +368,20 @@ def check_data_folders(config: PipelineConfig) -> None:
             check_image_folder(f"data.{key}[{index}]", folder)
     if data.val_dir is not None:
         check_image_folder("data.val_dir", data.val_dir)
+
+
+def check_prune_plan(config: PipelineConfig, step: Step) -> None:
+    """Refuse, before the first stage, a pruning that ``transform.prune`` would refuse before its first step (a
+    ``ratio`` whose last step is not smaller than the input, a budget it does not reach), not once the stages before
+    it have run: worked out on the input's widths (its file where it is there, else the merged network the config
+    makes), which are all a schedule depends on."""
+    merged = load_model(read_model_checkpoint(step.src), str(step.src)) if step.src.is_file() else merged_structure(config)
+    model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged.eval())
+    try:
+        prune.planned_with(model, prune.figures(merged), step.args)
+    except HarnessError as err:
+        message = str(err).replace("prune a dense merge (transform.reparam --form dense)", "merge densely (reparam.form dense)")
+        raise HarnessError(f"{config.source}: {in_config_words(message, 'prune')}") from None
 
 
 def check_outputs(config: PipelineConfig, pending: list[Step]) -> None:
@@ -403,24 +471,46 @@ def save_next(config_path: str, folder: str) -> str | None:
 
 
 def run(
-    config_path: str, force: bool = False, until: str | None = None, start: str | None = None, replace_output: bool = False
+    config_path: str,
+    force: bool = False,
+    until: str | None = None,
+    start: str | None = None,
+    replace_output: bool = False,
+    accept_data_change: bool = False,
 ) -> Path:
     """Run the stages from ``start`` to ``until`` (default: all, then copy the last output to ``output``).
 
     Every check comes first: the config's types and ranges, the stages' flags, the inputs of the stages to run,
-    the outputs' folders and that no output is an input; nothing is written before they pass."""
+    the outputs' folders and that no output is an input; nothing is written before they pass. The run holds the
+    work folder and, when it writes one, ``output`` (``exclusive_run``): a second run on either is refused while
+    this one goes on, and the output's owner is checked again once it is held (a run that wrote it meanwhile made
+    it another run's)."""
     config = parse_config(config_path)
     steps = select_steps(plan(config), start, until)
     if start is not None and not steps[0].src.is_file():
         raise HarnessError(f"--from {start}: its input {steps[0].src} is missing")
-    check_pending(config, steps, force, writes_output=until is None, replace_output=replace_output)
+    writes_output = until is None
+    check_pending(
+        config, steps, force, writes_output=writes_output, replace_output=replace_output, accept_data_change=accept_data_change
+    )
     Path(config.work_dir).mkdir(parents=True, exist_ok=True)
-    with exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"):
-        return _run_steps(config, steps, force, until)
+    with contextlib.ExitStack() as held:
+        held.enter_context(exclusive_run(Path(config.work_dir) / "pipeline", "work_dir"))
+        if writes_output:
+            held.enter_context(exclusive_run(config.output, "output"))
+            if not replace_output:
+                check_output_owner(config)  # again: another run may have written it since the checks
+        return _run_steps(config, steps, force, until, accept_data_change)
 
 
 def check_pending(
-    config: PipelineConfig, steps: list[Step], force: bool = False, *, writes_output: bool = True, replace_output: bool = False
+    config: PipelineConfig,
+    steps: list[Step],
+    force: bool = False,
+    *,
+    writes_output: bool = True,
+    replace_output: bool = False,
+    accept_data_change: bool = False,
 ) -> list[Step]:
     """The steps of ``steps`` still to run, their inputs, outputs and devices checked (nothing written);
     ``writes_output``: the run ends by copying its result to ``output`` (see ``check_output_owner``)."""
@@ -428,19 +518,24 @@ def check_pending(
     for step in steps:
         if step.stage == "pruned" and step not in pending and step.dst.is_file():
             check_kept_pruning(step)
-    check_inputs(config, pending)
+    check_inputs(config, pending, force, accept_data_change)
     check_outputs(config, pending)
     if writes_output and not replace_output:
         check_output_owner(config)
     check_devices(pending)
+    for step in pending:
+        if step.stage == "pruned":
+            check_prune_plan(config, step)
     return pending
 
 
-def _run_steps(config: PipelineConfig, steps: list[Step], force: bool, until: str | None) -> Path:
+def _run_steps(
+    config: PipelineConfig, steps: list[Step], force: bool, until: str | None, accept_data_change: bool = False
+) -> Path:
     target = steps[-1].dst
     for step in steps:
         target = step.dst
-        run_step(step, force)
+        run_step(step, force, accept_data_change)
     if until is not None:
         return target
     atomic_write(config.output, lambda tmp: shutil.copyfile(target, tmp))
@@ -448,8 +543,9 @@ def _run_steps(config: PipelineConfig, steps: list[Step], force: bool, until: st
     return Path(config.output)
 
 
-def run_step(step: Step, force: bool) -> None:
-    """Run one step, or skip it when done (unless ``force``); its output made from another parent is refused."""
+def run_step(step: Step, force: bool, accept_data_change: bool = False) -> None:
+    """Run one step, or skip it when done (unless ``force``); its output made from another parent is refused. A
+    training step that resumes its run goes on with changed data folders only with ``accept_data_change``."""
     target = step.dst
     if not force and step_done(step):
         if target.exists():
@@ -464,6 +560,7 @@ def run_step(step: Step, force: bool) -> None:
     if step.trains:
         paths = train_prfdn.output_paths(target)
         args.resume = args.resume or (paths["state"].exists() and not force)
+        args.accept_data_change = accept_data_change and args.resume
         # a new run over files of this stage: --force, or what a run that saved no state left
         args.overwrite = not args.resume and any(path.exists() for path in paths.values())
     print(f"== {step.stage}: {describe_step(step, args)}")
@@ -503,12 +600,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save_next", metavar="DIR", default=None, help="run nothing: copy what a fresh machine needs to go on into DIR"
     )
+    parser.add_argument(
+        "--accept_data_change",
+        action="store_true",
+        help="a training stage resumes its run although images were added to, removed from or changed in the data "
+        "folders since (refused otherwise)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.save_next is not None:
             save_next(args.config, args.save_next)
         else:
-            run(args.config, args.force, args.until, args.start, args.replace_output)
+            run(args.config, args.force, args.until, args.start, args.replace_output, args.accept_data_change)
     except (HarnessError, OSError) as err:
         print(f"run_pipeline.py: error: {err}", file=sys.stderr)
         return 2

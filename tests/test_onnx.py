@@ -60,6 +60,37 @@ def test_a_difference_over_the_tolerance_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_onnx
+def test_an_opset_the_exporter_cannot_write_is_refused_before_any_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported")
+
+    monkeypatch.setattr(onnx_stage, "export_onnx", no_export)
+    newest = onnx_stage.newest_opset()
+    for opset in (17, newest + 1, 99):
+        assert onnx_stage.main([str(SUBMISSION), str(tmp_path / "m.onnx"), "--opset", str(opset)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"transform.onnx: error: --opset {opset}: expected 18 (the exporter's first) to {newest} (the newest the "
+            "installed onnx package knows)\n"
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_onnx
+def test_an_export_in_another_opset_than_asked_writes_nothing(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The exporter falls back to its own opset where it cannot convert (it said "opset 99" and wrote 18): refused."""
+    monkeypatch.setattr(onnx_stage, "export_onnx", reuse_export(exported))  # written in opset 18
+    assert onnx_stage.main([str(SUBMISSION), str(tmp_path / "m.onnx"), "--opset", "19"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"transform.onnx: error: SRC {SUBMISSION}: the exporter wrote opset 18, not --opset 19; nothing written\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_packages_are_named_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -122,6 +122,23 @@ def test_a_fresh_clone_rebuilds_training_outputs_from_their_states_and_goes_on(
     assert "continues training of another SRC" not in capsys.readouterr().err
 
 
+def test_a_stage_ended_by_its_minutes_is_done(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A training bounded by its time ends short of its iters; run again, it is skipped, not resumed (it has no time
+    left)."""
+    config = json.loads(tiny_run.read_text())
+    config["final_tuning"] = {**config["final_tuning"], "iters": 10_000, "minutes": 0.0005, "then": []}
+    config["final_tuning"].pop("then")
+    tiny_run.write_text(json.dumps(config))
+    assert run_pipeline.main([str(tiny_run), "--force", "--from", "final_tuned"]) == 0
+    work = Path(config["work_dir"])
+    state = run_pipeline.train_prfdn.read_state(work / "final_tuned.state.pth")
+    assert state["iteration"] < 10_000 and state["elapsed"] >= 0.03
+    capsys.readouterr()
+    assert run_pipeline.main([str(tiny_run)]) == 0
+    assert f"== final_tuned: {work / 'final_tuned.pth'} exists, skipped" in capsys.readouterr().out
+    assert run_pipeline.train_prfdn.read_state(work / "final_tuned.state.pth")["iteration"] == state["iteration"]
+
+
 def test_a_kept_pruning_made_with_other_settings_is_refused_before_any_stage(
     tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,6 +228,35 @@ def test_an_output_that_the_run_did_not_make_is_replaced_only_on_request(
     assert output.read_bytes() == (work / "final_tuned.pth").read_bytes()
 
 
+def test_two_runs_on_one_output_never_both_write_it(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs of two work folders with one output, started together: the second is refused while the first holds the
+    output, and one whose checks passed before the other wrote the output is refused once it holds it."""
+    from utils.fileio import exclusive_run
+
+    output = Path(json.loads(tiny_run.read_text())["output"])
+    kept = output.read_bytes()
+    with exclusive_run(output, "output"):  # another run (another work_dir) is writing it
+        assert run_pipeline.main([str(tiny_run)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"run_pipeline.py: error: output {output}: another run is using it now; wait for it to end\n"
+    assert output.read_bytes() == kept
+    checked = run_pipeline.check_pending
+
+    def checks_then_the_other_run_ends(*args: object, **kwargs: object) -> object:
+        pending = checked(*args, **kwargs)
+        shutil.copyfile(json.loads(tiny_run.read_text())["rfdn"], output)  # the other run wrote its result meanwhile
+        return pending
+
+    run_pipeline.check_pending = checks_then_the_other_run_ends  # type: ignore[assignment]
+    try:
+        assert run_pipeline.main([str(tiny_run)]) == 2
+    finally:
+        run_pipeline.check_pending = checked  # type: ignore[assignment]
+    assert "exists, not made by a pipeline stage, not from this run's work_dir" in capsys.readouterr().err
+    assert output.read_bytes() == Path(json.loads(tiny_run.read_text())["rfdn"]).read_bytes()  # the other run's, kept
+    assert not (output.parent / f".{output.name}.lock").exists()
+
+
 def test_later_lr_phases_continue_the_same_run(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tiny_config = tiny_run
     config = json.loads(tiny_config.read_text())
@@ -252,6 +298,28 @@ def test_later_lr_phases_continue_the_same_run(tiny_run: Path, tmp_path: Path, c
     out = capsys.readouterr().out
     assert out.count("exists, skipped") == 2 and "--iters 4" in out and "--resume" in out
     assert run_pipeline.train_prfdn.read_state(tmp_path / "fresh" / "final_tuned.state.pth")["iteration"] == 4
+
+
+def test_a_resumed_stage_whose_data_changed_is_refused_before_any_stage(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads(tiny_run.read_text())
+    work = Path(config["work_dir"])
+    config["final_tuning"]["then"].append({"iters": 4})  # the final tuning goes on: it resumes its run
+    tiny_run.write_text(json.dumps(config))
+    state = torch.load(work / "final_tuned.state.pth", weights_only=True)
+    name = next(iter(state["run"]["data_images"]["train"]))
+    state["run"]["data_images"]["train"].pop(name)  # as if that image was added to the folder since
+    torch.save(state, work / "final_tuned.state.pth")
+    before = files_under(tmp_path)
+    assert run_pipeline.main([str(tiny_run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("run_pipeline.py: error: stage final_tuned: --resume: the data folders changed since ")
+    assert f"1 image added ({name})" in err and "give --accept_data_change" in err and "(of run_pipeline.py)" in err
+    assert files_under(tmp_path) == before
+    assert run_pipeline.main([str(tiny_run), "--accept_data_change"]) == 0
+    assert f"--resume with changed data folders: 1 image added ({name})" in capsys.readouterr().err
+    assert run_pipeline.train_prfdn.read_state(work / "final_tuned.state.pth")["iteration"] == 4
 
 
 def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -421,6 +489,15 @@ def test_paths_of_the_wrong_type_are_refused(
     assert f"config.json: {key}: expected a path, got {got}" in err
 
 
+def test_a_loop_of_links_for_a_data_folder_is_one_line(
+    quick_config: dict, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loop = tmp_path_factory.mktemp("links") / "loop"
+    loop.symlink_to(loop)
+    err = refused(tmp_path, capsys, with_values(quick_config, "data", {"val_dir": str(loop)}))
+    assert f"data.val_dir {loop}: is a loop of symbolic links; expected a folder of validation images" in err
+
+
 @pytest.mark.parametrize(
     "section, values, message",
     [
@@ -433,12 +510,22 @@ def test_paths_of_the_wrong_type_are_refused(
         ("feature_fit", {"patch_size": 8}, "feature_fit.patch_size 8: must be at least 15"),
         ("final_training", {"patch_size": 14}, "final_training.patch_size 14: must be at least 15"),
         ("prune", {"patch_size": 12}, "prune.patch_size 12: must be at least 15"),
+        # a rounding that prunes nothing, a ratio a grouped merge's dense form cannot get below it with: refused before
+        # any stage, not after the four before the pruning
+        ("prune", {"round_to": 512}, "prune.round_to 512: at prune.ratio 0.3 no layer loses a whole multiple of 512"),
+        ("reparam", {"form": "grouped"}, "prune.ratio 0.3 gives 0.9655 M params, 59.49 G FLOPs, not smaller than the input"),
+        # the data check made before any stage: a scale_aug factor that would add no copy
+        ("data", {"scale_aug": [0.05]}, "data.scale_aug 0.05: no training image downscaled by it holds one 96x96 HR patch"),
         ("branch_training", {"batch_size": 0}, "branch_training.batch_size 0: must be at least 1"),
         ("final_tuning", {"ema_decay": 1}, "final_tuning.ema_decay 1.0: must be at least 0 (off) and below 1"),
         ("final_training", {"teacher_cache": True}, "final_training.teacher_cache: nothing to cache; it needs a data.teacher"),
         ("data", {"val_fraction": 1}, "data.val_fraction 1: must be in [0, 1)"),
         ("branch_training", {"seed": -1}, "branch_training.seed -1: must not be negative"),
         ("branch_training", {"distill_weight": 1}, "branch_training.distill_weight 1: needs data.teacher"),
+        ("final_tuning", {"min_lr": 1e-6}, "final_tuning.min_lr: only with final_tuning.schedule cosine"),
+        ("final_training", {"schedule": "cosine", "warmup": 5}, "final_training.warmup 5: must be below final_training.iters 1"),
+        ("final_training", {"teacher_x8": True}, "final_training.teacher_x8: no teacher's SR to ensemble"),
+        ("data", {"flat_threshold": 300}, "data.flat_threshold 300: must be at least 0 (0: off) and below 255"),
     ],
 )
 def test_values_out_of_range_are_refused_before_any_stage(
@@ -446,6 +533,18 @@ def test_values_out_of_range_are_refused_before_any_stage(
 ) -> None:
     err = refused(tmp_path, capsys, with_values(quick_config, section, values))
     assert message in err
+
+
+def test_select_needs_validation_images_and_stays_the_runs_in_later_phases(
+    quick_config: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = with_values(quick_config, "data", {"teacher": quick_config["rfdn"], "val_fraction": 0})
+    err = refused(tmp_path, capsys, with_values(config, "final_training", {"select": "worst_gap"}))
+    assert "final_training.select worst_gap: needs validation images (data.val_dir, or data.val_fraction above 0)" in err
+    config = with_values(quick_config, "data", {"teacher": quick_config["rfdn"]})
+    later = {"then": [{"iters": 3, "select": "worst_gap"}]}
+    err = refused(tmp_path, capsys, with_values(config, "final_tuning", later))
+    assert "final_tuning.then[0].select worst_gap: a later phase continues the run, which chooses its best weights by mean" in err
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_any_stage(
@@ -587,7 +686,7 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
     assert names(pipeline_config.TrainingPhase) - {"extra_train_dir"} == flags_of(  # a data flag a section may add
         run_pipeline.train_prfdn.parse_args,
         ["a", "b"],
-        {"src", "out", "resume", "overwrite"},  # the pipeline sets these
+        {"src", "out", "resume", "overwrite", "accept_data_change"},  # the pipeline sets these (the last: its own flag)
     )
     assert names(pipeline_config.BranchSection) == flags_of(
         run_pipeline.branch.parse_args, ["a", "b"], {"src", "dst", "overwrite"}
@@ -610,6 +709,22 @@ def test_an_interrupted_stage_stops_the_pipeline_with_130(
     (tmp_path / "config.json").write_text(json.dumps(quick_config))
     assert run_pipeline.main([str(tmp_path / "config.json")]) == 130
     assert "interrupted; run the same command again to continue" in capsys.readouterr().err
+
+
+def test_a_full_disk_in_a_stage_is_one_line_and_leaves_its_file_whole(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = Path(json.loads(tiny_run.read_text())["work_dir"])
+    kept = (work / "final.pth").read_bytes()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    assert run_pipeline.main([str(tiny_run), "--force", "--from", "final", "--until", "final"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"run_pipeline.py: error: [Errno 28] cannot write {work / 'final.pth'}: No space left on device\n"
+    assert (work / "final.pth").read_bytes() == kept
 
 
 def parameter_count(path: Path) -> int:
@@ -836,7 +951,8 @@ def test_training_data_a_later_stage_cannot_use_is_refused_before_the_first_stag
     """The pruning's patch is larger than the training images: refused before the branch stage, not after
     the stages before the pruning have run (the loader's own check, made up front)."""
     err = refused(tmp_path, capsys, with_values(quick_config, "prune", {"patch_size": 200}))
-    assert "stage pruned: " in err and "smaller than the 800x800 HR patch (--patch_size 200" in err
+    assert "stage pruned: " in err and "smaller than the 800x800 HR patch (prune.patch_size 200" in err
+    assert "lower prune.patch_size, give data.skip_small to leave such images out" in err  # in the config's words
     assert not Path(quick_config["work_dir"]).exists()
     refused(tmp_path, capsys, with_values(quick_config, "prune", {"patch_size": 200, "importance": "magnitude"}))
     # by magnitude, without fine-tuning, the pruning reads no images: nothing to refuse there

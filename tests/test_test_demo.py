@@ -292,6 +292,19 @@ def test_checkpoints_that_do_not_fit(previous_results: Path, capsys: pytest.Capt
     assert "elsewhere/team00_rfdn.pth: checkpoint file not found (the official RFDN checkpoint:" in line
 
 
+def test_weights_that_are_not_finite_are_one_line(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    state = torch.load(random_rfdn_checkpoint, weights_only=True)
+    state["upsampler.0.weight"].view(-1)[:3] = float("nan")  # a diverged training's weights: no image from them
+    torch.save(state, "nan.pth")
+    line = _bad(previous_results, capsys, "--model_id", "0", "--model_path", "nan.pth")
+    assert line == (
+        "test_demo.py: error: nan.pth: weights hold values that are not finite (3 of 21600 in upsampler.0.weight are NaN "
+        "or infinity); expected a checkpoint of finite weights"
+    )
+
+
 def test_flag_combinations(previous_results: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--include_test and --hybrid_test need --data_dir" in _bad(previous_results, capsys, "--include_test")
     assert "--lr_dir needs --hr_dir" in _bad(previous_results, capsys, "--lr_dir", "x")
@@ -465,6 +478,17 @@ def test_broken_links_in_image_folders_are_refused(
     assert "hr: LR folder is the HR folder hr; expected the folder of the LR images" in _bad(
         previous_results, capsys, *tiny_run, "--lr_dir", "hr"
     )
+
+
+def test_folders_that_are_loops_of_links_are_one_line(
+    previous_results: Path, capsys: pytest.CaptureFixture[str], random_rfdn_checkpoint: Path
+) -> None:
+    Path("loop").symlink_to("loop")
+    ckpt = ("--model_path", str(random_rfdn_checkpoint), "--model_id", "0")
+    line = _bad(previous_results, capsys, "--hr_dir", "loop", *ckpt)
+    assert line == "test_demo.py: error: loop: is a loop of symbolic links; expected a folder of HR images"
+    line = _bad(previous_results, capsys, "--results_json", "loop/r.json", *ckpt)
+    assert line == "test_demo.py: error: --results_json loop/r.json: loop is a loop of symbolic links; expected a folder"
 
 
 def test_numeric_flags_out_of_range(

@@ -130,6 +130,15 @@ def test_mix_weights_draw_each_folder_by_its_weight(hr_dir: Path, tmp_path: Path
         load_training_data([hr_dir, second], patch_size=8, mix=(1.0, float("nan")))
 
 
+def test_mix_weights_too_large_to_sum_still_draw_by_weight(hr_dir: Path, tmp_path: Path) -> None:
+    second = write_photos(tmp_path / "second")
+    images = read_folder(hr_dir, source=0) + [
+        dataclasses.replace(image, name=f"b/{image.name}") for image in read_folder(second, source=1)
+    ]
+    dataset = TrainPatches(images, patch_size=8, seed=3, mix=(1e308, 1e308))  # their sum is infinity
+    assert 0.4 < float(np.mean([dataset.images[dataset.patch_info(n).image].source == 1 for n in range(200)])) < 0.6
+
+
 def test_flat_patches_are_drawn_again(tmp_path: Path) -> None:
     """Half of the image is one flat colour: with a threshold, patches come from the textured half."""
     photo = np.ascontiguousarray(skimage_data.astronaut()[:128, :256])
@@ -147,6 +156,8 @@ def test_flat_patches_are_drawn_again(tmp_path: Path) -> None:
     assert flat_share(2.0) < 0.01
     with pytest.raises(HarnessError, match=r"flat_threshold -1\.0: must be at least 0"):
         load_training_data([folder], patch_size=8, flat_threshold=-1.0)
+    with pytest.raises(HarnessError, match=r"flat_threshold 255\.0: must be at least 0 \(0: off\) and below 255"):
+        load_training_data([folder], patch_size=8, flat_threshold=255.0)  # every patch flat: the option would do nothing
 
 
 @pytest.mark.parametrize("data_range", [1.0, 255.0])
@@ -230,7 +241,7 @@ def test_extra_train_dirs_are_trained_on_and_never_held_out(hr_dir: Path, tmp_pa
         load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, extra_train_dirs=[leak])
 
 
-def test_scale_aug_adds_downscaled_copies_of_training_images_only(hr_dir: Path) -> None:
+def test_scale_aug_adds_downscaled_copies_of_training_images_only(hr_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plain = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7)
     aug = load_training_data([hr_dir], patch_size=8, val_fraction=0.4, val_seed=7, scale_aug=[0.5])
     originals = plain.train.images
@@ -240,12 +251,22 @@ def test_scale_aug_adds_downscaled_copies_of_training_images_only(hr_dir: Path) 
         assert np.array_equal(copy.hr, modcrop(imresize(decoded[image.name], 0.5), 4))
     held = set(aug.description["validation"]["val_images"])
     assert not any(i.name.split("@")[0] in held for i in aug.train.images)
-    big_patch = load_training_data([hr_dir], patch_size=12, val_fraction=0.4, val_seed=7, scale_aug=[0.5, 0.25])
+    big_patch = load_training_data([hr_dir], patch_size=12, val_fraction=0.4, val_seed=7, scale_aug=[0.5, 0.4])
     assert all(min(i.hr.shape[:2]) >= 48 for i in big_patch.train.images)  # copies too small for a patch: not made
-    assert 0 < big_patch.description["scale_aug_copies"] < 2 * len(originals)
+    made = big_patch.description["scale_aug_copies"]
+    assert 0 < made < 2 * len(originals)
+    said = capsys.readouterr().err  # and said: how many, of which factor
+    assert f"--scale_aug: {made} downscaled copies made; {2 * len(originals) - made} left out as smaller than a 48x48" in said
+    with pytest.raises(HarnessError, match=r"--scale_aug 0.3: no training image downscaled by it holds one 48x48 HR patch"):
+        load_training_data([hr_dir], patch_size=12, val_fraction=0.4, val_seed=7, scale_aug=[0.5, 0.3])  # adds nothing
     for bad in ([1.0], [0.0], [float("nan")], [0.5, 0.5]):
         with pytest.raises(HarnessError, match="--scale_aug"):
             load_training_data([hr_dir], patch_size=8, scale_aug=bad)
+
+
+def test_scale_aug_is_refused_where_no_image_is_copied(hr_dir: Path, lr_dir: Path) -> None:
+    with pytest.raises(HarnessError, match=r"--scale_aug: every training image has its own LR file \(--lr_dir\)"):
+        load_training_data([hr_dir], [lr_dir], patch_size=8, val_fraction=0, scale_aug=[0.5])
 
 
 def test_clear_errors(hr_dir: Path, tmp_path: Path) -> None:
@@ -272,14 +293,45 @@ def test_a_missing_free_images_folder_says_how_to_make_it(monkeypatch: pytest.Mo
         load_training_data([tmp_path / "free" / "clipart_train"], patch_size=8)
 
 
-def test_skip_small_leaves_out_images_smaller_than_a_patch(tmp_path: Path) -> None:
+def test_skip_small_leaves_out_images_smaller_than_a_patch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
     imsave(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), tmp_path / "big.png")
     imsave(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), tmp_path / "small.png")
-    with pytest.raises(HarnessError, match=r"small\.png"):
+    imsave(rng.integers(0, 256, (30, 44, 3), dtype=np.uint8), tmp_path / "smaller.png")
+    with pytest.raises(
+        HarnessError, match=r"small\.png: image is 40x40, smaller than the 48x48 HR patch .*, as are 1 more; lower "
+    ):
+        load_training_data([tmp_path], patch_size=12, val_fraction=0)  # the way out named: --skip_small
+    with pytest.raises(HarnessError, match=r"give --skip_small to leave such images out"):
         load_training_data([tmp_path], patch_size=12, val_fraction=0)
+    capsys.readouterr()
     data = load_training_data([tmp_path], patch_size=12, val_fraction=0, skip_small=True)
-    assert data.description["train_images"] == 1 and data.description["skipped_small"] == [f"{tmp_path.name}/small"]
+    assert data.description["train_images"] == 1
+    assert data.description["skipped_small"] == [f"{tmp_path.name}/small", f"{tmp_path.name}/smaller"]
+    said = capsys.readouterr().err  # how many were left out, said
+    assert said == (
+        f"training data: left out 2 of 3 training images smaller than the 48x48 HR patch ({tmp_path.name}/small 40x40, "
+        f"{tmp_path.name}/smaller 44x30)\n"
+    )
+    with pytest.raises(HarnessError) as none_left:  # names no flag a command may lack (bench_training.py skips always)
+        load_training_data([tmp_path], patch_size=20, val_fraction=0, skip_small=True)
+    assert str(none_left.value) == (
+        "no training image holds a 80x80 HR patch (--patch_size 20 LR pixels x4), so none is left to train on; lower --patch_size"
+    )
+
+
+def test_bench_training_on_small_images_names_only_its_own_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training import bench
+
+    imsave(np.zeros((40, 40, 3), dtype=np.uint8), tmp_path / "train" / "small.png")
+    assert (
+        bench.main(
+            [str(Path(__file__).resolve().parents[1] / "model_zoo" / "team13_prfdn.pth"), "--train_dir", str(tmp_path / "train")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("bench_training.py: error: no training image holds a 192x192 HR patch") and "--skip_small" not in err
 
 
 def test_validation_images_must_be_as_large_as_the_network_takes(hr_dir: Path, tmp_path: Path) -> None:
@@ -320,6 +372,17 @@ def test_a_file_given_for_a_folder_is_refused(hr_dir: Path) -> None:
         load_training_data([hr_dir], [image], patch_size=8)
     with pytest.raises(HarnessError, match=re.escape(f"--val_dir {image}: is a file; expected a folder of validation images")):
         load_training_data([hr_dir], patch_size=8, val_dir=image)
+
+
+def test_a_loop_of_links_for_a_folder_is_one_line(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for folder, expected in ((loop, "is a loop of symbolic links"), (loop / "x", "its path runs through a loop")):
+        with pytest.raises(HarnessError, match=f"--train_dir {folder}: {expected}.*; expected a folder of training images"):
+            load_training_data([folder], patch_size=8)
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(HarnessError, match=r"--train_dir .*broken: is a broken symbolic link \(to .*nowhere\)"):
+        load_training_data([tmp_path / "broken"], patch_size=8)
 
 
 # --- the teacher's SR made beforehand (--teacher_cache) --------------------------------------------------------

@@ -6,6 +6,7 @@ Tiny randomly initialised models (nf=8) and 16-pixel LR patches of shrunk scikit
 from __future__ import annotations
 
 import copy
+import errno
 import itertools
 import json
 import os
@@ -453,8 +454,25 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         args = cli_args(workdir, out)
         args[args.index(str(workdir / "train"))] = str(workdir / "src.pth")
         return args, f"--train_dir {workdir / 'src.pth'}: is a file; expected a folder of training images"
+    if name == "training folder is a loop of links":
+        (tmp / "loop").symlink_to(tmp / "loop")
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "train"))] = str(tmp / "loop")
+        return args, f"--train_dir {tmp / 'loop'}: is a loop of symbolic links; expected a folder of training images"
     if name == "images smaller than the patch":
         return [*cli_args(workdir, out), "--patch_size", "40"], ".png: image is 128x128, smaller than the 160x160 HR patch"
+    if name == "flat threshold no patch can pass":
+        return [
+            *cli_args(workdir, out),
+            "--flat_threshold",
+            "300",
+        ], "--flat_threshold 300.0: must be at least 0 (0: off) and below 255"
+    if name == "scale_aug that adds no copy":
+        return [
+            *cli_args(workdir, out),
+            "--scale_aug",
+            "0.1",
+        ], "--scale_aug 0.1: no training image downscaled by it holds one 64x64"
     if name == "patch smaller than the network takes":
         return [*cli_args(workdir, out), "--patch_size", "14"], "--patch_size 14: must be at least 15 (LR pixels"
     if name == "validation crop smaller than the network takes":
@@ -498,12 +516,38 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         args = cli_args(workdir, out)
         args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "missing.pth")
         return args, f"--teacher {tmp / 'missing.pth'}: checkpoint file not found"
+    if name == "SRC with weights that are not finite":  # a diverged training's: not blamed on --lr once training
+        model = tiny_prfdn()
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] = float("nan")
+        save_checkpoint(model, tmp / "nan.pth")
+        return cli_args(workdir, out, src=tmp / "nan.pth"), f"SRC {tmp / 'nan.pth'}: weights hold values that are not finite"
+    if name == "teacher with weights that are not finite":
+        state = torch.load(workdir / "rfdn_teacher.pth")
+        state["B1.c5.weight"][0, 0, 0, 0] = float("inf")
+        torch.save(state, tmp / "teacher.pth")
+        args = cli_args(workdir, out)
+        args[args.index(str(workdir / "rfdn_teacher.pth"))] = str(tmp / "teacher.pth")
+        return args, f"--teacher {tmp / 'teacher.pth'}: weights hold values that are not finite (1 of 5000 in B1.c5.weight"
     if name == "resume past its iters":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--iters", "5"], "is at iteration 8, past --iters 5"
+    if name == "resume with another selection rule":
+        shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
+        args = [*cli_args(workdir, out), "--resume", "--select", "worst_gap"]
+        return args, f"--select worst_gap: {paths['state']} chose its best weights by --select mean; a resumed run keeps it"
     if name == "resume with another seed":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         return [*cli_args(workdir, out), "--resume", "--seed", "5"], "--seed 5: " + f"{paths['state']} was trained with --seed 0"
+    if name == "resume after the data folders changed":  # as if a training image was added since the state was written
+        state = torch.load(train_prfdn.output_paths(cli_run)["state"], weights_only=True)
+        recorded = state["run"]["data_images"]
+        recorded["train"].pop(next(iter(recorded["train"])))
+        torch.save(state, paths["state"])
+        return [
+            *cli_args(workdir, out),
+            "--resume",
+        ], f"the data folders changed since {paths['state']} was written: 1 image added"
     if name == "resume with a log that is not UTF-8":
         shutil.copyfile(train_prfdn.output_paths(cli_run)["state"], paths["state"])
         paths["log"].write_bytes(b'{"iter": 0, "lr": 0.001}\n\xff\xfe not text\n')
@@ -512,6 +556,8 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         return [*cli_args(workdir, out), "--resume"], "out.state.pth not found"
     if name == "resume and overwrite":
         return [*cli_args(workdir, out), "--resume", "--overwrite"], "--resume and --overwrite: give one of them"
+    if name == "accept_data_change without resume":
+        return [*cli_args(workdir, out), "--accept_data_change"], "--accept_data_change: only with --resume"
     if name.startswith("earlier run's "):  # any of OUT's four files, from a run long or short
         key = name.removeprefix("earlier run's ")
         paths[key].write_bytes(b"an earlier run's file")
@@ -541,6 +587,30 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         return args, "OUT '.': expected a file name"
     if name == "OUT under a regular file":
         return cli_args(workdir, workdir / "src.pth" / "out.pth"), f"{workdir / 'src.pth'} is not a folder"
+    if name == "cosine setting with the plateau schedule":
+        return [*cli_args(workdir, out), "--min_lr", "1e-6"], "--min_lr: only with --schedule cosine (the plateau schedule"
+    if name == "plateau setting with the cosine schedule":
+        args = [*cli_args(workdir, out), "--schedule", "cosine", "--warmup", "1", "--plateau_patience", "3"]
+        return args, "--plateau_patience: only with --schedule plateau (the cosine schedule does not read it"
+    if name == "warm-up as long as the run":
+        args = [*cli_args(workdir, out), "--schedule", "cosine", "--warmup", "8"]
+        return args, "--warmup 8: must be below --iters 8"
+    if name == "snapshots no more often than the run is long":
+        return [*cli_args(workdir, out), "--minutes", "1", "--snapshot_minutes", "1"], "--snapshot_minutes 1: must be below"
+    if name == "a snapshot from an earlier run":
+        snapshot_file = train_prfdn.snapshot_path(out)
+        snapshot_file.write_bytes(b"an earlier run's snapshot")
+        args = [*cli_args(workdir, out), "--snapshot_minutes", "1"]
+        return args, f"OUT_snapshot {snapshot_file}: exists from an earlier run; give --resume"
+    if name == "snapshot path is a folder":
+        train_prfdn.snapshot_path(out).mkdir()
+        args = [*cli_args(workdir, out), "--snapshot_minutes", "1"]
+        return args, f"OUT_snapshot {train_prfdn.snapshot_path(out)}: is a folder"
+    if name == "teacher_x8 without distillation":
+        return [*cli_args(workdir, out), "--teacher_x8", "--distill_weight", "0"], "--teacher_x8: no teacher's SR to ensemble"
+    if name == "worst_gap without validation images":
+        args = [*cli_args(workdir, out), "--select", "worst_gap", "--val_fraction", "0"]
+        return args, "--select worst_gap: needs validation images"
     other = save_checkpoint(BranchPRFDN(nf=8), tmp / "branch.pth")  # resume a state of another model
     other_out = tmp / "other.pth"
     train_prfdn.output_paths(other_out)["state"].write_bytes(train_prfdn.output_paths(cli_run)["state"].read_bytes())
@@ -550,7 +620,10 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
 ERROR_CASES = [
     "empty training folder",
     "training folder is a file",
+    "training folder is a loop of links",
     "images smaller than the patch",
+    "flat threshold no patch can pass",
+    "scale_aug that adds no copy",
     "patch smaller than the network takes",
     "validation crop smaller than the network takes",
     "validation image smaller than the network takes",
@@ -565,12 +638,17 @@ ERROR_CASES = [
     "SRC with a provenance nested too deep",
     "teacher not RFDN-compatible",
     "teacher missing",
+    "SRC with weights that are not finite",
+    "teacher with weights that are not finite",
     "resume file missing",
     "resume with a log that is not UTF-8",
     "resume past its iters",
+    "resume with another selection rule",
     "resume with another seed",
+    "resume after the data folders changed",
     "resume from another model",
     "resume and overwrite",
+    "accept_data_change without resume",
     "earlier run's best",
     "earlier run's last",
     "earlier run's state",
@@ -582,6 +660,14 @@ ERROR_CASES = [
     "OUT is a folder",
     "OUT empty",
     "OUT under a regular file",
+    "cosine setting with the plateau schedule",
+    "plateau setting with the cosine schedule",
+    "warm-up as long as the run",
+    "snapshots no more often than the run is long",
+    "a snapshot from an earlier run",
+    "snapshot path is a folder",
+    "teacher_x8 without distillation",
+    "worst_gap without validation images",
 ]
 
 
@@ -619,6 +705,26 @@ def test_cli_overwrite_starts_a_new_run_over_an_earlier_one(workdir: Path, cli_r
     assert train_prfdn.read_state(train_prfdn.output_paths(out)["state"])["iteration"] == 1
     for key in ("best", "last"):
         assert read_model_checkpoint(train_prfdn.output_paths(out)[key]).provenance["iterations"] == 1
+
+
+def test_cli_resume_goes_on_with_changed_data_only_when_told(
+    workdir: Path, cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The state records every image it trained and validated on: a resume with the same flags over changed folders is
+    refused (see the error cases); --accept_data_change goes on, saying what changed, and records the data as it is."""
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    state_path = train_prfdn.output_paths(out)["state"]
+    state = torch.load(state_path, weights_only=True)
+    recorded = state["run"]["data_images"]
+    assert set(recorded) == {"train", "val"} and len(recorded["train"]) == 3 and len(recorded["val"]) == 1
+    name, digest = recorded["train"].popitem()  # as if that image was added since
+    recorded["val"]["train/old"] = "0" * 40  # and a held-out image removed
+    torch.save(state, state_path)
+    capsys.readouterr()
+    assert train_prfdn.cli(cli_args(workdir, out, "--resume", "--iters", "9", "--accept_data_change")) == 0
+    err = capsys.readouterr().err
+    assert f"--resume with changed data folders: 1 image added ({name}); 1 image gone (train/old)" in err
+    assert train_prfdn.read_state(state_path)["run"]["data_images"]["train"][name] == digest
 
 
 def test_cli_resume_after_a_kill_logs_each_iteration_once_and_leaves_no_temp_file(
@@ -817,6 +923,20 @@ def test_cli_cycle_from_weights_writes_its_end_weights_and_a_snapshot(workdir: P
     assert last.provenance["settings"]["iters"] == training_loop.MAX_ITERS  # bounded by --minutes only
 
 
+def test_cli_resume_of_a_run_whose_minutes_are_spent_trains_no_further(
+    workdir: Path, cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a resume at its --iters: the outputs are written from the state, and it says why nothing was trained."""
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    state = train_prfdn.read_state(train_prfdn.output_paths(out)["state"])
+    minutes = state["elapsed"] / 60 / 2
+    capsys.readouterr()
+    assert train_prfdn.cli(cli_args(workdir, out, "--resume", "--iters", "100", "--minutes", f"{minutes:.9f}")) == 0
+    assert f"the run has trained {state['elapsed'] / 60:.2f} minutes" in capsys.readouterr().err
+    assert train_prfdn.read_state(train_prfdn.output_paths(out)["state"])["iteration"] == state["iteration"]
+    assert read_model_checkpoint(train_prfdn.output_paths(out)["last"]).provenance["iterations"] == state["iteration"]
+
+
 # --- validation groups and the worst-group selection ----------------------------------------------------------
 
 
@@ -846,3 +966,46 @@ def test_select_worst_gap_keeps_the_weights_whose_worst_group_is_closest_to_the_
     assert result.best_iteration == best["iter"] and result.best_psnr == pytest.approx(best["val_psnr"])
     with pytest.raises(HarnessError, match="--select worst_gap needs a --teacher"):
         fit(tiny_prfdn(), data.train, data.val, settings(select="worst_gap"))
+
+
+@pytest.mark.parametrize("failure", ["python", "torch", "torch, space left"])
+def test_a_full_disk_is_one_line_and_leaves_the_earlier_state_whole(
+    failure: str, workdir: Path, cli_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The first checkpoint write fails as a full disk fails it (Python's file write, or torch's own writer's
+    RuntimeError); one line saying so, exit 2, the earlier files as they were, no temp file left."""
+    out = copy_run(cli_run, tmp_path / "out.pth")
+    before = snapshot(tmp_path)
+
+    def full_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if failure == "python":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    free = 1 << 40 if failure == "torch, space left" else 1 << 20
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 41, (1 << 41) - free, free))
+    assert train_prfdn.cli(cli_args(workdir, out, "--resume", "--iters", "9")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"train_prfdn.py: error: [Errno {errno.ENOSPC if free < 1 << 30 else errno.EIO}] cannot write ")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    if free < 1 << 30:
+        assert "No space left on device" in err
+    else:
+        assert "the write failed ([enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534)" in err
+    after = snapshot(tmp_path)
+    assert {path: after[path] for path in before if path != train_prfdn.output_paths(out)["log"]} == {
+        path: content for path, content in before.items() if path != train_prfdn.output_paths(out)["log"]
+    }  # the log has iteration 9's record (truncated away by the next --resume); every other file is as it was
+    assert set(after) == set(before)
+
+
+def test_a_full_disk_while_logging_names_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = training_loop.JsonlLog(tmp_path / "out.log.jsonl")
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("builtins.open", full)
+    with pytest.raises(OSError, match=r"cannot write .*out\.log\.jsonl: No space left on device"):
+        log({"iter": 1})

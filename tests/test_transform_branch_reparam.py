@@ -51,6 +51,20 @@ def test_branch_refuses_an_rfdn_with_missing_tensors() -> None:
         branch_from_rfdn(rfdn)
 
 
+def test_branch_says_what_it_loaded_in_one_line_and_lists_it_with_verbose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline run prints the branching's summary, not a line per tensor; --verbose lists them."""
+    torch.save(_random_rfdn_state(), tmp_path / "rfdn.pth")
+    assert branch_stage.main([str(tmp_path / "rfdn.pth"), str(tmp_path / "branch.pth")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("loaded 128 tensors from RFDN (every one it has); 72 new ones") and "--verbose" in out[0]
+    assert len(out) == 2 and out[1].startswith(f"wrote {tmp_path / 'branch.pth'}")
+    assert branch_stage.main([str(tmp_path / "rfdn.pth"), str(tmp_path / "branch.pth"), "--overwrite", "--verbose"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  head1.weight                 <- fea_conv.weight" in out and len(out) == 1 + 128 + 1 + 72 + 1
+
+
 def test_deeper_cuts_start_their_srfdbs_from_b1_and_deep3_is_rfdns_first_two_blocks() -> None:
     rfdn_state = _random_rfdn_state(3)
     rfdn = RFDN()
@@ -136,6 +150,44 @@ def test_stage_clis_refuse_wrong_stage_and_corrupt_input(tmp_path: Path, capsys:
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.pth").exists()
     assert branch_stage.main([str(tmp_path / "other.pth"), str(tmp_path / "out.pth")]) == 2
     assert capsys.readouterr().err.strip().endswith("other.pth: checkpoint file not found")
+
+
+def test_stages_refuse_weights_that_are_not_finite_naming_the_file(
+    feature_fit_inputs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diverged training's weights (NaN, infinity) as SRC or --rfdn: refused before any work, naming the file."""
+    from transform import feature_fit
+
+    state = _random_rfdn_state()
+    state["B3.c5.bias"][2] = float("nan")
+    torch.save(state, tmp_path / "nan_rfdn.pth")
+    branch = read_model_checkpoint(feature_fit_inputs["branch"])
+    branch.state_dict["srfdb2.c4.weight"].view(-1)[0] = float("-inf")
+    from utils.checkpoint import save_model_checkpoint
+
+    save_model_checkpoint(tmp_path / "inf_branch.pth", branch)
+    cases = [
+        (branch_stage.main, [str(tmp_path / "nan_rfdn.pth")], f"SRC {tmp_path / 'nan_rfdn.pth'}", "B3.c5.bias"),
+        (reparam_stage.main, [str(tmp_path / "inf_branch.pth")], f"SRC {tmp_path / 'inf_branch.pth'}", "srfdb2.c4.weight"),
+        (
+            feature_fit.main,
+            [
+                feature_fit_inputs["branch"],
+                "--rfdn",
+                str(tmp_path / "nan_rfdn.pth"),
+                "--train_dir",
+                feature_fit_inputs["train_dir"],
+            ],
+            f"--rfdn {tmp_path / 'nan_rfdn.pth'}",
+            "B3.c5.bias",
+        ),
+    ]
+    for main, argv, named, tensor in cases:
+        src, *flags = argv
+        assert main([src, str(tmp_path / "out.pth"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert f"{named}: weights hold values that are not finite (1 of " in err and f"in {tensor} are NaN or infinity" in err
+        assert err.count("\n") == 1 and not (tmp_path / "out.pth").exists()
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["fp32", "bf16+channels_last"])
@@ -338,3 +390,18 @@ def test_checkpoint_header_values_are_checked(
     torch.save(raw, tmp_path / "fine.pth")
     checkpoint = read_model_checkpoint(tmp_path / "fine.pth")
     assert (checkpoint.scale, checkpoint.data_range) == (4, 255.0) and type(checkpoint.scale) is int
+
+
+def test_feature_fit_that_diverges_writes_nothing(
+    feature_fit_inputs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loss that is not finite stops the fitting as it stops training (exit 2), with no unfitted input written back."""
+    from transform import feature_fit
+
+    monkeypatch.setattr(feature_fit, "feature_loss", lambda model, rfdn, batch: (batch * float("nan")).mean())
+    argv = [feature_fit_inputs["branch"], str(tmp_path / "fitted.pth"), "--rfdn", feature_fit_inputs["rfdn"]]
+    argv += ["--train_dir", feature_fit_inputs["train_dir"], "--iters", "3", "--batch_size", "1", "--patch_size", "16"]
+    assert feature_fit.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "transform.feature_fit: error: training diverged: the feature loss is nan at iteration 1; lower --lr\n"
+    assert not (tmp_path / "fitted.pth").exists()

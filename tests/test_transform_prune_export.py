@@ -219,6 +219,31 @@ def test_stage_errors(stage_checkpoints: dict[str, Path], tmp_path: Path, capsys
     assert not (tmp_path / "x.pth").exists()
 
 
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), RuntimeError("iostream error")])
+def test_export_on_a_full_disk_is_one_line_and_keeps_the_earlier_file(
+    stage_checkpoints: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    """Python's file write or torch's own writer fails (the disk is full): one line saying so, the DST there stays whole."""
+    import shutil
+
+    dst = tmp_path / "final.pth"
+    dst.write_bytes(stage_checkpoints["final"].read_bytes())
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 40, (1 << 40) - 4096, 4096))
+    assert export_stage.main([str(stage_checkpoints["pruned"]), str(dst), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"transform.export: error: [Errno 28] cannot write {dst}: No space left on device\n"
+    assert dst.read_bytes() == stage_checkpoints["final"].read_bytes() and sorted(tmp_path.iterdir()) == [dst]
+
+
 def test_stage_clis_refuse_a_dst_that_is_an_input_and_bad_flags_before_any_work(
     stage_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,7 +30,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from utils.datasets import SCALE, check_lr_size, fetch_hint, pair_folders
+from utils.datasets import SCALE, check_lr_size, pair_folders, why_not_a_folder
 from utils.errors import HarnessError
 from utils.fileio import check_distinct
 from utils.image import imread_uint, list_images, modcrop, uint2tensor4
@@ -38,6 +39,7 @@ from utils.settings import add_flags, help_of, setting, setting_names
 
 NUM_TRANSFORMS = 8
 FLAT_TRIES = 8  # crops drawn at most for one patch when flat ones are skipped
+MAX_GRADIENT_ENERGY = 255  # ``gradient_energy`` of 0-255 images is at most this (a checkerboard of 0 and 255)
 
 
 # --- the 8 flips / rotations (the dihedral group of the square) -------------------------------------------
@@ -107,10 +109,8 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
 
 def _image_folder(folder: str | os.PathLike, flag: str, kind: str = "training") -> Path:
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise HarnessError(f"{flag} {folder}: is a file; expected a folder of {kind} images")
     if not folder.is_dir():
-        raise HarnessError(f"{flag} {folder}: folder not found{fetch_hint(folder)}")
+        raise HarnessError(f"{flag} {folder}: {why_not_a_folder(folder, kind)}")
     if not list_images(folder):
         raise HarnessError(f"{flag} {folder}: {kind} folder holds no images (expected .png/.bmp/.jpg/.tif files)")
     return folder
@@ -138,13 +138,15 @@ def read_folder(
 def check_patch_fits(images: Sequence[TrainImage], patch_size: int, scale: int = SCALE) -> None:
     """Every image must hold one HR patch of ``scale * patch_size`` pixels per side."""
     need = scale * patch_size
-    for image in images:
-        h, w = image.hr.shape[:2]
-        if h < need or w < need:
-            raise HarnessError(
-                f"{image.path}: image is {w}x{h}, smaller than the {need}x{need} HR patch (--patch_size {patch_size} "
-                f"LR pixels x{scale}); lower --patch_size or remove the image"
-            )
+    small = [image for image in images if min(image.hr.shape[:2]) < need]
+    if small:
+        h, w = small[0].hr.shape[:2]
+        others = f", as are {len(small) - 1} more" if len(small) > 1 else ""
+        raise HarnessError(
+            f"{small[0].path}: image is {w}x{h}, smaller than the {need}x{need} HR patch (--patch_size {patch_size} "
+            f"LR pixels x{scale}){others}; lower --patch_size, give --skip_small to leave such images out, or remove "
+            "the image"
+        )
 
 
 # --- training patches ---------------------------------------------------------------------------------------
@@ -200,7 +202,10 @@ class TrainPatches(Dataset):
                     f"--mix: give one weight per training folder ({max(image.source for image in self.images) + 1}), "
                     "each folder with a weight above 0 holding training images"
                 )
-            self._weights = np.asarray(self.mix) / sum(self.mix)
+            weights = np.asarray(self.mix)
+            if not math.isfinite(sum(self.mix)):  # huge weights whose sum overflows: scaled to at most 1 first
+                weights = weights / weights.max()
+            self._weights = weights / sum(weights)
 
     def with_targets(self, targets: Sequence[np.ndarray]) -> TrainPatches:
         """The same patch stream, each item with a third tensor: the crop of ``targets[image]`` (an HR-sized
@@ -364,8 +369,11 @@ def check_sampling(mix: Sequence[float] | None, flat_threshold: float | None, fo
             )
         if not all(math.isfinite(w) and w >= 0 for w in mix) or sum(mix) <= 0:
             raise HarnessError(f"{where}mix {' '.join(f'{w:g}' for w in mix)}: weights must be finite, at least 0, not all 0")
-    if flat_threshold is not None and not (math.isfinite(flat_threshold) and flat_threshold >= 0):
-        raise HarnessError(f"{where}flat_threshold {flat_threshold}: must be at least 0 (0: off) and finite")
+    if flat_threshold is not None and not (math.isfinite(flat_threshold) and 0 <= flat_threshold < MAX_GRADIENT_ENERGY):
+        raise HarnessError(
+            f"{where}flat_threshold {flat_threshold}: must be at least 0 (0: off) and below {MAX_GRADIENT_ENERGY} (the "
+            "gradient energy of 0-255 images is below it, so every patch would count as flat)"
+        )
 
 
 def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") -> None:
@@ -377,31 +385,66 @@ def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") 
         raise HarnessError(f"{flag}: give each factor once")
 
 
+def _copy_fits(image: TrainImage, factor: float, min_side: int) -> bool:
+    h, w = image.hr.shape[:2]
+    return min(math.ceil(h * factor), math.ceil(w * factor)) >= min_side
+
+
+def plan_copies(images: Sequence[TrainImage], factors: Sequence[float], min_side: int) -> list[tuple[TrainImage, float]]:
+    """(image, factor) of every copy ``downscaled_copies`` makes, in its order; refused in one line where a factor
+    would add nothing at all: no copy of it holds one ``min_side`` HR patch, or every image has its own LR. Copies
+    left out are said on stderr (how many, and of which factor)."""
+    copyable = [image for image in images if image.lr is None]
+    if not copyable:
+        raise HarnessError(
+            "--scale_aug: every training image has its own LR file (--lr_dir), and such images are not downscaled (their "
+            "LR would no longer match), so it would add nothing; leave --scale_aug out"
+        )
+    for factor in factors:
+        if not any(_copy_fits(image, factor, min_side) for image in copyable):
+            largest = max(copyable, key=lambda image: min(image.hr.shape[:2]))
+            h, w = largest.hr.shape[:2]
+            raise HarnessError(
+                f"--scale_aug {factor:g}: no training image downscaled by it holds one {min_side}x{min_side} HR patch (the "
+                f"largest, {largest.name}, becomes {math.ceil(w * factor)}x{math.ceil(h * factor)}), so it would add "
+                "nothing; raise the factor or lower --patch_size"
+            )
+    plan = [(image, factor) for image in copyable for factor in factors if _copy_fits(image, factor, min_side)]
+    if len(plan) < len(copyable) * len(factors):
+        counts = [(factor, sum(not _copy_fits(image, factor, min_side) for image in copyable)) for factor in factors]
+        print(
+            f"--scale_aug: {len(plan)} downscaled copies made; {len(copyable) * len(factors) - len(plan)} left out as "
+            f"smaller than a {min_side}x{min_side} HR patch ({', '.join(f'{n} at {f:g}' for f, n in counts if n)})",
+            file=sys.stderr,
+        )
+    if len(copyable) < len(images):
+        print(f"--scale_aug: {len(images) - len(copyable)} images with their own LR file are not copied", file=sys.stderr)
+    return plan
+
+
 def downscaled_copies(images: Sequence[TrainImage], factors: Sequence[float], min_side: int) -> list[TrainImage]:
     """Each image downscaled by each factor (MATLAB-compatible bicubic, antialiased), named ``NAME@FACTOR``:
     more scales of the same content (a texture seen from further away), cut into patches like the originals.
     Copies that could not hold one ``min_side`` HR patch are not made (whether or not ``--skip_small`` is given:
-    the originals are the images the user chose). Images with their own LR file are not copied (their LR would no
-    longer match)."""
-    copies = []
-    for image in images:
-        if image.lr is not None:
-            continue
-        for factor in factors:
-            h, w = image.hr.shape[:2]
-            if min(math.ceil(h * factor), math.ceil(w * factor)) < min_side:
-                continue
-            copies.append(TrainImage(f"{image.name}@{factor:g}", image.path, imresize(image.hr, factor), source=image.source))
-    return copies
+    the originals are the images the user chose), and said on stderr; a factor none of whose copies would hold
+    one is refused (``plan_copies``). Images with their own LR file are not copied (their LR would no longer
+    match)."""
+    return [
+        TrainImage(f"{image.name}@{factor:g}", image.path, imresize(image.hr, factor), source=image.source)
+        for image, factor in plan_copies(images, factors, min_side)
+    ]
 
 
 @dataclass
 class TrainData:
-    """What ``load_training_data`` returns: training patches, validation images, and a description for provenance."""
+    """What ``load_training_data`` returns: training patches, validation images, a description for provenance, and
+    each training and validation image's name and pixel digest (``image_digests``), by which a resumed run tells
+    whether the folders changed since."""
 
     train: TrainPatches
     val: list[ValidationImage]
     description: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # image_digests: {"train": ..., "val": ...}
 
 
 def load_training_data(
@@ -421,6 +464,7 @@ def load_training_data(
     scale_aug: Sequence[float] | None = None,
     mix: Sequence[float] | None = None,
     flat_threshold: float | None = None,
+    make_copies: bool = True,
 ) -> TrainData:
     """Decode the training folders and hold out the validation images.
 
@@ -431,7 +475,8 @@ def load_training_data(
     each (``downscaled_copies``). ``skip_small``: training images that cannot hold one HR patch are left out
     (and listed in the description) instead of being an error; T91, for one, has images of 78x78. ``mix``: a
     sampling weight per training folder (``train_dirs``, then ``extra_train_dirs``); ``flat_threshold``: flat patches
-    are drawn again (``TrainPatches``).
+    are drawn again (``TrainPatches``). ``make_copies`` False: the scale-augmentation copies are checked (``plan_copies``)
+    but not made (a check of the data before a run, as the pipeline makes).
     """
     if not train_dirs:
         raise HarnessError("--train_dir: give at least one folder of training images")
@@ -468,6 +513,7 @@ def load_training_data(
         same = train_keys.get(_content_key(image.hr))
         if same is not None:
             raise HarnessError(f"--val_dir: {image.path} is also a training image ({same.path}); keep the two sets apart")
+    digests = image_digests(train_images, held_out_images + dir_images)
     split: dict[str, Any] = {}
     if held_out or val_dir is None:
         split.update(kind="val_fraction", val_fraction=float(val_fraction or 0.0), val_seed=int(val_seed))
@@ -480,14 +526,27 @@ def load_training_data(
             "or add images"
         )
     side = patch_size * scale
-    copies = downscaled_copies(train_images, scale_aug, side) if scale_aug else []
+    if scale_aug and not make_copies:
+        plan_copies(train_images, scale_aug, side)  # refused or said as the copies would be, none made
+    copies = downscaled_copies(train_images, scale_aug, side) if scale_aug and make_copies else []
     train_images = train_images + copies
     skipped = []
     if skip_small:
-        skipped = sorted(image.name for image in train_images if min(image.hr.shape[:2]) < side)
+        small = [image for image in train_images if min(image.hr.shape[:2]) < side]
+        skipped = sorted(image.name for image in small)
+        if len(small) == len(train_images):
+            raise HarnessError(
+                f"no training image holds a {side}x{side} HR patch (--patch_size {patch_size} LR pixels x{scale}), so none "
+                "is left to train on; lower --patch_size"
+            )
+        if small:
+            examples = ", ".join(f"{image.name} {image.hr.shape[1]}x{image.hr.shape[0]}" for image in small[:3])
+            print(
+                f"training data: left out {len(small)} of {len(train_images)} training images smaller than the {side}x{side} "
+                f"HR patch ({examples}{', ...' if len(small) > 3 else ''})",
+                file=sys.stderr,
+            )
         train_images = [image for image in train_images if min(image.hr.shape[:2]) >= side]
-        if not train_images:
-            raise HarnessError(f"--skip_small: no training image holds a {side}x{side} HR patch; lower --patch_size")
     split["val_images"] = sorted(image.name for image in held_out_images + dir_images)
     split["val_crop"] = val_crop
     train = TrainPatches(train_images, patch_size, scale, data_range, seed, mix=mix, flat_threshold=flat_threshold or 0.0)
@@ -505,7 +564,47 @@ def load_training_data(
         "flat_threshold": flat_threshold or 0.0,
         "validation": split,
     }
-    return TrainData(train, val, description)
+    return TrainData(train, val, description, digests)
+
+
+def image_digests(train: Sequence[TrainImage], val: Sequence[TrainImage]) -> dict[str, dict[str, str]]:
+    """The decoded images of a run by name, each with a digest of its pixels (``{"train": {name: digest}, "val":
+    ...}``; training images before scale augmentation and --skip_small): two loads of the same folders give the
+    same record (also from a lossless packed copy), an image added, removed or changed shows."""
+    return {
+        "train": {image.name: _content_key(image.hr) for image in train},
+        "val": {image.name: _content_key(image.hr) for image in val},
+    }
+
+
+def describe_data_change(saved: Mapping[str, Any], now: Mapping[str, Mapping[str, str]]) -> str | None:
+    """How the images ``now`` differ from the ``saved`` record of ``image_digests`` (for a message): images added,
+    gone or changed, and images that changed sides between training and validation (the held-out split); None
+    when nothing changed."""
+
+    def by_name(record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        names: dict[str, dict[str, str]] = {}
+        for role in ("train", "val"):
+            for name, digest in (record.get(role) or {}).items():
+                names.setdefault(name, {})[role] = digest
+        return names
+
+    before, after = by_name(saved), by_name(now)
+    common = set(before) & set(after)
+    kinds = (
+        ("added", sorted(set(after) - set(before))),
+        ("gone", sorted(set(before) - set(after))),
+        ("changed", sorted(n for n in common if set(before[n].values()) != set(after[n].values()))),
+    )
+    parts = [f"{len(names)} image{'s' if len(names) > 1 else ''} {what} ({_some(names)})" for what, names in kinds if names]
+    moved = sorted(n for n in common if set(before[n]) != set(after[n]))
+    if moved:
+        parts.append(f"the held-out split changed ({len(moved)} moved between training and validation: {_some(moved)})")
+    return "; ".join(parts) or None
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def check_data_values(
@@ -631,7 +730,9 @@ def check_data_folders(args: argparse.Namespace) -> None:
         _image_folder(folder, f"--{flag}", FOLDER_FLAGS[flag])
 
 
-def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int) -> TrainData:
+def load_data_from_args(
+    args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int, make_copies: bool = True
+) -> TrainData:
     return load_training_data(
         args.train_dir,
         args.lr_dir,
@@ -648,4 +749,5 @@ def load_data_from_args(args: argparse.Namespace, *, patch_size: int, seed: int,
         scale_aug=getattr(args, "scale_aug", None),
         mix=getattr(args, "mix", None),
         flat_threshold=getattr(args, "flat_threshold", None),
+        make_copies=make_copies,
     )

@@ -36,7 +36,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,16 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
                 raise HarnessError(f"--{name} {value}: must be positive and finite")
+        if self.schedule == "cosine" and self.minutes is None and self.warmup >= self.iters:
+            raise HarnessError(
+                f"--warmup {self.warmup}: must be below --iters {self.iters} (the cosine falls from --lr after the warm-up; "
+                "this one would never reach it)"
+            )
+        if self.snapshot_minutes is not None and self.minutes is not None and self.snapshot_minutes >= self.minutes:
+            raise HarnessError(
+                f"--snapshot_minutes {self.snapshot_minutes:g}: must be below --minutes {self.minutes:g} (no snapshot would "
+                "be written before the run ends; OUT_last.pth holds its end weights)"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
@@ -254,8 +264,11 @@ class JsonlLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full disk: the line cut off there is dropped by the next --resume (truncate_log)
+            raise OSError(err.errno, f"cannot write {self.path}: {err.strerror or err}") from None
 
 
 def read_log_lines(path: str | os.PathLike) -> list[str]:
@@ -436,7 +449,15 @@ def validate(model: nn.Module, images: Sequence[ValidationImage], data_range: fl
 
 def check_teacher_cache(settings: TrainSettings, has_teacher: bool) -> None:
     """``--teacher_cache`` needs a teacher to distil from, and cannot serve feature distillation (which compares
-    the teacher's block outputs on each patch)."""
+    the teacher's block outputs on each patch); nor can ``--teacher_x8``, which also needs a teacher to distil from
+    (without one it would change nothing)."""
+    if settings.teacher_x8 and (not has_teacher or settings.distill_weight <= 0):
+        raise HarnessError(
+            "--teacher_x8: no teacher's SR to ensemble; it needs a --teacher and --distill_weight above 0 (or turn "
+            "teacher_x8 off)"
+        )
+    if settings.teacher_x8 and settings.feature_distill > 0:
+        raise HarnessError("--teacher_x8: feature distillation pairs the plain teacher's block outputs; give one")
     if not settings.teacher_cache:
         return
     if not has_teacher or settings.distill_weight <= 0:
@@ -484,6 +505,20 @@ def _make_scheduler(
         min_lr=settings.lr_after_plateau,
         eps=0.0,
     )
+
+
+# The settings that one learning-rate schedule reads and the other does not: given with the other, they would do nothing.
+SCHEDULE_SETTINGS = {"warmup": "cosine", "min_lr": "cosine", "lr_after_plateau": "plateau", "plateau_patience": "plateau"}
+
+
+def check_schedule_settings(schedule: str, given: Iterable[str]) -> None:
+    """Refuse a setting ``given`` (by its flag, or its config key) that ``schedule`` does not read."""
+    for name in given:
+        needs = SCHEDULE_SETTINGS.get(name)
+        if needs is not None and needs != schedule:
+            raise HarnessError(
+                f"--{name}: only with --schedule {needs} (the {schedule} schedule does not read it, so it would do nothing)"
+            )
 
 
 LR_SCHEDULE_KEYS = ("lr", "lr_after_plateau", "plateau_patience", "schedule", "warmup", "min_lr", "minutes")
@@ -535,8 +570,6 @@ class _Trainer:
             raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
         if settings.feature_distill > 0:
             check_feature_distill(model, teacher)
-            if settings.teacher_x8:
-                raise HarnessError("--teacher_x8: feature distillation pairs the plain teacher's block outputs; give one")
         check_teacher_cache(settings, teacher is not None)
         self.settings, self.train_set, self.val_set = settings, train_set, list(val_set or [])
         self.log, self.save_state, self.save_snapshot = log, save_state, save_snapshot
@@ -825,7 +858,8 @@ class _Trainer:
             self.emit(self.record(self.initial_psnr, started))
         bar = tqdm(total=s.iters, initial=self.iteration, disable=not (s.progress and self.rank == 0), desc="train", leave=False)
         with _stop_requests() as flag:
-            for batch in self.loader():
+            # a resumed run whose --minutes are spent trains no further (as one at its --iters), writes its outputs
+            for batch in [] if self.finished() else self.loader():
                 self.step(*batch)
                 self.iteration += 1
                 self.now = self.seconds()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from training.data import first_duplicate
 from utils.cli import ArgumentParser
+from utils.datasets import why_not_a_folder
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, check_new_output, same_file
 from utils.image import imread_uint, list_images
@@ -55,11 +57,14 @@ def encode_lossless(rgb: np.ndarray, source: Path) -> bytes:
 def check_out(folders: list[Path], out: Path) -> None:
     """Refuse an OUT that would write into a training folder: OUT/<name> is one, or OUT is one or inside one."""
     for folder in folders:
+        if not folder.is_dir():
+            continue  # refused by plan_folder, naming what it is
         if same_file(out / folder.name, folder):
             raise HarnessError(
                 f"--out {out}: {out / folder.name} is the training folder {folder} itself; pack into another folder"
             )
-        if folder.resolve() in (out.resolve(), *out.resolve().parents):
+        real_out = Path(os.path.realpath(out))  # realpath: no error on a loop of links (refused as a folder)
+        if Path(os.path.realpath(folder)) in (real_out, *real_out.parents):
             raise HarnessError(f"--out {out}: is inside the training folder {folder}; pack into a folder of its own")
 
 
@@ -67,7 +72,8 @@ def plan_folder(folder: Path, out: Path, overwrite: bool = False) -> list[tuple[
     """(image, its packed copy) for every image of ``folder``, every check made before any image is decoded; a
     packed copy already there is refused unless ``overwrite``."""
     if not folder.is_dir():
-        raise HarnessError(f"{folder}: training folder not found")
+        why = why_not_a_folder(folder, "training")
+        raise HarnessError(f"{folder}: training folder not found" if why.startswith("folder not found") else f"{folder}: {why}")
     sources = list_images(folder)
     if not sources:
         raise HarnessError(f"{folder}: training folder holds no images")

@@ -33,6 +33,7 @@ from training.data import (
     TrainData,
     add_data_arguments,
     check_apart_from_data,
+    describe_data_change,
     fill_data_defaults,
     load_data_from_args,
 )
@@ -44,6 +45,7 @@ from training.loop import (
     TrainingInterruptedError,
     TrainSettings,
     check_feature_distill,
+    check_schedule_settings,
     check_teacher_cache,
     default_lr,
     distributed_active,
@@ -60,12 +62,12 @@ from utils.checkpoint import (
     check_training_state,
     safe_load,
     save_model_checkpoint,
+    save_torch_file,
     weights_sha256,
 )
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import (
-    atomic_write,
     atomic_write_text,
     check_distinct,
     check_output_file,
@@ -115,6 +117,8 @@ def check_outputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
     without --resume or --overwrite."""
     if args.resume and args.overwrite:
         raise HarnessError("--resume and --overwrite: give one of them (continue OUT's run, or start a new one over it)")
+    if getattr(args, "accept_data_change", False) and not args.resume:
+        raise HarnessError("--accept_data_change: only with --resume (a new run reads its data folders as they are)")
     for label, path in labelled_outputs(paths).items():
         check_output_file(path, label)
     check_apart_from_inputs(args, paths)
@@ -157,6 +161,35 @@ def check_resume(state: dict[str, Any], path: Path, src: Path, src_sha: str, che
         raise HarnessError(
             f"--resume: {path} continues training of another SRC ({run.get('parent')}, sha256 "
             f"{str(run.get('parent_sha256'))[:12]}...), not {src} ({src_sha[:12]}...)"
+        )
+
+
+def check_resumed_settings(state: dict[str, Any], path: Path, settings: TrainSettings) -> None:
+    """What a resumed run keeps: its seed (its patch stream) and how it chooses its best weights (``--select``: the
+    best so far was chosen by it, so another rule would compare figures of two kinds)."""
+    saved = state["settings"]
+    if settings.seed != saved.get("seed", settings.seed):
+        raise HarnessError(
+            f"--seed {settings.seed}: {path} was trained with --seed {saved['seed']} (its patch stream); a resumed run keeps it"
+        )
+    if settings.select != saved.get("select", TrainSettings.select):
+        raise HarnessError(
+            f"--select {settings.select}: {path} chose its best weights by --select {saved.get('select', TrainSettings.select)}; "
+            "a resumed run keeps it (start a new run from its OUT_last.pth to choose by another rule)"
+        )
+
+
+def check_snapshot_output(args: argparse.Namespace, settings: TrainSettings) -> None:
+    """With ``--snapshot_minutes``: OUT_snapshot.pth can be written, and one already there is replaced only by the run
+    it belongs to (``--resume``) or on request (``--overwrite``)."""
+    if settings.snapshot_minutes is None:
+        return
+    path = snapshot_path(args.out)
+    check_output_file(path, "OUT_snapshot")
+    if path.exists() and not (args.resume or args.overwrite):
+        raise HarnessError(
+            f"OUT_snapshot {path}: exists from an earlier run; give --resume to continue that run, or --overwrite to start "
+            "a new one over it"
         )
 
 
@@ -204,7 +237,15 @@ def resolve_data_args(args: argparse.Namespace, saved: dict[str, Any] | None) ->
 
 
 def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
-    """Tell on stderr what a resume with other settings changes (once every check has passed)."""
+    """Tell on stderr what a resume with other settings changes (once every check has passed), and that a run whose
+    training time is spent (``--minutes``) trains no further (its outputs are written from the state)."""
+    elapsed = float(state.get("elapsed", 0.0))
+    if settings.minutes is not None and elapsed >= 60.0 * settings.minutes:
+        print(
+            f"{PROG}: --resume: the run has trained {elapsed / 60:.2f} minutes, --minutes {settings.minutes:g}: no time left, "
+            "so nothing is trained; its outputs are written from the state (give more --minutes to go on)",
+            file=sys.stderr,
+        )
     if loss_changed(state["settings"], settings):
         print(f"{PROG}: --resume with --loss {settings.loss}: Adam's moments start afresh", file=sys.stderr)
     if starts_new_lr_phase(state["settings"], settings):
@@ -215,12 +256,36 @@ def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
         )
 
 
+def changed_data_flags(saved: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The data flags a resume gives otherwise than the resumed run (``saved``: its ``data_args``)."""
+    return [name for name in DATA_FLAGS if saved.get(name) != getattr(args, name)]
+
+
 def announce_data_change(saved: dict[str, Any], args: argparse.Namespace) -> None:
     """Tell on stderr which data flags a resume changes: from its iteration on, patches come from the new data."""
-    changed = [name for name in DATA_FLAGS if saved.get(name) != getattr(args, name)]
+    changed = changed_data_flags(saved, args)
     if changed:
         flags = ", ".join(f"--{name} {getattr(args, name)}" for name in changed)
         print(f"{PROG}: --resume with other data ({flags}): the patches from here on come from it", file=sys.stderr)
+
+
+def check_same_images(state: dict[str, Any], path: Path, data: TrainData, args: argparse.Namespace) -> None:
+    """A resume reads the images its run was trained and validated on: an image added to, gone from or changed in the
+    same folders (the held-out split may change with them) is refused, naming the change, unless
+    ``--accept_data_change``; with other data flags, or accepted, the change is said on stderr. A state written
+    before the images were recorded is not compared."""
+    saved = state["run"].get("data_images")
+    if not isinstance(saved, dict):
+        return
+    change = describe_data_change(saved, data.images)
+    if change is None:
+        return
+    if not (getattr(args, "accept_data_change", False) or changed_data_flags(state["run"]["data_args"], args)):
+        raise HarnessError(
+            f"--resume: the data folders changed since {path} was written: {change}; the run would go on with other "
+            "patches and validation images. Restore the folders, or give --accept_data_change to go on with them as they are"
+        )
+    print(f"{PROG}: --resume with changed data folders: {change}", file=sys.stderr)
 
 
 def build_provenance(
@@ -280,8 +345,7 @@ def snapshot_path(out: str | Path) -> Path:
 
 
 def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
-    payload = {**state, "run": run}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_torch_file(path, {**state, "run": run})
 
 
 def check_unchanged_since_checked(args: argparse.Namespace, paths: dict[str, Path], state: dict[str, Any] | None) -> None:
@@ -309,16 +373,20 @@ def main(args: argparse.Namespace) -> FitResult:
         check_resume(state, paths["state"], src, src_sha, checkpoint)
         if args.iters is not None and args.iters < state["iteration"]:
             raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {args.iters}")
+    given = [name for name in SETTING_FLAGS if getattr(args, name) is not None]
     settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
-    if state and settings.seed != state["settings"].get("seed", settings.seed):
-        raise HarnessError(
-            f"--seed {settings.seed}: {paths['state']} was trained with --seed {state['settings']['seed']} (its patch "
-            "stream); a resumed run keeps it"
-        )
+    check_schedule_settings(settings.schedule, given)
+    if state:
+        check_resumed_settings(state, paths["state"], settings)
+    check_snapshot_output(args, settings)
     if settings.distill_weight > 0 and not args.teacher:
         raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
     if settings.select == "worst_gap" and not args.teacher:
         raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
+    if settings.select == "worst_gap" and not (args.val_fraction or args.val_dir):
+        raise HarnessError(
+            "--select worst_gap: needs validation images (--val_dir, or --val_fraction above 0) to measure the groups on"
+        )
     teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
     if settings.feature_distill > 0:
         check_feature_distill(model, teacher)
@@ -330,6 +398,7 @@ def main(args: argparse.Namespace) -> FitResult:
         args, patch_size=settings.patch_size, seed=settings.seed, data_range=checkpoint.data_range, scale=checkpoint.scale
     )
     if state:
+        check_same_images(state, paths["state"], data, args)
         announce_resume(state, settings)
         announce_data_change(state["run"]["data_args"], args)
     run = {
@@ -342,11 +411,13 @@ def main(args: argparse.Namespace) -> FitResult:
         "teacher": args.teacher,
         "teacher_sha256": sha256_of(args.teacher) if args.teacher else None,
         "data_args": {name: getattr(args, name) for name in DATA_FLAGS},
+        "data_images": data.images,
     }
     rank = world()[0]
     with exclusive_run(paths["state"], "OUT") if rank == 0 else contextlib.nullcontext():
         if rank == 0:
             check_unchanged_since_checked(args, paths, state)
+            check_snapshot_output(args, settings)
             paths["best"].parent.mkdir(parents=True, exist_ok=True)
             if state is None:
                 start_fresh(paths)
@@ -405,6 +476,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overwrite",
         action="store_true",
         help="start a new run where OUT, OUT_last, OUT.state.pth or OUT.log.jsonl exist (their earlier run is replaced)",
+    )
+    parser.add_argument(
+        "--accept_data_change",
+        action="store_true",
+        help="with --resume: go on although images were added to, removed from or changed in the data folders since",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Stage 1, branching: RFDN's sequential blocks B1..B4 become four independent branches.
 
-    python -m transform.branch RFDN.pth OUT.pth [--variant seed|deep2|deep3]
+    python -m transform.branch RFDN.pth OUT.pth [--variant seed|deep2|deep3] [--verbose]
 
 Every RFDN tensor has a place: ``fea_conv`` -> ``head1``, ``B1..B4`` -> ``B1..B4``, and the tail (``c``,
 ``LR_conv``, ``upsampler``) unchanged. New layers, and how they start (so the branch model starts close to
@@ -98,12 +98,17 @@ def branch_from_rfdn(rfdn: dict[str, torch.Tensor], nf: int = 50, variant: str =
 def _run(args: argparse.Namespace) -> None:
     parent = read_stage_input(args.src, ("rfdn",), "branching")
     model, report = branch_from_rfdn(parent.state_dict, variant=args.variant)
-    print(f"loaded {len(report.loaded)} tensors from RFDN (every one it has):")
-    for target, source in report.loaded.items():
-        print(f"  {target:28s} <- {source}")
-    print(f"new, {len(report.initialized)} tensors:")
-    for target, how in report.initialized.items():
-        print(f"  {target:28s} <- {how}")
+    more = "" if args.verbose else " (--verbose lists each tensor and where it comes from)"
+    print(
+        f"loaded {len(report.loaded)} tensors from RFDN (every one it has); {len(report.initialized)} new ones for "
+        f"head2..4 and srfdb2..4, copies of fea_conv and of B1's first {VARIANTS[args.variant]} stage(s){more}"
+    )
+    if args.verbose:
+        for target, source in report.loaded.items():
+            print(f"  {target:28s} <- {source}")
+        print(f"new, {len(report.initialized)} tensors:")
+        for target, how in report.initialized.items():
+            print(f"  {target:28s} <- {how}")
     write_stage_output(
         args.dst,
         model,
@@ -120,6 +125,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="the cut: seed (each SRFDB one distillation stage, the factsheet's), deep2 or deep3 (two or three stages: "
         "more reach, more FLOPs); default seed",
     )
+    parser.add_argument("--verbose", action="store_true", help="list every tensor of the branch model and where it comes from")
 
 
 CLI = StageCLI("transform.branch", "Branch RFDN into four parallel branches (PRFDN stage 1).", _run, _arguments)

@@ -84,7 +84,8 @@ def fit_features(
     precision: str = "fp32",
     channels_last: bool = False,
 ) -> list[dict[str, float]]:
-    """``iters`` Adam steps (cosine-decayed learning rate) on the feature loss. Returns the loss log.
+    """``iters`` Adam steps (cosine-decayed learning rate) on the feature loss. Returns the loss log; a loss that is
+    not finite stops it (HarnessError: "training diverged", nothing written).
     ``precision="bf16"`` runs the forward passes under bfloat16 autocast (weights stay fp32); ``channels_last``
     puts both networks and the batches in that memory format (the training loop's fast path)."""
     rfdn.eval()
@@ -101,6 +102,8 @@ def fit_features(
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = feature_loss(model, rfdn, batch).float()
+        if not math.isfinite(loss.item()):  # as the training loop stops: no unfitted or broken weights written
+            raise HarnessError(f"training diverged: the feature loss is {loss.item()} at iteration {step}; lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -80,6 +80,21 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = OPSET) -> None:
         )
 
 
+def newest_opset() -> int:
+    """The newest opset of the default domain that the installed ``onnx`` package knows."""
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def written_opset(path: str | Path) -> int | None:
+    """The opset of the default ONNX domain that the file at ``path`` imports (None: it imports none)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return next((int(entry.version) for entry in graph.opset_import if entry.domain in ("", "ai.onnx")), None)
+
+
 def onnxruntime_output(path: str | Path, lr: np.ndarray) -> np.ndarray:
     """``sr`` of the ONNX file at ``path`` for ``lr`` (N x 3 x H x W float32), on onnxruntime's CPU provider."""
     import onnxruntime
@@ -117,8 +132,12 @@ def _run(args: argparse.Namespace) -> None:
     missing = missing_onnx_packages()
     if missing:
         raise HarnessError(f"ONNX export needs {', '.join(missing)}: pip install -r requirements-onnx.txt")
-    if args.opset < OPSET:
-        raise HarnessError(f"--opset {args.opset}: expected {OPSET} or later (the exporter's first)")
+    newest = newest_opset()
+    if not OPSET <= args.opset <= newest:
+        raise HarnessError(
+            f"--opset {args.opset}: expected {OPSET} (the exporter's first) to {newest} (the newest the installed onnx "
+            "package knows)"
+        )
     src = Path(args.src)
     checkpoint = read_model_checkpoint(src)
     model = load_model(checkpoint, f"SRC {src}").eval()
@@ -128,8 +147,14 @@ def _run(args: argparse.Namespace) -> None:
             export_onnx(model, exported, args.opset)
         except Exception as err:  # the exporter raises many types; one line is enough to act on
             raise HarnessError(f"SRC {src}: ONNX export failed ({first_line(err)}); nothing written") from None
+        written = written_opset(exported)
+        if written != args.opset:
+            raise HarnessError(f"SRC {src}: the exporter wrote opset {written}, not --opset {args.opset}; nothing written")
         _describe(exported, src, checkpoint.arch, checkpoint.scale, checkpoint.data_range, args.opset)
-        difference = onnx_max_difference(model, exported)
+        try:
+            difference = onnx_max_difference(model, exported)
+        except Exception as err:  # onnxruntime raises its own types (e.g. an opset it does not implement)
+            raise HarnessError(f"{args.dst}: onnxruntime cannot run the export ({first_line(err)}); nothing written") from None
         if not difference <= EQUIVALENCE_TOLERANCE:  # also catches NaN
             raise HarnessError(
                 f"{args.dst}: onnxruntime differs from PyTorch by {difference:.3g} > {EQUIVALENCE_TOLERANCE:g} "

@@ -212,11 +212,7 @@ def prune(
     history = [{"step": 0, **figures(model)}]
     bound = history[0] if smaller_than is None else smaller_than
     at_ratio = figures_at_ratio(model, ratio, steps, round_to)
-    if round_to is not None and at_ratio == figures(model):
-        raise HarnessError(
-            f"--round_to {round_to}: at --ratio {ratio} no layer loses a whole multiple of {round_to} channels, so "
-            "nothing would be pruned; lower --round_to"
-        )
+    check_round_to(model, ratio, round_to, at_ratio)
     _check_reachable(at_ratio, history[0], bound, ratio, target_params, target_flops)
     pruner = make_pruner(model, ratio, steps, importance, round_to)
     for step in range(1, steps + 1):
@@ -234,6 +230,15 @@ def prune(
     if not smaller(history[-1], bound) or (budget and not within_budget(history[-1], target_params, target_flops)):
         raise HarnessError(f"pruning ended at {describe(history[-1])}, outside the budget or not smaller than the input")
     return rebuild(model), history
+
+
+def check_round_to(model: HelperPRFDN, ratio: float, round_to: int | None, at_ratio: dict[str, float]) -> None:
+    """Refuse a ``round_to`` with which the last step at ``ratio`` (``at_ratio``: its ``figures``) prunes nothing."""
+    if round_to is not None and at_ratio == figures(model):
+        raise HarnessError(
+            f"--round_to {round_to}: at --ratio {ratio} no layer loses a whole multiple of {round_to} channels, so "
+            "nothing would be pruned; lower --round_to"
+        )
 
 
 def _check_reachable(

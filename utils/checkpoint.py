@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -9,6 +10,7 @@ import math
 import os
 import pickletools
 import re
+import shutil
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -231,6 +233,19 @@ def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> st
     return "; ".join(parts)
 
 
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training's), naming ``source`` and the first such tensor:
+    they give no image, and a training started from them diverges at once, which would be blamed on its --lr."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise HarnessError(
+                    f"{source}: weights hold values that are not finite ({bad} of {tensor.numel()} in {name} are NaN or "
+                    "infinity); expected a checkpoint of finite weights"
+                )
+
+
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
     """Load ``state`` into ``model`` (strict), or raise one line: ``what``, then what does not fit."""
     mismatch = describe_mismatch(model, state)
@@ -276,10 +291,43 @@ class ModelCheckpoint:
         }
 
 
+# Free bytes below which a failed write is taken for a full disk (torch's writer does not say why it failed).
+FULL_DISK_BYTES = 64 << 20
+
+
+def save_torch_file(path: str | os.PathLike, payload: Any) -> None:
+    """``torch.save(payload)`` to ``path`` atomically (``atomic_write``), through a Python file flushed to disk: a
+    full disk is then one ``OSError`` naming ``path`` ("No space left on device"), and whatever ``path`` held
+    before stays whole. Where torch's own writer fails instead (a RuntimeError such as "unexpected pos" or
+    "iostream error"), the error says whether the disk is full."""
+
+    def write(tmp: str) -> None:
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except RuntimeError as err:
+            raise torch_write_error(tmp, err) from None
+
+    atomic_write(path, write)
+
+
+def torch_write_error(tmp: str | os.PathLike, err: RuntimeError) -> OSError:
+    """The OSError for torch's failed write of ``tmp``: ENOSPC where the disk is (nearly) full, else EIO with
+    torch's first line."""
+    try:
+        free = shutil.disk_usage(Path(tmp).parent).free
+    except OSError:
+        free = None
+    if free is not None and free < FULL_DISK_BYTES:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, f"the write failed ({first_line(err)})")
+
+
 def save_model_checkpoint(path: str | os.PathLike, checkpoint: ModelCheckpoint) -> None:
     """Write ``checkpoint`` atomically; the file loads with ``torch.load(weights_only=True)``."""
-    payload = checkpoint.to_dict()
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_torch_file(path, checkpoint.to_dict())
 
 
 def weights_beside_state(path: str | os.PathLike) -> tuple[Path, Path]:

@@ -6,6 +6,7 @@ the LR image ``NAMEx4.*`` (DIV2K naming) or ``NAME.*`` in the LR folder.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +50,31 @@ def with_data_root(value: Any, root: str) -> Any:
 
 def fetch_hint(folder: str | os.PathLike) -> str:
     """For a missing folder: how to make it, when it is one that ``scripts/fetch_free_images.py`` writes."""
-    path = Path(folder).resolve()
+    path = Path(os.path.realpath(folder))  # never raises, not even on a loop of links
     if path == FREE_IMAGES_DIR or FREE_IMAGES_DIR in path.parents:
         return " (python scripts/fetch_free_images.py makes it)"
     return ""
+
+
+def why_not_a_folder(folder: str | os.PathLike, kind: str) -> str:
+    """What ``folder``, which is not a folder, is instead, for a one-line error after ``"<flag> <folder>: "``: a
+    file, a loop of symbolic links, a broken link, or nothing (with ``fetch_hint``); ``kind`` names its images."""
+    path = Path(folder)
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return f"is a loop of symbolic links; expected a folder of {kind} images"
+            return f"is a broken symbolic link (to {os.readlink(path)}); expected a folder of {kind} images"
+    if path.exists():
+        return f"is a file; expected a folder of {kind} images"
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # a loop of links on the way to it
+            return f"its path runs through a loop of symbolic links; expected a folder of {kind} images"
+    return f"folder not found{fetch_hint(folder)}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +126,8 @@ def _check_folder(folder: Path, kind: str) -> None:
     if folder.exists() and not folder.is_dir():
         raise HarnessError(f"{folder}: is a file; expected the folder of the {kind} images")
     if not folder.is_dir():
-        raise HarnessError(f"{folder}: {kind} folder not found")
+        why = why_not_a_folder(folder, kind)
+        raise HarnessError(f"{folder}: {kind} folder not found" if why.startswith("folder not found") else f"{folder}: {why}")
 
 
 def pair_folders(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None, scale: int = SCALE) -> list[ImagePair]:
@@ -140,7 +163,8 @@ def find_official_layout(data_dir: str | os.PathLike, mode: str) -> Layout:
         raise HarnessError(f"unknown mode {mode!r}: expected one of {', '.join(OFFICIAL_LAYOUTS)}")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise HarnessError(f"--data_dir {data_dir}: folder not found")
+        why = why_not_a_folder(data_dir, "data")
+        raise HarnessError(f"--data_dir {data_dir}: {'folder not found' if why.startswith('folder not found') else why}")
     for layout in OFFICIAL_LAYOUTS[mode]:
         if (data_dir / layout.hr).is_dir() and (data_dir / layout.lr).is_dir():
             return layout

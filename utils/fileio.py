@@ -9,6 +9,7 @@ lands on what a symlink points to (the link stays a link), and the file gets the
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -164,6 +165,18 @@ def _nearest_existing(folder: Path) -> Path:
     return folder
 
 
+def _link_loop_on_the_way(folder: Path) -> Path | None:
+    """The first folder on the way to ``folder`` (itself included) that is a loop of symbolic links, if any."""
+    for step in reversed([folder, *folder.parents]):
+        try:
+            os.stat(step)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return step
+            return None
+    return None
+
+
 def _probe_writable(folder: Path) -> str | None:
     """Why no file can be created in ``folder`` (None if one can): a real try, as permission bits lie to root."""
     probe = folder / f".{secrets.token_hex(6)}.probe{TEMP_MARK}"
@@ -203,6 +216,9 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
         raise HarnessError(f"{label}: is a folder; expected a file name")
     if target.exists() and not target.is_file():
         raise HarnessError(f"{label}: is not a regular file")
+    loop = _link_loop_on_the_way(target.parent)
+    if loop is not None:
+        raise HarnessError(f"{label}: {loop} is a loop of symbolic links; expected a folder")
     existing = _nearest_existing(target.parent)
     if not existing.is_dir():
         raise HarnessError(f"{label}: {existing} is not a folder")
@@ -228,7 +244,7 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     with contextlib.suppress(OSError):
         if a.exists() and b.exists():
             return os.path.samefile(a, b)
-    return write_target(a).resolve() == write_target(b).resolve()
+    return os.path.realpath(write_target(a)) == os.path.realpath(write_target(b))  # realpath: no error on a loop
 
 
 def check_distinct(outputs: Mapping[str, str | os.PathLike | None], inputs: Mapping[str, str | os.PathLike | None]) -> None:

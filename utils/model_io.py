@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from models.registry import UnknownArchitectureError, build_model
-from utils.checkpoint import ModelCheckpoint, load_state, read_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, check_finite, load_state, read_model_checkpoint
 from utils.errors import HarnessError, first_line
 
 
@@ -16,7 +16,8 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
     """The module of ``checkpoint`` with its weights (strict), or a one-line HarnessError naming ``source``.
 
     The one place a module is built from a checkpoint's config: an unknown architecture, or a config that no
-    module can be built from (missing keys, negative or absurd widths, ...), is said here.
+    module can be built from (missing keys, negative or absurd widths, ...), is said here; so are weights that are
+    not finite (``check_finite``).
     """
     try:
         model = build_model(checkpoint.arch, checkpoint.config)
@@ -27,7 +28,9 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
         raise HarnessError(f"{source}: malformed {checkpoint.arch} config ({reason})") from None
     if not all(isinstance(value, torch.Tensor) for value in checkpoint.state_dict.values()):
         raise HarnessError(f"{source}: its state_dict holds values that are not tensors")
-    return load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
+    model = load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
+    check_finite(checkpoint.state_dict, source)
+    return model
 
 
 def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
@@ -35,9 +38,11 @@ def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
     if Path(path).is_dir():
         raise HarnessError(f"{flag} {path}: is a folder; expected a checkpoint file")
     try:
-        return read_model_checkpoint(path)
+        checkpoint = read_model_checkpoint(path)
     except HarnessError as err:
         raise HarnessError(f"{flag} {err}") from None
+    check_finite(checkpoint.state_dict, f"{flag} {path}")  # also for a stage that builds no module from it
+    return checkpoint
 
 
 def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
