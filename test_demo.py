@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from utils.checkpoint import check_finite, check_scale, describe_mismatch, load_state, read_model_checkpoint, where_to_get
+from utils.checkpoint import check_scale, describe_mismatch, load_state, read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser
 from utils.datasets import SCALE, ImagePair, check_pairs, ensure_builtin_dataset, official_pairs, pair_folders
 from utils.errors import HarnessError
@@ -62,9 +62,7 @@ def _load_rfdn(path: Path) -> nn.Module:
     checkpoint = read_model_checkpoint(path)
     if checkpoint.arch != "rfdn":
         raise OtherModelError(f"{path}: is a PRFDN {checkpoint.arch!r} checkpoint, not RFDN's; evaluate it with --model_id 13")
-    model = load_state(RFDN(), checkpoint.state_dict, f"{path}: checkpoint does not fit RFDN_baseline")
-    check_finite(checkpoint.state_dict, str(path))
-    return model
+    return load_state(RFDN(), checkpoint.state_dict, f"{path}: checkpoint does not fit RFDN_baseline")
 
 
 def _load_prfdn(path: Path) -> nn.Module:

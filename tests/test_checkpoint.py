@@ -157,7 +157,7 @@ def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path: Pat
     state = {"conv.weight": torch.zeros(2, 3), "conv.bias": torch.tensor([1.0, float("inf")]), "steps": torch.tensor(3)}
     torch.save(state, tmp_path / "inf.pth")
     with pytest.raises(
-        HarnessError, match=r"inf\.pth: tensor conv\.bias holds NaN or infinite values \(1 of 2\); expected finite"
+        HarnessError, match=r"inf\.pth: weights hold values that are not finite \(1 of 2 in conv\.bias are NaN or infinity\)"
     ):
         read_model_checkpoint(tmp_path / "inf.pth")
     state["conv.bias"] = torch.ones(2)

@@ -688,8 +688,8 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
         ["a", "b"],
         {"src", "out", "resume", "overwrite", "accept_data_change"},  # the pipeline sets these (the last: its own flag)
     )
-    assert names(pipeline_config.BranchSection) == flags_of(
-        run_pipeline.branch.parse_args, ["a", "b"], {"src", "dst", "overwrite"}
+    assert names(pipeline_config.BranchSection) == flags_of(  # --verbose: the pipeline prints the summary line only
+        run_pipeline.branch.parse_args, ["a", "b"], {"src", "dst", "overwrite", "verbose"}
     )
     assert names(pipeline_config.ReparamSection) == flags_of(
         run_pipeline.reparam.parse_args, ["a", "b"], {"src", "dst", "overwrite"}

@@ -301,7 +301,7 @@ def test_weights_that_are_not_finite_are_one_line(
     line = _bad(previous_results, capsys, "--model_id", "0", "--model_path", "nan.pth")
     assert line == (
         "test_demo.py: error: nan.pth: weights hold values that are not finite (3 of 21600 in upsampler.0.weight are NaN "
-        "or infinity); expected a checkpoint of finite weights"
+        "or infinity); expected a checkpoint of finite weights (from a training that diverged?)"
     )
 
 

@@ -242,7 +242,7 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
             if bad:
                 raise HarnessError(
                     f"{source}: weights hold values that are not finite ({bad} of {tensor.numel()} in {name} are NaN or "
-                    "infinity); expected a checkpoint of finite weights"
+                    "infinity); expected a checkpoint of finite weights (from a training that diverged?)"
                 )
 
 
@@ -394,22 +394,10 @@ def read_model_checkpoint(path: str | os.PathLike) -> ModelCheckpoint:
             raise HarnessError(
                 f"{path}: key 'scale' is {checkpoint.scale} but its config's 'scale' is {config_scale!r}; expected the same"
             )
-        return _check_finite(checkpoint, path)
-    return _check_finite(ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path)), path)
-
-
-def _check_finite(checkpoint: ModelCheckpoint, path: str) -> ModelCheckpoint:
-    """``checkpoint`` if every floating-point weight is finite; else one line naming the first tensor that is not
-    (NaN weights make NaN images, which became black pixels and a figure with no word of why)."""
-    for name, tensor in checkpoint.state_dict.items():
-        if tensor.is_floating_point() or tensor.is_complex():
-            finite = torch.isfinite(tensor)
-            if not bool(finite.all()):
-                bad = int(finite.numel() - finite.sum())
-                raise HarnessError(
-                    f"{path}: tensor {name} holds NaN or infinite values ({bad} of {tensor.numel()}); expected finite weights "
-                    "(from a training that diverged?)"
-                )
+        check_finite(checkpoint.state_dict, path)
+        return checkpoint
+    checkpoint = ModelCheckpoint(arch="rfdn", config={}, state_dict=_state_dict_of(obj, path))
+    check_finite(checkpoint.state_dict, path)
     return checkpoint
 
 

@@ -38,11 +38,9 @@ def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
     if Path(path).is_dir():
         raise HarnessError(f"{flag} {path}: is a folder; expected a checkpoint file")
     try:
-        checkpoint = read_model_checkpoint(path)
+        return read_model_checkpoint(path)  # refuses weights that are not finite too
     except HarnessError as err:
         raise HarnessError(f"{flag} {err}") from None
-    check_finite(checkpoint.state_dict, f"{flag} {path}")  # also for a stage that builds no module from it
-    return checkpoint
 
 
 def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
