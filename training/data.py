@@ -438,13 +438,13 @@ def downscaled_copies(images: Sequence[TrainImage], factors: Sequence[float], mi
 @dataclass
 class TrainData:
     """What ``load_training_data`` returns: training patches, validation images, a description for provenance, and
-    each training and validation image's name and pixel digest (``image_digests``), by which a resumed run tells
+    each training and validation image's name and pixel digest, by which a resumed run tells
     whether the folders changed since."""
 
     train: TrainPatches
     val: list[ValidationImage]
     description: dict[str, Any] = field(default_factory=dict)
-    images: dict[str, dict[str, str]] = field(default_factory=dict)  # image_digests: {"train": ..., "val": ...}
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # {"train": {name: digest}, "val": ...}
 
 
 def load_training_data(
@@ -500,20 +500,31 @@ def load_training_data(
     held_out = holdout_split([image.name for image in images], val_fraction or 0.0, val_seed)
     held_out_images = [image for image in images if image.name in held_out]
     train_images = [image for image in images if image.name not in held_out] + extra
-    extra_keys = {_content_key(image.hr): image for image in extra}
+    digest = {image.name: _content_key(image.hr) for image in images + extra}  # each image hashed once; names distinct
+    extra_keys = {digest[image.name]: image for image in extra}
     for image in held_out_images:
-        same = extra_keys.get(_content_key(image.hr))
+        same = extra_keys.get(digest[image.name])
         if same is not None:
             raise HarnessError(
                 f"--extra_train_dir: {same.path} is also a held-out validation image ({image.path}); keep the two sets apart"
             )
     dir_images = read_folder_as_validation(val_dir, scale) if val_dir is not None else []
-    train_keys = {_content_key(image.hr): image for image in train_images}
-    for image in dir_images:
-        same = train_keys.get(_content_key(image.hr))
+    dir_digests = [_content_key(image.hr) for image in dir_images]
+    train_keys = {digest[image.name]: image for image in train_images}
+    for image, key in zip(dir_images, dir_digests, strict=True):
+        same = train_keys.get(key)
         if same is not None:
             raise HarnessError(f"--val_dir: {image.path} is also a training image ({same.path}); keep the two sets apart")
-    digests = image_digests(train_images, held_out_images + dir_images)
+    # the record by which a resumed run tells whether its folders changed since: each image's name and pixel digest
+    # (training images before scale augmentation and --skip_small); two loads of the same folders give the same
+    # record (also from a lossless packed copy), an image added, removed or changed shows
+    digests = {
+        "train": {image.name: digest[image.name] for image in train_images},
+        "val": {
+            **{image.name: digest[image.name] for image in held_out_images},
+            **{image.name: key for image, key in zip(dir_images, dir_digests, strict=True)},
+        },
+    }
     split: dict[str, Any] = {}
     if held_out or val_dir is None:
         split.update(kind="val_fraction", val_fraction=float(val_fraction or 0.0), val_seed=int(val_seed))
@@ -567,18 +578,8 @@ def load_training_data(
     return TrainData(train, val, description, digests)
 
 
-def image_digests(train: Sequence[TrainImage], val: Sequence[TrainImage]) -> dict[str, dict[str, str]]:
-    """The decoded images of a run by name, each with a digest of its pixels (``{"train": {name: digest}, "val":
-    ...}``; training images before scale augmentation and --skip_small): two loads of the same folders give the
-    same record (also from a lossless packed copy), an image added, removed or changed shows."""
-    return {
-        "train": {image.name: _content_key(image.hr) for image in train},
-        "val": {image.name: _content_key(image.hr) for image in val},
-    }
-
-
 def describe_data_change(saved: Mapping[str, Any], now: Mapping[str, Mapping[str, str]]) -> str | None:
-    """How the images ``now`` differ from the ``saved`` record of ``image_digests`` (for a message): images added,
+    """How the images ``now`` differ from the ``saved`` record of ``TrainData.images`` (for a message): images added,
     gone or changed, and images that changed sides between training and validation (the held-out split); None
     when nothing changed."""
 

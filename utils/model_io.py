@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from models.registry import UnknownArchitectureError, build_model
-from utils.checkpoint import ModelCheckpoint, check_finite, load_state, read_model_checkpoint
+from utils.checkpoint import ModelCheckpoint, load_state, read_model_checkpoint
 from utils.errors import HarnessError, first_line
 
 
@@ -16,8 +16,8 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
     """The module of ``checkpoint`` with its weights (strict), or a one-line HarnessError naming ``source``.
 
     The one place a module is built from a checkpoint's config: an unknown architecture, or a config that no
-    module can be built from (missing keys, negative or absurd widths, ...), is said here; so are weights that are
-    not finite (``check_finite``).
+    module can be built from (missing keys, negative or absurd widths, ...), is said here. Weights that are not
+    finite were refused when the checkpoint was read (``read_model_checkpoint``).
     """
     try:
         model = build_model(checkpoint.arch, checkpoint.config)
@@ -28,9 +28,7 @@ def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Mo
         raise HarnessError(f"{source}: malformed {checkpoint.arch} config ({reason})") from None
     if not all(isinstance(value, torch.Tensor) for value in checkpoint.state_dict.values()):
         raise HarnessError(f"{source}: its state_dict holds values that are not tensors")
-    model = load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
-    check_finite(checkpoint.state_dict, source)
-    return model
+    return load_state(model, checkpoint.state_dict, f"{source}: weights do not fit its {checkpoint.arch} architecture")
 
 
 def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
