@@ -124,3 +124,26 @@ def test_onnxruntime_variant_is_alone_and_on_the_cpu() -> None:
         Variant.parse("onnxruntime+channels_last")
     with pytest.raises(HarnessError, match="CPU only"):
         Variant.parse("onnxruntime").check_device(torch.device("cuda"))
+
+
+@needs_onnx
+def test_a_deeper_cuts_final_network_exports_too(tmp_path: Path) -> None:
+    """The final network of transform.branch --variant deep3 (SRFDBs of three stages), pruned and exported, to ONNX."""
+    from models.branch import BranchPRFDN
+    from models.registry import model_config
+    from transform.helpers import fold_helpers, with_helpers
+    from transform.prune import prune
+    from transform.reparam import merge_branches
+    from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
+
+    torch.manual_seed(0)
+    branch = BranchPRFDN(nf=8, srfdb_stages=3)
+    for param in branch.parameters():
+        param.data.uniform_(-0.08, 0.08)
+    pruned, _ = prune(with_helpers(merge_branches(branch, "dense")), ratio=0.3, steps=1)
+    final = fold_helpers(pruned).eval()
+    arch, config = model_config(final)
+    src = tmp_path / "deep3.pth"
+    save_model_checkpoint(src, ModelCheckpoint(arch, config, final.state_dict()))
+    assert onnx_stage.main([str(src), str(tmp_path / "deep3.onnx")]) == 0
+    assert onnx_stage.onnx_max_difference(final, tmp_path / "deep3.onnx", torch.rand(1, 3, 19, 23) * 255) <= 2e-3
