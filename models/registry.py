@@ -12,6 +12,7 @@ from typing import Any
 import torch.nn as nn
 
 from models.branch import BranchPRFDN
+from models.chain import RFDNChain
 from models.helpers import HelperPRFDN
 from models.team00_RFDN import RFDN
 from models.team13_PRFDN import PRFDN, PRFDNConfig
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "branch": lambda config: BranchPRFDN(**config),
     "prfdn": lambda config: PRFDN(PRFDNConfig.from_config(config)),
     "prfdn_helpers": lambda config: HelperPRFDN(PRFDNConfig.from_config(config)),
+    "rfdn_chain": RFDNChain,
 }
 
 
@@ -43,6 +45,8 @@ def model_config(model: nn.Module) -> tuple[str, dict[str, Any]]:
         return "rfdn", {}
     if isinstance(model, BranchPRFDN):
         return "branch", dict(model.config)
+    if isinstance(model, RFDNChain):
+        return "rfdn_chain", dict(model.config)
     if isinstance(model, PRFDN):
         return getattr(model, "ARCH", "prfdn"), model.cfg.to_config()
     raise TypeError(f"no architecture name for {type(model).__name__}")

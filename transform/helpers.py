@@ -32,8 +32,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from models.chain import block_widths
 from models.helpers import HelperPRFDN, is_helper
-from models.team13_PRFDN import PRFDN, BlockWidths, DistillBlock, PRFDNConfig
+from models.team13_PRFDN import PRFDN, BlockWidths, PRFDNConfig
 from transform.weights import dense_block_weight
 from utils.errors import HarnessError
 
@@ -71,32 +72,13 @@ def with_helpers(model: PRFDN) -> HelperPRFDN:
     return helper
 
 
-def _block_widths(block: DistillBlock) -> BlockWidths:
-    """The widths a (possibly pruned) block has now, read off its layers."""
-    esa = block.esa
-    return BlockWidths(
-        channels=block.c1_r.out_channels,
-        distilled=tuple(getattr(block, f"c{k}_d").out_channels for k in range(1, len(block.widths.distilled) + 1)),
-        last=block.c4.out_channels,
-        out=block.c5.out_channels,
-        esa=(
-            esa.conv1.out_channels,
-            esa.conv2.out_channels,
-            esa.conv_max.out_channels,
-            esa.conv3.out_channels,
-            esa.conv_f.out_channels,
-        ),
-        fused=block.c5.in_channels,
-    )
-
-
 def current_config(model: HelperPRFDN) -> PRFDNConfig:
     """The config of a pruning-form model as its layers are now (after Torch-Pruning changed them in place)."""
     return PRFDNConfig(
         skip=model.head_skip.out_channels,
         rest=model.head_rest.out_channels,
-        srfdb=_block_widths(model.srfdb),
-        rfdb=_block_widths(model.rfdb),
+        srfdb=block_widths(model.srfdb),
+        rfdb=block_widths(model.rfdb),
         tail=model.c[0].out_channels,
         in_nc=model.cfg.in_nc,
         out_nc=model.cfg.out_nc,
