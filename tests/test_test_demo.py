@@ -574,7 +574,7 @@ def test_checkpoints_that_say_what_is_wrong_with_them(
     assert "negative.pth: malformed prfdn config (" in _bad(previous_results, capsys, "--model_path", "negative.pth", *model_id)
     _prfdn_checkpoint(Path("future.pth"), arch="prfdn_v9")
     line = _bad(previous_results, capsys, "--model_path", "future.pth", *model_id)
-    assert "future.pth: unknown architecture 'prfdn_v9': expected rfdn, branch, prfdn or prfdn_helpers" in line
+    assert "future.pth: unknown architecture 'prfdn_v9': expected rfdn, branch, prfdn, prfdn_helpers or rfdn_chain" in line
     Path("corrupt.pth").write_bytes(b"garbage" * 10)
     line = _bad(previous_results, capsys, "--model_path", "corrupt.pth", *model_id)
     assert "corrupt.pth: not a loadable weights-only checkpoint (unreadable: corrupt, truncated or not a PyTorch file" in line
