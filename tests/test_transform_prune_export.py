@@ -442,3 +442,26 @@ def test_changed_settings_name_what_a_pruned_file_was_made_otherwise_with() -> N
     assert prune_stage.describe_change(("lr", None, 3e-5)) == "lr unset (the default), the config now gives 3e-05"
     early = {"ratio": 0.6, "steps": 2, "finetune_iters": 0, "round_to": None, "target_params": None, "target_flops": None}
     assert prune_stage.changed_settings(early, other) == [("steps", 2, 3)]  # only what an early record has
+
+
+def test_prune_chain_prunes_rfdn_directly_to_a_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The control of docs/depth.md: RFDN pruned without branching, an rfdn_chain checkpoint within the budget."""
+    from models.team00_RFDN import RFDN
+    from transform import prune_chain
+
+    torch.manual_seed(0)
+    torch.save(RFDN().state_dict(), tmp_path / "rfdn.pth")  # the official checkpoint's format
+    dst = tmp_path / "control.pth"
+    argv = [str(tmp_path / "rfdn.pth"), str(dst), "--target_params", "300000", "--ratio", "0.8", "--steps", "8"]
+    assert prune_chain.main(argv) == 0
+    out = read_model_checkpoint(dst)
+    assert out.arch == "rfdn_chain" and out.provenance["stage"] == "prune_chain"
+    assert out.provenance["after"]["params_M"] * 1e6 <= 300000 < out.provenance["history"][-2]["params_M"] * 1e6
+    model = load_model(out).eval()
+    assert model(torch.rand(1, 3, 16, 20) * 255).shape == (1, 3, 64, 80)
+    capsys.readouterr()
+    assert (
+        prune_chain.main([str(tmp_path / "rfdn.pth"), str(tmp_path / "x.pth"), "--target_params", "1000", "--ratio", "0.3"]) == 2
+    )
+    assert "--ratio 0.3: pruned to it, the network is still" in capsys.readouterr().err
+    assert not (tmp_path / "x.pth").exists()
