@@ -391,11 +391,6 @@ def validation_images(config: AblationConfig, data_range: float, scale: int) -> 
     return load_data_from_args(args, patch_size=args.patch_size or 48, seed=0, data_range=data_range, scale=scale).val
 
 
-def image_kind(image: ValidationImage) -> str:
-    """``held_out``, or a ``--val_dir`` image's group (``training.data.validation_group``: ``clipart``, ``opencv``)."""
-    return image.group
-
-
 def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
     """Mean PSNR per kind of validation image of the start, the reference and each run's best weights."""
     checkpoints = {"start": config.src, **({"reference": config.reference} if config.reference else {})}
@@ -406,14 +401,11 @@ def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
             checkpoints[run.name] = config.out(run)
     first = read_flag_checkpoint(config.src, "src")
     images = validation_images(config, first.data_range, first.scale)
-    kinds = [image_kind(image) for image in images]
     result = {}
     for name, path in checkpoints.items():
         checkpoint = read_flag_checkpoint(path, name)
         scores = psnr_scores(load_model(checkpoint, str(path)), images, checkpoint.data_range, torch.device("cpu"))
-        result[name] = {
-            kind: float(np.mean([s for s, k in zip(scores, kinds, strict=True) if k == kind])) for kind in dict.fromkeys(kinds)
-        }
+        result[name] = group_means(images, scores)  # the kinds are the validation groups the training logs
     return result
 
 
