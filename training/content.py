@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from utils.errors import HarnessError
+from utils.image import composite_on_white
 from utils.imresize import imresize
 
 TEXTURES = "ufoai-textures"
@@ -84,8 +85,6 @@ def copyright_licenses(copyright_file: Path) -> Callable[[str], str]:
 
 def decode(data: bytes, where: str) -> np.ndarray:
     """Encoded image bytes as RGB uint8 (alpha composited onto white), or a HarnessError naming ``where``."""
-    from training.free_images import composite_on_white
-
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise HarnessError(f"{where}: OpenCV could not decode it")

@@ -53,10 +53,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training import content, procedural
 from utils.cli import ArgumentParser
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, check_output_file, sha256_of
-from utils.image import to_uint8
+from utils.image import composite_on_white
 
 PROG = "fetch_free_images.py"
 SEED = 20240613
@@ -110,19 +111,6 @@ class Package:
 
 
 # --- pure image functions ------------------------------------------------------------------------------------
-
-
-def composite_on_white(img: np.ndarray) -> np.ndarray:
-    """RGB uint8 of an OpenCV-read image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit), alpha laid onto white."""
-    img = to_uint8(img)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    color, alpha = (img[:, :, :-1], img[:, :, -1:]) if img.shape[2] in (2, 4) else (img, None)
-    rgb = np.repeat(color, 3, axis=2) if color.shape[2] == 1 else cv2.cvtColor(color, cv2.COLOR_BGR2RGB)
-    if alpha is None:
-        return np.ascontiguousarray(rgb)
-    a = alpha.astype(np.float32) / 255.0
-    return np.round(rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).astype(np.uint8)
 
 
 def ink_fraction(rgb: np.ndarray) -> float:
@@ -402,8 +390,6 @@ def write_all(out: Path, images: list[OutputImage], sources: str) -> int:
 
 def content_images(packages: dict[str, Package], seed: int) -> list[OutputImage]:
     """Textures and wallpapers (``training.content``): the held-out ones in ``val/``, the others for training."""
-    from training import content
-
     images: list[OutputImage] = []
     groups = [("texture", TEXTURE_DIR, content.texture_sources(packages[content.TEXTURES].root), 1024)]
     wallpapers = [s for name in content.WALLPAPERS for s in content.wallpaper_sources(name, packages[name].root)]
@@ -421,8 +407,6 @@ def content_images(packages: dict[str, Package], seed: int) -> list[OutputImage]
 
 def procedural_images(packages: dict[str, Package], per_kind: int, size: int) -> list[OutputImage]:
     """``per_kind`` images of each kind of ``training.procedural``, seeds 0.. (text in the fonts' packages' fonts)."""
-    from training import content, procedural
-
     roots = {name: packages[name].root for name in content.FONTS if name in packages}
     latin, cjk = content.font_files(roots)
     fonts = ", ".join(f"{name} {packages[name].version}" for name in content.FONTS if name in packages)
@@ -438,8 +422,6 @@ def procedural_images(packages: dict[str, Package], per_kind: int, size: int) ->
 
 def build(args: argparse.Namespace, work: Path, command: str) -> tuple[list[OutputImage], str]:
     """Fetch or find the .deb files, extract them, make every image and SOURCES.md (in memory)."""
-    from training import content
-
     names = [OPENCV, CLIPART, content.TEXTURES, *content.WALLPAPERS, *content.FONTS]
     packages = {}
     for package in names:

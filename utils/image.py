@@ -257,3 +257,16 @@ def tensor2uint(img: torch.Tensor, data_range: float = 1.0) -> np.ndarray:
     if arr.ndim == 3:
         arr = np.transpose(arr, (1, 2, 0))
     return np.uint8(np.round(arr * 255.0 / data_range))
+
+
+def composite_on_white(img: np.ndarray) -> np.ndarray:
+    """RGB uint8 of an OpenCV-read image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit), alpha laid onto white."""
+    img = to_uint8(img)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    color, alpha = (img[:, :, :-1], img[:, :, -1:]) if img.shape[2] in (2, 4) else (img, None)
+    rgb = np.repeat(color, 3, axis=2) if color.shape[2] == 1 else cv2.cvtColor(color, cv2.COLOR_BGR2RGB)
+    if alpha is None:
+        return np.ascontiguousarray(rgb)
+    a = alpha.astype(np.float32) / 255.0
+    return np.round(rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).astype(np.uint8)
