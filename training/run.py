@@ -288,9 +288,10 @@ def check_same_images(state: dict[str, Any], path: Path, data: TrainData, args: 
     print(f"{PROG}: --resume with changed data folders: {change}", file=sys.stderr)
 
 
-def build_provenance(
-    args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
+def training_record(
+    run: dict[str, Any], data: TrainData, settings: TrainSettings, weights: str, iterations: int, **extra: Any
 ) -> dict[str, Any]:
+    """The provenance of weights a training wrote (``weights``: best, last or snapshot) after ``iterations``."""
     return provenance(
         "train",
         run["parent"],
@@ -299,14 +300,27 @@ def build_provenance(
         parent_weights_sha256=run.get("parent_weights_sha256"),
         weights=weights,
         parent_arch=run["arch"],
-        iterations=result.iterations,
-        best_iteration=result.best_iteration,
-        best_val_psnr=result.best_psnr,
-        initial_val_psnr=result.initial_psnr,
+        iterations=iterations,
         data=data.description,
         settings=asdict(settings),
         teacher=run["teacher"],
         teacher_sha256=run["teacher_sha256"],
+        **extra,
+    )
+
+
+def build_provenance(
+    args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
+) -> dict[str, Any]:
+    return training_record(
+        run,
+        data,
+        settings,
+        weights,
+        result.iterations,
+        best_iteration=result.best_iteration,
+        best_val_psnr=result.best_psnr,
+        initial_val_psnr=result.initial_psnr,
         world_size=world()[1],
         resumed=bool(args.resume),
     )
@@ -319,20 +333,7 @@ def snapshot_writer(
     a self-describing checkpoint like OUT's, so a run cut short on a borrowed machine still leaves weights."""
 
     def save(weights: dict[str, torch.Tensor], iteration: int) -> None:
-        record = provenance(
-            "train",
-            run["parent"],
-            run["parent_provenance"],
-            parent_sha256=run["parent_sha256"],
-            parent_weights_sha256=run.get("parent_weights_sha256"),
-            weights="snapshot",
-            parent_arch=run["arch"],
-            iterations=iteration,
-            data=data.description,
-            settings=asdict(settings),
-            teacher=run["teacher"],
-            teacher_sha256=run["teacher_sha256"],
-        )
+        record = training_record(run, data, settings, "snapshot", iteration)
         out = ModelCheckpoint(checkpoint.arch, checkpoint.config, weights, checkpoint.scale, checkpoint.data_range, record)
         save_model_checkpoint(path, out)
 
