@@ -4,20 +4,22 @@
     python scripts/run_ablations.py configs/ablations_branch.json --table    # only the table, from the logs so far
     python scripts/run_ablations.py configs/ablations_branch.json --table --kinds   # and each run's best weights per kind
 
-The config names a start checkpoint (``src``), a work folder, the flags every run shares (``common``) and the
-runs, each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` trains ``src`` into ``WORK/NAME.pth``
-with ``common + flags``; a run whose training state exists is resumed (``--resume``), one that has reached its
-``--iters`` is skipped, so the command continues where it stopped (Ctrl-C or SIGTERM saves the state of the run in
-progress and stops, exit 130). The table gives, per run and validation, the mean PSNR of each validation group as
-the training logs it (``held_out``: the images held out of ``--train_dir``; each kind of ``--val_dir`` image,
-``training.data.validation_group``; logs written before the kinds say ``val_dir``), read from
-``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint (e.g. the official RFDN) scored
-on the same images, and is written to ``WORK/ablations.json`` and, with ``--json``, to a results file. ``--kinds``
-also scores the start, the reference and each run's best weights (``WORK/NAME.pth``) per kind of validation image:
-the held-out images, and the ``--val_dir`` images by the file-name prefix before the first ``_``, else their folder
-(for ``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line art, ``skimage``), so a lever's effect
-on one kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs whose best weights are not
-there now are kept from it).
+The config names a start checkpoint (``src``), a work folder, the flags every run shares (``common``) and the runs,
+each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` trains ``src`` into ``WORK/NAME.pth`` with
+``common + flags``; a run with its own ``src`` starts from that instead (runs that compare starts, such as networks
+of different cuts, under one recipe; the top-level ``src`` may then be left out); a run whose training state exists
+is resumed (``--resume``), one that has reached its ``--iters`` is skipped, so the command continues where it
+stopped (Ctrl-C or SIGTERM saves the state of the run in progress and stops, exit 130). The table gives, per run and
+validation, the mean PSNR of each validation group as the training logs it (``held_out``: the images held out of
+``--train_dir``; each kind of ``--val_dir`` image, ``training.data.validation_group``; logs written before the kinds
+say ``val_dir``), read from ``WORK/NAME.log.jsonl``, with a first row for the config's ``reference`` checkpoint
+(e.g. the official RFDN) scored on the same images, and is written to ``WORK/ablations.json`` and, with ``--json``,
+to a results file. ``--kinds`` also scores the start (``NAME.start`` for a run with its own ``src``), the reference
+and each run's best weights (``WORK/NAME.pth``) per kind of validation image: the held-out images, and the
+``--val_dir`` images by the file-name prefix before the first ``_``, else their folder (for
+``data/free/structured_val``: ``opencv`` photographs, ``clipart`` line art, ``skimage``), so a lever's effect on one
+kind of content is not hidden in the mean (``WORK/kinds.json``; the rows of runs whose best weights are not there
+now are kept from it).
 
 A run with a ``prune`` list (``transform.prune`` flags after the config's ``prune_common``) trains ``src`` pruned:
 ``WORK/NAME.pruned.pth`` (``transform.prune``), exported to ``WORK/NAME.start.pth`` (``transform.export``) as the
@@ -72,12 +74,13 @@ PROG = "run_ablations.py"
 class Run:
     name: str
     flags: tuple[str, ...]
-    prune: tuple[str, ...] | None = None  # transform.prune flags: the run trains src pruned with them
+    prune: tuple[str, ...] | None = None  # transform.prune flags: the run trains its source pruned with them
+    src: Path | None = None  # the run's own start (default: the config's src)
 
 
 @dataclass(frozen=True)
 class AblationConfig:
-    src: Path
+    src: Path | None  # the start of every run that names none
     work_dir: Path
     common: tuple[str, ...]
     runs: tuple[Run, ...]
@@ -90,15 +93,26 @@ class AblationConfig:
     def out(self, run: Run) -> Path:
         return self.work_dir / f"{run.name}.pth"
 
+    def source(self, run: Run) -> Path:
+        """The checkpoint a run starts from: its own ``src``, else the config's (``read_config`` makes sure one is)."""
+        source = run.src or self.src
+        assert source is not None
+        return source
+
+    def sources(self) -> list[Path]:
+        """Every run's source, each once, in the runs' order."""
+        return list(dict.fromkeys(self.source(run) for run in self.runs))
+
     def start(self, run: Run) -> Path:
-        """What a run trains: ``src``, or for a pruning run ``src`` pruned and exported (``WORK/NAME.start.pth``)."""
-        return self.src if run.prune is None else self.work_dir / f"{run.name}.start.pth"
+        """What a run trains: its source, or for a pruning run its source pruned and exported
+        (``WORK/NAME.start.pth``)."""
+        return self.source(run) if run.prune is None else self.work_dir / f"{run.name}.start.pth"
 
     def pruned(self, run: Run) -> Path:
         return self.work_dir / f"{run.name}.pruned.pth"
 
     def prune_argv(self, run: Run) -> list[str]:
-        return [str(self.src), str(self.pruned(run)), *self.prune_common, *(run.prune or ())]
+        return [str(self.source(run)), str(self.pruned(run)), *self.prune_common, *(run.prune or ())]
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -119,7 +133,7 @@ def read_config(path: str | Path) -> AblationConfig:
     if "reference" in raw and (not isinstance(raw["reference"], str) or not raw["reference"]):
         raise HarnessError(f"{path}: reference: expected a path (a checkpoint scored on the same validation images)")
     for key in ("src", "work_dir"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
+        if (key in raw or key == "work_dir") and (not isinstance(raw.get(key), str) or not raw[key]):
             raise HarnessError(f"{path}: {key}: expected a path")
     runs_raw = raw.get("runs")
     if not isinstance(runs_raw, list) or not runs_raw:
@@ -128,11 +142,18 @@ def read_config(path: str | Path) -> AblationConfig:
     for i, item in enumerate(runs_raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].isidentifier():
             raise HarnessError(f"{path}: runs[{i}].name: expected a name of letters, digits and _")
-        extra = sorted(key for key in item if key not in ("name", "flags", "prune") and not key.startswith("_"))
+        extra = sorted(key for key in item if key not in ("name", "flags", "prune", "src") and not key.startswith("_"))
         if extra:
-            raise HarnessError(f"{path}: runs[{i}]: unknown key {extra[0]}; expected name, flags, prune (_ keys are comments)")
+            raise HarnessError(
+                f"{path}: runs[{i}]: unknown key {extra[0]}; expected name, flags, prune, src (_ keys are comments)"
+            )
         pruning = _strings(item["prune"], f"{path}: runs[{i}].prune") if "prune" in item else None
-        runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags"), pruning))
+        if "src" in item and (not isinstance(item["src"], str) or not item["src"]):
+            raise HarnessError(f"{path}: runs[{i}].src: expected a path (the checkpoint this run starts from)")
+        if "src" not in item and "src" not in raw:
+            raise HarnessError(f"{path}: runs[{i}]: no src; give the run one, or give the config a src for every run")
+        own = Path(item["src"]) if "src" in item else None
+        runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags"), pruning, own))
     names = [run.name for run in runs]
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice:
@@ -140,7 +161,8 @@ def read_config(path: str | Path) -> AblationConfig:
     common = _strings(raw.get("common", []), f"{path}: common")
     prune_common = _strings(raw.get("prune_common", []), f"{path}: prune_common")
     reference = Path(raw["reference"]) if "reference" in raw else None
-    return AblationConfig(Path(raw["src"]), Path(raw["work_dir"]), common, tuple(runs), reference, prune_common)
+    src = Path(raw["src"]) if "src" in raw else None
+    return AblationConfig(src, Path(raw["work_dir"]), common, tuple(runs), reference, prune_common)
 
 
 def find_run(config: AblationConfig, name: str, where: str, label: str) -> Run:
@@ -164,8 +186,11 @@ def target_iters(argv: list[str]) -> int:
 def check_runs(config: AblationConfig, only: str | None = None) -> None:
     """Every run's command line parses and its settings are in range, and what the runs to train (all, or run
     ``only``) read is there, before the first run trains: ``src``, each run's ``--teacher`` and data folders."""
-    if not config.src.is_file():
-        raise HarnessError(f"src {config.src}: checkpoint file not found{where_to_get(config.src)}")
+    training = [run for run in config.runs if only is None or run.name == only]
+    sources = list(dict.fromkeys(config.source(run) for run in training))
+    for source in sources:
+        if not source.is_file():
+            raise HarnessError(f"src {source}: checkpoint file not found{where_to_get(source)}")
     parsed, pruning = {}, {}
     for run in config.runs:
         args = parse_run(config, run)
@@ -181,8 +206,10 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None
         parsed[run] = args
-    start, teachers = read_flag_checkpoint(config.src, "src"), set()
-    load_model(start, f"src {config.src}")  # loads into an architecture here
+    starts = {source: read_flag_checkpoint(source, "src") for source in sources}
+    for source, checkpoint in starts.items():
+        load_model(checkpoint, f"src {source}")  # loads into an architecture here
+    teachers = set()
     for run, args in pruning.items():  # finished runs too: the table names these settings beside their figures
         check_pruned_files(config, run, args)
     for run, args in parsed.items():
@@ -193,9 +220,9 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
                 if given is None:
                     continue
                 check_data_folders(given)
-                if given.teacher is not None and given.teacher not in teachers:
-                    load_teacher(given.teacher, start)
-                    teachers.add(given.teacher)
+                if given.teacher is not None and (given.teacher, config.source(run)) not in teachers:
+                    load_teacher(given.teacher, starts[config.source(run)])
+                    teachers.add((given.teacher, config.source(run)))
             if run in pruning:
                 check_pruning_to_make(config, run, pruning[run])
         except HarnessError as err:
@@ -218,11 +245,10 @@ def check_pruning_to_make(config: AblationConfig, run: Run, args: argparse.Names
 
 
 def check_kept_pruning(config: AblationConfig) -> None:
-    """For the table: every pruning run's files there match its settings (where ``src`` is here to compare)."""
-    if config.src.is_file():
-        for run in config.runs:
-            if run.prune is not None:
-                check_pruned_files(config, run, parse_prune(config, run))
+    """For the table: every pruning run's files there match its settings (where its source is here to compare)."""
+    for run in config.runs:
+        if run.prune is not None and config.source(run).is_file():
+            check_pruned_files(config, run, parse_prune(config, run))
 
 
 def parse_prune(config: AblationConfig, run: Run) -> argparse.Namespace:
@@ -245,17 +271,17 @@ def pruning_record_of(path: Path) -> dict[str, Any]:
 
 
 def check_pruned_files(config: AblationConfig, run: Run, args: argparse.Namespace) -> None:
-    """A pruning run's files already there (``WORK/NAME.pruned.pth``, ``WORK/NAME.start.pth``) were made from this
-    ``src`` with these settings; any other is refused (one line naming it), never replaced."""
+    """A pruning run's files already there (``WORK/NAME.pruned.pth``, ``WORK/NAME.start.pth``) were made from its
+    source with these settings; any other is refused (one line naming it), never replaced."""
     src_sha = None
     for path in (config.pruned(run), config.start(run)):
         if not path.exists() and not path.is_symlink():
             continue
         record = pruning_record_of(path) if path.is_file() else {}
-        src_sha = src_sha or sha256_of(config.src)
+        src_sha = src_sha or sha256_of(config.source(run))
         if record.get("parent_sha256") != src_sha or "arguments" not in record or prune.changed_settings(record, args):
             raise HarnessError(
-                f"{path}: not src {config.src} pruned with this run's settings (prune_common + prune); move it away, "
+                f"{path}: not src {config.source(run)} pruned with this run's settings (prune_common + prune); move it away, "
                 "or give the run another name (it is left as it is)"
             )
 
@@ -267,7 +293,7 @@ def prepare_start(config: AblationConfig, run: Run) -> None:
     if run.prune is None or config.start(run).is_file():
         return
     if not config.pruned(run).is_file():
-        print(f"{PROG}: {run.name}: pruning {config.src}", flush=True)
+        print(f"{PROG}: {run.name}: pruning {config.source(run)}", flush=True)
         prune.CLI.execute(prune.CLI.parse_args(config.prune_argv(run)))
     export.CLI.execute(export.CLI.parse_args([str(config.pruned(run)), str(config.start(run))]))
 
@@ -355,6 +381,8 @@ def run_summary(config: AblationConfig, run: Run) -> dict[str, Any]:
     if len(timed) >= 2 and timed[-1]["iter"] > timed[0]["iter"]:
         per_iter = (timed[-1]["time"] - timed[0]["time"]) / (timed[-1]["iter"] - timed[0]["iter"])
     summary = {"name": run.name, "flags": list(run.flags), "validations": validations, "seconds_per_iteration": per_iter}
+    if run.src is not None:
+        summary["src"] = str(run.src)
     return summary if run.prune is None else {**summary, "prune": list(run.prune)}
 
 
@@ -386,20 +414,21 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
 
 def validation_images(config: AblationConfig, data_range: float, scale: int) -> list[ValidationImage]:
     """The runs' validation images (the data flags of ``common``)."""
-    args = train_prfdn.parse_args([str(config.src), str(config.work_dir / "reference.pth"), *config.common])
+    args = train_prfdn.parse_args([str(config.sources()[0]), str(config.work_dir / "reference.pth"), *config.common])
     fill_data_defaults(args)
     return load_data_from_args(args, patch_size=args.patch_size or 48, seed=0, data_range=data_range, scale=scale).val
 
 
 def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
     """Mean PSNR per kind of validation image of the start, the reference and each run's best weights."""
-    checkpoints = {"start": config.src, **({"reference": config.reference} if config.reference else {})}
+    checkpoints = {"start": config.src} if config.src is not None and any(run.src is None for run in config.runs) else {}
+    checkpoints.update({"reference": config.reference} if config.reference else {})
     for run in config.runs:
-        if run.prune is not None and config.start(run).is_file():
-            checkpoints[f"{run.name}.start"] = config.start(run)  # pruned, before the run's training
+        if (run.prune is not None or run.src is not None) and config.start(run).is_file():
+            checkpoints[f"{run.name}.start"] = config.start(run)  # its own source, or pruned: before its training
         if config.out(run).is_file():
             checkpoints[run.name] = config.out(run)
-    first = read_flag_checkpoint(config.src, "src")
+    first = read_flag_checkpoint(config.sources()[0], "src")
     images = validation_images(config, first.data_range, first.scale)
     result = {}
     for name, path in checkpoints.items():
@@ -440,7 +469,7 @@ def kinds_markdown(scores: dict[str, dict[str, float]]) -> str:
 def table(config: AblationConfig, with_reference: bool = True) -> dict[str, Any]:
     runs = [run_summary(config, run) for run in config.runs]  # every log read (and checked) before any scoring
     return {
-        "src": str(config.src),
+        "src": str(config.src) if config.src is not None else None,
         "common": list(config.common),
         "reference": reference_scores(config) if with_reference else None,
         "runs": runs,
@@ -474,6 +503,8 @@ def markdown(summary: dict[str, Any]) -> str:
         flags = " ".join(run["flags"]) or "(common only)"
         if "prune" in run:
             flags = f"prune {' '.join(run['prune'])}".strip() + f"; train {flags}"
+        if "src" in run:
+            flags = f"src {run['src']}; {flags}"
         lines.append(f"| {run['name']} | `{flags}` | {last.get('iter', '-')} | {cells} | {speed} |")
     return "\n".join(lines)
 
@@ -481,7 +512,8 @@ def markdown(summary: dict[str, Any]) -> str:
 def protected_files(config_path: str, config: AblationConfig) -> dict[str, Path]:
     """Files ``--json`` must not replace: the config, the start, the reference, what the runs write and each
     run's ``--teacher`` (its data images: ``check_apart_from_runs_data``)."""
-    files = {"config": Path(config_path), "src": config.src, "WORK/ablations.json": config.work_dir / "ablations.json"}
+    files = {"config": Path(config_path), "WORK/ablations.json": config.work_dir / "ablations.json"}
+    files.update({f"src {source}": source for source in config.sources()})
     files["WORK/kinds.json"] = config.work_dir / "kinds.json"
     if config.reference is not None:
         files["reference"] = config.reference

@@ -69,16 +69,18 @@ def check_no_other_branch(steps: list[run_pipeline.Step], index: int) -> None:
 def check_pipeline(
     ablations_path: str,
     ablations: run_ablations.AblationConfig,
+    chosen: run_ablations.Run,
     pipeline: PipelineConfig,
     replace_output: bool = False,
     until: str | None = None,
 ) -> tuple[Path, str]:
-    """Everything the pipeline part needs, before the ablation run trains: the start is a branch model, the
+    """Everything the pipeline part needs, before the ablation run trains: the run's start is a branch model, the
     stages after the branch model can run (inputs, outputs, devices), no pipeline file is one of the ablation's,
     the work folder holds no other branch model's files, and ``until`` (if given) is a stage after the branch
     model. Returns the branch file and the stage after it."""
-    if read_flag_checkpoint(ablations.src, f"{ablations_path}: src").arch != "branch":
-        raise HarnessError(f"{ablations_path}: src {ablations.src}: not a branch model, so no run of it can be the pipeline's")
+    source = ablations.source(chosen)
+    if read_flag_checkpoint(source, f"{ablations_path}: src").arch != "branch":
+        raise HarnessError(f"{ablations_path}: src {source}: not a branch model, so no run of it can be the pipeline's")
     steps = run_pipeline.plan(pipeline)
     index = branch_step(steps)
     target, start = steps[index].dst, steps[index + 1].stage
@@ -105,7 +107,7 @@ def run(ablations_path: str, run_name: str, pipeline_path: str, replace_output: 
     chosen = run_ablations.find_run(ablations, run_name, ablations_path, "RUN")
     run_ablations.check_runs(ablations, run_name)  # the runs this command trains: RUN only
     pipeline = parse_config(pipeline_path)
-    target, start = check_pipeline(ablations_path, ablations, pipeline, replace_output, until)
+    target, start = check_pipeline(ablations_path, ablations, chosen, pipeline, replace_output, until)
     weights = ablations.out(chosen)
     check_branch_file(target, weights, run_ablations.finished_at(ablations, chosen) is not None, run_name)
     code = run_ablations.main([ablations_path, "--only", run_name])

@@ -155,6 +155,50 @@ def test_kinds_score_the_best_weights_per_kind_of_validation_image(
     assert json.loads((tmp_path / "work" / "kinds.json").read_text())["more"] == kinds["more"]
 
 
+def test_runs_with_their_own_src_start_from_it(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs comparing starts under one recipe: each trains its own src; --kinds scores each start as NAME.start."""
+    other = tmp_path / "other.pth"
+    raw = json.loads(config.read_text())
+    src = raw.pop("src")
+    raw["runs"] = [{"name": "narrow", "src": src}, {"name": "wide", "src": str(other)}]
+    config.write_text(json.dumps(raw))
+    assert run_ablations.main([str(config), "--only", "narrow"]) == 0  # the other run's start is not needed yet
+    torch.manual_seed(1)
+    wider = PRFDN(PRFDNConfig.merged(nf=12))
+    arch, cfg = model_config(wider)
+    save_model_checkpoint(other, ModelCheckpoint(arch, cfg, wider.state_dict()))
+    assert run_ablations.main([str(config), "--kinds"]) == 0
+    out = capsys.readouterr().out
+    assert f"| wide | `src {other}; (common only)` | 2 |" in out
+    assert read_model_checkpoint(tmp_path / "work" / "wide.pth").config == cfg  # trained from its own start
+    assert read_model_checkpoint(tmp_path / "work" / "narrow.pth").config["skip"] == 8
+    kinds = json.loads((tmp_path / "work" / "kinds.json").read_text())
+    assert list(kinds) == ["reference", "narrow.start", "narrow", "wide.start", "wide"]
+    summary = json.loads((tmp_path / "work" / "ablations.json").read_text())
+    assert summary["src"] is None and [run["src"] for run in summary["runs"]] == [src, str(other)]
+    assert kinds["wide.start"]["held_out"] == pytest.approx(summary["runs"][1]["validations"][0]["val_held_out"])
+
+
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        ([{"name": "a"}], "runs[0]: no src; give the run one, or give the config a src for every run"),
+        ([{"name": "a", "src": ""}], "runs[0].src: expected a path"),
+        ([{"name": "a", "src": "nowhere.pth"}], "src nowhere.pth: checkpoint file not found"),
+    ],
+)
+def test_a_run_without_a_start_is_refused(
+    config: Path, runs: list, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = json.loads(config.read_text())
+    del raw["src"]
+    config.write_text(json.dumps({**raw, "runs": runs}))
+    assert run_ablations.main([str(config)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "work").exists()
+
+
 def test_an_existing_json_is_replaced_only_with_overwrite(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -360,7 +404,7 @@ def test_bad_pruning_flags_are_one_line_exit_2(
     assert not (tmp_path / "work").exists()
 
 
-@pytest.mark.parametrize("name", ["ablations_branch.json", "ablations_final.json", "ablations_prune.json"])
+@pytest.mark.parametrize("name", ["ablations_branch.json", "ablations_final.json", "ablations_prune.json", "depth.json"])
 def test_shipped_ablation_configs_parse(name: str) -> None:
     """Every run's training flags, and a pruning run's transform.prune flags, as the stages check them (no data read)."""
     config = run_ablations.read_config(REPO_ROOT / "configs" / name)
