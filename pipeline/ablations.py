@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.config import read_config_json
 from training import run as train_prfdn
 from training.data import (
     ValidationImage,
@@ -61,8 +60,9 @@ from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import check_schedule_settings, check_teacher_cache, group_means, psnr_scores
 from transform import export, prune
 from utils.checkpoint import read_model_checkpoint, where_to_get
-from utils.cli import ArgumentParser
-from utils.errors import HarnessError, TrainingInterruptedError
+from utils.cli import ArgumentParser, run_command
+from utils.config_file import read_json_config
+from utils.errors import HarnessError
 from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of
 from utils.model_io import load_model, load_teacher, read_flag_checkpoint
 from utils.results import is_number
@@ -123,7 +123,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 
 def read_config(path: str | Path) -> AblationConfig:
     """The config, its keys and types checked (one line naming the key if not)."""
-    raw = read_config_json(path)
+    raw = read_json_config(path, "configs/ablations_branch.json")
     keys = {"src", "work_dir", "common", "runs", "reference", "prune_common", "data_root"}
     unknown = sorted(set(raw) - keys - {k for k in raw if k.startswith("_")})
     if unknown:
@@ -579,37 +579,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        config = read_config(args.config)
-        if args.json:
-            check_distinct({"--json": args.json}, protected_files(args.config, config))
-            check_apart_from_runs_data({"--json": args.json}, config)
-            check_new_output(args.json, "--json", args.overwrite)
-        if args.only is not None:
-            find_run(config, args.only, args.config, "--only")
-        earlier_kinds = read_kinds(config.work_dir / "kinds.json") if args.kinds else {}
-        if not args.table:
-            check_runs(config, args.only)
-        else:
-            check_kept_pruning(config)
-        code = 0 if args.table else run_all(config, args.only)
-        summary = table(config, with_reference=code == 0)  # an interrupted queue stops soon: no scoring
-        config.work_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(config.work_dir / "ablations.json", json.dumps(summary, indent=1) + "\n")
-        if args.json:
-            atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
-        print(markdown(summary))
-        if args.kinds and code == 0:
-            scores = {**earlier_kinds, **kind_scores(config)}
-            atomic_write_text(config.work_dir / "kinds.json", json.dumps(scores, indent=1) + "\n")
-            print(kinds_markdown(scores))
-        return code
-    except (HarnessError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, TrainingInterruptedError):  # in a run's pruning (its training handles its own)
-        print(f"{PROG}: interrupted; run the same command again to continue (a pruning in progress starts over)", file=sys.stderr)
-        return 130
+    return run_command(PROG, lambda: ablate(args), "run the same command again to continue (a pruning in progress starts over)")
+
+
+def ablate(args: argparse.Namespace) -> int:
+    """The command: check, train the runs still to train, tabulate (a run's training handles its own Ctrl-C)."""
+    config = read_config(args.config)
+    if args.json:
+        check_distinct({"--json": args.json}, protected_files(args.config, config))
+        check_apart_from_runs_data({"--json": args.json}, config)
+        check_new_output(args.json, "--json", args.overwrite)
+    if args.only is not None:
+        find_run(config, args.only, args.config, "--only")
+    earlier_kinds = read_kinds(config.work_dir / "kinds.json") if args.kinds else {}
+    if not args.table:
+        check_runs(config, args.only)
+    else:
+        check_kept_pruning(config)
+    code = 0 if args.table else run_all(config, args.only)
+    summary = table(config, with_reference=code == 0)  # an interrupted queue stops soon: no scoring
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config.work_dir / "ablations.json", json.dumps(summary, indent=1) + "\n")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
+    print(markdown(summary))
+    if args.kinds and code == 0:
+        scores = {**earlier_kinds, **kind_scores(config)}
+        atomic_write_text(config.work_dir / "kinds.json", json.dumps(scores, indent=1) + "\n")
+        print(kinds_markdown(scores))
+    return code
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from models.team13_PRFDN import MIN_INPUT_SIZE
 from transform.onnx import export_onnx, missing_onnx_packages
 from utils.benchmark import DEFAULT_LR_SIZE, Entry, Variant, device_name, report, time_interleaved
 from utils.checkpoint import read_model_checkpoint, where_to_get
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, run_command
 from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write_json, check_distinct, check_new_output, sha256_of
 from utils.inference import resolve_device
@@ -182,21 +182,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> None:
         result = run(args)
-        atomic_write_json(args.json, result)
-    except (HarnessError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # a model failing on this input / device (e.g. out of memory, unsupported dtype)
-        print(f"{PROG}: error: a model failed to run: {first_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # the JSON is written atomically: there, whole, or as it was
-        print(f"{PROG}: interrupted; {args.json} left as it was", file=sys.stderr)
-        return 130
-    print(format_rows(result))
-    print(f"{PROG}: wrote {args.json}")
-    return 0
+        atomic_write_json(args.json, result)  # atomic: there, whole, or as it was
+        print(format_rows(result))
+        print(f"{PROG}: wrote {args.json}")
+
+    # RuntimeError: a model failing on this input / device (e.g. out of memory, unsupported dtype)
+    failures = {RuntimeError: lambda err: f"a model failed to run: {first_line(err)}"}
+    return run_command(PROG, body, f"{args.json} left as it was", failures)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ their type only: whether the inputs are there and the outputs can be written dep
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import re
 import typing
 from collections.abc import Callable
@@ -26,14 +24,16 @@ from typing import Any
 
 from models.team13_PRFDN import MIN_INPUT_SIZE, PRFDN, PRFDNConfig
 from training import run as train_prfdn
-from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_aug, first_duplicate
+from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_aug
 from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import TrainSettings, check_schedule_settings, check_teacher_cache, default_lr
 from transform import branch, feature_fit, prune, reparam
 from transform.helpers import with_helpers
 from transform.prune import PruneSettings
-from utils.datasets import SCALE, data_root, with_data_root
-from utils.errors import HarnessError, first_line
+from utils import config_file
+from utils.config_file import describe, read_json_config
+from utils.datasets import SCALE
+from utils.errors import HarnessError
 from utils.settings import field_types, optional_section, value_type
 
 # --- the sections -----------------------------------------------------------------------------------------------
@@ -213,37 +213,15 @@ OPTIONAL_STAGES = ("feature_fit", "merged_training", "final_training", "final_tu
 PATH_KEYS = ("rfdn", "work_dir", "output", "train_dir", "lr_dir", "extra_train_dir", "val_dir", "teacher")
 
 
-def read_config_json(path: str | Path) -> dict[str, Any]:
-    """The config file as one JSON object, ``{data_root}`` in its strings replaced (``utils.datasets.data_root``); a
-    key given twice in one object is refused (JSON keeps the last)."""
-
-    def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        twice = first_duplicate([key for key, _ in pairs])
-        if twice is not None:
-            raise ValueError(f"key {twice!r} is given twice in one object")
-        return dict(pairs)
-
-    try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=refuse_duplicates)
-    except (OSError, ValueError, RecursionError) as err:
-        raise HarnessError(f"{path}: not a readable JSON config ({first_line(err)})") from None
-    if not isinstance(config, dict):
-        raise HarnessError(f"{path}: expected a JSON object (see configs/x4.json), got {describe(config)}")
-    root = config.get("data_root")
-    if root is not None and (not isinstance(root, str) or not root):
-        raise HarnessError(f"{path}: data_root: expected a folder, got {describe(root)}")
-    return with_data_root(config, data_root(root))
-
-
 def parse_config(path: str | Path) -> PipelineConfig:
     """The config at ``path``, typed and checked (see the module docstring); one line naming the key if not."""
-    return config_from_json(read_config_json(path), Path(path))
+    return config_from_json(read_json_config(path, "configs/x4.json"), Path(path))
 
 
 def read_paths(path: str | Path) -> dict[str, str]:
     """Only the config's three paths, its keys checked (for reading a finished run's files: the sections matter only
     to running it)."""
-    raw = read_config_json(path)
+    raw = read_json_config(path, "configs/x4.json")
     try:
         return read_top_level(raw)
     except HarnessError as err:
@@ -259,57 +237,10 @@ def config_from_json(raw: dict[str, Any], source: Path) -> PipelineConfig:
     return config
 
 
-def describe(value: Any) -> str:
-    """A JSON value as the config shows it, with its kind where the text alone does not tell it."""
-    if isinstance(value, bool):
-        return f"{json.dumps(value)} (a boolean)"
-    if isinstance(value, str):
-        return f"the string {json.dumps(value)}"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    if isinstance(value, dict):
-        return "an object"
-    return json.dumps(value)  # null, numbers (NaN and Infinity as JSON writes them)
-
-
-def is_finite(number: float) -> bool:
-    """Whether ``number`` is a finite float (an integer too large for one is not: its flag would read infinity)."""
-    try:
-        return math.isfinite(number)
-    except OverflowError:
-        return False
-
-
 def read_value(value: Any, kind: Any, where: str, optional: bool = False) -> Any:
-    """``value`` as ``kind`` (int, float, str, bool, tuple[str, ...] or tuple[float, ...]), or a HarnessError
-    naming ``where``."""
+    """``value`` as ``kind`` (``utils.config_file.read_value``); the keys of ``PATH_KEYS`` are paths."""
     path = re.sub(r"\[\d+\]$", "", where).rsplit(".", 1)[-1] in PATH_KEYS
-    if kind is bool:
-        ok, expected = isinstance(value, bool), "true or false"
-    elif kind is int:
-        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif kind is float:
-        ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-        if ok and not is_finite(value):
-            ok, expected = False, "a finite number"
-    elif kind is str:
-        ok, expected = isinstance(value, str) and value != "", "a path" if path else "a non-empty string"
-    elif kind == tuple[float, ...]:
-        ok, expected = isinstance(value, list) and bool(value), "a list of numbers, e.g. [0.5, 0.75]"
-        if ok:
-            return tuple(read_value(item, float, f"{where}[{i}]") for i, item in enumerate(value))
-    else:  # tuple[str, ...]: folders
-        ok, expected = isinstance(value, list) and bool(value), 'a list of folders, e.g. ["a", "b"]'
-        if ok:
-            return tuple(read_value(item, str, f"{where}[{i}]") for i, item in enumerate(value))
-    if not ok:
-        hint = " (omit the key for the stage's default)" if value is None and optional else ""
-        raise HarnessError(f"{where}: expected {expected}, got {describe(value)}{hint}")
-    if path and value.startswith("-"):
-        raise HarnessError(f"{where} {value}: a path may not start with '-' (write ./{value})")
-    if path and "\0" in value:
-        raise HarnessError(f"{where}: a path may not hold a NUL character")
-    return value  # an integer stays one where a number goes (``given`` hands it to the stage as a float)
+    return config_file.read_value(value, kind, where, optional, path)
 
 
 def read_section(cls: type, options: Any, where: str) -> Any:

@@ -32,7 +32,7 @@ from pipeline import ablations as run_ablations
 from pipeline import frontier as run_frontier
 from pipeline import run as run_pipeline
 from pipeline.config import PipelineConfig, parse_config
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, run_command
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, check_distinct, sha256_of
 from utils.model_io import read_flag_checkpoint
@@ -136,14 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         "--until", choices=run_pipeline.STAGES, default=None, help="stop after this pipeline stage (no frontier points)"
     )
     args = parser.parse_args(argv)
-    try:
-        return run(args.ablations, args.run, args.pipeline, args.replace_output, args.until)
-    except (HarnessError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
+    return run_command(
+        PROG,
+        lambda: run(args.ablations, args.run, args.pipeline, args.replace_output, args.until),
+        "run the same command again to continue",
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from models.helpers import HelperPRFDN
@@ -44,7 +43,7 @@ from training import run as train_prfdn
 from transform import export, prune
 from transform.helpers import with_helpers
 from utils.checkpoint import read_model_checkpoint
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, run_command
 from utils.errors import HarnessError
 from utils.fileio import check_distinct, check_output_file, exclusive_run
 from utils.model_io import load_model
@@ -199,16 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", default=None, help="run these points only")
     parser.add_argument("--force", action="store_true", help="redo stages whose output exists")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         config = run(args.config, args.only, args.force)
-    except (HarnessError, OSError) as err:
-        print(f"run_frontier.py: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("run_frontier.py: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
-    print(f"== frontier done; its rows in the results table: {report_command(config, args.config)}")
-    return 0
+        print(f"== frontier done; its rows in the results table: {report_command(config, args.config)}")
+
+    return run_command("run_frontier.py", body, "run the same command again to continue")
 
 
 if __name__ == "__main__":

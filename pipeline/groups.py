@@ -24,7 +24,7 @@ from models.ensemble import SelfEnsemble
 from models.team13_PRFDN import MIN_INPUT_SIZE
 from training.data import add_data_arguments, check_apart_from_data, fill_data_defaults, load_data_from_args
 from training.loop import group_means, psnr_scores
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, run_command
 from utils.errors import HarnessError, first_line
 from utils.evaluation import is_out_of_memory
 from utils.fileio import atomic_write_json, check_distinct, check_new_output
@@ -127,20 +127,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> None:
         if args.teacher:
             raise HarnessError("--teacher: not used here (every checkpoint is scored; --reference names the one to compare to)")
         result = run(args)
         if args.json:
             atomic_write_json(args.json, result)
-    except (HarnessError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except MemoryError:  # reading the images (the models' own out-of-memory lines name the checkpoint)
-        print(f"{PROG}: error: out of memory reading the images; try a smaller --val_crop or fewer images", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
-        return 130
-    print(table(result))
-    return 0
+        print(table(result))
+
+    # MemoryError: reading the images (the models' own out-of-memory lines name the checkpoint)
+    failures = {MemoryError: lambda _: "out of memory reading the images; try a smaller --val_crop or fewer images"}
+    return run_command(PROG, body, "nothing written", failures)

@@ -35,21 +35,21 @@ import argparse
 import contextlib
 import io
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.helpers import HelperPRFDN
-from pipeline.config import PipelineConfig, in_config_words, merged_structure, parse_config, read_config_json, read_paths
+from pipeline.config import PipelineConfig, in_config_words, merged_structure, parse_config, read_paths
 from training import run as train_prfdn
 from training.data import TrainData, data_folders, fill_data_defaults, load_data_from_args
 from training.loop import TrainSettings
 from transform import branch, export, feature_fit, prune, reparam
 from transform.helpers import with_helpers
 from utils.checkpoint import read_model_checkpoint
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, run_command
+from utils.config_file import read_json_config
 from utils.datasets import SCALE, why_not_a_folder
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of
@@ -108,7 +108,7 @@ def load_config(path: str) -> dict[str, Any]:
     """The config's JSON object, its keys and its paths checked (``scripts/report.py`` reads a run's files by them;
     ``parse_config`` checks the whole config, as running it needs)."""
     read_paths(path)
-    return read_config_json(path)
+    return read_json_config(path, "configs/x4.json")
 
 
 def plan(config: PipelineConfig) -> list[Step]:
@@ -607,18 +607,14 @@ def main(argv: list[str] | None = None) -> int:
         "folders since (refused otherwise)",
     )
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         if args.save_next is not None:
             save_next(args.config, args.save_next)
         else:
             run(args.config, args.force, args.until, args.start, args.replace_output, args.accept_data_change)
-    except (HarnessError, OSError) as err:
-        print(f"run_pipeline.py: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("run_pipeline.py: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command("run_pipeline.py", body, "run the same command again to continue")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import torch
 from models.registry import model_config
 from models.team13_PRFDN import PRFDN, PRFDNConfig
 from pipeline import ablations as run_ablations
+from training.flags import SETTING_NAMES, settings_from_flags
+from training.loop import check_schedule_settings
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
 
@@ -404,12 +406,17 @@ def test_bad_pruning_flags_are_one_line_exit_2(
     assert not (tmp_path / "work").exists()
 
 
-@pytest.mark.parametrize("name", ["ablations_branch.json", "ablations_final.json", "ablations_prune.json", "depth.json"])
+@pytest.mark.parametrize(
+    "name", ["ablations_branch.json", "ablations_final.json", "ablations_prune.json", "depth.json", "ablations_content.json"]
+)
 def test_shipped_ablation_configs_parse(name: str) -> None:
     """Every run's training flags, and a pruning run's transform.prune flags, as the stages check them (no data read)."""
     config = run_ablations.read_config(REPO_ROOT / "configs" / name)
     for run in config.runs:
-        run_ablations.parse_run(config, run)
+        args = run_ablations.parse_run(config, run)
+        settings = settings_from_flags(args)
+        settings.check()
+        check_schedule_settings(settings.schedule, [name for name in SETTING_NAMES if getattr(args, name) is not None])
         if run.prune is not None:
             assert run_ablations.parse_prune(config, run).importance == "taylor"
     assert any(run.prune is not None for run in config.runs) == (name == "ablations_prune.json")

@@ -686,7 +686,8 @@ def test_config_sections_know_every_flag_of_their_stage() -> None:
     assert names(pipeline_config.TrainingPhase) - {"extra_train_dir"} == flags_of(  # a data flag a section may add
         run_pipeline.train_prfdn.parse_args,
         ["a", "b"],
-        {"src", "out", "resume", "overwrite", "accept_data_change"},  # the pipeline sets these (the last: its own flag)
+        # the pipeline sets these (accept_data_change: its own flag); its sections are what --config would give
+        {"src", "out", "resume", "overwrite", "accept_data_change", "config"},
     )
     assert names(pipeline_config.BranchSection) == flags_of(  # --verbose: the pipeline prints the summary line only
         run_pipeline.branch.parse_args, ["a", "b"], {"src", "dst", "overwrite", "verbose"}

@@ -1009,3 +1009,56 @@ def test_a_full_disk_while_logging_names_the_log(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr("builtins.open", full)
     with pytest.raises(OSError, match=r"cannot write .*out\.log\.jsonl: No space left on device"):
         log({"iter": 1})
+
+
+def test_a_config_file_gives_the_settings_the_command_line_leaves_out(tmp_path: Path) -> None:
+    config = tmp_path / "cycle.json"
+    config.write_text(
+        json.dumps(
+            {
+                "_note": "a comment",
+                "data_root": "/data",
+                "train_dir": ["{data_root}/a"],
+                "lr": 2,
+                "mix": [3, 1],
+                "schedule": "cosine",
+                "skip_small": True,
+                "warmup": 7,
+            }
+        )
+    )
+    args = train_prfdn.parse_args(["src.pth", "out.pth", "--config", str(config), "--warmup", "9"])
+    assert args.train_dir == ["/data/a"] and args.skip_small is True and args.schedule == "cosine"
+    assert args.lr == 2.0 and isinstance(args.lr, float) and args.mix == [3.0, 1.0]  # as the flags would give them
+    assert args.warmup == 9  # the command line wins
+    assert args.iters is None and args.val_dir is None  # left out in both: the stage's default applies later
+
+
+def test_the_shipped_cycle_config_parses() -> None:
+    args = train_prfdn.parse_args(["src.pth", "out.pth", "--config", str(REPO_ROOT / "configs" / "train_cycle.json")])
+    assert args.schedule == "cosine" and args.select == "worst_gap" and args.val_dir == "data/free/val"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not a readable JSON config"),
+        ("[1, 2]", "expected a JSON object (see configs/train_cycle.json), got a list"),
+        ('{"warmpu": 10}', "unknown setting warmpu; expected one of"),
+        ('{"lr": "2e-4"}', 'lr: expected a number, got the string "2e-4"'),
+        ('{"schedule": "linear"}', "schedule: expected one of plateau, cosine"),
+        ('{"train_dir": "-a"}', "train_dir: expected a list of folders"),
+        ('{"lr": 1, "lr": 2}', "key 'lr' is given twice"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_exit_2(
+    content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cycle.json"
+    config.write_text(content)
+    with pytest.raises(SystemExit) as stop:  # a usage mistake, as a bad flag is
+        train_prfdn.cli(["src.pth", str(tmp_path / "out.pth"), "--config", str(config)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--config {config}" in err and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cycle.json"]  # nothing written

@@ -217,6 +217,31 @@ def test_feature_fit_moves_only_the_new_layers_towards_rfdn_features(fast: bool)
     assert all(p.requires_grad for p in model.parameters())  # nothing left frozen for the next stage
 
 
+def test_branch_errors_measure_each_new_branch_against_rfdns_features() -> None:
+    """deep3's branch 2 is RFDN's B1 exactly (error 0); fitting lowers the seed cut's errors on unseen images."""
+    import numpy as np
+
+    from training.data import ValidationImage
+    from transform.feature_fit import branch_errors, fit_features
+
+    torch.manual_seed(0)
+    rfdn = RFDN().eval()
+    rng = np.random.default_rng(0)
+    images = [
+        ValidationImage(f"v{i}", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8), np.zeros((80, 96, 3), np.uint8))
+        for i in range(2)
+    ]
+    deep3, _ = branch_from_rfdn(rfdn.state_dict(), variant="deep3")
+    errors = branch_errors(deep3, rfdn, images, 255.0, torch.device("cpu"))
+    assert list(errors) == [2, 3, 4] and errors[2] < 1e-5 < min(errors[3], errors[4])
+    seed, _ = branch_from_rfdn(rfdn.state_dict())
+    before = branch_errors(seed, rfdn, images, 255.0, torch.device("cpu"))
+    fit_features(seed, rfdn, iter([torch.rand(2, 3, 24, 24) * 255] * 30), iters=30, lr=1e-3, log_every=10)
+    after = branch_errors(seed, rfdn, images, 255.0, torch.device("cpu"))
+    assert sum(after.values()) < sum(before.values())
+    assert branch_errors(seed, rfdn, [], 255.0, torch.device("cpu")) == {}
+
+
 def test_feature_fit_cli_refuses_missing_data_and_wrong_rfdn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from transform import feature_fit
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
 
 import torch
@@ -24,7 +23,7 @@ from training.data import check_apart_from_data, load_training_data
 from training.loop import TrainSettings, _Trainer
 from utils.benchmark import device_name
 from utils.checkpoint import read_model_checkpoint
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, run_command
 from utils.errors import HarnessError
 from utils.fileio import atomic_write_json, check_distinct, check_new_output
 from utils.model_io import load_model, load_teacher
@@ -120,14 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the measurements here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         if args.rounds < 1 or args.warmup < 0:
             raise HarnessError("--rounds must be at least 1 and --warmup not negative")
         run(args)
-    except (HarnessError, OSError) as err:
-        print(f"bench_training.py: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command("bench_training.py", body, "nothing written")
 
 
 if __name__ == "__main__":

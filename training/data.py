@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
+from utils.config_file import first_duplicate
 from utils.datasets import SCALE, check_lr_size, pair_folders, why_not_a_folder
 from utils.errors import HarnessError
 from utils.fileio import check_distinct
@@ -341,11 +342,6 @@ def validation_image(
     else:
         lr = np.ascontiguousarray(image.lr[top // scale : (top + h) // scale, left // scale : (left + w) // scale])
     return ValidationImage(image.name, lr, hr, group)
-
-
-def first_duplicate(names: Sequence[str]) -> str | None:
-    """The first name (in order) that occurs more than once, if any."""
-    return next((name for name in names if names.count(name) > 1), None)
 
 
 def holdout_split(names: Sequence[str], fraction: float, seed: int) -> set[str]:

@@ -10,7 +10,10 @@ import argparse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from training.data import FOLDER_FLAGS, DataSettings
 from training.loop import TrainSettings, fast_path_default
+from utils.config_file import read_json_config, read_settings
+from utils.errors import HarnessError
 from utils.inference import resolve_device
 from utils.settings import add_flags, setting_names
 
@@ -46,3 +49,23 @@ def add_setting_arguments(
 ) -> None:
     """Declare the ``TrainSettings`` fields ``names`` as ``--<name>`` flags (see ``utils.settings.add_flags``)."""
     add_flags(group, TrainSettings, names, defaults, default_text)
+
+
+def apply_config_file(args: argparse.Namespace, path: str) -> None:
+    """The settings of a ``--config`` file (a JSON object of ``TrainSettings`` and ``DataSettings`` values by name,
+    ``{data_root}`` in its paths) where the command line gave none: flags given win. Values take the types the
+    flags would give (lists, floats), so a run records and compares them alike however they were given."""
+    try:
+        raw = read_json_config(path, "configs/train_cycle.json")
+    except HarnessError as err:
+        raise HarnessError(f"--config {err}") from None
+    values = read_settings(
+        raw,
+        (TrainSettings, DataSettings),
+        f"--config {path}",
+        paths=(*FOLDER_FLAGS, "teacher"),
+        ignore=("data_root",),
+    )
+    for name, value in values.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, list(value) if isinstance(value, tuple) else value)

@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.data import first_duplicate
 from utils.cli import ArgumentParser
+from utils.config_file import first_duplicate
 from utils.datasets import why_not_a_folder
 from utils.errors import HarnessError
 from utils.fileio import atomic_write, check_new_output, same_file

@@ -2,6 +2,7 @@
 
     python train_prfdn.py SRC.pth OUT.pth --train_dir D [D ...] [--val_dir V | --val_fraction F]
     python train_prfdn.py SRC.pth OUT.pth --train_dir D --teacher team00_rfdn.pth --distill_weight 1
+    python train_prfdn.py SRC.pth OUT.pth --config configs/train_cycle.json --minutes 240  # settings from a file
     python train_prfdn.py SRC.pth OUT.pth --resume                 # continue OUT.state.pth exactly
     python train_prfdn.py SRC.pth OUT.pth --resume --iters N --lr X  # go on to N iterations with a new lr phase
     python train_prfdn.py SRC.pth OUT.pth --resume --iters N --loss l2  # ... with the MSE (a new phase, fresh Adam)
@@ -37,7 +38,7 @@ from training.data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments, fill_fast_path
+from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments, apply_config_file, fill_fast_path
 from training.loop import (
     MAX_ITERS,
     FitResult,
@@ -484,7 +485,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --resume: go on although images were added to, removed from or changed in the data folders since",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help='JSON object of training and data settings by name, e.g. {"warmup": 200, "ema_decay": 0.999} (configs/'
+        "train_cycle.json); a flag given on the command line wins",
+    )
+    args = parser.parse_args(argv)
+    if args.config is not None:
+        try:
+            apply_config_file(args, args.config)
+        except HarnessError as err:
+            parser.error(str(err))
+    return args
 
 
 def cli(argv: list[str] | None = None) -> int:

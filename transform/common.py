@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,8 +15,8 @@ import torch.nn as nn
 from models.registry import model_config
 from training.data import check_apart_from_data
 from utils.checkpoint import ModelCheckpoint, save_model_checkpoint
-from utils.cli import ArgumentParser
-from utils.errors import HarnessError, TrainingInterruptedError
+from utils.cli import ArgumentParser, run_command
+from utils.errors import HarnessError
 from utils.fileio import check_distinct, check_output_file
 from utils.image import uint2tensor4
 from utils.imresize import bicubic_downsample
@@ -102,15 +101,7 @@ class StageCLI:
 
     def main(self, argv: list[str] | None = None) -> int:
         args = self.parse_args(argv)
-        try:
-            self.execute(args)
-        except (HarnessError, OSError) as err:
-            print(f"{self.prog}: error: {err}", file=sys.stderr)
-            return 2
-        except (KeyboardInterrupt, TrainingInterruptedError):
-            print(f"{self.prog}: interrupted; {args.dst} not written (run the stage again)", file=sys.stderr)
-            return 130
-        return 0
+        return run_command(self.prog, lambda: self.execute(args), f"{args.dst} not written (run the stage again)")
 
 
 def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:

@@ -8,8 +8,9 @@ feature map at Bk's input. This stage fits only those new layers to those target
 training patches, Adam), with everything RFDN already trained frozen. It is cheap (RFDN runs forward only,
 gradients flow through three small blocks) and gives every later stage a far better start than training the
 whole branch model on the SR loss alone. Validation PSNR on the held-out images is printed before and after
-(with RFDN's on the same images); the weights written are the last ones (no selection). It takes the data
-flags of ``train_prfdn.py`` except ``--teacher``, which is refused: the targets come from ``--rfdn``.
+(with RFDN's on the same images), and each new branch's feature L1 on them (``branch_errors``); the weights
+written are the last ones (no selection). It takes the data flags of ``train_prfdn.py`` except ``--teacher``,
+which is refused: the targets come from ``--rfdn``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,7 @@ from models.branch import BranchPRFDN
 from models.team00_RFDN import RFDN
 from training.data import (
     PatchSampler,
+    ValidationImage,
     add_data_arguments,
     check_patch_size,
     check_seed,
@@ -37,6 +39,7 @@ from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
 from training.loop import check_batch_size, check_precision, seed_everything, validate
 from transform.common import StageCLI, read_stage_input, write_stage_output
 from utils.errors import HarnessError
+from utils.image import uint2tensor4
 from utils.inference import resolve_device
 from utils.model_io import load_model, read_flag_checkpoint
 from utils.provenance import stage_record
@@ -54,6 +57,28 @@ def rfdn_block_inputs(rfdn: RFDN, x: torch.Tensor) -> dict[int, torch.Tensor]:
         features = getattr(rfdn, f"B{k - 1}")(features)
         inputs[k] = features
     return inputs
+
+
+@torch.no_grad()
+def branch_errors(
+    model: BranchPRFDN, rfdn: RFDN, images: Sequence[ValidationImage], data_range: float, device: torch.device
+) -> dict[int, float]:
+    """Per new branch k, the mean L1 between srfdbk(headk(x)) and RFDN's input to Bk over whole LR images ``images``
+    (the feature error the fitting lowers, measured on images it never saw); empty without images."""
+    if not images:
+        return {}
+    model.eval()
+    totals = dict.fromkeys(NEW_BRANCHES, 0.0)
+    for image in images:
+        x = uint2tensor4(image.lr, data_range).to(device)
+        targets = rfdn_block_inputs(rfdn, x)
+        for k in NEW_BRANCHES:
+            totals[k] += (getattr(model, f"srfdb{k}")(getattr(model, f"head{k}")(x)) - targets[k]).abs().mean().item()
+    return {k: total / len(images) for k, total in totals.items()}
+
+
+def describe_errors(errors: dict[int, float]) -> str:
+    return ", ".join(f"branch {k} {error:.4f}" for k, error in errors.items())
 
 
 def new_layers(model: BranchPRFDN) -> list[nn.Parameter]:
@@ -161,16 +186,20 @@ def _run(args: argparse.Namespace) -> None:
     model, rfdn = model.to(device), rfdn.to(device)
     before = validate(model, data.val, parent.data_range, device)  # None (stored as null) without validation images
     reference = validate(rfdn, data.val, parent.data_range, device)
+    errors_before = branch_errors(model, rfdn, data.val, parent.data_range, device)
     if data.val:
         print(f"validation PSNR before: {before:.4f} dB (RFDN {reference:.4f} dB, {len(data.val)} held-out images)")
+        print(f"validation feature L1 before: {describe_errors(errors_before)}")
     else:
         print("no validation images: the PSNR before and after is not measured")
     log = fit_features(
         model, rfdn, _lr_batches(loader, device), args.iters, args.lr, args.log_every, args.precision, args.channels_last
     )
     after = validate(model, data.val, parent.data_range, device)
+    errors_after = branch_errors(model, rfdn, data.val, parent.data_range, device)
     if data.val:
         print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
+        print(f"validation feature L1 after: {describe_errors(errors_after)}")
     record = stage_record(
         "feature_fit",
         args.src,
@@ -187,6 +216,8 @@ def _run(args: argparse.Namespace) -> None:
         val_psnr_before=before,
         val_psnr_after=after,
         val_psnr_rfdn=reference,
+        val_feature_l1_before={str(k): v for k, v in errors_before.items()},  # per new branch, held-out images
+        val_feature_l1_after={str(k): v for k, v in errors_after.items()},
         log=log,
         data=data.description,
     )
