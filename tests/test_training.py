@@ -1062,3 +1062,14 @@ def test_a_bad_config_file_is_one_line_exit_2(
     err = capsys.readouterr().err
     assert f"--config {config}" in err and message in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cycle.json"]  # nothing written
+
+
+def test_rare_settings_are_left_out_of_the_help_but_still_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.flags import RARE_SETTINGS
+
+    with pytest.raises(SystemExit):
+        train_prfdn.parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert "--config FILE" in shown and "--lr LR" in shown and "--warmup" not in shown and "--grad_clip" not in shown
+    assert all(name in shown for name in RARE_SETTINGS)  # named once, in --config's help
+    assert train_prfdn.parse_args(["a.pth", "b.pth", "--warmup", "5", "--val_crop", "64"]).warmup == 5

@@ -19,7 +19,7 @@ import hashlib
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -668,11 +668,12 @@ DATA_FLAGS = setting_names(DataSettings)
 DEFAULT_VAL_FRACTION = 0.05
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, teacher: bool = True) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, teacher: bool = True, unlisted: Iterable[str] = ()) -> None:
     """The data flags (``DataSettings``), each None when not given. With ``teacher`` False (a command that distils
-    from no teacher) ``--teacher`` is left out of the help; the command refuses it in one line saying why."""
+    from no teacher) ``--teacher`` is left out of the help; the command refuses it in one line saying why.
+    ``unlisted``: flags left out of the help (``utils.settings.add_flags``)."""
     data = parser.add_argument_group("data")
-    add_flags(data, DataSettings, DATA_FLAGS[:-1])
+    add_flags(data, DataSettings, DATA_FLAGS[:-1], unlisted=unlisted)
     teacher_help = help_of(DataSettings, "teacher") if teacher else argparse.SUPPRESS
     data.add_argument("--teacher", default=None, help=teacher_help)
 

@@ -18,6 +18,22 @@ from utils.inference import resolve_device
 from utils.settings import add_flags, setting_names
 
 SETTING_NAMES = setting_names(TrainSettings)  # every TrainSettings field a user sets
+# Knobs few runs change: train_prfdn.py reads them from its --config file and leaves them out of --help (their flags
+# still parse, for the ablation configs' flag lists); the stages that take them list them as usual.
+RARE_SETTINGS = (
+    "val_seed",
+    "val_crop",
+    "plateau_patience",
+    "feature_distill",
+    "loss",
+    "log_every",
+    "seed",
+    "amp",
+    "num_workers",
+    "grad_clip",
+    "warmup",
+    "min_lr",
+)
 
 
 FAST_PATH_TEXT = {
@@ -46,9 +62,10 @@ def add_setting_arguments(
     names: Iterable[str] = SETTING_NAMES,
     defaults: Mapping[str, Any] | None = None,
     default_text: Mapping[str, str] | None = None,
+    unlisted: Iterable[str] = (),
 ) -> None:
     """Declare the ``TrainSettings`` fields ``names`` as ``--<name>`` flags (see ``utils.settings.add_flags``)."""
-    add_flags(group, TrainSettings, names, defaults, default_text)
+    add_flags(group, TrainSettings, names, defaults, default_text, unlisted)
 
 
 def apply_config_file(args: argparse.Namespace, path: str) -> None:

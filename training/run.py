@@ -5,7 +5,7 @@
     python train_prfdn.py SRC.pth OUT.pth --config configs/train_cycle.json --minutes 240  # settings from a file
     python train_prfdn.py SRC.pth OUT.pth --resume                 # continue OUT.state.pth exactly
     python train_prfdn.py SRC.pth OUT.pth --resume --iters N --lr X  # go on to N iterations with a new lr phase
-    python train_prfdn.py SRC.pth OUT.pth --resume --iters N --loss l2  # ... with the MSE (a new phase, fresh Adam)
+    python train_prfdn.py SRC.pth OUT.pth --resume --iters N --config l2.json  # {"loss": "l2"}: the MSE (new phase)
     python train_prfdn.py SRC.pth OUT.pth --overwrite ...            # start afresh over OUT's earlier run
     torchrun --nproc_per_node 2 train_prfdn.py SRC.pth OUT.pth ...  # DistributedDataParallel
 
@@ -38,7 +38,14 @@ from training.data import (
     fill_data_defaults,
     load_data_from_args,
 )
-from training.flags import FAST_PATH_TEXT, SETTING_NAMES, add_setting_arguments, apply_config_file, fill_fast_path
+from training.flags import (
+    FAST_PATH_TEXT,
+    RARE_SETTINGS,
+    SETTING_NAMES,
+    add_setting_arguments,
+    apply_config_file,
+    fill_fast_path,
+)
 from training.loop import (
     MAX_ITERS,
     FitResult,
@@ -454,11 +461,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint to start from (any stage; a plain state dict is the official RFDN)")
     parser.add_argument("out", help="best weights go here; OUT_last.pth, OUT.state.pth and OUT.log.jsonl beside it")
-    add_data_arguments(parser)
+    add_data_arguments(parser, unlisted=RARE_SETTINGS)
     opt = parser.add_argument_group("training (default: the stage's recipe, or the resumed run's)")
     add_setting_arguments(
         opt,
         SETTING_FLAGS,
+        unlisted=RARE_SETTINGS,
         default_text={
             "lr": "1e-5 branch, 1e-6 prfdn*, 1e-5 other",
             "distill_weight": "1 with --teacher, else 0",
@@ -489,7 +497,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config",
         metavar="FILE",
         help='JSON object of training and data settings by name, e.g. {"warmup": 200, "ema_decay": 0.999} (configs/'
-        "train_cycle.json); a flag given on the command line wins",
+        "train_cycle.json); a flag given on the command line wins. Besides the settings listed here it takes the "
+        f"rarely changed ones: {', '.join(RARE_SETTINGS)} (docs/cli.md)",
     )
     args = parser.parse_args(argv)
     if args.config is not None:

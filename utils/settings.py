@@ -63,12 +63,15 @@ def add_flags(
     names: Iterable[str] | None = None,
     defaults: Mapping[str, Any] | None = None,
     default_text: Mapping[str, str] | None = None,
+    unlisted: Iterable[str] = (),
 ) -> None:
     """Declare the settings ``names`` of ``cls`` as ``--<name>`` flags.
 
     ``defaults`` gives a flag's parsed default (absent: None, "not given", so the caller fills it in);
-    ``default_text`` says in the help what a flag left out means (absent: the parsed default, or the class's).
+    ``default_text`` says in the help what a flag left out means (absent: the parsed default, or the class's);
+    ``unlisted`` flags are accepted but left out of ``--help`` (rare knobs a command reads from its config file).
     """
+    unlisted = set(unlisted)
     defaults, default_text = defaults or {}, default_text or {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kinds = field_types(cls)
@@ -78,6 +81,7 @@ def add_flags(
         base = field.default if field.default is not dataclasses.MISSING else None
         shown = default_text.get(name, defaults.get(name, base))
         help_text = field.metadata["help"] if shown is None else f"{field.metadata['help']} (default {shown})"
+        help_text = argparse.SUPPRESS if name in unlisted else help_text
         kwargs: dict[str, Any] = {"default": defaults.get(name), "help": help_text, **field.metadata.get("flag", {})}
         if kind is bool:
             kwargs.setdefault("action", argparse.BooleanOptionalAction)
