@@ -43,17 +43,16 @@ from typing import Any
 from models.helpers import HelperPRFDN
 from pipeline.config import PipelineConfig, in_config_words, merged_structure, parse_config, read_paths
 from training import run as train_prfdn
-from training.data import TrainData, data_folders, fill_data_defaults, load_data_from_args
+from training.data import TrainData, data_folders, fill_data_defaults, image_folder, load_data_from_args
 from training.loop import TrainSettings
 from transform import branch, export, feature_fit, prune, reparam
 from transform.helpers import with_helpers
 from utils.checkpoint import read_model_checkpoint
 from utils.cli import ArgumentParser, run_command
 from utils.config_file import read_json_config
-from utils.datasets import SCALE, why_not_a_folder
+from utils.datasets import SCALE
 from utils.errors import HarnessError, TrainingInterruptedError
 from utils.fileio import atomic_write, check_distinct, check_output_file, exclusive_run, same_file, sha256_of
-from utils.image import list_images
 from utils.inference import resolve_device
 from utils.model_io import load_model
 from utils.provenance import is_recorded_parent
@@ -258,12 +257,7 @@ def read_checkpoint_input(label: str, path: str) -> None:
 
 def check_image_folder(label: str, folder: str) -> None:
     """Refuse a data folder that is missing or holds no images (the stage reading it would run first)."""
-    path = Path(folder)
-    if not path.is_dir():
-        kind = "validation" if label.endswith("val_dir") else "LR" if ".lr_dir" in label else "training"
-        raise HarnessError(f"{label} {folder}: {why_not_a_folder(folder, kind)}")
-    if not list_images(path):
-        raise HarnessError(f"{label} {folder}: holds no images (expected .png/.bmp/.jpg/.tif files)")
+    image_folder(folder, label, "validation" if label.endswith("val_dir") else "LR" if ".lr_dir" in label else "training")
 
 
 def check_inputs(config: PipelineConfig, pending: list[Step], force: bool = False, accept_data_change: bool = False) -> None:

@@ -333,7 +333,7 @@ def test_pipeline_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "c.json").write_text(json.dumps(config))
     assert run_pipeline.main([str(tmp_path / "c.json")]) == 2
     err = capsys.readouterr().err
-    assert "data.train_dir[0]" in err and "empty: holds no images" in err
+    assert "data.train_dir[0]" in err and "empty: training folder holds no images" in err
     assert not (tmp_path / "w").exists()  # refused before the first stage
 
 

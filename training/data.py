@@ -108,7 +108,9 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
         raise HarnessError(f"{flag} {seed}: must not be negative")
 
 
-def _image_folder(folder: str | os.PathLike, flag: str, kind: str = "training") -> Path:
+def image_folder(folder: str | os.PathLike, flag: str, kind: str = "training") -> Path:
+    """``folder`` as a Path, or a one-line HarnessError naming ``flag`` (a flag or config key): not a folder (why), or
+    a ``kind`` folder holding no images."""
     folder = Path(folder)
     if not folder.is_dir():
         raise HarnessError(f"{flag} {folder}: {why_not_a_folder(folder, kind)}")
@@ -121,9 +123,9 @@ def read_folder(
     hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = None, scale: int = SCALE, source: int = 0
 ) -> list[TrainImage]:
     """Decode every image of ``hr_dir`` (and its LR ``NAMEx4.*`` / ``NAME.*`` in ``lr_dir``), sizes checked."""
-    hr_dir = _image_folder(hr_dir, "--train_dir")
+    hr_dir = image_folder(hr_dir, "--train_dir")
     if lr_dir is not None:
-        lr_dir = _image_folder(lr_dir, "--lr_dir", "LR")
+        lr_dir = image_folder(lr_dir, "--lr_dir", "LR")
     images = []
     for pair in pair_folders(hr_dir, lr_dir, scale):
         hr = imread_uint(pair.hr_path)
@@ -487,7 +489,7 @@ def load_training_data(
         images += read_folder(folder, lr_dirs[i] if lr_dirs else None, scale, source=i)
     extra: list[TrainImage] = []
     for j, folder in enumerate(extra_train_dirs or ()):
-        extra += read_folder(_image_folder(folder, "--extra_train_dir"), None, scale, source=len(train_dirs) + j)
+        extra += read_folder(image_folder(folder, "--extra_train_dir"), None, scale, source=len(train_dirs) + j)
     dup = first_duplicate([image.name for image in images + extra])
     if dup is not None:
         flags = "--train_dir / --extra_train_dir" if extra else "--train_dir"
@@ -624,7 +626,7 @@ def check_data_values(
 
 
 def read_folder_as_validation(folder: str | os.PathLike, scale: int = SCALE) -> list[TrainImage]:
-    folder = _image_folder(folder, "--val_dir", "validation")
+    folder = image_folder(folder, "--val_dir", "validation")
     return [TrainImage(f"{folder.name}/{p.stem}", p, imread_uint(p)) for p in list_images(folder)]
 
 
@@ -725,7 +727,7 @@ def check_data_folders(args: argparse.Namespace) -> None:
     if args.lr_dir and len(args.lr_dir) != len(args.train_dir or ()):
         raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(args.train_dir or ())}), got {len(args.lr_dir)}")
     for flag, folder in data_folders(args):
-        _image_folder(folder, f"--{flag}", FOLDER_FLAGS[flag])
+        image_folder(folder, f"--{flag}", FOLDER_FLAGS[flag])
 
 
 def load_data_from_args(
