@@ -465,3 +465,29 @@ def test_prune_chain_prunes_rfdn_directly_to_a_budget(tmp_path: Path, capsys: py
     )
     assert "--ratio 0.3: pruned to it, the network is still" in capsys.readouterr().err
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_prune_chain_prunes_as_the_pipeline_does_taylor_and_fine_tuning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The control pruned like the merged PRFDN: Taylor importance on training patches, the training loop after
+    each step (distilling from RFDN), the settings recorded; a missing --train_dir is refused before any work."""
+    from models.team00_RFDN import RFDN
+    from transform import prune_chain
+    from utils.datasets import ensure_builtin_dataset
+
+    torch.manual_seed(0)
+    torch.save(RFDN().state_dict(), tmp_path / "rfdn.pth")
+    train_dir = str(ensure_builtin_dataset()[0].hr_path.parent)
+    dst = tmp_path / "control.pth"
+    argv = [str(tmp_path / "rfdn.pth"), str(dst), "--ratio", "0.3", "--steps", "2", "--finetune_iters", "2"]
+    argv += ["--train_dir", train_dir, "--val_fraction", "0.2", "--patch_size", "16", "--batch_size", "2"]
+    argv += ["--calibration_patches", "2", "--teacher", str(tmp_path / "rfdn.pth"), "--device", "cpu"]
+    assert prune_chain.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("fine-tuned 2 iterations") == 2 and "step 2/2" in out
+    record = read_model_checkpoint(dst).provenance
+    assert record["arguments"]["importance"] == "taylor" and record["arguments"]["finetune_iters"] == 2
+    assert record["after"]["params_M"] < record["before"]["params_M"]
+    assert prune_chain.main([str(tmp_path / "rfdn.pth"), str(tmp_path / "x.pth"), "--finetune_iters", "1"]) == 2
+    assert "--finetune_iters needs --train_dir" in capsys.readouterr().err and not (tmp_path / "x.pth").exists()

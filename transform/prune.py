@@ -96,10 +96,12 @@ FINETUNE_FLAGS = ("distill_weight", "batch_size", "patch_size", "lr", "seed", "d
 IMPORTANCES = ("taylor", "magnitude")
 
 
-def make_pruner(model: PRFDN, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.BasePruner:
-    """Torch-Pruning's pruner for ``model``: ``steps`` calls of ``step()`` take every channel group (local ranking)
-    linearly up to ``ratio`` of its channels, rounded down to multiples of ``round_to``."""
-    example = torch.rand(1, model.cfg.in_nc, EXAMPLE_SIZE, EXAMPLE_SIZE) * 255.0
+def make_pruner(model: nn.Module, ratio: float, steps: int, importance: str, round_to: int | None) -> tp.pruner.BasePruner:
+    """Torch-Pruning's pruner for ``model`` (a PRFDN, or RFDN's chain: ``transform.prune_chain``): ``steps`` calls of
+    ``step()`` take every channel group (local ranking) linearly up to ``ratio`` of its channels, rounded down to
+    multiples of ``round_to``; the upsampler's conv stays whole."""
+    in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    example = torch.rand(1, in_channels, EXAMPLE_SIZE, EXAMPLE_SIZE) * 255.0
     scores = tp.importance.GroupTaylorImportance() if importance == "taylor" else tp.importance.GroupMagnitudeImportance(p=2)
     return tp.pruner.BasePruner(
         model,

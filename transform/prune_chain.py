@@ -1,86 +1,106 @@
 """The control stage: RFDN pruned directly, without branching, to a budget (``docs/depth.md``).
 
     python -m transform.prune_chain RFDN.pth DST.pth --target_flops 19.14e9 --ratio 0.9 --steps 40
+    python -m transform.prune_chain RFDN.pth DST.pth --target_params 317000 --ratio 0.8 --steps 8 \
+        --finetune_iters 100 --lr 2e-5 --train_dir D [D ...] --teacher RFDN.pth      # as the pipeline prunes
 
 Torch-Pruning takes every channel group of RFDN's chain (the widths its residual adds, concatenations and skip tie
-together) linearly towards ``--ratio`` of its channels over ``--steps`` steps, ranked by L2 magnitude, the
-upsampler's conv kept whole (PixelShuffle needs its channels); with a budget (``--target_params``,
-``--target_flops``) it stops at the first step within it. The result is an ``rfdn_chain`` checkpoint
-(``models/chain.py``), rebuilt from the pruned widths and checked to compute what the pruned module computes; it
-trains with ``train_prfdn.py`` as any stage does.
+together) linearly towards ``--ratio`` of its channels over ``--steps`` steps, the upsampler's conv kept whole
+(PixelShuffle needs its channels); with a budget (``--target_params``, ``--target_flops``) it stops at the first
+step within it. The flags are ``transform.prune``'s, with the same meaning: channels ranked by ``--importance``
+(Taylor with ``--train_dir``, else L2 magnitude), ``--finetune_iters`` of the training loop after each step, so
+the control can be pruned exactly as the pipeline prunes the merged PRFDN. The result is an ``rfdn_chain``
+checkpoint (``models/chain.py``), rebuilt from the pruned widths and checked to compute what the pruned module
+computes; it trains with ``train_prfdn.py`` as any stage does.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
-import torch_pruning as tp
+from torch import nn
 
 from models.chain import RFDNChain, chain_config
+from transform import prune
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
-from transform.prune import EXAMPLE_SIZE, PruneSettings, describe, figures, within_budget
+from transform.prune import describe, figures, within_budget
 from utils.errors import HarnessError
 from utils.model_io import load_model
 from utils.provenance import stage_record
-from utils.settings import add_flags
-
-FLAGS = ("ratio", "steps", "target_params", "target_flops")
 
 
 def prune_chain(
-    chain: RFDNChain, ratio: float, steps: int, target_params: float | None = None, target_flops: float | None = None
+    chain: RFDNChain,
+    ratio: float,
+    steps: int,
+    target_params: float | None = None,
+    target_flops: float | None = None,
+    importance: str = "magnitude",
+    calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    batch_size: int | None = None,
+    finetune: Callable[[nn.Module, int], None] | None = None,
+    round_to: int | None = None,
 ) -> list[dict[str, float]]:
-    """Prune ``chain`` in place, step by step, until within the budget (or ``ratio`` is reached); each step's figures."""
-    example = torch.rand(1, chain.fea_conv.in_channels, EXAMPLE_SIZE, EXAMPLE_SIZE) * 255.0
-    pruner = tp.pruner.BasePruner(
-        chain,
-        example,
-        importance=tp.importance.GroupMagnitudeImportance(p=2),
-        pruning_ratio=ratio,
-        iterative_steps=steps,
-        ignored_layers=[chain.upsampler[0]],
-    )
+    """Prune ``chain`` in place, step by step (``finetune(chain, step)`` after each), until within the budget (or
+    ``ratio`` is reached); each step's figures."""
+    pruner = prune.make_pruner(chain, ratio, steps, importance, round_to)
     history = []
     for step in range(1, steps + 1):
+        if importance == "taylor":
+            prune.compute_gradients(chain, calibration, batch_size)
         pruner.step()
+        chain.zero_grad(set_to_none=True)
+        if finetune is not None:
+            finetune(chain, step)
         history.append({"step": step, **figures(chain)})
+        print(f"step {step}/{steps}: {describe(history[-1])}", flush=True)
         if (target_params is not None or target_flops is not None) and within_budget(history[-1], target_params, target_flops):
             break
     return history
 
 
 def _run(args: argparse.Namespace) -> None:
-    if not 0 < args.ratio < 1:
-        raise HarnessError(f"--ratio {args.ratio}: must be between 0 and 1 (exclusive)")
-    if args.steps < 1:
-        raise HarnessError(f"--steps {args.steps}: must be at least 1")
+    prune._check_arguments(args)
     parent = read_stage_input(args.src, ("rfdn", "rfdn_chain"), "chain pruning")
     source = load_model(parent, args.src).eval()
     chain = RFDNChain(chain_config(source))
     chain.load_state_dict(source.state_dict())
+    teacher = prune._check_inputs(args, parent)
+    data = prune._training_data(args, parent)
+    calibration = prune._calibration(data, args.calibration_patches) if data is not None and args.importance == "taylor" else None
     before = figures(chain)
-    history = prune_chain(chain, args.ratio, args.steps, args.target_params, args.target_flops)
+    history = prune_chain(
+        chain,
+        args.ratio,
+        args.steps,
+        args.target_params,
+        args.target_flops,
+        args.importance,
+        calibration,
+        args.batch_size,
+        prune._finetuner(args, data, teacher),
+        args.round_to,
+    )
     after = history[-1]
     budget = args.target_params is not None or args.target_flops is not None
     if budget and not within_budget(after, args.target_params, args.target_flops):
         raise HarnessError(f"--ratio {args.ratio}: pruned to it, the network is still {describe(after)}; raise --ratio")
+    chain.eval()
     rebuilt = RFDNChain(chain_config(chain))
     rebuilt.load_state_dict(chain.state_dict())
-    difference = check_equivalent(chain.eval(), rebuilt.eval(), f"the chain rebuilt from its pruned widths ({args.src})")
+    difference = check_equivalent(chain, rebuilt.eval(), f"the chain rebuilt from its pruned widths ({args.src})")
     print(f"before: {describe(before)}\nafter:  {describe(after)} (step {after['step']} of {args.steps})")
     record = stage_record(
         "prune_chain", args.src, parent, before=before, after=after, history=history, ratio=args.ratio,
-        steps=args.steps, target_params=args.target_params, target_flops=args.target_flops, rebuilt_max_abs_difference=difference,
+        steps=args.steps, target_params=args.target_params, target_flops=args.target_flops,
+        rebuilt_max_abs_difference=difference, arguments=prune.recorded_arguments(args),
     )  # fmt: skip
     write_stage_output(args.dst, rebuilt, parent, record)
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    add_flags(parser, PruneSettings, FLAGS, {name: getattr(PruneSettings, name) for name in FLAGS})
-
-
-CLI = StageCLI("transform.prune_chain", "Prune RFDN directly, without branching (the control).", _run, _arguments)
+CLI = StageCLI("transform.prune_chain", "Prune RFDN directly, without branching (the control).", _run, prune.add_arguments)
 parse_args, main = CLI.parse_args, CLI.main
 
 
