@@ -4,8 +4,9 @@ results table's rows.
 
 Those weights are listed in one place: the results table's own record, docs/results/evaluation.json (each row's
 ``path``, as scripts/report.py wrote it). A row whose checkpoint lies in the repository must be tracked, and
-.gitignore's ``!/runs/....pth`` lines must name exactly the rows' paths under runs/ (so that the rules keep
-them and nothing else)."""
+.gitignore's ``!/runs/....pth`` lines must name exactly the rows' paths under runs/ and the start of the next
+training work (the ``src`` of configs/ablations_content.json: the adopted cut's branch model, whose training ends
+a cycle), so that the rules keep them and nothing else."""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ def results_weights() -> dict[str, str]:
     return inside
 
 
+def next_start() -> str:
+    """The start of the content ablations (configs/ablations_content.json's ``src``): weights a training cycle ended
+    with, kept so that the next cycle can begin from them on any machine."""
+    return json.loads((REPO_ROOT / "configs" / "ablations_content.json").read_text(encoding="utf-8"))["src"]
+
+
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, encoding="utf-8")
 
@@ -83,8 +90,12 @@ def test_every_results_row_in_the_repository_is_tracked(tracked: list[str]) -> N
     assert not missing, f"results rows whose weights are not tracked or not there (docs/results/evaluation.json): {missing}"
 
 
+def test_the_next_start_is_tracked(tracked: list[str]) -> None:
+    assert next_start() in tracked and (REPO_ROOT / next_start()).is_file()
+
+
 def test_run_outputs_tracked_are_results_weights_or_evidence(tracked: list[str]) -> None:
-    weights = set(results_weights().values())
+    weights = {*results_weights().values(), next_start()}
     other = [path for path in tracked if path.startswith("runs/") and path not in weights and not is_run_evidence(path)]
     assert not other, (
         f"tracked under runs/ but neither a results row's weights (docs/results/evaluation.json) nor a log or table: {other}"
@@ -92,10 +103,12 @@ def test_run_outputs_tracked_are_results_weights_or_evidence(tracked: list[str])
 
 
 def test_gitignore_keeps_exactly_the_results_weights_and_the_evidence(tracked: list[str]) -> None:
-    weights = sorted(path for path in results_weights().values() if path.startswith("runs/"))
+    weights = sorted({*(path for path in results_weights().values() if path.startswith("runs/")), next_start()})
     lines = (REPO_ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
     kept = sorted(line[2:] for line in lines if line.startswith("!/runs/") and line.endswith(".pth"))
-    assert kept == weights, f".gitignore keeps {kept} under runs/; the results rows (docs/results/evaluation.json) are {weights}"
+    assert kept == weights, (
+        f".gitignore keeps {kept} under runs/; the results rows (docs/results/evaluation.json) and the next start are {weights}"
+    )
     evidence = [path for path in tracked if path.startswith("runs/") and is_run_evidence(path)]
     assert evidence, "no training log or table tracked under runs/"
     # what the rules make of the files kept, and of what a run leaves beside them (checked as if untracked)
