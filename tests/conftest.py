@@ -29,7 +29,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="also run the checks marked slow (long on 2 CPU cores)")
 
 
+# The files that take longest, scheduled first: pytest-xdist hands a worker a whole file at a time (--dist
+# loadfile), so a long file started last would leave the other worker idle at the end.
+LONGEST_FIRST = ("test_pipeline.py", "test_training.py", "test_transform_prune_export.py", "test_test_demo.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file is kept
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow on 2 CPU cores: run with --runslow")

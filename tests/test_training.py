@@ -403,6 +403,7 @@ def test_cli_ctrl_c_then_resume_in_a_new_process_matches(workdir: Path, cli_run:
         assert_same_tensors(expected, read_model_checkpoint(train_prfdn.output_paths(out)[key]).state_dict)
 
 
+@pytest.mark.slow  # two torchrun processes start PyTorch each: about 11 s on 2 cores
 def test_ddp_two_gloo_processes(workdir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp.pth"
     args = [str(workdir / "src.pth"), str(out), "--train_dir", str(workdir / "train"), "--val_fraction", "0.25"]

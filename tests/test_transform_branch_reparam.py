@@ -204,7 +204,7 @@ def test_feature_fit_moves_only_the_new_layers_towards_rfdn_features(fast: bool)
     with torch.no_grad():
         loss_before = float(feature_loss(model, rfdn, batch))
     options = {"precision": "bf16", "channels_last": True} if fast else {}
-    fit_features(model, rfdn, iter([batch] * 30), iters=30, lr=1e-3, log_every=10, **options)
+    fit_features(model, rfdn, iter([batch] * 12), iters=12, lr=2e-3, log_every=10, **options)
     with torch.no_grad():
         loss_after = float(feature_loss(model, rfdn, batch))
     assert loss_after < 0.9 * loss_before
@@ -236,7 +236,7 @@ def test_branch_errors_measure_each_new_branch_against_rfdns_features() -> None:
     assert list(errors) == [2, 3, 4] and errors[2] < 1e-5 < min(errors[3], errors[4])
     seed, _ = branch_from_rfdn(rfdn.state_dict())
     before = branch_errors(seed, rfdn, images, 255.0, torch.device("cpu"))
-    fit_features(seed, rfdn, iter([torch.rand(2, 3, 24, 24) * 255] * 30), iters=30, lr=1e-3, log_every=10)
+    fit_features(seed, rfdn, iter([torch.rand(2, 3, 24, 24) * 255] * 12), iters=12, lr=2e-3, log_every=10)
     after = branch_errors(seed, rfdn, images, 255.0, torch.device("cpu"))
     assert sum(after.values()) < sum(before.values())
     assert branch_errors(seed, rfdn, [], 255.0, torch.device("cpu")) == {}
