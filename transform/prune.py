@@ -217,21 +217,43 @@ def prune(
     check_round_to(model, ratio, round_to, at_ratio)
     _check_reachable(at_ratio, history[0], bound, ratio, target_params, target_flops)
     pruner = make_pruner(model, ratio, steps, importance, round_to)
+    history += prune_steps(
+        model, pruner, steps, importance, calibration, batch_size, finetune, bound, target_params, target_flops
+    )
+    if not smaller(history[-1], bound) or (budget and not within_budget(history[-1], target_params, target_flops)):
+        raise HarnessError(f"pruning ended at {describe(history[-1])}, outside the budget or not smaller than the input")
+    return rebuild(model), history
+
+
+def prune_steps(
+    model: nn.Module,
+    pruner: tp.pruner.BasePruner,
+    steps: int,
+    importance: str,
+    calibration: tuple[torch.Tensor, torch.Tensor] | None,
+    batch_size: int | None,
+    finetune: Callable[[nn.Module, int], None] | None,
+    bound: dict[str, float],
+    target_params: float | None,
+    target_flops: float | None,
+) -> list[dict[str, Any]]:
+    """Up to ``steps`` of ``pruner`` on ``model`` (a PRFDN in its pruning form, or RFDN's chain), each followed by
+    ``finetune(model, step)``; a budget run stops at the first step within it and smaller than ``bound``. Each
+    step's figures."""
+    history = []
     for step in range(1, steps + 1):
         if importance == "taylor":
             compute_gradients(model, calibration, batch_size)
         pruner.step()
         model.zero_grad(set_to_none=True)
-        freeze_helpers(model)
+        freeze_helpers(model)  # the placements of the pruning form; a chain has none
         if finetune is not None:
             finetune(model, step)
         history.append({"step": step, **figures(model)})
-        print(f"step {step}/{steps}: {describe(history[-1])}")
+        print(f"step {step}/{steps}: {describe(history[-1])}", flush=True)
         if budget_reached(history[-1], bound, target_params, target_flops):
             break
-    if not smaller(history[-1], bound) or (budget and not within_budget(history[-1], target_params, target_flops)):
-        raise HarnessError(f"pruning ended at {describe(history[-1])}, outside the budget or not smaller than the input")
-    return rebuild(model), history
+    return history
 
 
 def check_round_to(model: HelperPRFDN, ratio: float, round_to: int | None, at_ratio: dict[str, float]) -> None:

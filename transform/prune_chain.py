@@ -44,21 +44,12 @@ def prune_chain(
     round_to: int | None = None,
 ) -> list[dict[str, float]]:
     """Prune ``chain`` in place, step by step (``finetune(chain, step)`` after each), until within the budget (or
-    ``ratio`` is reached); each step's figures."""
+    ``ratio`` is reached); each step's figures (``transform.prune.prune_steps``)."""
     pruner = prune.make_pruner(chain, ratio, steps, importance, round_to)
-    history = []
-    for step in range(1, steps + 1):
-        if importance == "taylor":
-            prune.compute_gradients(chain, calibration, batch_size)
-        pruner.step()
-        chain.zero_grad(set_to_none=True)
-        if finetune is not None:
-            finetune(chain, step)
-        history.append({"step": step, **figures(chain)})
-        print(f"step {step}/{steps}: {describe(history[-1])}", flush=True)
-        if (target_params is not None or target_flops is not None) and within_budget(history[-1], target_params, target_flops):
-            break
-    return history
+    bound = figures(chain)
+    return prune.prune_steps(
+        chain, pruner, steps, importance, calibration, batch_size, finetune, bound, target_params, target_flops
+    )
 
 
 def _run(args: argparse.Namespace) -> None:
