@@ -554,7 +554,8 @@ def check_prune_flags(config: PipelineConfig, section: PruneSection, where: str)
 
 
 def merged_structure(config: PipelineConfig) -> PRFDN:
-    """The merged network the config's ``reparam`` stage makes (of the official RFDN, in its ``form``), with untrained
-    weights: what a pruning schedule removes depends on the widths only."""
+    """The merged network the config's ``reparam`` stage makes (of the official RFDN cut by its ``branch.variant``, in
+    its ``form``), with untrained weights: what a pruning schedule removes depends on the widths only."""
     grouped = config.reparam_args("SRC.pth", "DST.pth").form == "grouped"
-    return PRFDN(PRFDNConfig.merged(RFDN_WIDTH, grouped=grouped)).eval()
+    stages = branch.VARIANTS[config.branch_args("SRC.pth", "DST.pth").variant]
+    return PRFDN(PRFDNConfig.merged(RFDN_WIDTH, grouped=grouped, srfdb_stages=stages)).eval()

@@ -993,3 +993,16 @@ def test_config_paths_are_written_once_against_the_data_root(tmp_path: Path, mon
     path.write_text(json.dumps({**raw, "data_root": 3}))
     with pytest.raises(HarnessError, match=r"data_root: expected a folder, got 3"):
         pipeline_config.parse_config(path)
+
+
+@pytest.mark.parametrize("variant", ["seed", "deep3"])
+def test_merged_structure_is_what_the_configs_cut_merges_to(variant: str, tmp_path: Path, any_rfdn_checkpoint: Path) -> None:
+    """The network the pruning plan is checked on before any stage runs has the widths the cut's merge will have."""
+    from models.team00_RFDN import RFDN
+    from transform.branch import branch_from_rfdn
+    from transform.reparam import merge_branches
+
+    config = pipeline_config.parse_config(write_tiny_config(tmp_path, any_rfdn_checkpoint, branch={"variant": variant}))
+    form = config.reparam_args("a.pth", "b.pth").form
+    merged, _ = branch_from_rfdn(RFDN().state_dict(), variant=variant)
+    assert pipeline_config.merged_structure(config).cfg == merge_branches(merged, form).cfg
