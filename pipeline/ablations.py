@@ -61,7 +61,7 @@ from training.loop import check_schedule_settings, check_teacher_cache, group_me
 from transform import export, prune
 from utils.checkpoint import read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser, run_command
-from utils.config_file import read_json_config
+from utils.config_file import first_duplicate, read_json_config
 from utils.errors import HarnessError
 from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of
 from utils.model_io import load_model, load_teacher, read_flag_checkpoint
@@ -154,8 +154,7 @@ def read_config(path: str | Path) -> AblationConfig:
             raise HarnessError(f"{path}: runs[{i}]: no src; give the run one, or give the config a src for every run")
         own = Path(item["src"]) if "src" in item else None
         runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags"), pruning, own))
-    names = [run.name for run in runs]
-    twice = next((name for name in names if names.count(name) > 1), None)
+    twice = first_duplicate([run.name for run in runs])
     if twice:
         raise HarnessError(f"{path}: runs: the name {twice} is given twice")
     common = _strings(raw.get("common", []), f"{path}: common")

@@ -25,6 +25,7 @@ from models.team13_PRFDN import MIN_INPUT_SIZE
 from training.data import add_data_arguments, check_apart_from_data, fill_data_defaults, load_data_from_args
 from training.loop import group_means, psnr_scores
 from utils.cli import ArgumentParser, run_command
+from utils.config_file import first_duplicate
 from utils.errors import HarnessError, first_line
 from utils.evaluation import is_out_of_memory
 from utils.fileio import atomic_write_json, check_distinct, check_new_output
@@ -59,8 +60,8 @@ def score(model: torch.nn.Module, images: list, data_range: float, device: torch
 def run(args: argparse.Namespace) -> dict[str, Any]:
     stems = [Path(path).stem for path in args.checkpoints]
     names = stems if len(set(stems)) == len(stems) else [str(path) for path in args.checkpoints]  # rows never clash
-    if len(set(names)) != len(names):
-        twice = next(name for name in names if names.count(name) > 1)
+    twice = first_duplicate(names)
+    if twice is not None:
         raise HarnessError(f"CHECKPOINT {twice}: given twice; expected each checkpoint once")
     checkpoints = [(name, read_flag_checkpoint(path, "CHECKPOINT")) for name, path in zip(names, args.checkpoints, strict=True)]
     first = checkpoints[0][1]
