@@ -70,10 +70,9 @@ def branch_errors(
     model.eval()
     totals = dict.fromkeys(NEW_BRANCHES, 0.0)
     for image in images:
-        x = uint2tensor4(image.lr, data_range).to(device)
-        targets = rfdn_block_inputs(rfdn, x)
-        for k in NEW_BRANCHES:
-            totals[k] += (getattr(model, f"srfdb{k}")(getattr(model, f"head{k}")(x)) - targets[k]).abs().mean().item()
+        losses = branch_losses(model, rfdn, uint2tensor4(image.lr, data_range).to(device))
+        for k, loss in zip(NEW_BRANCHES, losses, strict=True):
+            totals[k] += loss.item()
     return {k: total / len(images) for k, total in totals.items()}
 
 
@@ -94,9 +93,13 @@ def new_layers(model: BranchPRFDN) -> list[nn.Parameter]:
 
 def feature_loss(model: BranchPRFDN, rfdn: RFDN, lr_batch: torch.Tensor) -> torch.Tensor:
     """Mean L1 between each srfdbk(headk(x)) and RFDN's input to Bk, over k = 2..4."""
+    return torch.stack(branch_losses(model, rfdn, lr_batch)).mean()
+
+
+def branch_losses(model: BranchPRFDN, rfdn: RFDN, lr_batch: torch.Tensor) -> list[torch.Tensor]:
+    """For k = 2..4, the mean L1 between srfdbk(headk(x)) and RFDN's input to Bk."""
     targets = rfdn_block_inputs(rfdn, lr_batch)
-    losses = [(getattr(model, f"srfdb{k}")(getattr(model, f"head{k}")(lr_batch)) - targets[k]).abs().mean() for k in NEW_BRANCHES]
-    return torch.stack(losses).mean()
+    return [(getattr(model, f"srfdb{k}")(getattr(model, f"head{k}")(lr_batch)) - targets[k]).abs().mean() for k in NEW_BRANCHES]
 
 
 def fit_features(
