@@ -177,6 +177,8 @@ def fake_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     textures["textures/tex_buildings/wall00_nm.png"] = photo(300, 300, 90)  # a normal map: never a picture
     textures["textures/tex_streets/blurred.png"] = cv2.GaussianBlur(photo(300, 300, 91), (0, 0), 6)  # no detail
     textures["textures/tex_misc/other.png"] = photo(300, 300, 92)  # another folder: left out
+    for copy in ("wall00_ne", "wall00_sw", "wall04_b"):  # one picture under several names: kept once
+        textures[f"textures/tex_streets/{copy}.png"] = photo(300, 320, int(copy[5]))
     archive = root / "pk3"
     with zipfile.ZipFile(archive, "w") as z:
         for name, img in textures.items():
@@ -229,7 +231,15 @@ def test_whole_run_on_fake_packages(fake_debs: Path, tmp_path: Path, capsys: pyt
     textures = sorted(p.name for p in (out / "texture_train").iterdir())
     every_val = sorted(p.name for p in (out / "val").iterdir())
     held = [n for n in every_val if n.startswith("texture_")]
-    assert len(textures) + len(held) == 6 and len(held) == 4  # VAL_MIN of the 6 sharp colour maps
+    pixels = {
+        name: cv2.imread(str(out / folder / name)).tobytes()
+        for folder, names in (("texture_train", textures), ("val", held))
+        for name in names
+    }
+    assert len(set(pixels.values())) == 6  # the 6 sharp colour maps, each picture once in training
+    assert len({pixels[n] for n in textures}) == len(textures)
+    assert not {pixels[n] for n in textures} & {pixels[n] for n in held}  # no held-out picture trained on
+    assert len(held) == 4  # VAL_MIN of the sharp colour maps
     assert not any("_nm" in n or "blurred" in n or "other" in n for n in textures + held)
     assert set(val) <= set(every_val)  # val/ holds structured_val's images too
     wallpapers = sorted(p.name for p in (out / "wallpaper_train").iterdir()) + [
@@ -253,6 +263,22 @@ def test_whole_run_on_fake_packages(fake_debs: Path, tmp_path: Path, capsys: pyt
     assert len(kept) == 2 and set(kept) < set(train)  # the first two of the same seeded order
     assert sorted(p.name for p in (out / "structured_val").iterdir()) == val  # the same picks again
     assert sorted(p.name for p in (out / "val").iterdir()) == every_val  # the same held-out content
+
+
+def test_without_copies_keeps_validation_first() -> None:
+    def image(name: str, data: bytes) -> ffi.OutputImage:
+        return ffi.OutputImage(name, data, (1, 1, 3), "pkg 1", name, "CC0")
+
+    images = [
+        image("clipart_train/a.png", b"A"),
+        image("structured_val/b.png", b"B"),
+        image("clipart_train/b_copy.png", b"B"),
+        image("clipart_train/a_copy.png", b"A"),
+        image("val/b.png", b"B"),
+        image("texture_train/c.png", b"C"),
+    ]
+    kept = [i.name for i in ffi.without_copies(images)]
+    assert kept == ["clipart_train/a.png", "structured_val/b.png", "val/b.png", "texture_train/c.png"]
 
 
 def test_sharpness_and_the_held_out_share() -> None:

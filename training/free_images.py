@@ -39,6 +39,7 @@ each file is written atomically.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import posixpath
 import shlex
 import shutil
@@ -397,7 +398,14 @@ def content_images(packages: dict[str, Package], seed: int) -> list[OutputImage]
     for kind, folder, sources, max_side in groups:
         kept = list(content.usable(sources, max_side))
         val = content.held_out(len(kept), seed)
+        # a picture filed under several names (ufoai's street tiles) is kept once, its held-out copy first
+        keys = [hashlib.sha256(rgb.tobytes() + str(rgb.shape).encode()).digest() for _, rgb in kept]
+        seen = {keys[i] for i in val}
         for index, (source, rgb) in enumerate(kept):
+            if index not in val:
+                if keys[index] in seen:
+                    continue
+                seen.add(keys[index])
             stem = f"{kind}_{source.package.split('-')[0]}__{Path(source.path).with_suffix('').as_posix().replace('/', '__')}"
             where, img = (ALL_VAL_DIR, content.fit_side(rgb, content.VAL_MAX_SIDE)) if index in val else (folder, rgb)
             version = packages[source.package].version
@@ -434,7 +442,24 @@ def build(args: argparse.Namespace, work: Path, command: str) -> tuple[list[Outp
     ]
     images = [*structured, *train, *in_all_val, *content_images(packages, SEED)]
     images += procedural_images(packages, args.procedural_count, args.procedural_size)
+    images = without_copies(images)
     return images, sources_md(images, list(packages.values()), command)
+
+
+def without_copies(images: list[OutputImage]) -> list[OutputImage]:
+    """``images`` less each training image identical to a validation image or to an earlier training image (clip
+    art filed in two categories), so no validation picture is trained on and none counts twice."""
+    validation = (VAL_DIR, ALL_VAL_DIR)
+    seen = {hashlib.sha256(i.data).digest() for i in images if i.name.split("/")[0] in validation}
+    kept = []
+    for image in images:
+        if image.name.split("/")[0] not in validation:
+            key = hashlib.sha256(image.data).digest()
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(image)
+    return kept
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
