@@ -28,7 +28,6 @@ from training.data import DATA_FLAGS, DataSettings, check_sampling, check_scale_
 from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import TrainSettings, check_schedule_settings, check_teacher_cache, default_lr
 from transform import branch, feature_fit, prune, reparam
-from transform.helpers import with_helpers
 from transform.prune import PruneSettings
 from utils import config_file
 from utils.config_file import describe, read_json_config
@@ -547,10 +546,6 @@ def check_prune_flags(config: PipelineConfig, section: PruneSection, where: str)
         distill_weight=args.distill_weight,
     )
     run_stage_check(finetuning.check, where)  # what the fine-tuning between pruning steps would refuse
-    if args.round_to is not None:  # a rounding that prunes nothing fails only once the stages before it have run
-        model = with_helpers(merged_structure(config))
-        at_ratio = prune.figures_at_ratio(model, args.ratio, args.steps, args.round_to)
-        run_stage_check(lambda: prune.check_round_to(model, args.ratio, args.round_to, at_ratio), where)
 
 
 def merged_structure(config: PipelineConfig) -> PRFDN:

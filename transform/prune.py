@@ -145,10 +145,12 @@ def planned_result(
     smaller_than: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """The ``figures`` (and ``step``) ``prune`` will end at with these settings, without pruning ``model``;
-    refused as ``prune`` would refuse them (a ratio that cannot get below the input or within the budget)."""
+    refused as ``prune`` would refuse them (a rounding that prunes nothing, a ratio that cannot get below the input or
+    within the budget)."""
     start = figures(model)
     bound = start if smaller_than is None else smaller_than
     sizes = figures_per_step(model, ratio, steps, round_to)
+    check_round_to(model, ratio, round_to, sizes[-1])
     _check_reachable(sizes[-1], start, bound, ratio, target_params, target_flops)
     for step, size in enumerate(sizes, start=1):
         if budget_reached(size, bound, target_params, target_flops):
@@ -213,9 +215,15 @@ def prune(
     budget = target_params is not None or target_flops is not None
     history = [{"step": 0, **figures(model)}]
     bound = history[0] if smaller_than is None else smaller_than
-    at_ratio = figures_at_ratio(model, ratio, steps, round_to)
-    check_round_to(model, ratio, round_to, at_ratio)
-    _check_reachable(at_ratio, history[0], bound, ratio, target_params, target_flops)
+    planned_result(
+        model,
+        ratio=ratio,
+        steps=steps,
+        round_to=round_to,
+        target_params=target_params,
+        target_flops=target_flops,
+        smaller_than=bound,
+    )  # refuses a rounding that prunes nothing and a ratio that cannot reach the bound, before any step
     pruner = make_pruner(model, ratio, steps, importance, round_to)
     history += prune_steps(
         model, pruner, steps, importance, calibration, batch_size, finetune, bound, target_params, target_flops
