@@ -491,3 +491,13 @@ def test_prune_chain_prunes_as_the_pipeline_does_taylor_and_fine_tuning(
     assert record["after"]["params_M"] < record["before"]["params_M"]
     assert prune_chain.main([str(tmp_path / "rfdn.pth"), str(tmp_path / "x.pth"), "--finetune_iters", "1"]) == 2
     assert "--finetune_iters needs --train_dir" in capsys.readouterr().err and not (tmp_path / "x.pth").exists()
+
+
+def test_rare_pruning_flags_are_left_out_of_the_help_but_still_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        prune_stage.parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert "--ratio RATIO" in shown and "--finetune_iters" in shown and "--calibration_patches CALIBRATION" not in shown
+    assert "Also accepted, rarely changed: --calibration_patches," in " ".join(shown.split())  # named once, at the end
+    args = prune_stage.parse_args(["a.pth", "b.pth", "--calibration_patches", "8", "--val_crop", "64", "--seed", "3"])
+    assert (args.calibration_patches, args.val_crop, args.seed) == (8, 64, 3)

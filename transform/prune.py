@@ -554,10 +554,14 @@ class PruneSettings:
 PRUNE_FLAGS = setting_names(PruneSettings)
 
 
+# Knobs few prunings change: accepted, left out of --help (the pipeline config's prune section takes them too).
+RARE_PRUNE_SETTINGS = ("calibration_patches", "lr_dir", "val_seed", "val_crop", "seed", "amp")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = {name: getattr(PruneSettings, name) for name in PRUNE_FLAGS}
-    add_flags(parser, PruneSettings, PRUNE_FLAGS[:-1], defaults)
-    add_data_arguments(parser)
+    add_flags(parser, PruneSettings, PRUNE_FLAGS[:-1], defaults, unlisted=RARE_PRUNE_SETTINGS)
+    add_data_arguments(parser, unlisted=RARE_PRUNE_SETTINGS)
     ft = parser.add_argument_group("fine-tuning between steps (the training loop of train_prfdn.py)")
     add_flags(ft, PruneSettings, ("finetune_iters",), defaults)
     add_setting_arguments(
@@ -576,7 +580,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "amp": "off",
             **FAST_PATH_TEXT,
         },
+        unlisted=RARE_PRUNE_SETTINGS,
     )
+    parser.epilog = f"Also accepted, rarely changed: {', '.join('--' + name for name in RARE_PRUNE_SETTINGS)} (docs/cli.md)."
 
 
 CLI = StageCLI("transform.prune", "Channel-prune the merged PRFDN (stage 4).", _run, add_arguments)
