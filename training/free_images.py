@@ -28,7 +28,8 @@ Written: OUT/structured_val/*.png (opencv_*, clipart_*, skimage_*), OUT/clipart_
 OUT/texture_train/*.png (texture_*), OUT/wallpaper_train/*.png (wallpaper_*), OUT/procedural_train/*.png (proc_*),
 OUT/val/*.png (every validation image: structured_val's and the held-out texture_* and wallpaper_*; a training's
 ``--val_dir`` groups them by that prefix), all RGB PNG, and OUT/SOURCES.md (each file's package and version, path
-inside the package, license, and the command). A drawing is named ``clipart_`` + its path under
+inside the package, license, and the command). A picture filed under several names is written once (a held-out
+picture's copies never go to training). A drawing is named ``clipart_`` + its path under
 usr/share/openclipart/png with ``/`` made ``__`` (stems alone repeat across the package's folders). The .deb files
 are read from ``--debs DIR``, else fetched by ``apt-get download`` into a temporary folder; ``dpkg-deb -x``
 extracts them. Nothing is written when OUT already holds files, unless ``--overwrite`` is given (then PNGs of the
