@@ -2,7 +2,8 @@
 
 PRFDN turns a pre-trained RFDN into four parallel branches, trains them, merges ("re-parametrizes") the
 branches into one wide network and channel-prunes it. This file defines that merged network at any
-per-layer widths:
+per-layer widths (``RFDNChain``, further down, is the same family without branching: RFDN's four blocks in
+sequence at any widths, the official network pruned directly):
 
     x -> head_skip ----------------------------------------------+--------------------------------+
     x -> head_rest -> srfdb (3 SRFDBs side by side) -> join(skip, .) -> rfdb (4 RFDBs side by side)
@@ -254,16 +255,55 @@ class PRFDN(nn.Module):
         return self.upsampler(self.LR_conv(self.c(features)) + skip)
 
 
-def load_prfdn(path: str, device: str | torch.device = "cpu") -> PRFDN:
-    """The PRFDN network of a checkpoint file such as ``model_zoo/team13_prfdn.pth``, in eval mode on ``device``.
+BLOCKS = 4  # RFDN's chain of distillation blocks
+
+
+class RFDNChain(nn.Module):
+    """RFDN's chain at any per-layer widths: the official network pruned directly, without branching.
+
+    fea_conv -> B1 -> B2 -> B3 -> B4 (each a distillation block of its own widths; block k's input width is block
+    k-1's output width) -> c over the four block outputs -> LR_conv (+ fea_conv's output) -> upsampler. Tensor names
+    are RFDN's, so the official checkpoint and RFDN pruned in place (Torch-Pruning) load as they are.
+    """
+
+    ARCH = "rfdn_chain"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = config
+        blocks = [BlockWidths.from_config(widths) for widths in config["blocks"]]
+        if len(blocks) != BLOCKS:
+            raise ValueError(f"blocks: expected {BLOCKS} block widths, got {len(blocks)}")
+        self.fea_conv = conv(int(config.get("in_nc", 3)), int(config["head"]), 3)
+        for k, widths in enumerate(blocks, start=1):
+            self.add_module(f"B{k}", DistillBlock(widths))
+        tail, out_nc, scale = int(config["tail"]), int(config.get("out_nc", 3)), int(config.get("scale", 4))
+        self.c, self.LR_conv, self.upsampler = make_tail(sum(w.out for w in blocks), tail, int(config["head"]), out_nc, scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.fea_conv(x)
+        outs, h = [], fea
+        for k in range(1, BLOCKS + 1):
+            h = getattr(self, f"B{k}")(h)
+            outs.append(h)
+        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, 1))) + fea)
+
+
+NETWORKS = {PRFDN.ARCH: PRFDN, RFDNChain.ARCH: RFDNChain}  # what a submission checkpoint may hold
+
+
+def load_prfdn(path: str, device: str | torch.device = "cpu") -> PRFDN | RFDNChain:
+    """The network of a checkpoint file such as ``model_zoo/team13_prfdn.pth``, in eval mode on ``device``: a
+    ``PRFDN`` (branched, merged and pruned) or an ``RFDNChain`` (RFDN pruned directly), as its ``arch`` says.
 
     The file is a dict (``arch``, ``config``, ``state_dict``, ...) of plain types and tensors, so it loads with
     ``torch.load(weights_only=True)``, the default of torch >= 2.6.
     """
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("arch") != PRFDN.ARCH:
+    network = NETWORKS.get(checkpoint.get("arch")) if isinstance(checkpoint, dict) else None
+    if network is None:
         found = checkpoint.get("arch") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"{path}: not a PRFDN network checkpoint (arch {found!r}, expected {PRFDN.ARCH!r})")
-    model = PRFDN(checkpoint["config"])
+        raise ValueError(f"{path}: not a PRFDN network checkpoint (arch {found!r}, expected {' or '.join(map(repr, NETWORKS))})")
+    model = network(checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"], strict=True)
     return model.eval().to(device)

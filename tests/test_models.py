@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import torch
 
 from models.team00_RFDN import RFDN
@@ -49,3 +50,11 @@ def test_rfdn_chain_is_rfdn_at_any_widths_and_takes_rfdn_pruned_in_place(tmp_pat
     save_model_checkpoint(tmp_path / "chain.pth", ModelCheckpoint(arch, config, rfdn.state_dict()))
     loaded = load_model(read_model_checkpoint(tmp_path / "chain.pth")).eval()
     assert torch.equal(loaded(x), rfdn(x))
+    # the submission's one model file loads it too (the README's select_model branch)
+    from models.team13_PRFDN import load_prfdn
+
+    submitted = load_prfdn(str(tmp_path / "chain.pth"))
+    assert type(submitted).__name__ == "RFDNChain" and torch.equal(submitted(x), rfdn(x))
+    save_model_checkpoint(tmp_path / "other.pth", ModelCheckpoint("branch", {}, {}))
+    with pytest.raises(ValueError, match=r"arch 'branch', expected 'prfdn' or 'rfdn_chain'"):
+        load_prfdn(str(tmp_path / "other.pth"))
