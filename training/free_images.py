@@ -467,7 +467,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/free"), help="output folder (default data/free)")
     parser.add_argument("--debs", type=Path, help="folder holding the .deb files (default: apt-get download them)")
-    parser.add_argument("--train_count", type=int, default=300, help="line-art training images (default 300)")
+    parser.add_argument(
+        "--train_count",
+        type=int,
+        default=300,
+        help="line-art training drawings picked (default 300; a copy of a picked one is then left out)",
+    )
     parser.add_argument(
         "--procedural_count", type=int, default=60, help="procedural training images of each of the 7 kinds (default 60)"
     )
