@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.team13_PRFDN import PRFDN
+from models.team13_PRFDN import NETWORKS
 from utils.checkpoint import read_model_checkpoint
 from utils.model_io import load_model
 from utils.model_summary import summarize
@@ -21,9 +21,9 @@ RFDN_FLOPS = 27.1026e9
 
 def test_submission_loads_safely_and_fits_the_budgets() -> None:
     raw = torch.load(SUBMISSION, map_location="cpu", weights_only=True)
-    assert raw["format"] == "prfdn-checkpoint/1" and raw["arch"] == "prfdn" and raw["scale"] == 4
+    assert raw["format"] == "prfdn-checkpoint/1" and raw["arch"] in NETWORKS and raw["scale"] == 4
     model = load_model(read_model_checkpoint(SUBMISSION))
-    assert type(model) is PRFDN  # the final network: no placement (helper) convs left
+    assert type(model) is NETWORKS[raw["arch"]]  # a network of the model file: no placement (helper) convs left
     summary = summarize(model)
     assert summary.num_parameters <= 317_000
     assert summary.flops < RFDN_FLOPS
