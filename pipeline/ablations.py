@@ -5,7 +5,8 @@
     python scripts/run_ablations.py configs/ablations_branch.json --table --kinds   # and each run's best weights per kind
 
 The config names a start checkpoint (``src``), a work folder, the flags every run shares (``common``) and the runs,
-each a name and its own flags (``train_prfdn.py`` flags). Run ``NAME`` trains ``src`` into ``WORK/NAME.pth`` with
+each a name and its own flags (``train_prfdn.py`` flags; ``common`` and ``flags`` may be objects of settings by name
+instead, as ``train_prfdn.py --config`` reads them). Run ``NAME`` trains ``src`` into ``WORK/NAME.pth`` with
 ``common + flags``; a run with its own ``src`` starts from that instead (runs that compare starts, such as networks
 of different cuts, under one recipe; the top-level ``src`` may then be left out); a run whose training state exists
 is resumed (``--resume``), one that has reached its ``--iters`` is skipped, so the command continues where it
@@ -40,7 +41,7 @@ import io
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ import torch
 
 from training import run as train_prfdn
 from training.data import (
+    FOLDER_FLAGS,
+    DataSettings,
     ValidationImage,
     check_apart_from_data,
     check_data_folders,
@@ -57,11 +60,11 @@ from training.data import (
     load_data_from_args,
 )
 from training.flags import SETTING_NAMES, settings_from_flags
-from training.loop import check_schedule_settings, check_teacher_cache, group_means, psnr_scores
+from training.loop import TrainSettings, check_schedule_settings, check_teacher_cache, group_means, psnr_scores
 from transform import export, prune
 from utils.checkpoint import read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser, run_command
-from utils.config_file import first_duplicate, read_json_config
+from utils.config_file import first_duplicate, read_json_config, read_settings
 from utils.errors import HarnessError
 from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of
 from utils.model_io import load_model, load_teacher, read_flag_checkpoint
@@ -121,6 +124,23 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _training_flags(value: Any, where: str) -> tuple[str, ...]:
+    """A run's (or ``common``'s) training settings: an object of settings by name, as ``train_prfdn.py --config``
+    reads them (each checked as its field's type), made into ``train_prfdn.py`` flags; or a list of those flags."""
+    if not isinstance(value, dict):
+        return _strings(value, where)
+    values = read_settings(value, (TrainSettings, DataSettings), where, paths=(*FOLDER_FLAGS, "teacher"))
+    switches = {f.name: f.metadata.get("flag", {}).get("action") for cls in (TrainSettings, DataSettings) for f in fields(cls)}
+    flags: list[str] = []
+    for name, setting in values.items():
+        if isinstance(setting, bool):  # a store_true switch has no --no- form: false is its default
+            flags += [f"--{name}"] if setting else [] if switches.get(name) == "store_true" else [f"--no-{name}"]
+        elif setting is not None:
+            items = setting if isinstance(setting, tuple) else (setting,)
+            flags += [f"--{name}", *(f"{item:g}" if isinstance(item, float) else str(item) for item in items)]
+    return tuple(flags)
+
+
 def read_config(path: str | Path) -> AblationConfig:
     """The config, its keys and types checked (one line naming the key if not)."""
     raw = read_json_config(path, "configs/ablations_branch.json")
@@ -153,11 +173,11 @@ def read_config(path: str | Path) -> AblationConfig:
         if "src" not in item and "src" not in raw:
             raise HarnessError(f"{path}: runs[{i}]: no src; give the run one, or give the config a src for every run")
         own = Path(item["src"]) if "src" in item else None
-        runs.append(Run(item["name"], _strings(item.get("flags", []), f"{path}: runs[{i}].flags"), pruning, own))
+        runs.append(Run(item["name"], _training_flags(item.get("flags", []), f"{path}: runs[{i}].flags"), pruning, own))
     twice = first_duplicate([run.name for run in runs])
     if twice:
         raise HarnessError(f"{path}: runs: the name {twice} is given twice")
-    common = _strings(raw.get("common", []), f"{path}: common")
+    common = _training_flags(raw.get("common", []), f"{path}: common")
     prune_common = _strings(raw.get("prune_common", []), f"{path}: prune_common")
     reference = Path(raw["reference"]) if "reference" in raw else None
     src = Path(raw["src"]) if "src" in raw else None

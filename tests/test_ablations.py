@@ -16,6 +16,7 @@ from training.flags import SETTING_NAMES, settings_from_flags
 from training.loop import check_schedule_settings
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
 from utils.datasets import ensure_builtin_dataset
+from utils.errors import HarnessError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -420,3 +421,26 @@ def test_shipped_ablation_configs_parse(name: str) -> None:
         if run.prune is not None:
             assert run_ablations.parse_prune(config, run).importance == "taylor"
     assert any(run.prune is not None for run in config.runs) == (name == "ablations_prune.json")
+
+
+def test_settings_by_name_are_the_same_run_as_its_flags(tmp_path: Path) -> None:
+    """``common`` and a run's ``flags`` may be objects of settings by name (as ``train_prfdn.py --config`` reads
+    them): the same training flags as the lists they replace; a wrong value is one line naming the key."""
+    base = {"src": "start.pth", "work_dir": str(tmp_path / "work")}
+    as_flags = {
+        **base,
+        "common": ["--iters", "20", "--lr", "0.0002", "--skip_small", "--amp"],
+        "runs": [{"name": "a", "flags": ["--mix", "1", "3", "--no-channels_last", "--schedule", "cosine"]}],
+    }
+    as_settings = {
+        **base,
+        "common": {"iters": 20, "lr": 2e-4, "skip_small": True, "amp": True, "_why": "a comment"},
+        "runs": [{"name": "a", "flags": {"mix": [1, 3], "channels_last": False, "schedule": "cosine"}}],
+    }
+    (tmp_path / "flags.json").write_text(json.dumps(as_flags))
+    (tmp_path / "settings.json").write_text(json.dumps(as_settings))
+    assert run_ablations.read_config(tmp_path / "settings.json") == run_ablations.read_config(tmp_path / "flags.json")
+    as_settings["runs"][0]["flags"]["mix"] = "1 3"
+    (tmp_path / "settings.json").write_text(json.dumps(as_settings))
+    with pytest.raises(HarnessError, match=r"runs\[0\]\.flags: mix: expected"):
+        run_ablations.read_config(tmp_path / "settings.json")
