@@ -1038,6 +1038,8 @@ def test_a_config_file_gives_the_settings_the_command_line_leaves_out(tmp_path: 
 def test_the_shipped_cycle_config_parses() -> None:
     args = train_prfdn.parse_args(["src.pth", "out.pth", "--config", str(REPO_ROOT / "configs" / "train_cycle.json")])
     assert args.schedule == "cosine" and args.select == "worst_gap" and args.val_dir == "data/free/val"
+    # the content the ablations chose: one sampling weight per folder, the photographs' and the free content's
+    assert len(args.mix) == len(args.train_dir) + len(args.extra_train_dir) == 6
 
 
 @pytest.mark.parametrize(
