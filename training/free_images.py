@@ -399,14 +399,13 @@ def content_images(packages: dict[str, Package], seed: int) -> list[OutputImage]
     for kind, folder, sources, max_side in groups:
         kept = list(content.usable(sources, max_side))
         val = content.held_out(len(kept), seed)
-        # a picture filed under several names (ufoai's street tiles) is kept once, its held-out copy first
+        # the training copies of a held-out picture filed under several names (ufoai's street tiles) are left out
+        # here, by their pixels before the held-out copy is downscaled; copies within training go in without_copies
         keys = [hashlib.sha256(rgb.tobytes() + str(rgb.shape).encode()).digest() for _, rgb in kept]
-        seen = {keys[i] for i in val}
+        held = {keys[i] for i in val}
         for index, (source, rgb) in enumerate(kept):
-            if index not in val:
-                if keys[index] in seen:
-                    continue
-                seen.add(keys[index])
+            if index not in val and keys[index] in held:
+                continue
             stem = f"{kind}_{source.package.split('-')[0]}__{Path(source.path).with_suffix('').as_posix().replace('/', '__')}"
             where, img = (ALL_VAL_DIR, content.fit_side(rgb, content.VAL_MAX_SIDE)) if index in val else (folder, rgb)
             version = packages[source.package].version
