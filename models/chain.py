@@ -8,9 +8,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from models.team13_PRFDN import BLOCKS, BlockWidths, RFDNChain
-
-__all__ = ["BLOCKS", "RFDNChain", "block_widths", "chain_config"]
+from models.team13_PRFDN import BLOCKS, BlockWidths
 
 
 def block_widths(block: nn.Module) -> BlockWidths:

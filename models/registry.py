@@ -12,10 +12,9 @@ from typing import Any
 import torch.nn as nn
 
 from models.branch import BranchPRFDN
-from models.chain import RFDNChain
 from models.helpers import HelperPRFDN
 from models.team00_RFDN import RFDN
-from models.team13_PRFDN import PRFDN, PRFDNConfig
+from models.team13_PRFDN import PRFDN, PRFDNConfig, RFDNChain
 
 
 class UnknownArchitectureError(ValueError):

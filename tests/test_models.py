@@ -24,8 +24,9 @@ def test_rfdn_chain_is_rfdn_at_any_widths_and_takes_rfdn_pruned_in_place(tmp_pat
     widths read off it, and travels as a self-describing checkpoint."""
     import torch_pruning as tp
 
-    from models.chain import RFDNChain, chain_config
+    from models.chain import chain_config
     from models.registry import model_config
+    from models.team13_PRFDN import RFDNChain
     from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
     from utils.model_io import load_model
 

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models.chain import RFDNChain, chain_config
+from models.chain import chain_config
+from models.team13_PRFDN import RFDNChain
 from transform import prune
 from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
 from transform.prune import describe, figures, within_budget
