@@ -64,7 +64,7 @@ from training.loop import TrainSettings, check_schedule_settings, check_teacher_
 from transform import export, prune
 from utils.checkpoint import read_model_checkpoint, where_to_get
 from utils.cli import ArgumentParser, run_command
-from utils.config_file import first_duplicate, read_json_config, read_settings
+from utils.config_file import describe, first_duplicate, read_json_config, read_settings
 from utils.errors import HarnessError
 from utils.fileio import atomic_write_text, check_distinct, check_new_output, sha256_of
 from utils.model_io import load_model, load_teacher, read_flag_checkpoint
@@ -129,7 +129,11 @@ def _training_flags(value: Any, where: str) -> tuple[str, ...]:
     reads them (each checked as its field's type), made into ``train_prfdn.py`` flags; or a list of those flags."""
     if not isinstance(value, dict):
         return _strings(value, where)
-    values = read_settings(value, (TrainSettings, DataSettings), where, paths=(*FOLDER_FLAGS, "teacher"))
+    quiet = value.get("no_progress", False)  # train_prfdn.py's switch, not a setting: no progress bar
+    if not isinstance(quiet, bool):
+        raise HarnessError(f"{where}.no_progress: expected true or false, got {describe(quiet)}")
+    settings = {key: item for key, item in value.items() if key != "no_progress"}
+    values = read_settings(settings, (TrainSettings, DataSettings), where, paths=(*FOLDER_FLAGS, "teacher"))
     switches = {f.name: f.metadata.get("flag", {}).get("action") for cls in (TrainSettings, DataSettings) for f in fields(cls)}
     flags: list[str] = []
     for name, setting in values.items():
@@ -138,7 +142,7 @@ def _training_flags(value: Any, where: str) -> tuple[str, ...]:
         elif setting is not None:
             items = setting if isinstance(setting, tuple) else (setting,)
             flags += [f"--{name}", *(f"{item:g}" if isinstance(item, float) else str(item) for item in items)]
-    return tuple(flags)
+    return (*flags, "--no_progress") if quiet else tuple(flags)
 
 
 def read_config(path: str | Path) -> AblationConfig:
@@ -212,30 +216,30 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
             raise HarnessError(f"src {source}: checkpoint file not found{where_to_get(source)}")
     parsed, pruning = {}, {}
     for run in config.runs:
-        args = parse_run(config, run)
+        job = parse_run(config, run)
         if run.prune is not None:
             pruning[run] = parse_prune(config, run)
         try:
-            settings = settings_from_flags(args)
+            settings = settings_from_flags(job)
             settings.check()
-            check_schedule_settings(settings.schedule, [name for name in SETTING_NAMES if getattr(args, name) is not None])
-            settings.distill_weight = train_prfdn.distill_weight_of(args)
-            check_teacher_cache(settings, args.teacher is not None)
-            fill_data_defaults(args)
+            check_schedule_settings(settings.schedule, [name for name in SETTING_NAMES if getattr(job, name) is not None])
+            settings.distill_weight = train_prfdn.distill_weight_of(job)
+            check_teacher_cache(settings, job.teacher is not None)
+            fill_data_defaults(job)
         except HarnessError as err:
             raise HarnessError(f"runs {run.name}: {err}") from None
-        parsed[run] = args
+        parsed[run] = job
     starts = {source: read_flag_checkpoint(source, "src") for source in sources}
     for source, checkpoint in starts.items():
         load_model(checkpoint, f"src {source}")  # loads into an architecture here
     teachers = set()
-    for run, args in pruning.items():  # finished runs too: the table names these settings beside their figures
-        check_pruned_files(config, run, args)
-    for run, args in parsed.items():
+    for run, job in pruning.items():  # finished runs too: the table names these settings beside their figures
+        check_pruned_files(config, run, job)
+    for run, job in parsed.items():
         if (only is not None and run.name != only) or finished_at(config, run) is not None:
             continue  # not trained by this command
         try:
-            for given in (args, pruning.get(run)):
+            for given in (job, pruning.get(run)):
                 if given is None:
                     continue
                 check_data_folders(given)
@@ -248,7 +252,7 @@ def check_runs(config: AblationConfig, only: str | None = None) -> None:
             raise HarnessError(f"runs {run.name}: {err}") from None
 
 
-def check_pruning_to_make(config: AblationConfig, run: Run, args: argparse.Namespace) -> None:
+def check_pruning_to_make(config: AblationConfig, run: Run, job: Any) -> None:
     """A pruning run still to train: a training state needs the start it was made from (pruning again makes
     another file, which the state would refuse after the pruning's hours); a pruning still to run must be able
     to reach its budget from ``src`` (as ``transform.prune`` would refuse it after the earlier runs' training)."""
@@ -260,7 +264,7 @@ def check_pruning_to_make(config: AblationConfig, run: Run, args: argparse.Names
             "continues from it; put it back, or move the run's state, log and weights away to start the run over"
         )
     if not config.pruned(run).is_file():
-        prune.planned_from_file(args)
+        prune.planned_from_file(job)
 
 
 def check_kept_pruning(config: AblationConfig) -> None:
@@ -270,15 +274,15 @@ def check_kept_pruning(config: AblationConfig) -> None:
             check_pruned_files(config, run, parse_prune(config, run))
 
 
-def parse_prune(config: AblationConfig, run: Run) -> argparse.Namespace:
+def parse_prune(config: AblationConfig, run: Run) -> Any:
     """A pruning run's ``transform.prune`` arguments, checked as the stage checks them (a one-line HarnessError
     naming the run if not)."""
-    args = _parsed(prune.CLI.parse_args, config.prune_argv(run), f"runs {run.name}: prune", prune.CLI.prog)
+    job = _parsed(prune.CLI.parse_args, config.prune_argv(run), f"runs {run.name}: prune", prune.CLI.prog)
     try:
-        prune._check_arguments(args)
+        prune._check_arguments(job)
     except HarnessError as err:
         raise HarnessError(f"runs {run.name}: prune: {err}") from None
-    return args
+    return job
 
 
 def pruning_record_of(path: Path) -> dict[str, Any]:
@@ -289,7 +293,7 @@ def pruning_record_of(path: Path) -> dict[str, Any]:
     return record if record.get("stage") == "pruned" else {}
 
 
-def check_pruned_files(config: AblationConfig, run: Run, args: argparse.Namespace) -> None:
+def check_pruned_files(config: AblationConfig, run: Run, job: Any) -> None:
     """A pruning run's files already there (``WORK/NAME.pruned.pth``, ``WORK/NAME.start.pth``) were made from its
     source with these settings; any other is refused (one line naming it), never replaced."""
     src_sha = None
@@ -298,7 +302,7 @@ def check_pruned_files(config: AblationConfig, run: Run, args: argparse.Namespac
             continue
         record = pruning_record_of(path) if path.is_file() else {}
         src_sha = src_sha or sha256_of(config.source(run))
-        if record.get("parent_sha256") != src_sha or "arguments" not in record or prune.changed_settings(record, args):
+        if record.get("parent_sha256") != src_sha or "arguments" not in record or prune.changed_settings(record, job):
             raise HarnessError(
                 f"{path}: not src {config.source(run)} pruned with this run's settings (prune_common + prune); move it away, "
                 "or give the run another name (it is left as it is)"
@@ -433,9 +437,9 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
 
 def validation_images(config: AblationConfig, data_range: float, scale: int) -> list[ValidationImage]:
     """The runs' validation images (the data flags of ``common``)."""
-    args = train_prfdn.parse_args([str(config.sources()[0]), str(config.work_dir / "reference.pth"), *config.common])
-    fill_data_defaults(args)
-    return load_data_from_args(args, patch_size=args.patch_size or 48, seed=0, data_range=data_range, scale=scale).val
+    job = train_prfdn.parse_args([str(config.sources()[0]), str(config.work_dir / "reference.pth"), *config.common])
+    fill_data_defaults(job)
+    return load_data_from_args(job, patch_size=job.patch_size or 48, seed=0, data_range=data_range, scale=scale).val
 
 
 def kind_scores(config: AblationConfig) -> dict[str, dict[str, float]]:
@@ -540,9 +544,9 @@ def protected_files(config_path: str, config: AblationConfig) -> dict[str, Path]
         files.update({f"run {run.name} ({kind})": path for kind, path in train_prfdn.output_paths(config.out(run)).items()})
         if run.prune is not None:
             files.update({f"run {run.name} (pruned)": config.pruned(run), f"run {run.name} (start)": config.start(run)})
-        args = parsed_run(config, run)
-        if args is not None and args.teacher is not None:
-            files[f"run {run.name}'s --teacher"] = Path(args.teacher)
+        job = parsed_run(config, run)
+        if job is not None and job.teacher is not None:
+            files[f"run {run.name}'s --teacher"] = Path(job.teacher)
     return files
 
 
@@ -550,16 +554,16 @@ def check_apart_from_runs_data(outputs: dict[str, str | Path], config: AblationC
     """Refuse an output that is one of the images a run reads (through a link too), each folder set once."""
     seen = set()
     for run in config.runs:
-        args = parsed_run(config, run)
-        if args is None:
+        job = parsed_run(config, run)
+        if job is None:
             continue
-        folders = tuple(data_folders(args))
+        folders = tuple(data_folders(job))
         if folders not in seen:
             seen.add(folders)
-            check_apart_from_data(outputs, args)
+            check_apart_from_data(outputs, job)
 
 
-def _parsed(parse: Callable[[list[str]], argparse.Namespace], argv: list[str], label: str, prog: str) -> argparse.Namespace:
+def _parsed(parse: Callable[[list[str]], Any], argv: list[str], label: str, prog: str) -> Any:
     """``parse(argv)``, or a one-line HarnessError starting with ``label`` saying why the flags do not parse."""
     said = io.StringIO()
     try:
@@ -570,12 +574,12 @@ def _parsed(parse: Callable[[list[str]], argparse.Namespace], argv: list[str], l
         raise HarnessError(f"{label}: {reason[0].removeprefix(f'{prog}: error: ')}") from None
 
 
-def parse_run(config: AblationConfig, run: Run) -> argparse.Namespace:
+def parse_run(config: AblationConfig, run: Run) -> Any:
     """A run's ``train_prfdn.py`` arguments, or a one-line HarnessError saying why its flags do not parse."""
     return _parsed(train_prfdn.parse_args, config.argv(run), f"runs {run.name}", train_prfdn.PROG)
 
 
-def parsed_run(config: AblationConfig, run: Run) -> argparse.Namespace | None:
+def parsed_run(config: AblationConfig, run: Run) -> Any:
     """A run's ``train_prfdn.py`` arguments; None where its flags do not parse (``check_runs`` says why)."""
     try:
         return parse_run(config, run)

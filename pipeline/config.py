@@ -14,7 +14,6 @@ their type only: whether the inputs are there and the outputs can be written dep
 
 from __future__ import annotations
 
-import argparse
 import re
 import typing
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from utils import config_file
 from utils.config_file import describe, read_json_config
 from utils.datasets import SCALE
 from utils.errors import HarnessError
-from utils.settings import field_types, optional_section, value_type
+from utils.settings import field_types, optional_section, value_type, with_values
 
 # --- the sections -----------------------------------------------------------------------------------------------
 # A field left None was not given: the stage's own default applies (on --resume, the resumed run's value).
@@ -138,46 +137,34 @@ class PipelineConfig:
             options.pop("teacher", None)
         return options
 
-    def feature_fit_args(self, src: str, dst: str) -> argparse.Namespace:
-        """``transform.feature_fit``'s arguments; its teacher is ``--rfdn``, so the data section's is left out."""
+    def feature_fit_job(self, src: str, dst: str) -> Any:
+        """``transform.feature_fit``'s job; its teacher is ``rfdn``, so the data section's is left out."""
         assert self.feature_fit is not None
         options = {"rfdn": self.rfdn, **self.data_options(teacher=False), **given(self.feature_fit)}
-        return stage_args(feature_fit.parse_args, [src, dst, "--rfdn", self.rfdn], options)
+        return feature_fit.CLI.job_for(src, dst, options)
 
-    def training_args(self, section: str, src: str, dst: str) -> list[argparse.Namespace]:
-        """``train_prfdn.py``'s arguments per phase of ``section``; the later phases continue the run (``resume``)."""
-        return self.phase_args(getattr(self, section), src, dst)
+    def training_jobs(self, section: str, src: str, dst: str) -> list[Any]:
+        """``train_prfdn.py``'s job per phase of ``section``; the later phases continue the run (``resume``)."""
+        return self.phase_jobs(getattr(self, section), src, dst)
 
-    def phase_args(self, training: TrainingSection, src: str, dst: str) -> list[argparse.Namespace]:
-        """``train_prfdn.py``'s arguments per phase of a training section (the run's, or a frontier point's)."""
+    def phase_jobs(self, training: TrainingSection, src: str, dst: str) -> list[Any]:
+        """``train_prfdn.py``'s job per phase of a training section (the run's, or a frontier point's)."""
         data = self.data_options()
-        runs = [stage_args(train_prfdn.parse_args, [src, dst], {**data, **given(phase)}) for phase in training.phases()]
-        for args in runs[1:]:
-            args.resume = True
+        start = train_prfdn.TrainJob(src=src, out=dst)
+        runs = [with_values(start, {**data, **given(phase)}, train_prfdn.PROG) for phase in training.phases()]
+        for job in runs[1:]:
+            job.resume = True
         return runs
 
-    def branch_args(self, src: str, dst: str) -> argparse.Namespace:
-        return stage_args(branch.parse_args, [src, dst], given(self.branch))
+    def branch_job(self, src: str, dst: str) -> Any:
+        return branch.CLI.job_for(src, dst, given(self.branch))
 
-    def reparam_args(self, src: str, dst: str) -> argparse.Namespace:
-        return stage_args(reparam.parse_args, [src, dst], given(self.reparam))
+    def reparam_job(self, src: str, dst: str) -> Any:
+        return reparam.CLI.job_for(src, dst, given(self.reparam))
 
-    def prune_args(self, src: str, dst: str, section: PruneSection | None = None) -> argparse.Namespace:
-        """``transform.prune``'s arguments, of the run's ``prune`` section or of another (a frontier point's)."""
-        return stage_args(prune.parse_args, [src, dst], {**self.data_options(), **given(section or self.prune)})
-
-
-def stage_args(
-    parse_args: Callable[[list[str]], argparse.Namespace], positional: list[str], options: dict[str, Any]
-) -> argparse.Namespace:
-    """A stage's arguments as its command line would give them: its parser's defaults, then the config's typed
-    values (no round trip through strings). The sections name only the stage's own flags (a test holds them so)."""
-    args = parse_args(positional)
-    for key, value in options.items():
-        if not hasattr(args, key):
-            raise HarnessError(f"{key}: not a flag of this stage")
-        setattr(args, key, list(value) if isinstance(value, tuple) else value)
-    return args
+    def prune_job(self, src: str, dst: str, section: PruneSection | None = None) -> Any:
+        """``transform.prune``'s job, of the run's ``prune`` section or of another (a frontier point's)."""
+        return prune.CLI.job_for(src, dst, {**self.data_options(), **given(section or self.prune)})
 
 
 def given(section: Any) -> dict[str, Any]:
@@ -471,19 +458,19 @@ def check_stage_flags(config: PipelineConfig) -> None:
     stages about to run only, so a GPU config parses anywhere)."""
     src, dst = "SRC.pth", "DST.pth"
     if config.feature_fit is not None:
-        args = config.feature_fit_args(src, dst)
-        args.device = None
-        run_stage_check(lambda: feature_fit._check_arguments(args), "feature_fit")
+        job = config.feature_fit_job(src, dst)
+        job.device = None
+        run_stage_check(lambda: feature_fit._check_arguments(job), "feature_fit")
     for section in TRAINING_SECTIONS:
         if getattr(config, section) is None:
             continue
-        for index, args in enumerate(config.training_args(section, src, dst)):
-            check_training_flags(config, args, phase_location(section, index), section)
+        for index, job in enumerate(config.training_jobs(section, src, dst)):
+            check_training_flags(config, job, phase_location(section, index), section)
         check_phases(getattr(config, section), section)
-    variant = config.branch_args(src, dst).variant
+    variant = config.branch_job(src, dst).variant
     if variant not in branch.VARIANTS:
         raise HarnessError(f"branch.variant {variant!r}: expected one of {', '.join(branch.VARIANTS)}")
-    form = config.reparam_args(src, dst).form
+    form = config.reparam_job(src, dst).form
     if form not in reparam.FORMS:
         raise HarnessError(f"argument reparam.form: invalid choice: {form!r} (choose from {', '.join(reparam.FORMS)})")
     check_prune_flags(config, config.prune, "prune")
@@ -491,8 +478,8 @@ def check_stage_flags(config: PipelineConfig) -> None:
         where = f"frontier[{index}]"
         check_prune_flags(config, point.prune, f"{where}.prune")
         if point.final_training is not None:
-            for phase, args in enumerate(config.phase_args(point.final_training, src, dst)):
-                check_training_flags(config, args, phase_location(f"{where}.final_training", phase), "final_training")
+            for phase, job in enumerate(config.phase_jobs(point.final_training, src, dst)):
+                check_training_flags(config, job, phase_location(f"{where}.final_training", phase), "final_training")
             check_phases(point.final_training, f"{where}.final_training")
 
 
@@ -513,12 +500,12 @@ def check_phases(training: TrainingSection, section: str) -> None:
             )
 
 
-def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where: str, section: str) -> None:
+def check_training_flags(config: PipelineConfig, job: Any, where: str, section: str) -> None:
     """One training phase's flags through the training settings' checks, and what needs the data section."""
-    settings = settings_from_flags(args)
+    settings = settings_from_flags(job)
     run_stage_check(settings.check, where)
-    settings.distill_weight = train_prfdn.distill_weight_of(args)
-    run_stage_check(lambda: check_teacher_cache(settings, args.teacher is not None), where)
+    settings.distill_weight = train_prfdn.distill_weight_of(job)
+    run_stage_check(lambda: check_teacher_cache(settings, job.teacher is not None), where)
     if settings.distill_weight > 0 and config.data.teacher is None:
         raise HarnessError(f"{where}.distill_weight {settings.distill_weight:g}: needs data.teacher (the official RFDN)")
     if settings.select == "worst_gap" and config.data.teacher is None:
@@ -534,16 +521,16 @@ def check_training_flags(config: PipelineConfig, args: argparse.Namespace, where
 
 def check_prune_flags(config: PipelineConfig, section: PruneSection, where: str) -> None:
     """A prune section's flags through ``transform.prune``'s checks and its fine-tuning's."""
-    args = config.prune_args("SRC.pth", "DST.pth", section)
-    args.device = None
-    run_stage_check(lambda: prune._check_arguments(args), where)
-    lr = args.lr if args.lr is not None else default_lr("prfdn_helpers")
+    job = config.prune_job("SRC.pth", "DST.pth", section)
+    job.device = None
+    run_stage_check(lambda: prune._check_arguments(job), where)
+    lr = job.lr if job.lr is not None else default_lr("prfdn_helpers")
     finetuning = TrainSettings(
-        iters=max(1, args.finetune_iters),
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
+        iters=max(1, job.finetune_iters),
+        batch_size=job.batch_size,
+        patch_size=job.patch_size,
         lr=lr,
-        distill_weight=args.distill_weight,
+        distill_weight=job.distill_weight,
     )
     run_stage_check(finetuning.check, where)  # what the fine-tuning between pruning steps would refuse
 
@@ -551,6 +538,6 @@ def check_prune_flags(config: PipelineConfig, section: PruneSection, where: str)
 def merged_structure(config: PipelineConfig) -> PRFDN:
     """The merged network the config's ``reparam`` stage makes (of the official RFDN cut by its ``branch.variant``, in
     its ``form``), with untrained weights: what a pruning schedule removes depends on the widths only."""
-    grouped = config.reparam_args("SRC.pth", "DST.pth").form == "grouped"
-    stages = branch.VARIANTS[config.branch_args("SRC.pth", "DST.pth").variant]
+    grouped = config.reparam_job("SRC.pth", "DST.pth").form == "grouped"
+    stages = branch.VARIANTS[config.branch_job("SRC.pth", "DST.pth").variant]
     return PRFDN(PRFDNConfig.merged(RFDN_WIDTH, grouped=grouped, srfdb_stages=stages)).eval()

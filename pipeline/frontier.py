@@ -65,13 +65,13 @@ def point_steps(config: PipelineConfig, point: FrontierPoint) -> list[Step]:
     pruned, final = folder / "pruned.pth", folder / "final.pth"
     label = f"{point.name}/"
     steps = [
-        Step(label + "pruned", prune.CLI.execute, config.prune_args(str(merged_input(config)), str(pruned), point.prune)),
-        Step(label + "final", export.CLI.execute, export.parse_args([str(pruned), str(final)])),
+        Step(label + "pruned", prune.CLI.execute, config.prune_job(str(merged_input(config)), str(pruned), point.prune)),
+        Step(label + "final", export.CLI.execute, export.CLI.job_for(str(pruned), str(final))),
     ]
     if point.final_training is not None:
-        phases = config.phase_args(point.final_training, str(final), str(folder / "final_trained.pth"))
+        phases = config.phase_jobs(point.final_training, str(final), str(folder / "final_trained.pth"))
         keys = point.final_training.folder_keys(f"frontier[{config.frontier.index(point)}].final_training")
-        steps += [Step(label + "final_trained", train_prfdn.main, args, key) for args, key in zip(phases, keys, strict=True)]
+        steps += [Step(label + "final_trained", train_prfdn.main, job, key) for job, key in zip(phases, keys, strict=True)]
     return steps
 
 
@@ -109,9 +109,9 @@ def check_kept_pruning(step: Step, point: FrontierPoint) -> None:
         raise HarnessError(f"{step.dst}: pruned with {change}; redo the point with --force --only {point.name}")
 
 
-def planned_size(model: HelperPRFDN, bound: dict[str, float], args: argparse.Namespace, where: str) -> dict[str, float]:
+def planned_size(model: HelperPRFDN, bound: dict[str, float], job: prune.PruneJob, where: str) -> dict[str, float]:
     try:
-        return prune.planned_with(model, bound, args)
+        return prune.planned_with(model, bound, job)
     except HarnessError as err:
         raise HarnessError(f"{where}: {err}") from None
 
@@ -120,11 +120,11 @@ def check_plans(config: PipelineConfig, points: list[FrontierPoint], steps: dict
     """Where each point's pruning will end; refused when a budget cannot be reached or two sizes coincide."""
     merged = load_model(read_model_checkpoint(source), str(source)).eval()
     model, bound = with_helpers(merged), prune.figures(merged)  # as transform.prune sees its input
-    run_size = planned_size(model, bound, config.prune_args("SRC.pth", "DST.pth"), "prune")
+    run_size = planned_size(model, bound, config.prune_job("SRC.pth", "DST.pth"), "prune")
     sizes: dict[str, dict[str, float]] = {"the run's own pruning": run_size}
     for point in points:
         index = config.frontier.index(point)
-        size = planned_size(model, bound, steps[point.name][0].args, f"frontier[{index}].prune")
+        size = planned_size(model, bound, steps[point.name][0].job, f"frontier[{index}].prune")
         for other, other_size in sizes.items():
             if (size["params_M"], size["flops_G"]) == (other_size["params_M"], other_size["flops_G"]):
                 raise HarnessError(

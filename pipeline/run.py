@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import shutil
 from collections.abc import Callable
@@ -83,11 +84,11 @@ TRAINED_STAGES = ("branch_trained", "merged_trained", "final_trained", "final_tu
 @dataclass(frozen=True)
 class Step:
     """One stage to run: the function that runs it (raising HarnessError on bad input, KeyboardInterrupt or
-    TrainingInterruptedError when stopped) and its arguments, as its command line would give them."""
+    TrainingInterruptedError when stopped) and its job (``transform.common.StageCLI.job_for``, ``train_prfdn.TrainJob``)."""
 
     stage: str
-    run: Callable[[argparse.Namespace], Any]
-    args: argparse.Namespace
+    run: Callable[[Any], Any]
+    job: Any
     folders_key: str = "data"  # the config key giving the step's extra_train_dir (TrainingSection.folder_keys)
 
     @property
@@ -96,11 +97,11 @@ class Step:
 
     @property
     def src(self) -> Path:
-        return Path(self.args.src)
+        return Path(self.job.src)
 
     @property
     def dst(self) -> Path:
-        return Path(self.args.out if self.trains else self.args.dst)
+        return Path(self.job.out if self.trains else self.job.dst)
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -114,19 +115,19 @@ def plan(config: PipelineConfig) -> list[Step]:
     """Every stage to run, in order, with its arguments."""
     work = Path(config.work_dir)
     out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
-    steps = [Step("branch", branch.CLI.execute, config.branch_args(config.rfdn, out["branch"]))]
+    steps = [Step("branch", branch.CLI.execute, config.branch_job(config.rfdn, out["branch"]))]
     branched = out["branch"]
     if config.feature_fit is not None:
-        steps.append(Step("branch_fitted", feature_fit.CLI.execute, config.feature_fit_args(branched, out["branch_fitted"])))
+        steps.append(Step("branch_fitted", feature_fit.CLI.execute, config.feature_fit_job(branched, out["branch_fitted"])))
         branched = out["branch_fitted"]
     steps += training_steps(config, "branch_training", "branch_trained", branched, out["branch_trained"])
-    steps.append(Step("merged", reparam.CLI.execute, config.reparam_args(out["branch_trained"], out["merged"])))
+    steps.append(Step("merged", reparam.CLI.execute, config.reparam_job(out["branch_trained"], out["merged"])))
     merged = out["merged"]
     if config.merged_training is not None:
         steps += training_steps(config, "merged_training", "merged_trained", merged, out["merged_trained"])
         merged = out["merged_trained"]
-    steps.append(Step("pruned", prune.CLI.execute, config.prune_args(merged, out["pruned"])))
-    steps.append(Step("final", export.CLI.execute, export.parse_args([out["pruned"], out["final"]])))
+    steps.append(Step("pruned", prune.CLI.execute, config.prune_job(merged, out["pruned"])))
+    steps.append(Step("final", export.CLI.execute, export.CLI.job_for(out["pruned"], out["final"])))
     final = out["final"]
     for stage, section in (("final_trained", "final_training"), ("final_tuned", "final_tuning")):
         if getattr(config, section) is not None:
@@ -140,7 +141,7 @@ def training_steps(config: PipelineConfig, section: str, stage: str, src: str, d
     override those before it; a changed lr makes train_prfdn.py start a new lr phase of the same run)."""
     keys = getattr(config, section).folder_keys(section)
     return [
-        Step(stage, train_prfdn.main, args, key) for args, key in zip(config.training_args(section, src, dst), keys, strict=True)
+        Step(stage, train_prfdn.main, job, key) for job, key in zip(config.training_jobs(section, src, dst), keys, strict=True)
     ]
 
 
@@ -159,8 +160,8 @@ def step_done(step: Step) -> bool:
         state = train_prfdn.read_state(state_path)
     except HarnessError as err:
         raise HarnessError(str(err).removeprefix("--resume: ")) from None
-    wanted = step.args.iters or state["settings"]["iters"]
-    minutes = step.args.minutes if step.args.minutes is not None else state["settings"].get("minutes")
+    wanted = step.job.iters or state["settings"]["iters"]
+    minutes = step.job.minutes if step.job.minutes is not None else state["settings"].get("minutes")
     if minutes is not None and float(state.get("elapsed", 0.0)) >= 60.0 * minutes and state["iteration"] <= wanted:
         # ended by its training time (--minutes) short of its iters: done once its output was written at that end
         return target.exists() and read_model_checkpoint(target).provenance.get("iterations") == state["iteration"]
@@ -187,7 +188,7 @@ def check_made_from(target: Path, parent: Path, stage: str) -> None:
 def pruning_change(step: Step) -> str | None:
     """How the kept pruned file of ``step`` was made otherwise than ``step`` would make it (its first changed
     setting, for a message), or None when it matches."""
-    changed = prune.changed_settings(read_model_checkpoint(step.dst).provenance, step.args)
+    changed = prune.changed_settings(read_model_checkpoint(step.dst).provenance, step.job)
     return prune.describe_change(changed[0]) if changed else None
 
 
@@ -279,7 +280,7 @@ def reads_training_images(step: Step) -> bool:
     """Whether the stage decodes the training images: training, feature fitting, and pruning by Taylor
     importance or with fine-tuning."""
     if step.run == prune.CLI.execute:  # bound methods: equal, never the same object
-        return prune.needs_data(step.args)
+        return prune.needs_data(step.job)
     return step.trains or step.run == feature_fit.CLI.execute
 
 
@@ -305,38 +306,38 @@ def check_training_data(pending: list[Step], force: bool = False, accept_data_ch
     data folders changed since its state was written (unless ``accept_data_change``)."""
     loaded: dict[tuple, TrainData] = {}
     for step in pending:
-        if not reads_training_images(step) or not step.args.train_dir:
+        if not reads_training_images(step) or not step.job.train_dir:
             continue
-        args = argparse.Namespace(**vars(step.args))
-        if args.patch_size is None:  # a training section that leaves it out: train_prfdn.py's default
-            args.patch_size = TrainSettings.patch_size
+        job = dataclasses.replace(step.job)
+        if job.patch_size is None:  # a training section that leaves it out: train_prfdn.py's default
+            job.patch_size = TrainSettings.patch_size
         state = resumed_state(step, force)
         if state is not None:
-            train_prfdn.resolve_data_args(args, state["run"]["data_args"])  # the flags the resumed run reads
-        fill_data_defaults(args)
+            train_prfdn.resolve_data_args(job, state["run"]["data_args"])  # the flags the resumed run reads
+        fill_data_defaults(job)
         key = (
-            *data_folders(args),
-            args.val_fraction,
-            args.val_seed,
-            args.val_crop,
-            args.skip_small,
-            args.patch_size,
-            tuple(args.scale_aug or ()),
+            *data_folders(job),
+            job.val_fraction,
+            job.val_seed,
+            job.val_crop,
+            job.skip_small,
+            job.patch_size,
+            tuple(job.scale_aug or ()),
         )
         if key not in loaded:
             try:
                 with contextlib.redirect_stderr(io.StringIO()):  # what the loader says as it loads, the stage says
                     loaded[key] = load_data_from_args(
-                        args, patch_size=args.patch_size, seed=0, data_range=255.0, scale=SCALE, make_copies=False
+                        job, patch_size=job.patch_size, seed=0, data_range=255.0, scale=SCALE, make_copies=False
                     )
             except HarnessError as err:
                 section = STAGE_SECTIONS.get(step.stage, step.stage)
                 raise HarnessError(f"stage {step.stage}: {in_config_words(str(err), section)}") from None
         if state is not None:
-            args.accept_data_change = accept_data_change
+            job.accept_data_change = accept_data_change
             try:
                 with contextlib.redirect_stderr(io.StringIO()):
-                    train_prfdn.check_same_images(state, train_prfdn.output_paths(step.dst)["state"], loaded[key], args)
+                    train_prfdn.check_same_images(state, train_prfdn.output_paths(step.dst)["state"], loaded[key], job)
             except HarnessError as err:
                 raise HarnessError(f"stage {step.stage}: {err} (of run_pipeline.py)") from None
 
@@ -346,7 +347,7 @@ def check_phase_folders(config: PipelineConfig, pending: list[Step]) -> None:
     (the data section's are ``check_data_folders``')."""
     checked = set(config.data.extra_train_dir or ())
     for step in pending:
-        for index, folder in enumerate(getattr(step.args, "extra_train_dir", None) or ()):
+        for index, folder in enumerate(getattr(step.job, "extra_train_dir", None) or ()):
             if folder not in checked:
                 check_image_folder(f"{step.folders_key}.extra_train_dir[{index}]", folder)
                 checked.add(folder)
@@ -372,7 +373,7 @@ def check_prune_plan(config: PipelineConfig, step: Step) -> None:
     merged = load_model(read_model_checkpoint(step.src), str(step.src)) if step.src.is_file() else merged_structure(config)
     model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged.eval())
     try:
-        prune.planned_with(model, prune.figures(merged), step.args)
+        prune.planned_with(model, prune.figures(merged), step.job)
     except HarnessError as err:
         message = str(err).replace("prune a dense merge (transform.reparam --form dense)", "merge densely (reparam.form dense)")
         raise HarnessError(f"{config.source}: {in_config_words(message, 'prune')}") from None
@@ -427,7 +428,7 @@ def check_devices(pending: list[Step]) -> None:
     """A stage set to run on CUDA on a machine without it is refused now, not once the stages before it ran."""
     for step in pending:
         try:
-            resolve_device(getattr(step.args, "device", None))
+            resolve_device(getattr(step.job, "device", None))
         except HarnessError as err:
             raise HarnessError(f"stage {step.stage}: {err}") from None
 
@@ -548,28 +549,28 @@ def run_step(step: Step, force: bool, accept_data_change: bool = False) -> None:
         else:
             print(f"== {step.stage}: its training state is past this phase, skipped")
         return
-    args = argparse.Namespace(**vars(step.args))
+    job = dataclasses.replace(step.job)
     if not step.trains:
-        args.overwrite = True  # the run's own stage file: absent, or redone with --force
+        job.overwrite = True  # the run's own stage file: absent, or redone with --force
     if step.trains:
         paths = train_prfdn.output_paths(target)
-        args.resume = args.resume or (paths["state"].exists() and not force)
-        args.accept_data_change = accept_data_change and args.resume
+        job.resume = job.resume or (paths["state"].exists() and not force)
+        job.accept_data_change = accept_data_change and job.resume
         # a new run over files of this stage: --force, or what a run that saved no state left
-        args.overwrite = not args.resume and any(path.exists() for path in paths.values())
-    print(f"== {step.stage}: {describe_step(step, args)}")
+        job.overwrite = not job.resume and any(path.exists() for path in paths.values())
+    print(f"== {step.stage}: {describe_step(step, job)}")
     try:
-        step.run(args)
+        step.run(job)
     except TrainingInterruptedError:
         raise KeyboardInterrupt from None
     except HarnessError as err:
         raise HarnessError(f"stage {step.stage}: {err}") from None
 
 
-def describe_step(step: Step, args: argparse.Namespace) -> str:
+def describe_step(step: Step, job: Any) -> str:
     """``SRC -> DST`` and the arguments that are set, written as flags (for the run's log)."""
     words = [f"{step.src} -> {step.dst}"]
-    for key, value in vars(args).items():
+    for key, value in vars(job).items():
         if key in ("src", "dst", "out") or value is None or value is False:
             continue
         words.append(f"--{key}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -77,11 +78,17 @@ def test_docs_architecture_names_what_the_code_has() -> None:
     """The names the 'Where to add' lists point at are still the code's."""
     from models.registry import ARCHITECTURES
     from pipeline import report, run
-    from pipeline.config import SECTIONS
+    from pipeline.config import SECTIONS, PipelineConfig
     from training.loop import LOSS_TERMS, TrainSettings, _Trainer
-    from transform.common import StageCLI, check_equivalent
+    from training.run import TrainJob
+    from transform.common import StageCLI, check_equivalent, stage_job
+    from transform.prune import PruneJob
+    from utils.settings import job_class
 
     assert {"rfdn", "branch", "prfdn", "prfdn_helpers"} <= set(ARCHITECTURES)
     assert "final" in run.STAGES and callable(run.plan) and "prune" in SECTIONS
     assert LOSS_TERMS >= 1 and callable(TrainSettings.check) and callable(_Trainer.step)
     assert "Set5" in report.SETS and callable(check_equivalent) and StageCLI
+    assert callable(job_class) and callable(stage_job) and "job" in {f.name for f in dataclasses.fields(StageCLI)}
+    assert callable(StageCLI.job_for) and callable(PipelineConfig.prune_job) and callable(PipelineConfig.phase_jobs)
+    assert dataclasses.is_dataclass(PruneJob) and dataclasses.is_dataclass(TrainJob)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
-import types
 from pathlib import Path
 
 import cv2
@@ -362,7 +362,7 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
     steps = run_pipeline.plan(config)
     assert [step.stage for step in steps] == stages
     for step in steps:  # each stage gets its own arguments, with its output in the work folder
-        assert step.dst == Path(config.work_dir) / f"{step.stage}.pth" and step.args.src == str(step.src)
+        assert step.dst == Path(config.work_dir) / f"{step.stage}.pth" and step.job.src == str(step.src)
     # runs not yet compared with the submitted checkpoint must not replace it
     candidates = {
         "x4.json": "runs/x4/team13_prfdn.pth",
@@ -378,16 +378,17 @@ def test_shipped_x4_configs_parse_for_every_stage(name: str, stages: list[str]) 
 def test_shipped_x4_data_loads(tmp_path: Path) -> None:
     """The x4 config's data settings fit the real training images (T91 has images smaller than its patches)."""
     from training.data import fill_data_defaults, load_data_from_args
+    from utils.settings import with_values
 
     config = run_pipeline.load_config(str(REPO_ROOT / "configs" / "x4.json"))
     for folder in config["data"]["train_dir"]:
         if not (REPO_ROOT / folder).is_dir():
             pytest.skip(f"needs the training images at {REPO_ROOT / folder} (third-party data in ../shared, absent here)")
-    args = pipeline_config.stage_args(run_pipeline.train_prfdn.parse_args, ["a.pth", "b.pth"], config["data"])
-    args.train_dir = [str(REPO_ROOT / d) for d in args.train_dir]
-    fill_data_defaults(args)
+    job = run_pipeline.train_prfdn.TrainJob(src="a.pth", out="b.pth")
+    job = with_values(job, {**config["data"], "train_dir": [str(REPO_ROOT / d) for d in config["data"]["train_dir"]]}, "data")
+    fill_data_defaults(job)
     patch = config["branch_training"]["patch_size"]
-    data = load_data_from_args(args, patch_size=patch, seed=0, data_range=255.0, scale=4)
+    data = load_data_from_args(job, patch_size=patch, seed=0, data_range=255.0, scale=4)
     assert data.description["train_images"] > 200 and data.description["skipped_small"]
     assert all(name.startswith("T91/") for name in data.description["skipped_small"])
 
@@ -706,7 +707,7 @@ def test_an_interrupted_stage_stops_the_pipeline_with_130(
     def interrupted(args: object) -> None:
         raise KeyboardInterrupt  # Ctrl-C inside the stage
 
-    monkeypatch.setattr(run_pipeline.branch, "CLI", types.SimpleNamespace(execute=interrupted))
+    monkeypatch.setattr(run_pipeline.branch, "CLI", dataclasses.replace(run_pipeline.branch.CLI, run=interrupted))
     (tmp_path / "config.json").write_text(json.dumps(quick_config))
     assert run_pipeline.main([str(tmp_path / "config.json")]) == 130
     assert "interrupted; run the same command again to continue" in capsys.readouterr().err
@@ -1003,6 +1004,6 @@ def test_merged_structure_is_what_the_configs_cut_merges_to(variant: str, tmp_pa
     from transform.reparam import merge_branches
 
     config = pipeline_config.parse_config(write_tiny_config(tmp_path, any_rfdn_checkpoint, branch={"variant": variant}))
-    form = config.reparam_args("a.pth", "b.pth").form
+    form = config.reparam_job("a.pth", "b.pth").form
     merged, _ = branch_from_rfdn(RFDN().state_dict(), variant=variant)
     assert pipeline_config.merged_structure(config).cfg == merge_branches(merged, form).cfg

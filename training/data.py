@@ -680,74 +680,74 @@ def add_data_arguments(parser: argparse.ArgumentParser, teacher: bool = True, un
     data.add_argument("--teacher", default=None, help=teacher_help)
 
 
-def fill_data_defaults(args: argparse.Namespace, scale: int = SCALE) -> None:
+def fill_data_defaults(job: Any, scale: int = SCALE) -> None:
     """Defaults for the data flags not given, then their values checked (before any image is decoded)."""
-    if args.val_dir is None and args.val_fraction is None:
-        args.val_fraction = DEFAULT_VAL_FRACTION
-    args.val_seed = 0 if args.val_seed is None else args.val_seed
-    args.val_crop = 256 if args.val_crop is None else args.val_crop
-    args.skip_small = bool(args.skip_small)
-    check_data_values(args.val_dir, args.val_fraction, args.val_seed, args.val_crop, scale)
-    check_scale_aug(getattr(args, "scale_aug", None))
-    folders = len(args.train_dir or ()) + len(getattr(args, "extra_train_dir", None) or ())
-    check_sampling(getattr(args, "mix", None), getattr(args, "flat_threshold", None), folders)
+    if job.val_dir is None and job.val_fraction is None:
+        job.val_fraction = DEFAULT_VAL_FRACTION
+    job.val_seed = 0 if job.val_seed is None else job.val_seed
+    job.val_crop = 256 if job.val_crop is None else job.val_crop
+    job.skip_small = bool(job.skip_small)
+    check_data_values(job.val_dir, job.val_fraction, job.val_seed, job.val_crop, scale)
+    check_scale_aug(getattr(job, "scale_aug", None))
+    folders = len(job.train_dir or ()) + len(getattr(job, "extra_train_dir", None) or ())
+    check_sampling(getattr(job, "mix", None), getattr(job, "flat_threshold", None), folders)
 
 
 FOLDER_FLAGS = {"train_dir": "training", "lr_dir": "LR", "extra_train_dir": "training", "val_dir": "validation"}
 
 
-def data_folders(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(flag, folder) for every folder the data flags of ``args`` give, in flag order."""
+def data_folders(job: Any) -> list[tuple[str, str]]:
+    """(flag, folder) for every folder the data flags of ``job`` give, in flag order."""
     pairs = []
     for flag in FOLDER_FLAGS:
-        folders = getattr(args, flag, None)
+        folders = getattr(job, flag, None)
         pairs += [(flag, str(folder)) for folder in ([folders] if isinstance(folders, str) else folders or [])]
     return pairs
 
 
-def data_input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+def data_input_files(job: Any) -> list[tuple[str, Path]]:
     """(flag, image file) for every image the data flags read (folders that are not there are skipped: the
     loader refuses them), so outputs can be checked against them before any work."""
     files = []
-    for flag, folder in data_folders(args):
+    for flag, folder in data_folders(job):
         if Path(folder).is_dir():
             files += [(f"--{flag}", path) for path in list_images(folder)]
     return files
 
 
-def check_apart_from_data(outputs: Mapping[str, str | os.PathLike], args: argparse.Namespace) -> None:
-    """Refuse an output that is one of the images the data flags of ``args`` read (through links too)."""
-    for flag, image in data_input_files(args):
+def check_apart_from_data(outputs: Mapping[str, str | os.PathLike], job: Any) -> None:
+    """Refuse an output that is one of the images the data flags of ``job`` read (through links too)."""
+    for flag, image in data_input_files(job):
         check_distinct(outputs, {flag: image})
 
 
-def check_data_folders(args: argparse.Namespace) -> None:
+def check_data_folders(job: Any) -> None:
     """The folders of the data flags are there and hold images (one LR folder per training folder), without
     decoding any: for a run that takes the data flags but reads no images (``transform.prune`` by magnitude)."""
-    if args.lr_dir and len(args.lr_dir) != len(args.train_dir or ()):
-        raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(args.train_dir or ())}), got {len(args.lr_dir)}")
-    for flag, folder in data_folders(args):
+    if job.lr_dir and len(job.lr_dir) != len(job.train_dir or ()):
+        raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(job.train_dir or ())}), got {len(job.lr_dir)}")
+    for flag, folder in data_folders(job):
         image_folder(folder, f"--{flag}", FOLDER_FLAGS[flag])
 
 
 def load_data_from_args(
-    args: argparse.Namespace, *, patch_size: int, seed: int, data_range: float, scale: int, make_copies: bool = True
+    job: Any, *, patch_size: int, seed: int, data_range: float, scale: int, make_copies: bool = True
 ) -> TrainData:
     return load_training_data(
-        args.train_dir,
-        args.lr_dir,
+        job.train_dir,
+        job.lr_dir,
         patch_size=patch_size,
-        val_dir=args.val_dir,
-        val_fraction=args.val_fraction,
-        val_seed=args.val_seed,
-        val_crop=args.val_crop,
+        val_dir=job.val_dir,
+        val_fraction=job.val_fraction,
+        val_seed=job.val_seed,
+        val_crop=job.val_crop,
         seed=seed,
         data_range=data_range,
         scale=scale,
-        skip_small=args.skip_small,
-        extra_train_dirs=getattr(args, "extra_train_dir", None),
-        scale_aug=getattr(args, "scale_aug", None),
-        mix=getattr(args, "mix", None),
-        flat_threshold=getattr(args, "flat_threshold", None),
+        skip_small=job.skip_small,
+        extra_train_dirs=getattr(job, "extra_train_dir", None),
+        scale_aug=getattr(job, "scale_aug", None),
+        mix=getattr(job, "mix", None),
+        flat_threshold=getattr(job, "flat_threshold", None),
         make_copies=make_copies,
     )

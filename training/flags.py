@@ -42,19 +42,19 @@ FAST_PATH_TEXT = {
 }
 
 
-def settings_from_flags(args: argparse.Namespace) -> TrainSettings:
-    """The settings of a command line: its setting flags given (not None) over ``TrainSettings``' defaults."""
-    return TrainSettings(**{name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name, None) is not None})
+def settings_from_flags(job: Any) -> TrainSettings:
+    """The settings of a job (``training.run.TrainJob``): those given (not None) over ``TrainSettings``' defaults."""
+    return TrainSettings(**{name: getattr(job, name) for name in SETTING_NAMES if getattr(job, name, None) is not None})
 
 
-def fill_fast_path(args: argparse.Namespace) -> None:
-    """``--precision`` / ``--channels_last`` not given: the fast path where it helps (``fast_path_default``);
-    never bf16 beside ``--amp`` (float16)."""
-    precision, channels_last = fast_path_default(resolve_device(args.device).type)
-    if args.precision is None:
-        args.precision = "fp32" if getattr(args, "amp", False) else precision
-    if args.channels_last is None:
-        args.channels_last = channels_last and args.precision == "bf16"
+def fill_fast_path(job: Any) -> None:
+    """``precision`` / ``channels_last`` of a job not given: the fast path where it helps (``fast_path_default``);
+    never bf16 beside ``amp`` (float16)."""
+    precision, channels_last = fast_path_default(resolve_device(job.device).type)
+    if job.precision is None:
+        job.precision = "fp32" if getattr(job, "amp", False) else precision
+    if job.channels_last is None:
+        job.channels_last = channels_last and job.precision == "bf16"
 
 
 def add_setting_arguments(
@@ -68,7 +68,7 @@ def add_setting_arguments(
     add_flags(group, TrainSettings, names, defaults, default_text, unlisted)
 
 
-def apply_config_file(args: argparse.Namespace, path: str) -> None:
+def apply_config_file(job: Any, path: str) -> None:
     """The settings of a ``--config`` file (a JSON object of ``TrainSettings`` and ``DataSettings`` values by name,
     ``{data_root}`` in its paths) where the command line gave none: flags given win. Values take the types the
     flags would give (lists, floats), so a run records and compares them alike however they were given."""
@@ -84,5 +84,5 @@ def apply_config_file(args: argparse.Namespace, path: str) -> None:
         ignore=("data_root",),
     )
     for name, value in values.items():
-        if getattr(args, name, None) is None:
-            setattr(args, name, list(value) if isinstance(value, tuple) else value)
+        if getattr(job, name, None) is None:
+            setattr(job, name, list(value) if isinstance(value, tuple) else value)

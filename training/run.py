@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from training.data import (
     DATA_FLAGS,
+    DataSettings,
     TrainData,
     add_data_arguments,
     check_apart_from_data,
@@ -86,11 +87,28 @@ from utils.fileio import (
 from utils.inference import resolve_device
 from utils.model_io import load_model, load_teacher, read_flag_checkpoint
 from utils.provenance import is_recorded_parent, provenance
+from utils.settings import job_class
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "train_prfdn.py"
 
 SETTING_FLAGS = SETTING_NAMES  # every TrainSettings field a user sets
+
+# One run of train_prfdn.py: its paths and switches, then every data and training setting, each None where not
+# given (the stage's default applies, or on --resume the resumed run's value).
+TrainJob = job_class(
+    "TrainJob",
+    (
+        ("src", str, None),
+        ("out", str, None),
+        ("resume", bool, False),
+        ("overwrite", bool, False),
+        ("accept_data_change", bool, False),
+        ("no_progress", bool, False),
+        ("config", str, None),
+    ),
+    ((DataSettings, None), (TrainSettings, SETTING_FLAGS)),
+)
 
 
 def output_paths(out: str | Path) -> dict[str, Path]:
@@ -113,24 +131,24 @@ def labelled_outputs(paths: dict[str, Path]) -> dict[str, Path]:
     return {OUTPUT_LABELS[key]: path for key, path in paths.items()}
 
 
-def check_apart_from_inputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+def check_apart_from_inputs(job: TrainJob, paths: dict[str, Path]) -> None:
     """Refuse an output that is SRC, --teacher, an image of the data folders, or another output."""
-    outputs = {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(args.out)}
-    check_distinct(outputs, {"SRC": args.src, "--teacher": args.teacher})
-    check_apart_from_data(outputs, args)
+    outputs = {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(job.out)}
+    check_distinct(outputs, {"SRC": job.src, "--teacher": job.teacher})
+    check_apart_from_data(outputs, job)
 
 
-def check_outputs(args: argparse.Namespace, paths: dict[str, Path]) -> None:
+def check_outputs(job: TrainJob, paths: dict[str, Path]) -> None:
     """Refuse, before any work, outputs that cannot be written or are inputs, and an earlier run's files
     without --resume or --overwrite."""
-    if args.resume and args.overwrite:
+    if job.resume and job.overwrite:
         raise HarnessError("--resume and --overwrite: give one of them (continue OUT's run, or start a new one over it)")
-    if getattr(args, "accept_data_change", False) and not args.resume:
+    if job.accept_data_change and not job.resume:
         raise HarnessError("--accept_data_change: only with --resume (a new run reads its data folders as they are)")
     for label, path in labelled_outputs(paths).items():
         check_output_file(path, label)
-    check_apart_from_inputs(args, paths)
-    if not (args.resume or args.overwrite):
+    check_apart_from_inputs(job, paths)
+    if not (job.resume or job.overwrite):
         for label, path in labelled_outputs(paths).items():
             if path.exists():
                 raise HarnessError(
@@ -187,61 +205,61 @@ def check_resumed_settings(state: dict[str, Any], path: Path, settings: TrainSet
         )
 
 
-def check_snapshot_output(args: argparse.Namespace, settings: TrainSettings) -> None:
+def check_snapshot_output(job: TrainJob, settings: TrainSettings) -> None:
     """With ``--snapshot_minutes``: OUT_snapshot.pth can be written, and one already there is replaced only by the run
     it belongs to (``--resume``) or on request (``--overwrite``)."""
     if settings.snapshot_minutes is None:
         return
-    path = snapshot_path(args.out)
+    path = snapshot_path(job.out)
     check_output_file(path, "OUT_snapshot")
-    if path.exists() and not (args.resume or args.overwrite):
+    if path.exists() and not (job.resume or job.overwrite):
         raise HarnessError(
             f"OUT_snapshot {path}: exists from an earlier run; give --resume to continue that run, or --overwrite to start "
             "a new one over it"
         )
 
 
-def distill_weight_of(args: argparse.Namespace) -> float:
+def distill_weight_of(job: TrainJob) -> float:
     """``--distill_weight`` as given, else a new run's default: 1 with a ``--teacher``, 0 without."""
-    if args.distill_weight is not None:
-        return args.distill_weight
-    return 1.0 if args.teacher else 0.0
+    if job.distill_weight is not None:
+        return job.distill_weight
+    return 1.0 if job.teacher else 0.0
 
 
-def resolve_settings(args: argparse.Namespace, arch: str, saved: dict[str, Any] | None) -> TrainSettings:
+def resolve_settings(job: TrainJob, arch: str, saved: dict[str, Any] | None) -> TrainSettings:
     """Flags given > the resumed state's settings > the stage's defaults."""
     if saved is None:  # a new run: the fast path where it helps (a resumed run keeps its own)
-        fill_fast_path(args)
+        fill_fast_path(job)
     if saved is not None:
         settings = TrainSettings.from_dict(saved)
     else:
         settings = TrainSettings(
             lr=default_lr(arch),
             device=resolve_device(None).type,
-            distill_weight=distill_weight_of(args),
+            distill_weight=distill_weight_of(job),
         )
     for name in SETTING_FLAGS:
-        value = getattr(args, name)
+        value = getattr(job, name)
         if value is not None:
             setattr(settings, name, value)
-    if saved is None and settings.minutes is not None and args.iters is None:
+    if saved is None and settings.minutes is not None and job.iters is None:
         settings.iters = MAX_ITERS  # a run bounded by its training time
     resolve_device(settings.device)  # refuses cuda on a machine without it
-    if args.no_progress:
+    if job.no_progress:
         settings.progress = False
     settings.check()
     return settings
 
 
-def resolve_data_args(args: argparse.Namespace, saved: dict[str, Any] | None) -> None:
+def resolve_data_args(job: TrainJob, saved: dict[str, Any] | None) -> None:
     """On --resume, data flags not given again are taken from the state."""
     if saved is not None:
         for name in DATA_FLAGS:
-            if getattr(args, name) is None:
-                setattr(args, name, saved.get(name))
-    if not args.train_dir:
+            if getattr(job, name) is None:
+                setattr(job, name, saved.get(name))
+    if not job.train_dir:
         raise HarnessError("--train_dir: give at least one folder of training images")
-    fill_data_defaults(args)
+    fill_data_defaults(job)
 
 
 def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
@@ -264,20 +282,20 @@ def announce_resume(state: dict[str, Any], settings: TrainSettings) -> None:
         )
 
 
-def changed_data_flags(saved: dict[str, Any], args: argparse.Namespace) -> list[str]:
+def changed_data_flags(saved: dict[str, Any], job: TrainJob) -> list[str]:
     """The data flags a resume gives otherwise than the resumed run (``saved``: its ``data_args``)."""
-    return [name for name in DATA_FLAGS if saved.get(name) != getattr(args, name)]
+    return [name for name in DATA_FLAGS if saved.get(name) != getattr(job, name)]
 
 
-def announce_data_change(saved: dict[str, Any], args: argparse.Namespace) -> None:
+def announce_data_change(saved: dict[str, Any], job: TrainJob) -> None:
     """Tell on stderr which data flags a resume changes: from its iteration on, patches come from the new data."""
-    changed = changed_data_flags(saved, args)
+    changed = changed_data_flags(saved, job)
     if changed:
-        flags = ", ".join(f"--{name} {getattr(args, name)}" for name in changed)
+        flags = ", ".join(f"--{name} {getattr(job, name)}" for name in changed)
         print(f"{PROG}: --resume with other data ({flags}): the patches from here on come from it", file=sys.stderr)
 
 
-def check_same_images(state: dict[str, Any], path: Path, data: TrainData, args: argparse.Namespace) -> None:
+def check_same_images(state: dict[str, Any], path: Path, data: TrainData, job: TrainJob) -> None:
     """A resume reads the images its run was trained and validated on: an image added to, gone from or changed in the
     same folders (the held-out split may change with them) is refused, naming the change, unless
     ``--accept_data_change``; with other data flags, or accepted, the change is said on stderr. A state written
@@ -288,7 +306,7 @@ def check_same_images(state: dict[str, Any], path: Path, data: TrainData, args: 
     change = describe_data_change(saved, data.images)
     if change is None:
         return
-    if not (getattr(args, "accept_data_change", False) or changed_data_flags(state["run"]["data_args"], args)):
+    if not (job.accept_data_change or changed_data_flags(state["run"]["data_args"], job)):
         raise HarnessError(
             f"--resume: the data folders changed since {path} was written: {change}; the run would go on with other "
             "patches and validation images. Restore the folders, or give --accept_data_change to go on with them as they are"
@@ -318,7 +336,7 @@ def training_record(
 
 
 def build_provenance(
-    args: argparse.Namespace, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
+    job: TrainJob, run: dict[str, Any], data: TrainData, settings: TrainSettings, result: FitResult, weights: str
 ) -> dict[str, Any]:
     return training_record(
         run,
@@ -330,7 +348,7 @@ def build_provenance(
         best_val_psnr=result.best_psnr,
         initial_val_psnr=result.initial_psnr,
         world_size=world()[1],
-        resumed=bool(args.resume),
+        resumed=bool(job.resume),
     )
 
 
@@ -357,46 +375,46 @@ def write_state(path: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
     save_torch_file(path, {**state, "run": run})
 
 
-def check_unchanged_since_checked(args: argparse.Namespace, paths: dict[str, Path], state: dict[str, Any] | None) -> None:
+def check_unchanged_since_checked(job: TrainJob, paths: dict[str, Path], state: dict[str, Any] | None) -> None:
     """Once OUT is claimed: no other run wrote it since the checks (one that ended in between is not replaced)."""
     if state is None:
-        check_outputs(args, paths)
+        check_outputs(job, paths)
     elif read_state(paths["state"])["iteration"] != state["iteration"]:
         raise HarnessError(f"--resume: {paths['state']} was continued by another run meanwhile; run --resume again")
 
 
-def main(args: argparse.Namespace) -> FitResult:
-    paths = output_paths(args.out)
-    check_outputs(args, paths)
-    src = Path(args.src)
-    state = read_state(paths["state"]) if args.resume else None
+def main(job: TrainJob) -> FitResult:
+    paths = output_paths(job.out)
+    check_outputs(job, paths)
+    src = Path(job.src)
+    state = read_state(paths["state"]) if job.resume else None
     if state:
         read_log_lines(paths["log"])  # a log that --resume could not trim is refused now, before any work
-    resolve_data_args(args, state["run"]["data_args"] if state else None)
+    resolve_data_args(job, state["run"]["data_args"] if state else None)
     if state:
-        check_apart_from_inputs(args, paths)  # the teacher and data folders the state names
+        check_apart_from_inputs(job, paths)  # the teacher and data folders the state names
     checkpoint = read_flag_checkpoint(src, "SRC")
     model = load_model(checkpoint, f"SRC {src}")
     src_sha = sha256_of(src)
     if state:
         check_resume(state, paths["state"], src, src_sha, checkpoint)
-        if args.iters is not None and args.iters < state["iteration"]:
-            raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {args.iters}")
-    given = [name for name in SETTING_FLAGS if getattr(args, name) is not None]
-    settings = resolve_settings(args, checkpoint.arch, state["settings"] if state else None)
+        if job.iters is not None and job.iters < state["iteration"]:
+            raise HarnessError(f"--resume: {paths['state']} is at iteration {state['iteration']}, past --iters {job.iters}")
+    given = [name for name in SETTING_FLAGS if getattr(job, name) is not None]
+    settings = resolve_settings(job, checkpoint.arch, state["settings"] if state else None)
     check_schedule_settings(settings.schedule, given)
     if state:
         check_resumed_settings(state, paths["state"], settings)
-    check_snapshot_output(args, settings)
-    if settings.distill_weight > 0 and not args.teacher:
+    check_snapshot_output(job, settings)
+    if settings.distill_weight > 0 and not job.teacher:
         raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
-    if settings.select == "worst_gap" and not args.teacher:
+    if settings.select == "worst_gap" and not job.teacher:
         raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
-    if settings.select == "worst_gap" and not (args.val_fraction or args.val_dir):
+    if settings.select == "worst_gap" and not (job.val_fraction or job.val_dir):
         raise HarnessError(
             "--select worst_gap: needs validation images (--val_dir, or --val_fraction above 0) to measure the groups on"
         )
-    teacher = load_teacher(args.teacher, checkpoint) if args.teacher else None
+    teacher = load_teacher(job.teacher, checkpoint) if job.teacher else None
     if settings.feature_distill > 0:
         check_feature_distill(model, teacher)
     check_teacher_cache(settings, teacher is not None)
@@ -404,12 +422,12 @@ def main(args: argparse.Namespace) -> FitResult:
     if world()[1] > 1:
         settings.device = str(device)
     data = load_data_from_args(
-        args, patch_size=settings.patch_size, seed=settings.seed, data_range=checkpoint.data_range, scale=checkpoint.scale
+        job, patch_size=settings.patch_size, seed=settings.seed, data_range=checkpoint.data_range, scale=checkpoint.scale
     )
     if state:
-        check_same_images(state, paths["state"], data, args)
+        check_same_images(state, paths["state"], data, job)
         announce_resume(state, settings)
-        announce_data_change(state["run"]["data_args"], args)
+        announce_data_change(state["run"]["data_args"], job)
     run = {
         "parent": str(src),
         "parent_sha256": src_sha,
@@ -417,16 +435,16 @@ def main(args: argparse.Namespace) -> FitResult:
         "parent_provenance": checkpoint.provenance,
         "arch": checkpoint.arch,
         "config": checkpoint.config,
-        "teacher": args.teacher,
-        "teacher_sha256": sha256_of(args.teacher) if args.teacher else None,
-        "data_args": {name: getattr(args, name) for name in DATA_FLAGS},
+        "teacher": job.teacher,
+        "teacher_sha256": sha256_of(job.teacher) if job.teacher else None,
+        "data_args": {name: getattr(job, name) for name in DATA_FLAGS},
         "data_images": data.images,
     }
     rank = world()[0]
     with exclusive_run(paths["state"], "OUT") if rank == 0 else contextlib.nullcontext():
         if rank == 0:
-            check_unchanged_since_checked(args, paths, state)
-            check_snapshot_output(args, settings)
+            check_unchanged_since_checked(job, paths, state)
+            check_snapshot_output(job, settings)
             paths["best"].parent.mkdir(parents=True, exist_ok=True)
             if state is None:
                 start_fresh(paths)
@@ -441,11 +459,11 @@ def main(args: argparse.Namespace) -> FitResult:
             state=state,
             log=JsonlLog(paths["log"]) if rank == 0 else None,
             save_state=lambda st: write_state(paths["state"], st, run),
-            save_snapshot=snapshot_writer(snapshot_path(args.out), checkpoint, run, data, settings),
+            save_snapshot=snapshot_writer(snapshot_path(job.out), checkpoint, run, data, settings),
         )
         if rank == 0:
             for key, weights in (("best", result.best_state_dict), ("last", result.last_state_dict)):
-                provenance = build_provenance(args, run, data, settings, result, key)
+                provenance = build_provenance(job, run, data, settings, result, key)
                 out = ModelCheckpoint(
                     checkpoint.arch, checkpoint.config, weights, checkpoint.scale, checkpoint.data_range, provenance
                 )
@@ -457,7 +475,7 @@ def main(args: argparse.Namespace) -> FitResult:
         return result
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> TrainJob:
     parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint to start from (any stage; a plain state dict is the official RFDN)")
     parser.add_argument("out", help="best weights go here; OUT_last.pth, OUT.state.pth and OUT.log.jsonl beside it")
@@ -500,21 +518,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "train_cycle.json); a flag given on the command line wins. Besides the settings listed here it takes the "
         f"rarely changed ones: {', '.join(RARE_SETTINGS)} (docs/cli.md)",
     )
-    args = parser.parse_args(argv)
-    if args.config is not None:
+    job = TrainJob(**vars(parser.parse_args(argv)))
+    if job.config is not None:
         try:
-            apply_config_file(args, args.config)
+            apply_config_file(job, job.config)
         except HarnessError as err:
             parser.error(str(err))
-    return args
+    return job
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    job = parse_args(argv)
     state_path = None
     try:
-        state_path = output_paths(args.out)["state"]
-        main(args)
+        state_path = output_paths(job.out)["state"]
+        main(job)
         if distributed_active():
             # Rank 0 still writes the outputs when the others finish; a rank that tears gloo down while its
             # peer is connected can abort ("terminate called without an active exception"), so wait for all.

@@ -29,10 +29,11 @@ import torch
 
 from models.branch import BranchPRFDN
 from models.team00_RFDN import RFDN
-from transform.common import StageCLI, read_stage_input, write_stage_output
+from transform.common import StageCLI, read_stage_input, stage_job, write_stage_output
 from utils.checkpoint import describe_mismatch
 from utils.errors import HarnessError
 from utils.provenance import stage_record
+from utils.settings import job_defaults
 
 
 @dataclass
@@ -95,40 +96,43 @@ def branch_from_rfdn(rfdn: dict[str, torch.Tensor], nf: int = 50, variant: str =
     return model, report
 
 
-def _run(args: argparse.Namespace) -> None:
-    parent = read_stage_input(args.src, ("rfdn",), "branching")
-    model, report = branch_from_rfdn(parent.state_dict, variant=args.variant)
-    more = "" if args.verbose else " (--verbose lists each tensor and where it comes from)"
+def _run(job: BranchJob) -> None:
+    parent = read_stage_input(job.src, ("rfdn",), "branching")
+    model, report = branch_from_rfdn(parent.state_dict, variant=job.variant)
+    more = "" if job.verbose else " (--verbose lists each tensor and where it comes from)"
     print(
         f"loaded {len(report.loaded)} tensors from RFDN (every one it has); {len(report.initialized)} new ones for "
-        f"head2..4 and srfdb2..4, copies of fea_conv and of B1's first {VARIANTS[args.variant]} stage(s){more}"
+        f"head2..4 and srfdb2..4, copies of fea_conv and of B1's first {VARIANTS[job.variant]} stage(s){more}"
     )
-    if args.verbose:
+    if job.verbose:
         for target, source in report.loaded.items():
             print(f"  {target:28s} <- {source}")
         print(f"new, {len(report.initialized)} tensors:")
         for target, how in report.initialized.items():
             print(f"  {target:28s} <- {how}")
     write_stage_output(
-        args.dst,
+        job.dst,
         model,
         parent,
-        stage_record("branch", args.src, parent, variant=args.variant, loaded=len(report.loaded), new=len(report.initialized)),
+        stage_record("branch", job.src, parent, variant=job.variant, loaded=len(report.loaded), new=len(report.initialized)),
     )
+
+
+BranchJob = stage_job("BranchJob", own=(("variant", str, "seed"), ("verbose", bool, False)))
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variant",
         choices=list(VARIANTS),
-        default="seed",
+        default=job_defaults(BranchJob)["variant"],
         help="the cut: seed (each SRFDB one distillation stage, the factsheet's), deep2 or deep3 (two or three stages: "
         "more reach, more FLOPs); default seed",
     )
     parser.add_argument("--verbose", action="store_true", help="list every tensor of the branch model and where it comes from")
 
 
-CLI = StageCLI("transform.branch", "Branch RFDN into four parallel branches (PRFDN stage 1).", _run, _arguments)
+CLI = StageCLI("transform.branch", "Branch RFDN into four parallel branches (PRFDN stage 1).", BranchJob, _run, _arguments)
 parse_args, main = CLI.parse_args, CLI.main
 
 

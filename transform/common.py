@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +21,7 @@ from utils.fileio import check_distinct, check_output_file
 from utils.image import uint2tensor4
 from utils.imresize import bicubic_downsample
 from utils.model_io import read_flag_checkpoint
+from utils.settings import job_class, with_values
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENCE_TOLERANCE = 1e-3  # max |difference| in [0, 255] units for stages meant to be exact
@@ -63,45 +64,74 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, what: str, tole
 INPUT_FLAGS = ("rfdn", "teacher")  # checkpoint flags some stages read besides SRC
 
 
-def check_stage_output(args: argparse.Namespace) -> None:
+# The fields every stage's job has besides its settings: ``python -m transform.<stage> SRC DST [--overwrite]``.
+STAGE_FIELDS = (("src", str, None), ("dst", str, None), ("overwrite", bool, False))
+
+
+def stage_job(
+    name: str,
+    parts: Iterable[tuple[type, Iterable[str] | None]] = (),
+    own: Iterable[tuple[str, Any, Any]] = (),
+    defaults: Mapping[str, Any] | None = None,
+    doc: str = "",
+) -> type:
+    """The job class of a stage: SRC, DST and ``overwrite``, its ``own`` fields, then the settings of ``parts``
+    (``utils.settings.job_class``)."""
+    return job_class(name, (*STAGE_FIELDS, *own), parts, defaults, doc)
+
+
+def check_stage_output(job: Any) -> None:
     """Refuse, before any work, a DST that cannot be written, exists (without ``--overwrite``) or is an input: SRC,
     --rfdn, --teacher or an image of the data folders (also through symlinks and hard links)."""
-    target = check_output_file(args.dst, "DST")
-    inputs = {"SRC": args.src, **{f"--{name}": getattr(args, name, None) for name in INPUT_FLAGS}}
-    check_distinct({"DST": args.dst}, inputs)
-    check_apart_from_data({"DST": args.dst}, args)
-    if target.exists() and not getattr(args, "overwrite", False):
-        raise HarnessError(f"DST {args.dst}: exists; give another path, or --overwrite to replace it")
+    target = check_output_file(job.dst, "DST")
+    inputs = {"SRC": job.src, **{f"--{name}": getattr(job, name, None) for name in INPUT_FLAGS}}
+    check_distinct({"DST": job.dst}, inputs)
+    check_apart_from_data({"DST": job.dst}, job)
+    if target.exists() and not job.overwrite:
+        raise HarnessError(f"DST {job.dst}: exists; give another path, or --overwrite to replace it")
 
 
 @dataclass(frozen=True)
 class StageCLI:
     """The command line of one stage, ``python -m transform.<stage> SRC DST [options]``: one-line errors and exit
     code 2; DST checked before any work (see ``check_stage_output``); Ctrl-C (also inside fine-tuning) exits 130
-    with nothing written, as outputs are written at the end."""
+    with nothing written, as outputs are written at the end.
+
+    ``job`` is the stage's job class (``stage_job``): the command line parses into one, the pipeline builds one from
+    its config (``job_for``), and ``run`` takes it. ``add_arguments`` declares the job's settings as flags, with the
+    job's defaults."""
 
     prog: str
     description: str
-    run: Callable[[argparse.Namespace], None]
+    job: type
+    run: Callable[[Any], None]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
 
-    def parse_args(self, argv: list[str] | None = None) -> argparse.Namespace:
+    def parser(self) -> argparse.ArgumentParser:
         parser = ArgumentParser(prog=self.prog, description=self.description)
         parser.add_argument("src", help="input checkpoint")
         parser.add_argument("dst", help="output checkpoint (written atomically; never SRC or another input)")
         parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists (default: refuse)")
         self.add_arguments(parser)
-        return parser.parse_args(argv)
+        return parser
 
-    def execute(self, args: argparse.Namespace) -> None:
-        """Run the stage on parsed arguments (as the pipeline does): its output checked first; bad input raises
-        HarnessError."""
-        check_stage_output(args)
-        self.run(args)
+    def parse_args(self, argv: list[str] | None = None) -> Any:
+        """The job of a command line."""
+        return self.job(**vars(self.parser().parse_args(argv)))
+
+    def job_for(self, src: str, dst: str, settings: Mapping[str, Any] | None = None) -> Any:
+        """The job of a run on SRC and DST with ``settings`` by name over the stage's defaults (the pipeline's);
+        a name that is not one of the stage's settings is refused in one line."""
+        return with_values(self.job(src=src, dst=dst), settings or {}, self.prog)
+
+    def execute(self, job: Any) -> None:
+        """Run the stage on a job (as the pipeline does): its output checked first; bad input raises HarnessError."""
+        check_stage_output(job)
+        self.run(job)
 
     def main(self, argv: list[str] | None = None) -> int:
-        args = self.parse_args(argv)
-        return run_command(self.prog, lambda: self.execute(args), f"{args.dst} not written (run the stage again)")
+        job = self.parse_args(argv)
+        return run_command(self.prog, lambda: self.execute(job), f"{job.dst} not written (run the stage again)")
 
 
 def read_stage_input(path: str, expected_archs: tuple[str, ...], stage: str) -> ModelCheckpoint:

@@ -10,23 +10,21 @@ network (``models/team13_PRFDN.py``), checked against the pruned model on a real
 
 from __future__ import annotations
 
-import argparse
-
 from models.helpers import is_helper
-from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
+from transform.common import StageCLI, check_equivalent, read_stage_input, stage_job, write_stage_output
 from transform.helpers import fold_helpers
 from utils.model_io import load_model
 from utils.model_summary import summarize
 from utils.provenance import stage_record
 
 
-def _run(args: argparse.Namespace) -> None:
-    parent = read_stage_input(args.src, ("prfdn_helpers",), "export")
-    pruned = load_model(parent, args.src).eval()
+def _run(job: ExportJob) -> None:
+    parent = read_stage_input(job.src, ("prfdn_helpers",), "export")
+    pruned = load_model(parent, job.src).eval()
     final = fold_helpers(pruned).eval()
     leftovers = [name for name, _ in final.named_modules() if is_helper(name)]
     assert not leftovers, leftovers
-    difference = check_equivalent(pruned, final, f"export of {args.src}")
+    difference = check_equivalent(pruned, final, f"export of {job.src}")
     summary = summarize(final)
     print(
         f"final: {summary.num_parameters / 1e6:.4f} M params, {summary.flops / 1e9:.2f} G FLOPs, "
@@ -35,15 +33,16 @@ def _run(args: argparse.Namespace) -> None:
     join = final.cfg.join
     record = stage_record(
         "final",
-        args.src,
+        job.src,
         parent,
         max_abs_difference=difference,
         join="concatenation" if join is None else f"gather of {len(join)} channels",
     )
-    write_stage_output(args.dst, final, parent, record)
+    write_stage_output(job.dst, final, parent, record)
 
 
-CLI = StageCLI("transform.export", "Fold the pruning helpers back; write the final network (stage 5).", _run)
+ExportJob = stage_job("ExportJob")
+CLI = StageCLI("transform.export", "Fold the pruning helpers back; write the final network (stage 5).", ExportJob, _run)
 parse_args, main = CLI.parse_args, CLI.main
 
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from models.branch import BranchPRFDN
 from models.team00_RFDN import RFDN
 from training.data import (
+    DataSettings,
     PatchSampler,
     ValidationImage,
     add_data_arguments,
@@ -36,13 +37,14 @@ from training.data import (
     load_data_from_args,
 )
 from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
-from training.loop import check_batch_size, check_precision, seed_everything, validate
-from transform.common import StageCLI, read_stage_input, write_stage_output
+from training.loop import TrainSettings, check_batch_size, check_precision, seed_everything, validate
+from transform.common import StageCLI, read_stage_input, stage_job, write_stage_output
 from utils.errors import HarnessError
 from utils.image import uint2tensor4
 from utils.inference import resolve_device
 from utils.model_io import load_model, read_flag_checkpoint
 from utils.provenance import stage_record
+from utils.settings import job_defaults
 
 NEW_BRANCHES = (2, 3, 4)
 # The TrainSettings that feature fitting takes (its own defaults: ``add_arguments``).
@@ -152,40 +154,40 @@ def _lr_batches(loader: DataLoader, device: torch.device) -> Iterator[torch.Tens
         yield lr_batch.to(device, non_blocking=True)
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
+def _check_arguments(job: FeatureFitJob) -> None:
     """Refuse impossible settings before any work."""
     for flag in ("iters", "log_every"):
-        if getattr(args, flag) < 1:
-            raise HarnessError(f"--{flag} {getattr(args, flag)}: must be at least 1")
-    check_batch_size(args.batch_size)
-    check_patch_size(args.patch_size)
-    check_seed(args.seed)
-    if not 0 < args.lr < math.inf:
-        raise HarnessError(f"--lr {args.lr}: must be positive and finite")
-    fill_fast_path(args)
-    check_precision(args.precision)
-    if not args.train_dir:
+        if getattr(job, flag) < 1:
+            raise HarnessError(f"--{flag} {getattr(job, flag)}: must be at least 1")
+    check_batch_size(job.batch_size)
+    check_patch_size(job.patch_size)
+    check_seed(job.seed)
+    if not 0 < job.lr < math.inf:
+        raise HarnessError(f"--lr {job.lr}: must be positive and finite")
+    fill_fast_path(job)
+    check_precision(job.precision)
+    if not job.train_dir:
         raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
-    if args.teacher is not None:
+    if job.teacher is not None:
         raise HarnessError(
-            f"--teacher {args.teacher}: feature fitting distils from no teacher (its targets are the features of --rfdn); "
+            f"--teacher {job.teacher}: feature fitting distils from no teacher (its targets are the features of --rfdn); "
             "leave --teacher out"
         )
-    fill_data_defaults(args)
+    fill_data_defaults(job)
 
 
-def _run(args: argparse.Namespace) -> None:
-    _check_arguments(args)
-    device = resolve_device(args.device)
-    parent = read_stage_input(args.src, ("branch",), "feature fitting")
-    model = load_model(parent, args.src)
-    rfdn_checkpoint = read_flag_checkpoint(args.rfdn, "--rfdn")
+def _run(job: FeatureFitJob) -> None:
+    _check_arguments(job)
+    device = resolve_device(job.device)
+    parent = read_stage_input(job.src, ("branch",), "feature fitting")
+    model = load_model(parent, job.src)
+    rfdn_checkpoint = read_flag_checkpoint(job.rfdn, "--rfdn")
     if rfdn_checkpoint.arch != "rfdn":
-        raise HarnessError(f"--rfdn {args.rfdn}: is a {rfdn_checkpoint.arch!r} checkpoint; expected the official RFDN")
-    rfdn = load_model(rfdn_checkpoint, f"--rfdn {args.rfdn}").eval()
-    seed_everything(args.seed)
-    data = load_data_from_args(args, patch_size=args.patch_size, seed=args.seed, data_range=parent.data_range, scale=parent.scale)
-    loader = DataLoader(data.train, batch_size=args.batch_size, sampler=PatchSampler(0, args.iters, args.batch_size))
+        raise HarnessError(f"--rfdn {job.rfdn}: is a {rfdn_checkpoint.arch!r} checkpoint; expected the official RFDN")
+    rfdn = load_model(rfdn_checkpoint, f"--rfdn {job.rfdn}").eval()
+    seed_everything(job.seed)
+    data = load_data_from_args(job, patch_size=job.patch_size, seed=job.seed, data_range=parent.data_range, scale=parent.scale)
+    loader = DataLoader(data.train, batch_size=job.batch_size, sampler=PatchSampler(0, job.iters, job.batch_size))
     model, rfdn = model.to(device), rfdn.to(device)
     before = validate(model, data.val, parent.data_range, device)  # None (stored as null) without validation images
     reference = validate(rfdn, data.val, parent.data_range, device)
@@ -196,26 +198,26 @@ def _run(args: argparse.Namespace) -> None:
     else:
         print("no validation images: the PSNR before and after is not measured")
     log = fit_features(
-        model, rfdn, _lr_batches(loader, device), args.iters, args.lr, args.log_every, args.precision, args.channels_last
+        model, rfdn, _lr_batches(loader, device), job.iters, job.lr, job.log_every, job.precision, job.channels_last
     )
     after = validate(model, data.val, parent.data_range, device)
     errors_after = branch_errors(model, rfdn, data.val, parent.data_range, device)
     if data.val:
-        print(f"validation PSNR after {args.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
+        print(f"validation PSNR after {job.iters} iterations: {after:.4f} dB (RFDN {reference:.4f} dB)")
         print(f"validation feature L1 after: {describe_errors(errors_after)}")
     record = stage_record(
         "feature_fit",
-        args.src,
+        job.src,
         parent,
-        rfdn=args.rfdn,
-        iters=args.iters,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        lr=args.lr,
-        seed=args.seed,
+        rfdn=job.rfdn,
+        iters=job.iters,
+        batch_size=job.batch_size,
+        patch_size=job.patch_size,
+        lr=job.lr,
+        seed=job.seed,
         device=device.type,
-        precision=args.precision,
-        channels_last=args.channels_last,
+        precision=job.precision,
+        channels_last=job.channels_last,
         val_psnr_before=before,
         val_psnr_after=after,
         val_psnr_rfdn=reference,
@@ -224,7 +226,17 @@ def _run(args: argparse.Namespace) -> None:
         log=log,
         data=data.description,
     )
-    write_stage_output(args.dst, model.cpu(), parent, record)
+    write_stage_output(job.dst, model.cpu(), parent, record)
+
+
+# One run of the stage: the official RFDN, the data settings (its ``teacher`` refused) and the training settings it
+# takes, with the stage's own defaults.
+FeatureFitJob = stage_job(
+    "FeatureFitJob",
+    own=(("rfdn", str, None),),
+    parts=((DataSettings, None), (TrainSettings, FIT_SETTINGS)),
+    defaults={"iters": 2000, "batch_size": 16, "patch_size": 48, "lr": 2e-4, "log_every": 100, "seed": 0},
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -234,20 +246,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting_arguments(
         fit,
         FIT_SETTINGS,
-        defaults={
-            "iters": 2000,
-            "batch_size": 16,
-            "patch_size": 48,
-            "lr": 2e-4,
-            "log_every": 100,
-            "seed": 0,
-        },
+        defaults=job_defaults(FeatureFitJob),
         default_text={"lr": "2e-4, cosine-decayed to 0", "device": "cuda when available", **FAST_PATH_TEXT},
     )
 
 
 CLI = StageCLI(
-    "transform.feature_fit", "Fit the branch model's new SRFDBs to RFDN's features (PRFDN stage 1b).", _run, add_arguments
+    "transform.feature_fit",
+    "Fit the branch model's new SRFDBs to RFDN's features (PRFDN stage 1b).",
+    FeatureFitJob,
+    _run,
+    add_arguments,
 )
 parse_args, main = CLI.parse_args, CLI.main
 

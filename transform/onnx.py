@@ -27,11 +27,12 @@ import torch
 import torch.nn as nn
 
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from transform.common import EQUIVALENCE_TOLERANCE, StageCLI, equivalence_image
+from transform.common import EQUIVALENCE_TOLERANCE, StageCLI, equivalence_image, stage_job
 from utils.checkpoint import read_model_checkpoint
 from utils.errors import HarnessError, first_line
 from utils.fileio import atomic_write, sha256_of
 from utils.model_io import load_model
+from utils.settings import job_defaults
 
 OPSET = 18  # the first opset of torch.onnx's current (torch.export-based) exporter
 MAX_SIDE = 8192  # upper bound of the dynamic height and width
@@ -128,50 +129,55 @@ def _describe(path: Path, src: Path, arch: str, scale: int, data_range: float, o
     onnx.save(graph, str(path))
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(job: OnnxJob) -> None:
     missing = missing_onnx_packages()
     if missing:
         raise HarnessError(f"ONNX export needs {', '.join(missing)}: pip install -r requirements-onnx.txt")
     newest = newest_opset()
-    if not OPSET <= args.opset <= newest:
+    if not OPSET <= job.opset <= newest:
         raise HarnessError(
-            f"--opset {args.opset}: expected {OPSET} (the exporter's first) to {newest} (the newest the installed onnx "
+            f"--opset {job.opset}: expected {OPSET} (the exporter's first) to {newest} (the newest the installed onnx "
             "package knows)"
         )
-    src = Path(args.src)
+    src = Path(job.src)
     checkpoint = read_model_checkpoint(src)
     model = load_model(checkpoint, f"SRC {src}").eval()
     with tempfile.TemporaryDirectory(prefix="prfdn_onnx_") as folder:
         exported = Path(folder) / "model.onnx"
         try:
-            export_onnx(model, exported, args.opset)
+            export_onnx(model, exported, job.opset)
         except Exception as err:  # the exporter raises many types; one line is enough to act on
             raise HarnessError(f"SRC {src}: ONNX export failed ({first_line(err)}); nothing written") from None
         written = written_opset(exported)
-        if written != args.opset:
-            raise HarnessError(f"SRC {src}: the exporter wrote opset {written}, not --opset {args.opset}; nothing written")
-        _describe(exported, src, checkpoint.arch, checkpoint.scale, checkpoint.data_range, args.opset)
+        if written != job.opset:
+            raise HarnessError(f"SRC {src}: the exporter wrote opset {written}, not --opset {job.opset}; nothing written")
+        _describe(exported, src, checkpoint.arch, checkpoint.scale, checkpoint.data_range, job.opset)
         try:
             difference = onnx_max_difference(model, exported)
         except Exception as err:  # onnxruntime raises its own types (e.g. an opset it does not implement)
-            raise HarnessError(f"{args.dst}: onnxruntime cannot run the export ({first_line(err)}); nothing written") from None
+            raise HarnessError(f"{job.dst}: onnxruntime cannot run the export ({first_line(err)}); nothing written") from None
         if not difference <= EQUIVALENCE_TOLERANCE:  # also catches NaN
             raise HarnessError(
-                f"{args.dst}: onnxruntime differs from PyTorch by {difference:.3g} > {EQUIVALENCE_TOLERANCE:g} "
+                f"{job.dst}: onnxruntime differs from PyTorch by {difference:.3g} > {EQUIVALENCE_TOLERANCE:g} "
                 "(0-255 units) on a real image; nothing written"
             )
-        atomic_write(args.dst, lambda tmp: shutil.copyfile(exported, tmp))
+        atomic_write(job.dst, lambda tmp: shutil.copyfile(exported, tmp))
     print(
-        f"wrote {args.dst} ({checkpoint.arch}, opset {args.opset}, dynamic batch/height/width >= {MIN_INPUT_SIZE}); "
+        f"wrote {job.dst} ({checkpoint.arch}, opset {job.opset}, dynamic batch/height/width >= {MIN_INPUT_SIZE}); "
         f"onnxruntime vs PyTorch on a real image: max |difference| {difference:.3g} (0-255 units)"
     )
 
 
+OnnxJob = stage_job("OnnxJob", own=(("opset", int, OPSET),))
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--opset", type=int, default=job_defaults(OnnxJob)["opset"], help=f"ONNX opset (default {OPSET})")
 
 
-CLI = StageCLI("transform.onnx", "Export any stage's checkpoint to ONNX, checked with onnxruntime.", _run, _add_arguments)
+CLI = StageCLI(
+    "transform.onnx", "Export any stage's checkpoint to ONNX, checked with onnxruntime.", OnnxJob, _run, _add_arguments
+)
 parse_args, main = CLI.parse_args, CLI.main
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ import torch_pruning as tp
 from models.helpers import HelperPRFDN, is_helper
 from models.team13_PRFDN import PRFDN
 from training.data import (
+    DataSettings,
     TrainData,
     add_data_arguments,
     check_data_folders,
@@ -50,7 +52,7 @@ from training.data import (
 )
 from training.flags import FAST_PATH_TEXT, add_setting_arguments, fill_fast_path
 from training.loop import TrainSettings, check_batch_size, default_lr, fit
-from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
+from transform.common import StageCLI, check_equivalent, read_stage_input, stage_job, write_stage_output
 from transform.helpers import fold_helpers, freeze_helpers, rebuild, with_helpers
 from utils.checkpoint import ModelCheckpoint
 from utils.errors import HarnessError
@@ -58,7 +60,7 @@ from utils.inference import resolve_device
 from utils.model_io import load_model, load_teacher
 from utils.model_summary import summarize
 from utils.provenance import stage_record
-from utils.settings import add_flags, setting, setting_names
+from utils.settings import add_flags, job_defaults, setting, setting_names
 
 # LR pixels of the tracing input. ESA needs at least 15; the traced graph, and so the pruning, does not depend on
 # the size, while each trace (several per frontier plan check) costs about four times as much at 64.
@@ -293,26 +295,24 @@ def _check_reachable(
         raise HarnessError(f"budget not reached at --ratio {ratio}: its last step gives {describe(at_ratio)}; raise --ratio")
 
 
-def auto_importance(args: argparse.Namespace) -> str:
+def auto_importance(job: PruneJob) -> str:
     """``--importance``, ``auto`` resolved: Taylor where there are training images, else magnitude."""
-    if args.importance == "auto":
-        return "taylor" if args.train_dir else "magnitude"
-    return args.importance
+    if job.importance == "auto":
+        return "taylor" if job.train_dir else "magnitude"
+    return job.importance
 
 
-def needs_data(args: argparse.Namespace) -> bool:
+def needs_data(job: PruneJob) -> bool:
     """Whether the run reads training images: for Taylor importance or for fine-tuning."""
-    return auto_importance(args) == "taylor" or args.finetune_iters > 0
+    return auto_importance(job) == "taylor" or job.finetune_iters > 0
 
 
-def _training_data(args: argparse.Namespace, student: ModelCheckpoint) -> TrainData | None:
+def _training_data(job: PruneJob, student: ModelCheckpoint) -> TrainData | None:
     """Training patches and validation images from the data flags; None where the run needs none (``needs_data``):
     with magnitude importance and no fine-tuning, the images are not read (their folders are checked)."""
-    if not needs_data(args):
+    if not needs_data(job):
         return None
-    return load_data_from_args(
-        args, patch_size=args.patch_size, seed=args.seed, data_range=student.data_range, scale=student.scale
-    )
+    return load_data_from_args(job, patch_size=job.patch_size, seed=job.seed, data_range=student.data_range, scale=student.scale)
 
 
 def _calibration(data: TrainData, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,89 +321,87 @@ def _calibration(data: TrainData, count: int) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack([lr for lr, _ in pairs]), torch.stack([hr for _, hr in pairs])
 
 
-def _finetune_settings(args: argparse.Namespace, step: int) -> TrainSettings:
+def _finetune_settings(job: PruneJob, step: int) -> TrainSettings:
     """The training loop's settings for the fine-tuning after pruning step ``step``."""
     return TrainSettings(
-        iters=args.finetune_iters,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        lr=args.lr if args.lr is not None else default_lr(HelperPRFDN.ARCH),
-        distill_weight=args.distill_weight if args.teacher else 0.0,
-        val_every=args.finetune_iters,
-        log_every=max(1, args.finetune_iters // 10),
-        seed=args.seed + step,
-        device=resolve_device(args.device).type,
-        amp=args.amp,
-        precision=args.precision,
-        channels_last=args.channels_last,
+        iters=job.finetune_iters,
+        batch_size=job.batch_size,
+        patch_size=job.patch_size,
+        lr=job.lr if job.lr is not None else default_lr(HelperPRFDN.ARCH),
+        distill_weight=job.distill_weight if job.teacher else 0.0,
+        val_every=job.finetune_iters,
+        log_every=max(1, job.finetune_iters // 10),
+        seed=job.seed + step,
+        device=resolve_device(job.device).type,
+        amp=job.amp,
+        precision=job.precision,
+        channels_last=job.channels_last,
         progress=False,
     )
 
 
-def _finetuner(
-    args: argparse.Namespace, data: TrainData | None, teacher: nn.Module | None
-) -> Callable[[nn.Module, int], None] | None:
+def _finetuner(job: PruneJob, data: TrainData | None, teacher: nn.Module | None) -> Callable[[nn.Module, int], None] | None:
     """``finetune(model, step)`` running the training loop for ``--finetune_iters`` (distilling from ``teacher``,
     the loaded ``--teacher``), or None."""
-    if args.finetune_iters == 0:
+    if job.finetune_iters == 0:
         return None
     if data is None:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
 
     def finetune(model: nn.Module, step: int) -> None:
         freeze_helpers(model)
-        result = fit(model, data.train, data.val, _finetune_settings(args, step), teacher=teacher)
+        result = fit(model, data.train, data.val, _finetune_settings(job, step), teacher=teacher)
         model.load_state_dict(result.best_state_dict)
         model.to("cpu")
         psnr = "n/a (no validation images)" if result.best_psnr is None else f"{result.best_psnr:.4f} dB"
-        print(f"  fine-tuned {args.finetune_iters} iterations: validation PSNR {psnr}")
+        print(f"  fine-tuned {job.finetune_iters} iterations: validation PSNR {psnr}")
 
     return finetune
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
+def _check_arguments(job: PruneJob) -> None:
     """Refuse impossible settings before any work."""
-    if not 0 < args.ratio < 1:
-        raise HarnessError(f"--ratio {args.ratio}: must be in (0, 1)")
+    if not 0 < job.ratio < 1:
+        raise HarnessError(f"--ratio {job.ratio}: must be in (0, 1)")
     for flag in ("steps", "calibration_patches", "round_to"):
-        value = getattr(args, flag)
+        value = getattr(job, flag)
         if value is not None and value < 1:
             raise HarnessError(f"--{flag} {value}: must be at least 1")
-    if args.calibration_patches is not None and args.calibration_patches > MAX_CALIBRATION_PATCHES:
+    if job.calibration_patches is not None and job.calibration_patches > MAX_CALIBRATION_PATCHES:
         raise HarnessError(
-            f"--calibration_patches {args.calibration_patches}: must be at most {MAX_CALIBRATION_PATCHES} (they are held "
+            f"--calibration_patches {job.calibration_patches}: must be at most {MAX_CALIBRATION_PATCHES} (they are held "
             "in memory: 4096 patches of 48 LR pixels take about 2 GB)"
         )
-    if args.batch_size is not None:
-        check_batch_size(args.batch_size)
-    check_patch_size(args.patch_size)
-    check_seed(args.seed)
-    if args.finetune_iters < 0:
-        raise HarnessError(f"--finetune_iters {args.finetune_iters}: must not be negative")
+    if job.batch_size is not None:
+        check_batch_size(job.batch_size)
+    check_patch_size(job.patch_size)
+    check_seed(job.seed)
+    if job.finetune_iters < 0:
+        raise HarnessError(f"--finetune_iters {job.finetune_iters}: must not be negative")
     for flag in ("target_params", "target_flops"):
-        value = getattr(args, flag)
+        value = getattr(job, flag)
         if value is not None and not 0 < value < math.inf:
             raise HarnessError(f"--{flag} {value}: must be positive and finite")
-    if args.importance not in ("auto", *IMPORTANCES):
-        raise HarnessError(f"--importance {args.importance}: expected auto, {' or '.join(IMPORTANCES)}")
-    args.importance = auto_importance(args)
-    if args.importance == "taylor" and not args.train_dir:
+    if job.importance not in ("auto", *IMPORTANCES):
+        raise HarnessError(f"--importance {job.importance}: expected auto, {' or '.join(IMPORTANCES)}")
+    job.importance = auto_importance(job)
+    if job.importance == "taylor" and not job.train_dir:
         raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
-    if args.finetune_iters and not args.train_dir:
+    if job.finetune_iters and not job.train_dir:
         raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
-    resolve_device(args.device)  # refuses cuda on a machine without it
-    fill_fast_path(args)
-    if args.finetune_iters:
-        _finetune_settings(args, 1).check()
-    if args.train_dir:
-        fill_data_defaults(args)
+    resolve_device(job.device)  # refuses cuda on a machine without it
+    fill_fast_path(job)
+    if job.finetune_iters:
+        _finetune_settings(job, 1).check()
+    if job.train_dir:
+        fill_data_defaults(job)
 
 
-def planned_from_file(args: argparse.Namespace) -> dict[str, float]:
-    """Where pruning ``args.src`` with these settings (``_check_arguments`` done) will end, without pruning it;
+def planned_from_file(job: PruneJob) -> dict[str, float]:
+    """Where pruning ``job.src`` with these settings (``_check_arguments`` done) will end, without pruning it;
     refused as a run would refuse it: an input of another stage, a budget out of reach, not smaller than the input."""
-    _, merged, model = _pruning_input(args.src)
-    return planned_with(model, figures(merged), args)
+    _, merged, model = _pruning_input(job.src)
+    return planned_with(model, figures(merged), job)
 
 
 def _pruning_input(src: str) -> tuple[ModelCheckpoint, nn.Module, HelperPRFDN]:
@@ -414,23 +412,23 @@ def _pruning_input(src: str) -> tuple[ModelCheckpoint, nn.Module, HelperPRFDN]:
     return parent, merged, merged if isinstance(merged, HelperPRFDN) else with_helpers(merged)
 
 
-def planned_with(model: HelperPRFDN, bound: dict[str, float], args: argparse.Namespace) -> dict[str, float]:
+def planned_with(model: HelperPRFDN, bound: dict[str, float], job: PruneJob) -> dict[str, float]:
     """``planned_result`` with a run's budget flags, the input's ``figures`` being ``bound``."""
     return planned_result(
         model,
-        ratio=args.ratio,
-        steps=args.steps,
-        round_to=args.round_to,
-        target_params=args.target_params,
-        target_flops=args.target_flops,
+        ratio=job.ratio,
+        steps=job.steps,
+        round_to=job.round_to,
+        target_params=job.target_params,
+        target_flops=job.target_flops,
         smaller_than=bound,
     )
 
 
-def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
+def recorded_arguments(job: PruneJob) -> dict[str, Any]:
     """The settings of a run (its arguments after ``_check_arguments``, without SRC, DST and ``--overwrite``), as
     its provenance records them: a pruned file can be matched to the settings that made it."""
-    return {key: value for key, value in sorted(vars(args).items()) if key not in ("src", "dst", "overwrite")}
+    return {key: value for key, value in sorted(vars(job).items()) if key not in ("src", "dst", "overwrite")}
 
 
 # Where a pruning ran, not what it made: a file pruned on one machine is kept by a run on another.
@@ -439,11 +437,11 @@ PLACE_SETTINGS = ("device",)
 EARLY_RECORDED_SETTINGS = ("ratio", "steps", "finetune_iters", "round_to", "target_params", "target_flops")
 
 
-def changed_settings(record: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, Any, Any]]:
-    """(setting, recorded, wanted) for each setting of ``args`` (unchecked: a checked copy is compared) that the
+def changed_settings(record: dict[str, Any], job: PruneJob) -> list[tuple[str, Any, Any]]:
+    """(setting, recorded, wanted) for each setting of ``job`` (unchecked: a checked copy is compared) that the
     pruned file's provenance ``record`` has otherwise, ``device`` aside; a file made before the settings were
     recorded is compared on the budget and fine-tuning settings its record has. [] when it matches."""
-    checked = argparse.Namespace(**vars(args))
+    checked = dataclasses.replace(job)
     _check_arguments(checked)
     wanted = recorded_arguments(checked)
     recorded = record.get("arguments")
@@ -460,21 +458,21 @@ def describe_change(change: tuple[str, Any, Any]) -> str:
     return f"{flag} {recorded}, the config now gives {wanted}"
 
 
-def _check_inputs(args: argparse.Namespace, student: ModelCheckpoint) -> nn.Module | None:
+def _check_inputs(job: PruneJob, student: ModelCheckpoint) -> nn.Module | None:
     """The inputs besides SRC, before any work: the ``--teacher`` (whenever given: loaded and matched to SRC; it
     is used by the fine-tuning) and, where the run reads no training images, the data folders (there and holding
     images; not decoded). Returns the loaded teacher."""
-    teacher = load_teacher(args.teacher, student) if args.teacher else None
-    if args.train_dir and not needs_data(args):
-        check_data_folders(args)
+    teacher = load_teacher(job.teacher, student) if job.teacher else None
+    if job.train_dir and not needs_data(job):
+        check_data_folders(job)
     return teacher
 
 
-def _run(args: argparse.Namespace) -> None:
-    _check_arguments(args)
-    parent, merged, model = _pruning_input(args.src)
-    teacher = _check_inputs(args, parent)
-    if args.train_dir and not needs_data(args):
+def _run(job: PruneJob) -> None:
+    _check_arguments(job)
+    parent, merged, model = _pruning_input(job.src)
+    teacher = _check_inputs(job, parent)
+    if job.train_dir and not needs_data(job):
         print("--importance magnitude without fine-tuning reads no training images: the data flags are not used")
     if model is not merged:
         check_equivalent(merged, model, "concatenations as 1x1 convolutions")
@@ -485,19 +483,19 @@ def _run(args: argparse.Namespace) -> None:
             f"grouped input ({describe(before)}) converted to its dense form for pruning ({describe(figures(model))}): "
             "--ratio applies to the dense form; the result must still be smaller than the input"
         )
-    data = _training_data(args, parent)
-    calibration = _calibration(data, args.calibration_patches) if data is not None and args.importance == "taylor" else None
+    data = _training_data(job, parent)
+    calibration = _calibration(data, job.calibration_patches) if data is not None and job.importance == "taylor" else None
     pruned, history = prune(
         model,
-        ratio=args.ratio,
-        steps=args.steps,
-        importance=args.importance,
+        ratio=job.ratio,
+        steps=job.steps,
+        importance=job.importance,
         calibration=calibration,
-        batch_size=args.batch_size,
-        finetune=_finetuner(args, data, teacher),
-        target_params=args.target_params,
-        target_flops=args.target_flops,
-        round_to=args.round_to,
+        batch_size=job.batch_size,
+        finetune=_finetuner(job, data, teacher),
+        target_params=job.target_params,
+        target_flops=job.target_flops,
+        round_to=job.round_to,
         smaller_than=before,
     )
     after = {key: value for key, value in history[-1].items() if key != "step"}  # measured on the same weights
@@ -506,25 +504,25 @@ def _run(args: argparse.Namespace) -> None:
     print(f"after:  {describe(after)} once exported (the checkpoint also holds {placements:,} placement weights, folded away)")
     record = stage_record(
         "pruned",
-        args.src,
+        job.src,
         parent,
-        ratio=args.ratio,
-        steps=args.steps,
-        finetune_iters=args.finetune_iters,
-        target_params=args.target_params,
-        target_flops=args.target_flops,
-        round_to=args.round_to,
+        ratio=job.ratio,
+        steps=job.steps,
+        finetune_iters=job.finetune_iters,
+        target_params=job.target_params,
+        target_flops=job.target_flops,
+        round_to=job.round_to,
         steps_done=history[-1]["step"],
-        ratio_reached=args.ratio * history[-1]["step"] / args.steps,
+        ratio_reached=job.ratio * history[-1]["step"] / job.steps,
         before=before,
         after=after,
         history=history,
         data=None if data is None else data.description,
-        importance=args.importance,
+        importance=job.importance,
         input_form="grouped" if grouped else "dense",
-        arguments=recorded_arguments(args),
+        arguments=recorded_arguments(job),
     )
-    write_stage_output(args.dst, pruned, parent, record)
+    write_stage_output(job.dst, pruned, parent, record)
 
 
 @dataclass(frozen=True)
@@ -558,8 +556,24 @@ PRUNE_FLAGS = setting_names(PruneSettings)
 RARE_PRUNE_SETTINGS = ("calibration_patches", "lr_dir", "val_seed", "val_crop", "seed", "amp")
 
 
+# One run of the stage (and of ``transform.prune_chain``): the pruning settings, the data settings, and the
+# training settings of its fine-tuning with the stage's own defaults.
+PruneJob = stage_job(
+    "PruneJob",
+    parts=((PruneSettings, None), (DataSettings, None), (TrainSettings, FINETUNE_FLAGS)),
+    defaults={
+        **{name: getattr(PruneSettings, name) for name in PRUNE_FLAGS},
+        "distill_weight": 1.0,
+        "batch_size": 16,
+        "patch_size": 48,
+        "seed": 0,
+        "amp": False,
+    },
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = {name: getattr(PruneSettings, name) for name in PRUNE_FLAGS}
+    defaults = job_defaults(PruneJob)
     add_flags(parser, PruneSettings, PRUNE_FLAGS[:-1], defaults, unlisted=RARE_PRUNE_SETTINGS)
     add_data_arguments(parser, unlisted=RARE_PRUNE_SETTINGS)
     ft = parser.add_argument_group("fine-tuning between steps (the training loop of train_prfdn.py)")
@@ -567,13 +581,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting_arguments(
         ft,
         FINETUNE_FLAGS,
-        defaults={
-            "distill_weight": 1.0,
-            "batch_size": 16,
-            "patch_size": 48,
-            "seed": 0,
-            "amp": False,
-        },
+        defaults={name: value for name, value in defaults.items() if name in FINETUNE_FLAGS},
         default_text={
             "lr": "the factsheet's 1e-6 after re-parametrization",
             "device": "cuda when available",
@@ -585,7 +593,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = f"Also accepted, rarely changed: {', '.join('--' + name for name in RARE_PRUNE_SETTINGS)} (docs/cli.md)."
 
 
-CLI = StageCLI("transform.prune", "Channel-prune the merged PRFDN (stage 4).", _run, add_arguments)
+CLI = StageCLI("transform.prune", "Channel-prune the merged PRFDN (stage 4).", PruneJob, _run, add_arguments)
 parse_args, main = CLI.parse_args, CLI.main
 
 

@@ -16,7 +16,6 @@ computes; it trains with ``train_prfdn.py`` as any stage does.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 
 import torch
@@ -53,46 +52,48 @@ def prune_chain(
     )
 
 
-def _run(args: argparse.Namespace) -> None:
-    prune._check_arguments(args)
-    parent = read_stage_input(args.src, ("rfdn", "rfdn_chain"), "chain pruning")
-    source = load_model(parent, args.src).eval()
+def _run(job: prune.PruneJob) -> None:
+    prune._check_arguments(job)
+    parent = read_stage_input(job.src, ("rfdn", "rfdn_chain"), "chain pruning")
+    source = load_model(parent, job.src).eval()
     chain = RFDNChain(chain_config(source))
     chain.load_state_dict(source.state_dict())
-    teacher = prune._check_inputs(args, parent)
-    data = prune._training_data(args, parent)
-    calibration = prune._calibration(data, args.calibration_patches) if data is not None and args.importance == "taylor" else None
+    teacher = prune._check_inputs(job, parent)
+    data = prune._training_data(job, parent)
+    calibration = prune._calibration(data, job.calibration_patches) if data is not None and job.importance == "taylor" else None
     before = figures(chain)
     history = prune_chain(
         chain,
-        args.ratio,
-        args.steps,
-        args.target_params,
-        args.target_flops,
-        args.importance,
+        job.ratio,
+        job.steps,
+        job.target_params,
+        job.target_flops,
+        job.importance,
         calibration,
-        args.batch_size,
-        prune._finetuner(args, data, teacher),
-        args.round_to,
+        job.batch_size,
+        prune._finetuner(job, data, teacher),
+        job.round_to,
     )
     after = history[-1]
-    budget = args.target_params is not None or args.target_flops is not None
-    if budget and not within_budget(after, args.target_params, args.target_flops):
-        raise HarnessError(f"--ratio {args.ratio}: pruned to it, the network is still {describe(after)}; raise --ratio")
+    budget = job.target_params is not None or job.target_flops is not None
+    if budget and not within_budget(after, job.target_params, job.target_flops):
+        raise HarnessError(f"--ratio {job.ratio}: pruned to it, the network is still {describe(after)}; raise --ratio")
     chain.eval()
     rebuilt = RFDNChain(chain_config(chain))
     rebuilt.load_state_dict(chain.state_dict())
-    difference = check_equivalent(chain, rebuilt.eval(), f"the chain rebuilt from its pruned widths ({args.src})")
-    print(f"before: {describe(before)}\nafter:  {describe(after)} (step {after['step']} of {args.steps})")
+    difference = check_equivalent(chain, rebuilt.eval(), f"the chain rebuilt from its pruned widths ({job.src})")
+    print(f"before: {describe(before)}\nafter:  {describe(after)} (step {after['step']} of {job.steps})")
     record = stage_record(
-        "prune_chain", args.src, parent, before=before, after=after, history=history, ratio=args.ratio,
-        steps=args.steps, target_params=args.target_params, target_flops=args.target_flops,
-        rebuilt_max_abs_difference=difference, arguments=prune.recorded_arguments(args),
+        "prune_chain", job.src, parent, before=before, after=after, history=history, ratio=job.ratio,
+        steps=job.steps, target_params=job.target_params, target_flops=job.target_flops,
+        rebuilt_max_abs_difference=difference, arguments=prune.recorded_arguments(job),
     )  # fmt: skip
-    write_stage_output(args.dst, rebuilt, parent, record)
+    write_stage_output(job.dst, rebuilt, parent, record)
 
 
-CLI = StageCLI("transform.prune_chain", "Prune RFDN directly, without branching (the control).", _run, prune.add_arguments)
+CLI = StageCLI(
+    "transform.prune_chain", "Prune RFDN directly, without branching (the control).", prune.PruneJob, _run, prune.add_arguments
+)
 parse_args, main = CLI.parse_args, CLI.main
 
 

@@ -18,10 +18,11 @@ import torch.nn as nn
 
 from models.branch import BranchPRFDN
 from models.team13_PRFDN import PRFDN, DistillBlock, PRFDNConfig
-from transform.common import StageCLI, check_equivalent, read_stage_input, write_stage_output
+from transform.common import StageCLI, check_equivalent, read_stage_input, stage_job, write_stage_output
 from transform.weights import dense_block_weight
 from utils.model_io import load_model
 from utils.provenance import stage_record
+from utils.settings import job_defaults
 
 FORMS = ("grouped", "dense")
 
@@ -61,21 +62,31 @@ def merge_branches(branch: BranchPRFDN, form: str = "grouped") -> PRFDN:
     return merged
 
 
-def _run(args: argparse.Namespace) -> None:
-    parent = read_stage_input(args.src, ("branch",), "re-parametrization")
-    branch = load_model(parent, args.src)
-    merged = merge_branches(branch, args.form)
-    difference = check_equivalent(branch, merged, f"{args.form} merge of {args.src}")
+def _run(job: ReparamJob) -> None:
+    parent = read_stage_input(job.src, ("branch",), "re-parametrization")
+    branch = load_model(parent, job.src)
+    merged = merge_branches(branch, job.form)
+    difference = check_equivalent(branch, merged, f"{job.form} merge of {job.src}")
     write_stage_output(
-        args.dst, merged, parent, stage_record("merged", args.src, parent, form=args.form, max_abs_difference=difference)
+        job.dst, merged, parent, stage_record("merged", job.src, parent, form=job.form, max_abs_difference=difference)
     )
 
 
+ReparamJob = stage_job("ReparamJob", own=(("form", str, "grouped"),))
+
+
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--form", choices=FORMS, default="grouped", help="grouped convolutions or block-diagonal dense ones")
+    parser.add_argument(
+        "--form",
+        choices=FORMS,
+        default=job_defaults(ReparamJob)["form"],
+        help="grouped convolutions or block-diagonal dense ones",
+    )
 
 
-CLI = StageCLI("transform.reparam", "Merge the four branches into one wide network (PRFDN stage 3).", _run, _arguments)
+CLI = StageCLI(
+    "transform.reparam", "Merge the four branches into one wide network (PRFDN stage 3).", ReparamJob, _run, _arguments
+)
 parse_args, main = CLI.parse_args, CLI.main
 
 

@@ -15,6 +15,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from utils.errors import HarnessError
+
 
 def setting(default: Any, help: str, **flag: Any) -> Any:
     """A dataclass field that is a user setting; ``flag`` holds extra ``add_argument`` keywords (``choices``)."""
@@ -90,3 +92,53 @@ def add_flags(
         elif "choices" not in kwargs:
             kwargs["type"] = kind
         group.add_argument(f"--{name}", **kwargs)
+
+
+def job_class(
+    name: str,
+    own: Iterable[tuple[str, Any, Any]],
+    parts: Iterable[tuple[type, Iterable[str] | None]],
+    defaults: Mapping[str, Any] | None = None,
+    doc: str = "",
+) -> type:
+    """The dataclass ``name`` of what one run of a command takes, built from the settings' own schemas.
+
+    ``own``: the command's fields of its own, ``(name, type, default)`` (paths, ``overwrite``); then, for each
+    ``(cls, names)`` of ``parts``, the settings ``names`` of ``cls`` (default: all), each of its type or None, with
+    the command's default from ``defaults`` (absent: None, not given). A command's parser declares the same names
+    (``add_flags`` with ``job_defaults``), so ``cls(**vars(parsed))`` is its job; the pipeline builds the same job
+    from its config. Not frozen: a stage resolves defaults that depend on other settings (the device, the data) in
+    place, before any work."""
+    defaults = defaults or {}
+    fields: list[tuple] = [(n, kind, dataclasses.field(default=default)) for n, kind, default in own]
+    seen = {n for n, _, _ in own}
+    for cls, names in parts:
+        kinds = field_types(cls)
+        for setting_name in names or setting_names(cls):
+            if setting_name in seen:
+                raise ValueError(f"{name}: {setting_name} is given twice")
+            seen.add(setting_name)
+            kind = value_type(kinds[setting_name]) | None
+            fields.append((setting_name, kind, dataclasses.field(default=defaults.get(setting_name))))
+    unknown = set(defaults) - seen
+    if unknown:
+        raise ValueError(f"{name}: defaults for no field: {', '.join(sorted(unknown))}")
+    job = dataclasses.make_dataclass(name, fields)
+    job.__doc__ = doc or f"What one run of a command takes (``utils.settings.job_class``): {', '.join(sorted(seen))}."
+    return job
+
+
+def job_defaults(job: type) -> dict[str, Any]:
+    """The fields of ``job`` (a ``job_class``) with a default other than None: the parsed defaults of their flags
+    (``add_flags``' ``defaults``; None is a flag not given)."""
+    return {f.name: f.default for f in dataclasses.fields(job) if f.default is not None}
+
+
+def with_values(job: Any, values: Mapping[str, Any], what: str) -> Any:
+    """A copy of ``job`` with ``values`` (by setting name) over it; a name that is not one of its settings is
+    refused in one line (``what`` names the stage)."""
+    known = {f.name for f in dataclasses.fields(job)}
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        raise HarnessError(f"{', '.join(unknown)}: not a setting of {what}")
+    return dataclasses.replace(job, **{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()})

@@ -1,0 +1,58 @@
+"""Every command parses into its job class, and the pipeline builds the same job from its config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from training import run as train_prfdn
+from transform import branch, export, feature_fit, onnx, prune, prune_chain, reparam
+from utils.errors import HarnessError
+from utils.settings import job_class, with_values
+
+STAGES = (branch, reparam, export, onnx, prune, prune_chain)
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda module: module.CLI.prog)
+def test_a_stage_command_line_with_no_flags_is_its_job_with_the_defaults(stage: object) -> None:
+    cli = stage.CLI  # type: ignore[attr-defined]
+    parsed = cli.parse_args(["in.pth", "out.pth"])
+    assert isinstance(parsed, cli.job)
+    assert parsed == cli.job_for("in.pth", "out.pth")
+
+
+def test_feature_fit_and_training_parse_into_their_jobs() -> None:
+    fit = feature_fit.parse_args(["in.pth", "out.pth", "--rfdn", "r.pth", "--train_dir", "d"])
+    assert fit == feature_fit.CLI.job_for("in.pth", "out.pth", {"rfdn": "r.pth", "train_dir": ("d",)})
+    job = train_prfdn.parse_args(["in.pth", "out.pth", "--lr", "3e-4", "--train_dir", "d"])
+    assert isinstance(job, train_prfdn.TrainJob)
+    assert (job.lr, job.train_dir, job.iters) == (3e-4, ["d"], None)  # not given: None, the stage's default applies
+
+
+def test_a_flag_given_is_the_job_setting_of_that_name() -> None:
+    job = prune.parse_args(["in.pth", "out.pth", "--ratio", "0.3", "--finetune_iters", "7", "--batch_size", "2"])
+    assert (job.ratio, job.finetune_iters, job.batch_size, job.steps) == (0.3, 7, 2, 4)
+
+
+def test_a_setting_of_another_stage_is_refused_in_one_line() -> None:
+    with pytest.raises(HarnessError, match=r"^form: not a setting of transform\.prune$"):
+        prune.CLI.job_for("in.pth", "out.pth", {"form": "dense"})
+
+
+def test_with_values_leaves_the_job_it_copies_unchanged() -> None:
+    start = prune.CLI.job_for("in.pth", "out.pth")
+    changed = with_values(start, {"ratio": 0.25, "train_dir": ("a", "b")}, "transform.prune")
+    assert (start.ratio, start.train_dir) == (0.5, None)
+    assert (changed.ratio, changed.train_dir) == (0.25, ["a", "b"])  # as the parser gives a list
+
+
+def test_a_job_class_refuses_a_setting_named_twice_and_a_default_of_no_field() -> None:
+    @dataclasses.dataclass
+    class Settings:
+        lr: float = dataclasses.field(default=1.0, metadata={"help": "rate"})
+
+    with pytest.raises(ValueError, match="lr is given twice"):
+        job_class("Twice", (("lr", float, None),), ((Settings, None),))
+    with pytest.raises(ValueError, match="defaults for no field: momentum"):
+        job_class("Stray", (), ((Settings, None),), defaults={"momentum": 0.9})
