@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from utils.fileio import atomic_write_json, check_distinct, check_new_output, sh
 from utils.inference import resolve_device
 from utils.model_io import load_model
 from utils.model_summary import summarize
+from utils.settings import add_flags, job_class, job_defaults, setting
 
 PROG = "benchmark.py"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,18 +87,45 @@ def describe_model(path: Path) -> dict[str, Any]:
     return {"record": record, "model": model, "data_range": checkpoint.data_range}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = resolve_device(args.device)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise HarnessError(f"--threads {args.threads}: must be at least 1")
-        torch.set_num_threads(args.threads)
-    if args.repeats < 1:
-        raise HarnessError(f"--repeats {args.repeats}: expected at least 1 timed round")
-    if args.warmup < 0:
-        raise HarnessError(f"--warmup {args.warmup}: expected 0 or more untimed rounds")
-    variants = [Variant.parse(v) for v in args.variants]
-    if any(v.compile for v in variants) and args.warmup < 1:
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """How the models are timed."""
+
+    reference: str | None = setting(None, "model the ratios are taken to (default: the first)")
+    device: str | None = setting(None, "default: cuda if available", choices=("cpu", "cuda"))
+    size: str = setting(f"{DEFAULT_LR_SIZE[0]}x{DEFAULT_LR_SIZE[1]}", "LR input HxW (339x510: DIV2K-sized)")
+    variants: tuple[str, ...] = setting(("fp32",), "fp32|fp16|bf16 [+channels_last] [+compile], or onnxruntime (CPU)")
+    repeats: int = setting(20, "timed rounds")
+    warmup: int = setting(3, "untimed rounds first")
+    threads: int | None = setting(None, "CPU threads for torch (default: torch's)")
+
+
+# One run of benchmark.py: the models, the results file, and the settings (``scripts/report.py`` builds one too).
+BenchmarkJob = job_class(
+    "BenchmarkJob",
+    (
+        ("models", tuple[str, ...], ()),
+        ("json", str, "results/benchmark.json"),
+        ("overwrite", bool, False),
+        ("command", str, None),
+    ),
+    ((BenchmarkSettings, None),),
+    defaults={f: getattr(BenchmarkSettings, f) for f in ("size", "variants", "repeats", "warmup")},
+)
+
+
+def run(job: BenchmarkJob) -> dict[str, Any]:
+    device = resolve_device(job.device)
+    if job.threads is not None:
+        if job.threads < 1:
+            raise HarnessError(f"--threads {job.threads}: must be at least 1")
+        torch.set_num_threads(job.threads)
+    if job.repeats < 1:
+        raise HarnessError(f"--repeats {job.repeats}: expected at least 1 timed round")
+    if job.warmup < 0:
+        raise HarnessError(f"--warmup {job.warmup}: expected 0 or more untimed rounds")
+    variants = [Variant.parse(v) for v in job.variants]
+    if any(v.compile for v in variants) and job.warmup < 1:
         raise HarnessError("--warmup 0 with a +compile variant would time the compilation: give --warmup 1 or more")
     for variant in variants:
         variant.check_device(device)
@@ -104,16 +133,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise HarnessError(
             f"--variants onnxruntime needs {', '.join(missing_onnx_packages())}: pip install -r requirements-onnx.txt"
         )
-    height, width = parse_size(args.size)
-    specs = [parse_model(spec) for spec in args.models] or [parse_model(spec, REPO_ROOT) for spec in DEFAULT_MODELS]
+    height, width = parse_size(job.size)
+    specs = [parse_model(spec) for spec in job.models] or [parse_model(spec, REPO_ROOT) for spec in DEFAULT_MODELS]
     names = [name for name, _ in specs]
     if len(set(names)) != len(names):
         raise HarnessError(f"model names must differ: {', '.join(names)} (use NAME=PATH)")
-    reference = args.reference or names[0]
+    reference = job.reference or names[0]
     if reference not in names:
         raise HarnessError(f"--reference {reference}: not one of {', '.join(names)}")
-    check_distinct({"--json": args.json}, {f"model {name}": path for name, path in specs})
-    check_new_output(args.json, "--json", args.overwrite)
+    check_distinct({"--json": job.json}, {f"model {name}": path for name, path in specs})
+    check_new_output(job.json, "--json", job.overwrite)
 
     generator = torch.Generator().manual_seed(0)
     lr = torch.rand(1, 3, height, width, generator=generator)
@@ -127,19 +156,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entries.append(Entry(name, variant, variant.prepare(described["model"], device, export_onnx), x))
     print(
         f"{PROG}: {len(entries)} entries on {device_name(device)}, LR {width}x{height} (WxH), "
-        f"{args.warmup} warm-up + {args.repeats} rounds"
+        f"{job.warmup} warm-up + {job.repeats} rounds"
     )
-    time_interleaved(entries, device, args.repeats, args.warmup)
+    time_interleaved(entries, device, job.repeats, job.warmup)
     rows = report(entries, reference)
     return {
         "device": device.type,
         "device_name": device_name(device),
         "torch": torch.__version__,
         "lr_size": [height, width],
-        "repeats": args.repeats,
-        "warmup": args.warmup,
+        "repeats": job.repeats,
+        "warmup": job.warmup,
         "reference": reference,
-        "command": " ".join([PROG, *sys.argv[1:]]) if args.command is None else args.command,
+        "command": " ".join([PROG, *sys.argv[1:]]) if job.command is None else job.command,
         "models": models,
         "results": rows,
     }
@@ -157,41 +186,30 @@ def format_rows(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> BenchmarkJob:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", help=f"NAME=PATH or PATH (default: {' '.join(DEFAULT_MODELS)}, in the repository)")
-    parser.add_argument("--reference", default=None, help="model the ratios are taken to (default: the first)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument(
-        "--size", default=f"{DEFAULT_LR_SIZE[0]}x{DEFAULT_LR_SIZE[1]}", help="LR input HxW (default 339x510, DIV2K-sized)"
+        "models", nargs="*", default=(), help=f"NAME=PATH or PATH (default: {' '.join(DEFAULT_MODELS)}, in the repository)"
     )
-    parser.add_argument(
-        "--variants",
-        nargs="+",
-        default=["fp32"],
-        help="fp32|fp16|bf16 [+channels_last] [+compile], or onnxruntime (CPU) (default fp32)",
-    )
-    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    add_flags(parser, BenchmarkSettings, defaults=job_defaults(BenchmarkJob))
     parser.add_argument("--json", default="results/benchmark.json", help="results file (default results/benchmark.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # recorded command line, for report.py
-    return parser.parse_args(argv)
+    return BenchmarkJob(**vars(parser.parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    job = parse_args(argv)
 
     def body() -> None:
-        result = run(args)
-        atomic_write_json(args.json, result)  # atomic: there, whole, or as it was
+        result = run(job)
+        atomic_write_json(job.json, result)  # atomic: there, whole, or as it was
         print(format_rows(result))
-        print(f"{PROG}: wrote {args.json}")
+        print(f"{PROG}: wrote {job.json}")
 
     # RuntimeError: a model failing on this input / device (e.g. out of memory, unsupported dtype)
     failures = {RuntimeError: lambda err: f"a model failed to run: {first_line(err)}"}
-    return run_command(PROG, body, f"{args.json} left as it was", failures)
+    return run_command(PROG, body, f"{job.json} left as it was", failures)
 
 
 if __name__ == "__main__":

@@ -109,13 +109,20 @@ def evaluate(path: Path, benchmark_dir: Path, device: torch.device) -> dict[str,
 
 def time_models(found: list[tuple[str, str, Path]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """benchmark.py's interleaved timing of every row's checkpoint (nothing written yet)."""
-    argv = [f"{name}={path}" for _, name, path in found]
-    argv += ["--device", args.device, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--size", args.size]
-    argv += ["--reference", "rfdn", "--json", str(out)]
-    bench_args = benchmark.parse_args(argv)
-    bench_args.command = "benchmark.py " + " ".join(argv)
-    bench_args.overwrite = True  # checked with the report's other outputs, under the report's own --overwrite
-    result = benchmark.run(bench_args)
+    models = tuple(f"{name}={path}" for _, name, path in found)
+    job = benchmark.BenchmarkJob(
+        models=models,
+        device=args.device,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        size=args.size,
+        reference="rfdn",
+        json=str(out),
+        overwrite=True,  # checked with the report's other outputs, under the report's own --overwrite
+    )
+    flags = f"--device {args.device} --repeats {args.repeats} --warmup {args.warmup} --size {args.size} --reference rfdn"
+    job.command = f"benchmark.py {' '.join(models)} {flags} --json {out}"
+    result = benchmark.run(job)
     print(benchmark.format_rows(result))
     return result
 

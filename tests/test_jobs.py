@@ -56,3 +56,11 @@ def test_a_job_class_refuses_a_setting_named_twice_and_a_default_of_no_field() -
         job_class("Twice", (("lr", float, None),), ((Settings, None),))
     with pytest.raises(ValueError, match="defaults for no field: momentum"):
         job_class("Stray", (), ((Settings, None),), defaults={"momentum": 0.9})
+
+
+def test_benchmark_parses_into_its_job_and_the_report_records_a_command_that_parses_back() -> None:
+    from pipeline import benchmark
+
+    assert benchmark.parse_args([]) == benchmark.BenchmarkJob()
+    job = benchmark.parse_args(["a=x.pth", "--device", "cpu", "--variants", "fp32", "bf16", "--repeats", "3"])
+    assert (job.models, job.device, job.variants, job.repeats, job.warmup) == (["a=x.pth"], "cpu", ["fp32", "bf16"], 3, 3)
