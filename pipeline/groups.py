@@ -22,7 +22,7 @@ import torch
 
 from models.ensemble import SelfEnsemble
 from models.team13_PRFDN import MIN_INPUT_SIZE
-from training.data import add_data_arguments, check_apart_from_data, fill_data_defaults, load_data_from_args
+from training.data import DataSettings, add_data_arguments, check_apart_from_data, fill_data_defaults, load_data_from_args
 from training.loop import group_means, psnr_scores
 from utils.cli import ArgumentParser, run_command
 from utils.config_file import first_duplicate
@@ -31,6 +31,7 @@ from utils.evaluation import is_out_of_memory
 from utils.fileio import atomic_write_json, check_distinct, check_new_output
 from utils.inference import resolve_device
 from utils.model_io import load_model, read_flag_checkpoint
+from utils.settings import job_class
 
 PROG = "score_groups.py"
 
@@ -57,45 +58,61 @@ def score(model: torch.nn.Module, images: list, data_range: float, device: torch
     return {**group_means(images, scores), "mean": sum(scores) / len(scores)}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    stems = [Path(path).stem for path in args.checkpoints]
-    names = stems if len(set(stems)) == len(stems) else [str(path) for path in args.checkpoints]  # rows never clash
+# One run of score_groups.py: the checkpoints, the data settings (its ``teacher`` refused: every checkpoint is scored)
+# and the command's own switches.
+GroupsJob = job_class(
+    "GroupsJob",
+    (
+        ("checkpoints", tuple[str, ...], ()),
+        ("x8", bool, False),
+        ("reference", int, None),
+        ("device", str, None),
+        ("json", str, None),
+        ("overwrite", bool, False),
+    ),
+    ((DataSettings, None),),
+)
+
+
+def run(job: GroupsJob) -> dict[str, Any]:
+    stems = [Path(path).stem for path in job.checkpoints]
+    names = stems if len(set(stems)) == len(stems) else [str(path) for path in job.checkpoints]  # rows never clash
     twice = first_duplicate(names)
     if twice is not None:
         raise HarnessError(f"CHECKPOINT {twice}: given twice; expected each checkpoint once")
-    checkpoints = [(name, read_flag_checkpoint(path, "CHECKPOINT")) for name, path in zip(names, args.checkpoints, strict=True)]
+    checkpoints = [(name, read_flag_checkpoint(path, "CHECKPOINT")) for name, path in zip(names, job.checkpoints, strict=True)]
     first = checkpoints[0][1]
-    for (_, checkpoint), path in zip(checkpoints, args.checkpoints, strict=True):
+    for (_, checkpoint), path in zip(checkpoints, job.checkpoints, strict=True):
         if (checkpoint.scale, checkpoint.data_range) != (first.scale, first.data_range):
             raise HarnessError(
                 f"CHECKPOINT {path}: x{checkpoint.scale} on [0, {checkpoint.data_range:g}], but the first, "
-                f"{args.checkpoints[0]}, is x{first.scale} on [0, {first.data_range:g}]; expected checkpoints that take "
+                f"{job.checkpoints[0]}, is x{first.scale} on [0, {first.data_range:g}]; expected checkpoints that take "
                 "the same images"
             )
-    if args.reference is not None and not 0 <= args.reference < len(checkpoints):
-        raise HarnessError(f"--reference {args.reference}: give the index of one of the {len(checkpoints)} checkpoints")
-    if args.json:
-        check_distinct({"--json": args.json}, {f"CHECKPOINT {i}": p for i, p in enumerate(args.checkpoints)})
-        check_apart_from_data({"--json": args.json}, args)
-        check_new_output(args.json, "--json", args.overwrite)
-    fill_data_defaults(args)
-    device = resolve_device(args.device)
+    if job.reference is not None and not 0 <= job.reference < len(checkpoints):
+        raise HarnessError(f"--reference {job.reference}: give the index of one of the {len(checkpoints)} checkpoints")
+    if job.json:
+        check_distinct({"--json": job.json}, {f"CHECKPOINT {i}": p for i, p in enumerate(job.checkpoints)})
+        check_apart_from_data({"--json": job.json}, job)
+        check_new_output(job.json, "--json", job.overwrite)
+    fill_data_defaults(job)
+    device = resolve_device(job.device)
     # every model built (its weights fit) before any image is read: a bad last checkpoint stops the run up front
     models = [
-        load_model(checkpoint, f"CHECKPOINT {path}") for (_, checkpoint), path in zip(checkpoints, args.checkpoints, strict=True)
+        load_model(checkpoint, f"CHECKPOINT {path}") for (_, checkpoint), path in zip(checkpoints, job.checkpoints, strict=True)
     ]
-    data = load_data_from_args(args, patch_size=MIN_INPUT_SIZE, seed=0, data_range=first.data_range, scale=first.scale)
+    data = load_data_from_args(job, patch_size=MIN_INPUT_SIZE, seed=0, data_range=first.data_range, scale=first.scale)
     if not data.val:
         raise HarnessError("no validation images: give --val_fraction above 0 and/or --val_dir")
     rows: dict[str, dict[str, float]] = {}
-    for (name, _), path, model in zip(checkpoints, args.checkpoints, models, strict=True):
+    for (name, _), path, model in zip(checkpoints, job.checkpoints, models, strict=True):
         with torch.no_grad():
             rows[name] = score(model, data.val, first.data_range, device, f"CHECKPOINT {path}")
-            if args.x8:
+            if job.x8:
                 rows[f"{name} x8"] = score(SelfEnsemble(model), data.val, first.data_range, device, f"CHECKPOINT {path} (x8)")
     result: dict[str, Any] = {"command": " ".join([PROG, *sys.argv[1:]]), "data": data.description, "rows": rows}
-    if args.reference is not None:
-        reference = rows[checkpoints[args.reference][0]]
+    if job.reference is not None:
+        reference = rows[checkpoints[job.reference][0]]
         groups = [g for g in reference if g != "mean"]
         result["worst_gap"] = {name: min(row[g] - reference[g] for g in groups) for name, row in rows.items()}
     return result
@@ -114,7 +131,7 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> GroupsJob:
     parser = ArgumentParser(PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help="checkpoints of any stage (a plain state dict: the official RFDN)")
     add_data_arguments(parser, teacher=False)
@@ -123,18 +140,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
-    return parser.parse_args(argv)
+    return GroupsJob(**vars(parser.parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    job = parse_args(argv)
 
     def body() -> None:
-        if args.teacher:
+        if job.teacher:
             raise HarnessError("--teacher: not used here (every checkpoint is scored; --reference names the one to compare to)")
-        result = run(args)
-        if args.json:
-            atomic_write_json(args.json, result)
+        result = run(job)
+        if job.json:
+            atomic_write_json(job.json, result)
         print(table(result))
 
     # MemoryError: reading the images (the models' own out-of-memory lines name the checkpoint)

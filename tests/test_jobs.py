@@ -64,3 +64,11 @@ def test_benchmark_parses_into_its_job_and_the_report_records_a_command_that_par
     assert benchmark.parse_args([]) == benchmark.BenchmarkJob()
     job = benchmark.parse_args(["a=x.pth", "--device", "cpu", "--variants", "fp32", "bf16", "--repeats", "3"])
     assert (job.models, job.device, job.variants, job.repeats, job.warmup) == (["a=x.pth"], "cpu", ["fp32", "bf16"], 3, 3)
+
+
+def test_score_groups_parses_into_its_job() -> None:
+    from pipeline import groups
+
+    job = groups.parse_args(["a.pth", "b.pth", "--val_dir", "v", "--reference", "0", "--x8"])
+    assert isinstance(job, groups.GroupsJob)
+    assert (job.checkpoints, job.val_dir, job.reference, job.x8, job.train_dir) == (["a.pth", "b.pth"], "v", 0, True, None)
