@@ -145,14 +145,15 @@ def planned_result(
     target_params: float | None = None,
     target_flops: float | None = None,
     smaller_than: dict[str, float] | None = None,
+    start: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """The ``figures`` (and ``step``) ``prune`` will end at with these settings, without pruning ``model``;
     refused as ``prune`` would refuse them (a rounding that prunes nothing, a ratio that cannot get below the input or
-    within the budget)."""
-    start = figures(model)
+    within the budget). ``start``: ``model``'s own figures where the caller has them."""
+    start = figures(model) if start is None else start
     bound = start if smaller_than is None else smaller_than
     sizes = figures_per_step(model, ratio, steps, round_to)
-    check_round_to(model, ratio, round_to, sizes[-1])
+    check_round_to(ratio, round_to, sizes[-1], start)
     _check_reachable(sizes[-1], start, bound, ratio, target_params, target_flops)
     for step, size in enumerate(sizes, start=1):
         if budget_reached(size, bound, target_params, target_flops):
@@ -215,7 +216,8 @@ def prune(
     if importance == "taylor" and calibration is None:
         raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
     budget = target_params is not None or target_flops is not None
-    history = [{"step": 0, **figures(model)}]
+    start = figures(model)
+    history = [{"step": 0, **start}]
     bound = history[0] if smaller_than is None else smaller_than
     planned_result(
         model,
@@ -225,6 +227,7 @@ def prune(
         target_params=target_params,
         target_flops=target_flops,
         smaller_than=bound,
+        start=start,
     )  # refuses a rounding that prunes nothing and a ratio that cannot reach the bound, before any step
     pruner = make_pruner(model, ratio, steps, importance, round_to)
     history += prune_steps(
@@ -266,9 +269,10 @@ def prune_steps(
     return history
 
 
-def check_round_to(model: HelperPRFDN, ratio: float, round_to: int | None, at_ratio: dict[str, float]) -> None:
-    """Refuse a ``round_to`` with which the last step at ``ratio`` (``at_ratio``: its ``figures``) prunes nothing."""
-    if round_to is not None and at_ratio == figures(model):
+def check_round_to(ratio: float, round_to: int | None, at_ratio: dict[str, float], start: dict[str, float]) -> None:
+    """Refuse a ``round_to`` with which the last step at ``ratio`` (``at_ratio``: its ``figures``) prunes nothing
+    (ends at ``start``, the input's figures)."""
+    if round_to is not None and at_ratio == start:
         raise HarnessError(
             f"--round_to {round_to}: at --ratio {ratio} no layer loses a whole multiple of {round_to} channels, so "
             "nothing would be pruned; lower --round_to"
