@@ -4,9 +4,10 @@
     python scripts/run_ablations.py configs/ablations_branch.json --table    # only the table, from the logs so far
     python scripts/run_ablations.py configs/ablations_branch.json --table --kinds   # and each run's best weights per kind
 
-The config names a start checkpoint (``src``), a work folder, the flags every run shares (``common``) and the runs,
-each a name and its own flags (``train_prfdn.py`` flags; ``common`` and ``flags`` may be objects of settings by name
-instead, as ``train_prfdn.py --config`` reads them). Run ``NAME`` trains ``src`` into ``WORK/NAME.pth`` with
+The config names a start checkpoint (``src``), a work folder, the settings every run shares (``common``) and the
+runs, each a name and its own settings (``flags``): objects of training and data settings by name, as
+``train_prfdn.py --config`` reads them, with ``"no_progress": true`` for no progress bar (a list of ``train_prfdn.py``
+flags is read too). Run ``NAME`` trains ``src`` into ``WORK/NAME.pth`` with
 ``common + flags``; a run with its own ``src`` starts from that instead (runs that compare starts, such as networks
 of different cuts, under one recipe; the top-level ``src`` may then be left out); a run whose training state exists
 is resumed (``--resume``), one that has reached its ``--iters`` is skipped, so the command continues where it
@@ -50,6 +51,7 @@ import torch
 
 from training import run as train_prfdn
 from training.data import (
+    DATA_FLAGS,
     FOLDER_FLAGS,
     DataSettings,
     ValidationImage,
@@ -124,25 +126,38 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _flag_value(item: Any) -> str:
+    """A setting's value as a flag's word: a float in full (``repr``), a whole one without ``.0`` (``--mix 1 3``)."""
+    if isinstance(item, float):
+        return str(int(item)) if item.is_integer() and abs(item) < 1e15 else repr(item)
+    return str(item)
+
+
 def _training_flags(value: Any, where: str) -> tuple[str, ...]:
     """A run's (or ``common``'s) training settings: an object of settings by name, as ``train_prfdn.py --config``
     reads them (each checked as its field's type), made into ``train_prfdn.py`` flags; or a list of those flags."""
     if not isinstance(value, dict):
         return _strings(value, where)
-    quiet = value.get("no_progress", False)  # train_prfdn.py's switch, not a setting: no progress bar
-    if not isinstance(quiet, bool):
-        raise HarnessError(f"{where}.no_progress: expected true or false, got {describe(quiet)}")
+    quiet = value.get("no_progress", True)  # train_prfdn.py's switch, not a setting: no progress bar
+    if quiet is not True:
+        raise HarnessError(
+            f"{where}.no_progress: expected true (a progress bar is the default: leave the key out), got {describe(quiet)}"
+        )
     settings = {key: item for key, item in value.items() if key != "no_progress"}
     values = read_settings(settings, (TrainSettings, DataSettings), where, paths=(*FOLDER_FLAGS, "teacher"))
     switches = {f.name: f.metadata.get("flag", {}).get("action") for cls in (TrainSettings, DataSettings) for f in fields(cls)}
     flags: list[str] = []
     for name, setting in values.items():
-        if isinstance(setting, bool):  # a store_true switch has no --no- form: false is its default
-            flags += [f"--{name}"] if setting else [] if switches.get(name) == "store_true" else [f"--no-{name}"]
+        if isinstance(setting, bool) and switches.get(name) == "store_true":
+            if not setting:  # no --no- form, so a run could not switch off common's true: refused rather than ignored
+                raise HarnessError(f"{where}.{name}: expected true (false is its default: leave the key out)")
+            flags.append(f"--{name}")
+        elif isinstance(setting, bool):
+            flags.append(f"--{name}" if setting else f"--no-{name}")
         elif setting is not None:
             items = setting if isinstance(setting, tuple) else (setting,)
-            flags += [f"--{name}", *(f"{item:g}" if isinstance(item, float) else str(item) for item in items)]
-    return (*flags, "--no_progress") if quiet else tuple(flags)
+            flags += [f"--{name}", *(_flag_value(item) for item in items)]
+    return (*flags, "--no_progress") if "no_progress" in value else tuple(flags)
 
 
 def read_config(path: str | Path) -> AblationConfig:
@@ -161,7 +176,7 @@ def read_config(path: str | Path) -> AblationConfig:
             raise HarnessError(f"{path}: {key}: expected a path")
     runs_raw = raw.get("runs")
     if not isinstance(runs_raw, list) or not runs_raw:
-        raise HarnessError(f"{path}: runs: expected a list of {{'name': ..., 'flags': [...]}} objects")
+        raise HarnessError(f"{path}: runs: expected a list of {{'name': ..., 'flags': {{...}}}} objects")
     runs = []
     for i, item in enumerate(runs_raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].isidentifier():
@@ -275,7 +290,7 @@ def check_kept_pruning(config: AblationConfig) -> None:
 
 
 def parse_prune(config: AblationConfig, run: Run) -> Any:
-    """A pruning run's ``transform.prune`` arguments, checked as the stage checks them (a one-line HarnessError
+    """A pruning run's ``transform.prune`` job, checked as the stage checks it (a one-line HarnessError
     naming the run if not)."""
     job = _parsed(prune.CLI.parse_args, config.prune_argv(run), f"runs {run.name}: prune", prune.CLI.prog)
     try:
@@ -423,7 +438,8 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
             saved = json.loads(cache.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
             saved = None  # unreadable: scored again and rewritten
-        if isinstance(saved, dict) and all(saved.get(k) == v for k, v in key.items()):
+        same_reference = isinstance(saved, dict) and all(saved.get(k) == key[k] for k in ("reference", "sha256"))
+        if same_reference and validation_settings(saved.get("common"), config) == validation_settings(key["common"], config):
             return saved
     checkpoint = read_flag_checkpoint(config.reference, "reference")
     model = load_model(checkpoint, f"reference {config.reference}")
@@ -433,6 +449,19 @@ def reference_scores(config: AblationConfig) -> dict[str, Any] | None:
     config.work_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps(result, indent=1) + "\n")
     return result
+
+
+def validation_settings(common: Any, config: AblationConfig) -> dict[str, Any] | None:
+    """The data settings a ``common`` flag list gives (what the validation images depend on, however the flags
+    were written: ``2e-4`` and ``0.0002`` alike); None where it is not one that parses."""
+    if not isinstance(common, list) or not all(isinstance(flag, str) for flag in common):
+        return None
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            job = train_prfdn.parse_args([str(config.work_dir / "src.pth"), str(config.work_dir / "out.pth"), *common])
+    except SystemExit:
+        return None
+    return {name: getattr(job, name) for name in DATA_FLAGS}
 
 
 def validation_images(config: AblationConfig, data_range: float, scale: int) -> list[ValidationImage]:
@@ -575,12 +604,12 @@ def _parsed(parse: Callable[[list[str]], Any], argv: list[str], label: str, prog
 
 
 def parse_run(config: AblationConfig, run: Run) -> Any:
-    """A run's ``train_prfdn.py`` arguments, or a one-line HarnessError saying why its flags do not parse."""
+    """A run's ``train_prfdn.py`` job, or a one-line HarnessError saying why its settings do not parse."""
     return _parsed(train_prfdn.parse_args, config.argv(run), f"runs {run.name}", train_prfdn.PROG)
 
 
 def parsed_run(config: AblationConfig, run: Run) -> Any:
-    """A run's ``train_prfdn.py`` arguments; None where its flags do not parse (``check_runs`` says why)."""
+    """A run's ``train_prfdn.py`` job; None where its settings do not parse (``check_runs`` says why)."""
     try:
         return parse_run(config, run)
     except HarnessError:

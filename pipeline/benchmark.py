@@ -93,7 +93,7 @@ class BenchmarkSettings:
 
     reference: str | None = setting(None, "model the ratios are taken to (default: the first)")
     device: str | None = setting(None, "default: cuda if available", choices=("cpu", "cuda"))
-    size: str = setting(f"{DEFAULT_LR_SIZE[0]}x{DEFAULT_LR_SIZE[1]}", "LR input HxW (339x510: DIV2K-sized)")
+    size: str = setting(f"{DEFAULT_LR_SIZE[0]}x{DEFAULT_LR_SIZE[1]}", "LR input HxW (the default is DIV2K-sized)")
     variants: tuple[str, ...] = setting(("fp32",), "fp32|fp16|bf16 [+channels_last] [+compile], or onnxruntime (CPU)")
     repeats: int = setting(20, "timed rounds")
     warmup: int = setting(3, "untimed rounds first")
@@ -191,7 +191,7 @@ def parse_args(argv: list[str] | None = None) -> BenchmarkJob:
     parser.add_argument(
         "models", nargs="*", default=(), help=f"NAME=PATH or PATH (default: {' '.join(DEFAULT_MODELS)}, in the repository)"
     )
-    add_flags(parser, BenchmarkSettings, defaults=job_defaults(BenchmarkJob))
+    add_flags(parser, BenchmarkSettings, defaults=job_defaults(BenchmarkJob), default_text={"variants": "fp32"})
     parser.add_argument("--json", default="results/benchmark.json", help="results file (default results/benchmark.json)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # recorded command line, for report.py

@@ -4,10 +4,10 @@
 dataclass per section, the training sections with their later learning-rate phases (``then``). Refused with one
 line naming the file and the key: a file that is not one JSON object, a key given twice, an unknown key (the known
 ones are listed), a value of the wrong type (``true`` and ``"100"`` are not numbers, ``null`` is no value: omit the
-key for the stage's default), NaN or Infinity, and a value out of range. Each stage's arguments are then made as
-its command line would make them (its parser's defaults, then the config's typed values: no round trip through
-strings) and checked by the stage's own checks, without running it, so the stages and the config cannot disagree
-on what is valid; ``scripts/run_pipeline.py`` calls each stage with these arguments. Paths are checked here for
+key for the stage's default), NaN or Infinity, and a value out of range. Each stage's job is then made from the
+config's typed values over the stage's defaults (``StageCLI.job_for``, ``train_prfdn.TrainJob``: no round trip
+through strings) and checked by the stage's own checks, without running it, so the stages and the config cannot
+disagree on what is valid; ``scripts/run_pipeline.py`` runs each stage on its job. Paths are checked here for
 their type only: whether the inputs are there and the outputs can be written depends on which stages run, and
 ``scripts/run_pipeline.py`` checks it before the first one.
 """
@@ -454,7 +454,7 @@ def run_stage_check(check: Callable[[], None], where: str) -> None:
 
 
 def check_stage_flags(config: PipelineConfig) -> None:
-    """Every stage's arguments through the stage's own checks, without running it (devices are checked for the
+    """Every stage's job through the stage's own checks, without running it (devices are checked for the
     stages about to run only, so a GPU config parses anywhere)."""
     src, dst = "SRC.pth", "DST.pth"
     if config.feature_fit is not None:

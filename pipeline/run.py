@@ -112,7 +112,7 @@ def load_config(path: str) -> dict[str, Any]:
 
 
 def plan(config: PipelineConfig) -> list[Step]:
-    """Every stage to run, in order, with its arguments."""
+    """Every stage to run, in order, with its job."""
     work = Path(config.work_dir)
     out = {stage: str(work / f"{stage}.pth") for stage in STAGES}
     steps = [Step("branch", branch.CLI.execute, config.branch_job(config.rfdn, out["branch"]))]
@@ -568,10 +568,12 @@ def run_step(step: Step, force: bool, accept_data_change: bool = False) -> None:
 
 
 def describe_step(step: Step, job: Any) -> str:
-    """``SRC -> DST`` and the arguments that are set, written as flags (for the run's log)."""
+    """``SRC -> DST`` and the job's settings that are set, written as flags, its switches (``--resume``,
+    ``--overwrite``) last (for the run's log)."""
     words = [f"{step.src} -> {step.dst}"]
-    for key, value in vars(job).items():
-        if key in ("src", "dst", "out") or value is None or value is False:
+    given = [(key, value) for key, value in vars(job).items() if key not in ("src", "dst", "out")]
+    for key, value in sorted(given, key=lambda item: item[0] in ("resume", "overwrite", "accept_data_change")):
+        if value is None or value is False:
             continue
         words.append(f"--{key}")
         if value is not True:

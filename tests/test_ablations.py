@@ -444,3 +444,30 @@ def test_settings_by_name_are_the_same_run_as_its_flags(tmp_path: Path) -> None:
     (tmp_path / "settings.json").write_text(json.dumps(as_settings))
     with pytest.raises(HarnessError, match=r"runs\[0\]\.flags: mix: expected"):
         run_ablations.read_config(tmp_path / "settings.json")
+
+
+def test_settings_by_name_keep_every_digit_and_refuse_a_switch_they_cannot_turn_off(tmp_path: Path) -> None:
+    """A float is written in full; ``no_progress`` is train_prfdn.py's switch; a false store_true switch (no --no-
+    form, so a run could not undo common's true) is refused rather than silently dropped."""
+    base = {"src": "start.pth", "work_dir": str(tmp_path / "work")}
+
+    def read(common: dict, flags: dict | None = None) -> run_ablations.AblationConfig:
+        (tmp_path / "c.json").write_text(json.dumps({**base, "common": common, "runs": [{"name": "a", "flags": flags or {}}]}))
+        return run_ablations.read_config(tmp_path / "c.json")
+
+    assert read({"lr": 1.2345678e-4, "no_progress": True}).common == ("--lr", "0.00012345678", "--no_progress")
+    with pytest.raises(HarnessError, match=r"runs\[0\]\.flags\.skip_small: expected true \(false is its default"):
+        read({"skip_small": True}, {"skip_small": False})
+    with pytest.raises(HarnessError, match=r"common\.no_progress: expected true"):
+        read({"no_progress": False})
+
+
+def test_the_reference_cache_is_keyed_on_the_data_settings_not_on_how_the_flags_are_written(tmp_path: Path) -> None:
+    config = run_ablations.AblationConfig(None, tmp_path / "work", (), ())
+    written = ["--train_dir", "d", "--val_fraction", "5e-2", "--lr", "2e-4"]
+    same = run_ablations.validation_settings(["--train_dir", "d", "--val_fraction", "0.05", "--lr", "0.0002"], config)
+    assert run_ablations.validation_settings(written, config) == same
+    other = run_ablations.validation_settings(["--train_dir", "d", "--val_fraction", "0.1"], config)
+    assert other != same
+    assert run_ablations.validation_settings(["--no_such_flag"], config) is None
+    assert run_ablations.validation_settings("not a list", config) is None

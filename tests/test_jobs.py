@@ -58,7 +58,7 @@ def test_a_job_class_refuses_a_setting_named_twice_and_a_default_of_no_field() -
         job_class("Stray", (), ((Settings, None),), defaults={"momentum": 0.9})
 
 
-def test_benchmark_parses_into_its_job_and_the_report_records_a_command_that_parses_back() -> None:
+def test_benchmark_parses_into_its_job() -> None:
     from pipeline import benchmark
 
     assert benchmark.parse_args([]) == benchmark.BenchmarkJob()
@@ -72,3 +72,10 @@ def test_score_groups_parses_into_its_job() -> None:
     job = groups.parse_args(["a.pth", "b.pth", "--val_dir", "v", "--reference", "0", "--x8"])
     assert isinstance(job, groups.GroupsJob)
     assert (job.checkpoints, job.val_dir, job.reference, job.x8, job.train_dir) == (["a.pth", "b.pth"], "v", 0, True, None)
+
+
+def test_a_job_pickles_to_a_worker_process() -> None:
+    import pickle
+
+    for job in (prune.CLI.job_for("a.pth", "b.pth", {"ratio": 0.3}), train_prfdn.TrainJob(src="a.pth", out="b.pth")):
+        assert pickle.loads(pickle.dumps(job)) == job

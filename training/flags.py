@@ -19,7 +19,7 @@ from utils.settings import add_flags, setting_names
 
 SETTING_NAMES = setting_names(TrainSettings)  # every TrainSettings field a user sets
 # Knobs few runs change: train_prfdn.py reads them from its --config file and leaves them out of --help (their flags
-# still parse, for the ablation configs' flag lists); the stages that take them list them as usual.
+# still parse); the stages that take them list them as usual.
 RARE_SETTINGS = (
     "val_seed",
     "val_crop",

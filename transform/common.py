@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -77,7 +78,7 @@ def stage_job(
 ) -> type:
     """The job class of a stage: SRC, DST and ``overwrite``, its ``own`` fields, then the settings of ``parts``
     (``utils.settings.job_class``)."""
-    return job_class(name, (*STAGE_FIELDS, *own), parts, defaults, doc)
+    return job_class(name, (*STAGE_FIELDS, *own), parts, defaults, doc, module=sys._getframe(1).f_globals["__name__"])
 
 
 def check_stage_output(job: Any) -> None:

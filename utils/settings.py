@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -100,6 +101,7 @@ def job_class(
     parts: Iterable[tuple[type, Iterable[str] | None]],
     defaults: Mapping[str, Any] | None = None,
     doc: str = "",
+    module: str | None = None,
 ) -> type:
     """The dataclass ``name`` of what one run of a command takes, built from the settings' own schemas.
 
@@ -108,7 +110,8 @@ def job_class(
     the command's default from ``defaults`` (absent: None, not given). A command's parser declares the same names
     (``add_flags`` with ``job_defaults``), so ``cls(**vars(parsed))`` is its job; the pipeline builds the same job
     from its config. Not frozen: a stage resolves defaults that depend on other settings (the device, the data) in
-    place, before any work."""
+    place, before any work. ``module``: where the class is bound to ``name`` (default: the caller's module), so that
+    its instances pickle (to a worker process)."""
     defaults = defaults or {}
     fields: list[tuple] = [(n, kind, dataclasses.field(default=default)) for n, kind, default in own]
     seen = {n for n, _, _ in own}
@@ -124,6 +127,7 @@ def job_class(
     if unknown:
         raise ValueError(f"{name}: defaults for no field: {', '.join(sorted(unknown))}")
     job = dataclasses.make_dataclass(name, fields)
+    job.__module__ = module or sys._getframe(1).f_globals["__name__"]
     job.__doc__ = doc or f"What one run of a command takes (``utils.settings.job_class``): {', '.join(sorted(seen))}."
     return job
 
