@@ -32,7 +32,7 @@ from utils import config_file
 from utils.config_file import describe, read_json_config
 from utils.datasets import SCALE
 from utils.errors import HarnessError
-from utils.settings import field_types, optional_section, value_type, with_values
+from utils.settings import Naming, field_types, named_as, optional_section, value_type, with_values
 
 # --- the sections -----------------------------------------------------------------------------------------------
 # A field left None was not given: the stage's own default applies (on --resume, the resumed run's value).
@@ -402,7 +402,7 @@ def check_data(data: DataSection) -> None:
             f"data.lr_dir: give one LR folder per data.train_dir folder ({len(data.train_dir)}), got {len(data.lr_dir)}"
         )
     if data.scale_aug is not None:
-        check_scale_aug(data.scale_aug, "data.scale_aug")
+        run_stage_check(lambda: check_scale_aug(data.scale_aug), "data")
     if data.val_fraction is not None and not 0 <= data.val_fraction < 1:
         raise HarnessError(f"data.val_fraction {data.val_fraction}: must be in [0, 1)")
     if data.val_crop is not None and data.val_crop < SCALE:
@@ -433,24 +433,25 @@ def check_ranges(config: PipelineConfig) -> None:
             raise HarnessError(f"{where}.seed {seed}: must not be negative")
 
 
-def in_config_words(message: str, where: str) -> str:
-    """A stage's message about its flags in the config's words: ``--lr`` -> ``final_tuning.lr``, ``--val_fraction``
-    -> ``data.val_fraction``, ``--rfdn`` -> ``rfdn``."""
+def config_keys(section: str) -> Naming:
+    """The config's keys for the settings a stage's checks name (``utils.settings.flag``): ``lr`` ->
+    ``final_tuning.lr``, ``val_fraction`` -> ``data.val_fraction``, ``rfdn`` -> ``rfdn``, another stage's ``form`` ->
+    ``reparam.form``."""
 
-    def key(match: re.Match[str]) -> str:
-        name = match.group(1)
+    def key(name: str, command: str | None = None) -> str:
+        if command is not None:
+            return f"{command.removeprefix('transform.')}.{name}"
         if name == "rfdn":
             return name
-        return f"{'data' if name in DATA_FLAGS else where}.{name}"
+        return f"{'data' if name in DATA_FLAGS else section}.{name}"
 
-    return re.sub(r"--([a-z_]+)", key, message)
+    return key
 
 
 def run_stage_check(check: Callable[[], None], where: str) -> None:
-    try:
+    """A stage's check, its messages naming the config's keys of section ``where``."""
+    with named_as(config_keys(where)):
         check()
-    except HarnessError as err:
-        raise HarnessError(in_config_words(str(err), where)) from None
 
 
 def check_stage_flags(config: PipelineConfig) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from models.helpers import HelperPRFDN
-from pipeline.config import PipelineConfig, in_config_words, merged_structure, parse_config, read_paths
+from pipeline.config import PipelineConfig, config_keys, merged_structure, parse_config, read_paths
 from training import run as train_prfdn
 from training.data import TrainData, data_folders, fill_data_defaults, image_folder, load_data_from_args
 from training.loop import TrainSettings
@@ -57,6 +57,7 @@ from utils.fileio import atomic_write, check_distinct, check_output_file, exclus
 from utils.inference import resolve_device
 from utils.model_io import load_model
 from utils.provenance import is_recorded_parent
+from utils.settings import named_as
 
 STAGES = (
     "branch",
@@ -325,14 +326,14 @@ def check_training_data(pending: list[Step], force: bool = False, accept_data_ch
             tuple(job.scale_aug or ()),
         )
         if key not in loaded:
-            try:
-                with contextlib.redirect_stderr(io.StringIO()):  # what the loader says as it loads, the stage says
+            section = STAGE_SECTIONS.get(step.stage, step.stage)
+            try:  # what the loader says as it loads, the stage says
+                with contextlib.redirect_stderr(io.StringIO()), named_as(config_keys(section)):
                     loaded[key] = load_data_from_args(
                         job, patch_size=job.patch_size, seed=0, data_range=255.0, scale=SCALE, make_copies=False
                     )
             except HarnessError as err:
-                section = STAGE_SECTIONS.get(step.stage, step.stage)
-                raise HarnessError(f"stage {step.stage}: {in_config_words(str(err), section)}") from None
+                raise HarnessError(f"stage {step.stage}: {err}") from None
         if state is not None:
             job.accept_data_change = accept_data_change
             try:
@@ -373,10 +374,10 @@ def check_prune_plan(config: PipelineConfig, step: Step) -> None:
     merged = load_model(read_model_checkpoint(step.src), str(step.src)) if step.src.is_file() else merged_structure(config)
     model = merged if isinstance(merged, HelperPRFDN) else with_helpers(merged.eval())
     try:
-        prune.planned_with(model, prune.figures(merged), step.job)
+        with named_as(config_keys("prune")):
+            prune.planned_with(model, prune.figures(merged), step.job)
     except HarnessError as err:
-        message = str(err).replace("prune a dense merge (transform.reparam --form dense)", "merge densely (reparam.form dense)")
-        raise HarnessError(f"{config.source}: {in_config_words(message, 'prune')}") from None
+        raise HarnessError(f"{config.source}: {err}") from None
 
 
 def check_outputs(config: PipelineConfig, pending: list[Step]) -> None:

@@ -6,10 +6,12 @@ import dataclasses
 
 import pytest
 
+from pipeline.config import config_keys
 from training import run as train_prfdn
+from training.loop import TrainSettings
 from transform import branch, export, feature_fit, onnx, prune, prune_chain, reparam
 from utils.errors import HarnessError
-from utils.settings import job_class, with_values
+from utils.settings import flag, job_class, named_as, with_values
 
 STAGES = (branch, reparam, export, onnx, prune, prune_chain)
 
@@ -79,3 +81,19 @@ def test_a_job_pickles_to_a_worker_process() -> None:
 
     for job in (prune.CLI.job_for("a.pth", "b.pth", {"ratio": 0.3}), train_prfdn.TrainJob(src="a.pth", out="b.pth")):
         assert pickle.loads(pickle.dumps(job)) == job
+
+
+def test_a_check_names_a_setting_as_the_user_gave_it() -> None:
+    settings = TrainSettings(schedule="cosine", min_lr=1e-3, lr=1e-4)
+    with pytest.raises(HarnessError, match=r"^--min_lr 0.001: must not exceed --lr 0.0001"):
+        settings.check()
+    with named_as(config_keys("final_tuning")), pytest.raises(HarnessError) as refused:
+        settings.check()
+    assert str(refused.value).startswith("final_tuning.min_lr 0.001: must not exceed final_tuning.lr 0.0001")
+    with named_as(config_keys("prune")):
+        assert (flag("val_fraction"), flag("rfdn"), flag("form", "transform.reparam")) == (
+            "data.val_fraction",
+            "rfdn",
+            "reparam.form",
+        )
+    assert (flag("lr"), flag("form", "transform.reparam")) == ("--lr", "transform.reparam --form")

@@ -36,7 +36,7 @@ from utils.errors import HarnessError
 from utils.fileio import check_distinct
 from utils.image import imread_uint, list_images, modcrop, uint2tensor4
 from utils.imresize import bicubic_downsample, imresize
-from utils.settings import add_flags, help_of, setting, setting_names
+from utils.settings import add_flags, flag, help_of, setting, setting_names
 
 NUM_TRANSFORMS = 8
 FLAT_TRIES = 8  # crops drawn at most for one patch when flat ones are skipped
@@ -94,28 +94,28 @@ def _content_key(img: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(img).tobytes() + str(img.shape).encode()).hexdigest()
 
 
-def check_patch_size(patch_size: int, flag: str = "--patch_size") -> None:
+def check_patch_size(patch_size: int, name: str = "patch_size") -> None:
     """Refuse an LR patch smaller than the network takes (``MIN_INPUT_SIZE`` pixels per side)."""
     if patch_size < MIN_INPUT_SIZE:
         raise HarnessError(
-            f"{flag} {patch_size}: must be at least {MIN_INPUT_SIZE} (LR pixels; the network takes no smaller input)"
+            f"{flag(name)} {patch_size}: must be at least {MIN_INPUT_SIZE} (LR pixels; the network takes no smaller input)"
         )
 
 
-def check_seed(seed: int, flag: str = "--seed") -> None:
+def check_seed(seed: int, name: str = "seed") -> None:
     """Refuse a negative seed (NumPy's generators take none)."""
     if seed < 0:
-        raise HarnessError(f"{flag} {seed}: must not be negative")
+        raise HarnessError(f"{flag(name)} {seed}: must not be negative")
 
 
-def image_folder(folder: str | os.PathLike, flag: str, kind: str = "training") -> Path:
-    """``folder`` as a Path, or a one-line HarnessError naming ``flag`` (a flag or config key): not a folder (why), or
+def image_folder(folder: str | os.PathLike, label: str, kind: str = "training") -> Path:
+    """``folder`` as a Path, or a one-line HarnessError naming ``label`` (a flag or config key): not a folder (why), or
     a ``kind`` folder holding no images."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise HarnessError(f"{flag} {folder}: {why_not_a_folder(folder, kind)}")
+        raise HarnessError(f"{label} {folder}: {why_not_a_folder(folder, kind)}")
     if not list_images(folder):
-        raise HarnessError(f"{flag} {folder}: {kind} folder holds no images (expected .png/.bmp/.jpg/.tif files)")
+        raise HarnessError(f"{label} {folder}: {kind} folder holds no images (expected .png/.bmp/.jpg/.tif files)")
     return folder
 
 
@@ -123,9 +123,9 @@ def read_folder(
     hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = None, scale: int = SCALE, source: int = 0
 ) -> list[TrainImage]:
     """Decode every image of ``hr_dir`` (and its LR ``NAMEx4.*`` / ``NAME.*`` in ``lr_dir``), sizes checked."""
-    hr_dir = image_folder(hr_dir, "--train_dir")
+    hr_dir = image_folder(hr_dir, flag("train_dir"))
     if lr_dir is not None:
-        lr_dir = image_folder(lr_dir, "--lr_dir", "LR")
+        lr_dir = image_folder(lr_dir, flag("lr_dir"), "LR")
     images = []
     for pair in pair_folders(hr_dir, lr_dir, scale):
         hr = imread_uint(pair.hr_path)
@@ -146,8 +146,9 @@ def check_patch_fits(images: Sequence[TrainImage], patch_size: int, scale: int =
         h, w = small[0].hr.shape[:2]
         others = f", as are {len(small) - 1} more" if len(small) > 1 else ""
         raise HarnessError(
-            f"{small[0].path}: image is {w}x{h}, smaller than the {need}x{need} HR patch (--patch_size {patch_size} "
-            f"LR pixels x{scale}){others}; lower --patch_size, give --skip_small to leave such images out, or remove "
+            f"{small[0].path}: image is {w}x{h}, smaller than the {need}x{need} HR patch ({flag('patch_size')} {patch_size} "
+            f"LR pixels x{scale}){others}; lower {flag('patch_size')}, give {flag('skip_small')} to leave such images out, "
+            "or remove "
             "the image"
         )
 
@@ -183,7 +184,7 @@ class TrainPatches(Dataset):
         if not images:
             raise HarnessError("no training images")
         if patch_size < 1:
-            raise HarnessError(f"--patch_size {patch_size}: must be at least 1")
+            raise HarnessError(f"{flag('patch_size')} {patch_size}: must be at least 1")
         check_seed(seed)
         check_patch_fits(images, patch_size, scale)
         self.images = [with_whole_lr(image, scale) for image in images]
@@ -202,7 +203,7 @@ class TrainPatches(Dataset):
             empty = [s for s, members in enumerate(self._by_source) if not members and self.mix[s] > 0]
             if len(self.mix) <= max(image.source for image in self.images) or empty:
                 raise HarnessError(
-                    f"--mix: give one weight per training folder ({max(image.source for image in self.images) + 1}), "
+                    f"{flag('mix')}: give one weight per training folder ({max(image.source for image in self.images) + 1}), "
                     "each folder with a weight above 0 holding training images"
                 )
             weights = np.asarray(self.mix)
@@ -326,16 +327,17 @@ def validation_group(name: str) -> str:
 
 
 def validation_image(
-    image: TrainImage, max_size: int | None, scale: int = SCALE, source: str = "--val_dir", group: str = "val_dir"
+    image: TrainImage, max_size: int | None, scale: int = SCALE, source: str | None = None, group: str = "val_dir"
 ) -> ValidationImage:
     """The whole image (HR cropped to a multiple of ``scale``), centre-cropped to at most ``max_size`` HR pixels
     per side; LR from the LR file where there is one, else bicubic x4 of the (cropped) HR. An image whose LR
-    would be smaller than the network takes (``MIN_INPUT_SIZE``) is refused, naming ``source``."""
+    would be smaller than the network takes (``MIN_INPUT_SIZE``) is refused, naming ``source`` (default: the val_dir flag)."""
     top, left, h, w = center_crop(image.hr, max_size, scale)
     if min(h, w) < scale * MIN_INPUT_SIZE:
         height, width = image.hr.shape[:2]
         raise HarnessError(
-            f"{image.path}: validation image ({source}) is {width}x{height}, smaller than the network's smallest input "
+            f"{image.path}: validation image ({source or flag('val_dir')}) is {width}x{height}, smaller than the network's "
+            "smallest input "
             f"(HR {scale * MIN_INPUT_SIZE}x{scale * MIN_INPUT_SIZE}, LR {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}); remove it"
         )
     hr = np.ascontiguousarray(image.hr[top : top + h, left : left + w])
@@ -362,7 +364,8 @@ def check_sampling(mix: Sequence[float] | None, flat_threshold: float | None, fo
     if mix is not None:
         if len(mix) != folders:
             raise HarnessError(
-                f"{where}mix: give one weight per training folder (--train_dir, then --extra_train_dir: {folders}), "
+                f"{where}mix: give one weight per training folder ({flag('train_dir')}, then {flag('extra_train_dir')}: "
+                f"{folders}), "
                 f"got {len(mix)}"
             )
         if not all(math.isfinite(w) and w >= 0 for w in mix) or sum(mix) <= 0:
@@ -374,13 +377,13 @@ def check_sampling(mix: Sequence[float] | None, flat_threshold: float | None, fo
         )
 
 
-def check_scale_aug(factors: Sequence[float] | None, flag: str = "--scale_aug") -> None:
+def check_scale_aug(factors: Sequence[float] | None) -> None:
     """Scale-augmentation factors must lie strictly between 0 and 1 (downscaling) and be distinct."""
     for factor in factors or ():
         if not (math.isfinite(factor) and 0 < factor < 1):
-            raise HarnessError(f"{flag} {factor}: each factor must be between 0 and 1 (exclusive): HR is downscaled")
+            raise HarnessError(f"{flag('scale_aug')} {factor}: each factor must be between 0 and 1 (exclusive): HR is downscaled")
     if factors and len(set(factors)) != len(factors):
-        raise HarnessError(f"{flag}: give each factor once")
+        raise HarnessError(f"{flag('scale_aug')}: give each factor once")
 
 
 def _copy_fits(image: TrainImage, factor: float, min_side: int) -> bool:
@@ -395,28 +398,30 @@ def plan_copies(images: Sequence[TrainImage], factors: Sequence[float], min_side
     copyable = [image for image in images if image.lr is None]
     if not copyable:
         raise HarnessError(
-            "--scale_aug: every training image has its own LR file (--lr_dir), and such images are not downscaled (their "
-            "LR would no longer match), so it would add nothing; leave --scale_aug out"
+            f"{flag('scale_aug')}: every training image has its own LR file ({flag('lr_dir')}), and such images are not "
+            "downscaled (their "
+            f"LR would no longer match), so it would add nothing; leave {flag('scale_aug')} out"
         )
     for factor in factors:
         if not any(_copy_fits(image, factor, min_side) for image in copyable):
             largest = max(copyable, key=lambda image: min(image.hr.shape[:2]))
             h, w = largest.hr.shape[:2]
             raise HarnessError(
-                f"--scale_aug {factor:g}: no training image downscaled by it holds one {min_side}x{min_side} HR patch (the "
+                f"{flag('scale_aug')} {factor:g}: no training image downscaled by it holds one {min_side}x{min_side} HR "
+                "patch (the "
                 f"largest, {largest.name}, becomes {math.ceil(w * factor)}x{math.ceil(h * factor)}), so it would add "
-                "nothing; raise the factor or lower --patch_size"
+                f"nothing; raise the factor or lower {flag('patch_size')}"
             )
     plan = [(image, factor) for image in copyable for factor in factors if _copy_fits(image, factor, min_side)]
     if len(plan) < len(copyable) * len(factors):
         counts = [(factor, sum(not _copy_fits(image, factor, min_side) for image in copyable)) for factor in factors]
         print(
-            f"--scale_aug: {len(plan)} downscaled copies made; {len(copyable) * len(factors) - len(plan)} left out as "
+            f"{flag('scale_aug')}: {len(plan)} downscaled copies made; {len(copyable) * len(factors) - len(plan)} left out as "
             f"smaller than a {min_side}x{min_side} HR patch ({', '.join(f'{n} at {f:g}' for f, n in counts if n)})",
             file=sys.stderr,
         )
     if len(copyable) < len(images):
-        print(f"--scale_aug: {len(images) - len(copyable)} images with their own LR file are not copied", file=sys.stderr)
+        print(f"{flag('scale_aug')}: {len(images) - len(copyable)} images with their own LR file are not copied", file=sys.stderr)
     return plan
 
 
@@ -477,9 +482,11 @@ def load_training_data(
     but not made (a check of the data before a run, as the pipeline makes).
     """
     if not train_dirs:
-        raise HarnessError("--train_dir: give at least one folder of training images")
+        raise HarnessError(f"{flag('train_dir')}: give at least one folder of training images")
     if lr_dirs and len(lr_dirs) != len(train_dirs):
-        raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(train_dirs)}), got {len(lr_dirs)}")
+        raise HarnessError(
+            f"{flag('lr_dir')}: give one LR folder per {flag('train_dir')} ({len(train_dirs)}), got {len(lr_dirs)}"
+        )
     check_data_values(val_dir, val_fraction, val_seed, val_crop, scale)
     check_scale_aug(scale_aug)
     check_sampling(mix, flat_threshold, len(train_dirs) + len(extra_train_dirs or ()))
@@ -489,10 +496,10 @@ def load_training_data(
         images += read_folder(folder, lr_dirs[i] if lr_dirs else None, scale, source=i)
     extra: list[TrainImage] = []
     for j, folder in enumerate(extra_train_dirs or ()):
-        extra += read_folder(image_folder(folder, "--extra_train_dir"), None, scale, source=len(train_dirs) + j)
+        extra += read_folder(image_folder(folder, flag("extra_train_dir")), None, scale, source=len(train_dirs) + j)
     dup = first_duplicate([image.name for image in images + extra])
     if dup is not None:
-        flags = "--train_dir / --extra_train_dir" if extra else "--train_dir"
+        flags = f"{flag('train_dir')} / {flag('extra_train_dir')}" if extra else flag("train_dir")
         raise HarnessError(f"{flags}: two training images are named {dup} (give folders of distinct names)")
 
     held_out = holdout_split([image.name for image in images], val_fraction or 0.0, val_seed)
@@ -504,7 +511,8 @@ def load_training_data(
         same = extra_keys.get(digest[image.name])
         if same is not None:
             raise HarnessError(
-                f"--extra_train_dir: {same.path} is also a held-out validation image ({image.path}); keep the two sets apart"
+                f"{flag('extra_train_dir')}: {same.path} is also a held-out validation image ({image.path}); keep the two "
+                "sets apart"
             )
     dir_images = read_folder_as_validation(val_dir, scale) if val_dir is not None else []
     dir_digests = [_content_key(image.hr) for image in dir_images]
@@ -512,7 +520,7 @@ def load_training_data(
     for image, key in zip(dir_images, dir_digests, strict=True):
         same = train_keys.get(key)
         if same is not None:
-            raise HarnessError(f"--val_dir: {image.path} is also a training image ({same.path}); keep the two sets apart")
+            raise HarnessError(f"{flag('val_dir')}: {image.path} is also a training image ({same.path}); keep the two sets apart")
     # the record by which a resumed run tells whether its folders changed since: each image's name and pixel digest
     # (training images before scale augmentation and --skip_small); two loads of the same folders give the same
     # record (also from a lossless packed copy), an image added, removed or changed shows
@@ -531,7 +539,7 @@ def load_training_data(
         split["val_dir"] = str(val_dir)
     if not train_images:
         raise HarnessError(
-            f"no images left for training after holding out {len(held_out_images)} for validation; lower --val_fraction "
+            f"no images left for training after holding out {len(held_out_images)} for validation; lower {flag('val_fraction')} "
             "or add images"
         )
     side = patch_size * scale
@@ -545,8 +553,9 @@ def load_training_data(
         skipped = sorted(image.name for image in small)
         if len(small) == len(train_images):
             raise HarnessError(
-                f"no training image holds a {side}x{side} HR patch (--patch_size {patch_size} LR pixels x{scale}), so none "
-                "is left to train on; lower --patch_size"
+                f"no training image holds a {side}x{side} HR patch ({flag('patch_size')} {patch_size} LR pixels x{scale}), "
+                "so none "
+                f"is left to train on; lower {flag('patch_size')}"
             )
         if small:
             examples = ", ".join(f"{image.name} {image.hr.shape[1]}x{image.hr.shape[0]}" for image in small[:3])
@@ -559,8 +568,10 @@ def load_training_data(
     split["val_images"] = sorted(image.name for image in held_out_images + dir_images)
     split["val_crop"] = val_crop
     train = TrainPatches(train_images, patch_size, scale, data_range, seed, mix=mix, flat_threshold=flat_threshold or 0.0)
-    val = [validation_image(image, val_crop, scale, "held out by --val_fraction", "held_out") for image in held_out_images]
-    val += [validation_image(image, val_crop, scale, "--val_dir", validation_group(image.name)) for image in dir_images]
+    val = [
+        validation_image(image, val_crop, scale, f"held out by {flag('val_fraction')}", "held_out") for image in held_out_images
+    ]
+    val += [validation_image(image, val_crop, scale, flag("val_dir"), validation_group(image.name)) for image in dir_images]
     description = {
         "train_dirs": [str(d) for d in train_dirs],
         "lr_dirs": [str(d) for d in lr_dirs] if lr_dirs else None,
@@ -615,18 +626,18 @@ def check_data_values(
 ) -> None:
     """Refuse validation flags out of range (before any image is decoded)."""
     if val_fraction is not None and not (math.isfinite(val_fraction) and 0 <= val_fraction < 1):
-        raise HarnessError(f"--val_fraction {val_fraction}: must be in [0, 1)")
-    check_seed(val_seed, "--val_seed")
+        raise HarnessError(f"{flag('val_fraction')} {val_fraction}: must be in [0, 1)")
+    check_seed(val_seed, "val_seed")
     smallest = scale * MIN_INPUT_SIZE
     if val_crop is not None and val_crop < smallest:
         raise HarnessError(
-            f"--val_crop {val_crop}: must be at least {smallest} (HR pixels; the network takes no LR smaller than "
+            f"{flag('val_crop')} {val_crop}: must be at least {smallest} (HR pixels; the network takes no LR smaller than "
             f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE})"
         )
 
 
 def read_folder_as_validation(folder: str | os.PathLike, scale: int = SCALE) -> list[TrainImage]:
-    folder = image_folder(folder, "--val_dir", "validation")
+    folder = image_folder(folder, flag("val_dir"), "validation")
     return [TrainImage(f"{folder.name}/{p.stem}", p, imread_uint(p)) for p in list_images(folder)]
 
 
@@ -699,9 +710,9 @@ FOLDER_FLAGS = {"train_dir": "training", "lr_dir": "LR", "extra_train_dir": "tra
 def data_folders(job: Any) -> list[tuple[str, str]]:
     """(flag, folder) for every folder the data flags of ``job`` give, in flag order."""
     pairs = []
-    for flag in FOLDER_FLAGS:
-        folders = getattr(job, flag, None)
-        pairs += [(flag, str(folder)) for folder in ([folders] if isinstance(folders, str) else folders or [])]
+    for name in FOLDER_FLAGS:
+        folders = getattr(job, name, None)
+        pairs += [(name, str(folder)) for folder in ([folders] if isinstance(folders, str) else folders or [])]
     return pairs
 
 
@@ -709,25 +720,27 @@ def data_input_files(job: Any) -> list[tuple[str, Path]]:
     """(flag, image file) for every image the data flags read (folders that are not there are skipped: the
     loader refuses them), so outputs can be checked against them before any work."""
     files = []
-    for flag, folder in data_folders(job):
+    for name, folder in data_folders(job):
         if Path(folder).is_dir():
-            files += [(f"--{flag}", path) for path in list_images(folder)]
+            files += [(flag(name), path) for path in list_images(folder)]
     return files
 
 
 def check_apart_from_data(outputs: Mapping[str, str | os.PathLike], job: Any) -> None:
     """Refuse an output that is one of the images the data flags of ``job`` read (through links too)."""
-    for flag, image in data_input_files(job):
-        check_distinct(outputs, {flag: image})
+    for label, image in data_input_files(job):
+        check_distinct(outputs, {label: image})
 
 
 def check_data_folders(job: Any) -> None:
     """The folders of the data flags are there and hold images (one LR folder per training folder), without
     decoding any: for a run that takes the data flags but reads no images (``transform.prune`` by magnitude)."""
     if job.lr_dir and len(job.lr_dir) != len(job.train_dir or ()):
-        raise HarnessError(f"--lr_dir: give one LR folder per --train_dir ({len(job.train_dir or ())}), got {len(job.lr_dir)}")
-    for flag, folder in data_folders(job):
-        image_folder(folder, f"--{flag}", FOLDER_FLAGS[flag])
+        raise HarnessError(
+            f"{flag('lr_dir')}: give one LR folder per {flag('train_dir')} ({len(job.train_dir or ())}), got {len(job.lr_dir)}"
+        )
+    for name, folder in data_folders(job):
+        image_folder(folder, flag(name), FOLDER_FLAGS[name])
 
 
 def load_data_from_args(

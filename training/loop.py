@@ -60,7 +60,7 @@ from utils.fileio import atomic_write_text
 from utils.image import tensor2uint, uint2tensor4
 from utils.inference import cpu_has_native_bf16
 from utils.metrics import calculate_psnr
-from utils.settings import setting
+from utils.settings import flag, setting
 
 STATE_FORMAT = TRAINING_STATE_FORMAT
 PSNR_BORDER = 4
@@ -84,7 +84,7 @@ FALLBACK_LR = 1e-5
 def check_precision(precision: str) -> None:
     """Refuse a training precision other than fp32 and bf16."""
     if precision not in PRECISIONS:
-        raise HarnessError(f"--precision {precision}: must be one of {', '.join(PRECISIONS)}")
+        raise HarnessError(f"{flag('precision')} {precision}: must be one of {', '.join(PRECISIONS)}")
 
 
 def fast_path_default(device: str) -> tuple[str, bool]:
@@ -105,20 +105,20 @@ MAX_BATCH_SIZE = 4096  # patches per iteration and process; SR training uses 16 
 MAX_NUM_WORKERS = max(64, 4 * (os.cpu_count() or 1))  # DataLoader processes: 64 anywhere, more on larger machines
 
 
-def check_batch_size(batch_size: int, flag: str = "--batch_size") -> None:
+def check_batch_size(batch_size: int, name: str = "batch_size") -> None:
     """Refuse a batch size below 1 or above ``MAX_BATCH_SIZE``."""
     if batch_size < 1:
-        raise HarnessError(f"{flag} {batch_size}: must be at least 1")
+        raise HarnessError(f"{flag(name)} {batch_size}: must be at least 1")
     if batch_size > MAX_BATCH_SIZE:
-        raise HarnessError(f"{flag} {batch_size}: must be at most {MAX_BATCH_SIZE} (patches per iteration and process)")
+        raise HarnessError(f"{flag(name)} {batch_size}: must be at most {MAX_BATCH_SIZE} (patches per iteration and process)")
 
 
-def check_num_workers(num_workers: int, flag: str = "--num_workers") -> None:
+def check_num_workers(num_workers: int, name: str = "num_workers") -> None:
     """Refuse a negative worker count or one above ``MAX_NUM_WORKERS``."""
     if num_workers < 0:
-        raise HarnessError(f"{flag} {num_workers}: must not be negative")
+        raise HarnessError(f"{flag(name)} {num_workers}: must not be negative")
     if num_workers > MAX_NUM_WORKERS:
-        raise HarnessError(f"{flag} {num_workers}: must be at most {MAX_NUM_WORKERS} (DataLoader worker processes)")
+        raise HarnessError(f"{flag(name)} {num_workers}: must be at most {MAX_NUM_WORKERS} (DataLoader worker processes)")
 
 
 @dataclass
@@ -191,50 +191,54 @@ class TrainSettings:
         """Refuse settings out of range (one line naming the flag), before any work."""
         for name in ("iters", "val_every", "log_every"):
             if getattr(self, name) < 1:
-                raise HarnessError(f"--{name} {getattr(self, name)}: must be at least 1")
+                raise HarnessError(f"{flag(name)} {getattr(self, name)}: must be at least 1")
         check_batch_size(self.batch_size)
         check_patch_size(self.patch_size)
         for name in ("lr", "lr_after_plateau"):
             if not 0 < getattr(self, name) < math.inf:
-                raise HarnessError(f"--{name} {getattr(self, name)}: must be positive and finite")
+                raise HarnessError(f"{flag(name)} {getattr(self, name)}: must be positive and finite")
         if self.plateau_patience < 0:
-            raise HarnessError(f"--plateau_patience {self.plateau_patience}: must not be negative")
+            raise HarnessError(f"{flag('plateau_patience')} {self.plateau_patience}: must not be negative")
         check_num_workers(self.num_workers)
         for name in ("distill_weight", "feature_distill"):
             if not 0 <= getattr(self, name) < math.inf:
-                raise HarnessError(f"--{name} {getattr(self, name)}: must be at least 0 and finite")
+                raise HarnessError(f"{flag(name)} {getattr(self, name)}: must be at least 0 and finite")
         check_seed(self.seed)
         if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
-            raise HarnessError(f"--grad_clip {self.grad_clip}: must be positive and finite")
+            raise HarnessError(f"{flag('grad_clip')} {self.grad_clip}: must be positive and finite")
         if self.loss not in PIXEL_LOSSES:
-            raise HarnessError(f"--loss {self.loss}: must be one of {', '.join(PIXEL_LOSSES)}")
+            raise HarnessError(f"{flag('loss')} {self.loss}: must be one of {', '.join(PIXEL_LOSSES)}")
         check_precision(self.precision)
         if self.precision == "bf16" and self.amp:
-            raise HarnessError("--amp (float16) and --precision bf16: give one of them")
+            raise HarnessError(f"{flag('amp')} (float16) and {flag('precision')} bf16: give one of them")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise HarnessError(f"--ema_decay {self.ema_decay}: must be at least 0 (off) and below 1")
+            raise HarnessError(f"{flag('ema_decay')} {self.ema_decay}: must be at least 0 (off) and below 1")
         if self.select not in SELECTIONS:
-            raise HarnessError(f"--select {self.select}: must be one of {', '.join(SELECTIONS)}")
+            raise HarnessError(f"{flag('select')} {self.select}: must be one of {', '.join(SELECTIONS)}")
         if self.schedule not in SCHEDULES:
-            raise HarnessError(f"--schedule {self.schedule}: must be one of {', '.join(SCHEDULES)}")
+            raise HarnessError(f"{flag('schedule')} {self.schedule}: must be one of {', '.join(SCHEDULES)}")
         if self.warmup < 0:
-            raise HarnessError(f"--warmup {self.warmup}: must not be negative")
+            raise HarnessError(f"{flag('warmup')} {self.warmup}: must not be negative")
         if not 0 < self.min_lr < math.inf:
-            raise HarnessError(f"--min_lr {self.min_lr}: must be positive and finite")
+            raise HarnessError(f"{flag('min_lr')} {self.min_lr}: must be positive and finite")
         if self.schedule == "cosine" and self.min_lr > self.lr:
-            raise HarnessError(f"--min_lr {self.min_lr:g}: must not exceed --lr {self.lr:g} (the cosine falls to it)")
+            raise HarnessError(
+                f"{flag('min_lr')} {self.min_lr:g}: must not exceed {flag('lr')} {self.lr:g} (the cosine falls to it)"
+            )
         for name in ("minutes", "snapshot_minutes"):
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
-                raise HarnessError(f"--{name} {value}: must be positive and finite")
+                raise HarnessError(f"{flag(name)} {value}: must be positive and finite")
         if self.schedule == "cosine" and self.minutes is None and self.warmup >= self.iters:
             raise HarnessError(
-                f"--warmup {self.warmup}: must be below --iters {self.iters} (the cosine falls from --lr after the warm-up; "
+                f"{flag('warmup')} {self.warmup}: must be below {flag('iters')} {self.iters} (the cosine falls from "
+                f"{flag('lr')} after the warm-up; "
                 "this one would never reach it)"
             )
         if self.snapshot_minutes is not None and self.minutes is not None and self.snapshot_minutes >= self.minutes:
             raise HarnessError(
-                f"--snapshot_minutes {self.snapshot_minutes:g}: must be below --minutes {self.minutes:g} (no snapshot would "
+                f"{flag('snapshot_minutes')} {self.snapshot_minutes:g}: must be below {flag('minutes')} {self.minutes:g} "
+                "(no snapshot would "
                 "be written before the run ends; OUT_last.pth holds its end weights)"
             )
 
@@ -453,21 +457,24 @@ def check_teacher_cache(settings: TrainSettings, has_teacher: bool) -> None:
     (without one it would change nothing)."""
     if settings.teacher_x8 and (not has_teacher or settings.distill_weight <= 0):
         raise HarnessError(
-            "--teacher_x8: no teacher's SR to ensemble; it needs a --teacher and --distill_weight above 0 (or turn "
+            f"{flag('teacher_x8')}: no teacher's SR to ensemble; it needs a {flag('teacher')} and {flag('distill_weight')} "
+            "above 0 (or turn "
             "teacher_x8 off)"
         )
     if settings.teacher_x8 and settings.feature_distill > 0:
-        raise HarnessError("--teacher_x8: feature distillation pairs the plain teacher's block outputs; give one")
+        raise HarnessError(f"{flag('teacher_x8')}: feature distillation pairs the plain teacher's block outputs; give one")
     if not settings.teacher_cache:
         return
     if not has_teacher or settings.distill_weight <= 0:
         raise HarnessError(
-            "--teacher_cache: nothing to cache; it needs a --teacher and --distill_weight above 0 (or turn teacher_cache off)"
+            f"{flag('teacher_cache')}: nothing to cache; it needs a {flag('teacher')} and {flag('distill_weight')} above 0 "
+            "(or turn teacher_cache off)"
         )
     if settings.feature_distill > 0:
         raise HarnessError(
-            "--teacher_cache: feature distillation needs the teacher's block outputs on each patch; turn teacher_cache off "
-            "or give --feature_distill 0"
+            f"{flag('teacher_cache')}: feature distillation needs the teacher's block outputs on each patch; turn "
+            "teacher_cache off "
+            f"or give {flag('feature_distill')} 0"
         )
 
 
@@ -475,7 +482,8 @@ def check_feature_distill(model: nn.Module, teacher: nn.Module | None) -> None:
     """Feature distillation pairs the branch model's four block outputs with the official RFDN's B1..B4."""
     if not getattr(model, "HAS_BLOCK_FEATURES", False) or not isinstance(teacher, RFDN):
         raise HarnessError(
-            "--feature_distill > 0 needs a branch-model SRC and the official RFDN as --teacher (their B1..B4 outputs are paired)"
+            f"{flag('feature_distill')} > 0 needs a branch-model SRC and the official RFDN as {flag('teacher')} (their "
+            "B1..B4 outputs are paired)"
         )
 
 
@@ -517,7 +525,8 @@ def check_schedule_settings(schedule: str, given: Iterable[str]) -> None:
         needs = SCHEDULE_SETTINGS.get(name)
         if needs is not None and needs != schedule:
             raise HarnessError(
-                f"--{name}: only with --schedule {needs} (the {schedule} schedule does not read it, so it would do nothing)"
+                f"{flag(name)}: only with {flag('schedule')} {needs} (the {schedule} schedule does not read it, so it would "
+                "do nothing)"
             )
 
 
@@ -565,9 +574,11 @@ class _Trainer:
         if train_set.patch_size != settings.patch_size:
             raise ValueError(f"train_set has patch size {train_set.patch_size}, settings {settings.patch_size}")
         if settings.distill_weight > 0 and teacher is None:
-            raise HarnessError("--distill_weight > 0 needs a --teacher")
+            raise HarnessError(f"{flag('distill_weight')} > 0 needs a {flag('teacher')}")
         if settings.select == "worst_gap" and teacher is None:
-            raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
+            raise HarnessError(
+                f"{flag('select')} worst_gap needs a {flag('teacher')} (the reference each validation group is measured against)"
+            )
         if settings.feature_distill > 0:
             check_feature_distill(model, teacher)
         check_teacher_cache(settings, teacher is not None)
@@ -797,7 +808,7 @@ class _Trainer:
         record: dict[str, Any] = {"iter": self.iteration, "lr": self.optimizer.param_groups[0]["lr"]}
         if count:
             if not math.isfinite(sums[0]):
-                raise HarnessError(f"training diverged: the loss is {sums[0]} at iteration {self.iteration}; lower --lr")
+                raise HarnessError(f"training diverged: the loss is {sums[0]} at iteration {self.iteration}; lower {flag('lr')}")
             record["loss"] = sums[0] / count
             record[self.settings.loss] = sums[1] / count  # the loss to HR, under its name ("l1" or "l2")
             if self.distilling:

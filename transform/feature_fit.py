@@ -44,7 +44,7 @@ from utils.image import uint2tensor4
 from utils.inference import resolve_device
 from utils.model_io import load_model, read_flag_checkpoint
 from utils.provenance import stage_record
-from utils.settings import job_defaults
+from utils.settings import flag, job_defaults
 
 NEW_BRANCHES = (2, 3, 4)
 # The TrainSettings that feature fitting takes (its own defaults: ``add_arguments``).
@@ -133,7 +133,7 @@ def fit_features(
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = feature_loss(model, rfdn, batch).float()
         if not math.isfinite(loss.item()):  # as the training loop stops: no unfitted or broken weights written
-            raise HarnessError(f"training diverged: the feature loss is {loss.item()} at iteration {step}; lower --lr")
+            raise HarnessError(f"training diverged: the feature loss is {loss.item()} at iteration {step}; lower {flag('lr')}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -156,22 +156,23 @@ def _lr_batches(loader: DataLoader, device: torch.device) -> Iterator[torch.Tens
 
 def _check_arguments(job: FeatureFitJob) -> None:
     """Refuse impossible settings before any work."""
-    for flag in ("iters", "log_every"):
-        if getattr(job, flag) < 1:
-            raise HarnessError(f"--{flag} {getattr(job, flag)}: must be at least 1")
+    for name in ("iters", "log_every"):
+        if getattr(job, name) < 1:
+            raise HarnessError(f"{flag(name)} {getattr(job, name)}: must be at least 1")
     check_batch_size(job.batch_size)
     check_patch_size(job.patch_size)
     check_seed(job.seed)
     if not 0 < job.lr < math.inf:
-        raise HarnessError(f"--lr {job.lr}: must be positive and finite")
+        raise HarnessError(f"{flag('lr')} {job.lr}: must be positive and finite")
     fill_fast_path(job)
     check_precision(job.precision)
     if not job.train_dir:
-        raise HarnessError("--train_dir: feature fitting needs training images (never the benchmark sets)")
+        raise HarnessError(f"{flag('train_dir')}: feature fitting needs training images (never the benchmark sets)")
     if job.teacher is not None:
         raise HarnessError(
-            f"--teacher {job.teacher}: feature fitting distils from no teacher (its targets are the features of --rfdn); "
-            "leave --teacher out"
+            f"{flag('teacher')} {job.teacher}: feature fitting distils from no teacher (its targets are the features of "
+            f"{flag('rfdn')}); "
+            f"leave {flag('teacher')} out"
         )
     fill_data_defaults(job)
 
@@ -181,10 +182,10 @@ def _run(job: FeatureFitJob) -> None:
     device = resolve_device(job.device)
     parent = read_stage_input(job.src, ("branch",), "feature fitting")
     model = load_model(parent, job.src)
-    rfdn_checkpoint = read_flag_checkpoint(job.rfdn, "--rfdn")
+    rfdn_checkpoint = read_flag_checkpoint(job.rfdn, flag("rfdn"))
     if rfdn_checkpoint.arch != "rfdn":
-        raise HarnessError(f"--rfdn {job.rfdn}: is a {rfdn_checkpoint.arch!r} checkpoint; expected the official RFDN")
-    rfdn = load_model(rfdn_checkpoint, f"--rfdn {job.rfdn}").eval()
+        raise HarnessError(f"{flag('rfdn')} {job.rfdn}: is a {rfdn_checkpoint.arch!r} checkpoint; expected the official RFDN")
+    rfdn = load_model(rfdn_checkpoint, f"{flag('rfdn')} {job.rfdn}").eval()
     seed_everything(job.seed)
     data = load_data_from_args(job, patch_size=job.patch_size, seed=job.seed, data_range=parent.data_range, scale=parent.scale)
     loader = DataLoader(data.train, batch_size=job.batch_size, sampler=PatchSampler(0, job.iters, job.batch_size))

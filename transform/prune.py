@@ -60,7 +60,7 @@ from utils.inference import resolve_device
 from utils.model_io import load_model, load_teacher
 from utils.model_summary import summarize
 from utils.provenance import stage_record
-from utils.settings import add_flags, job_defaults, setting, setting_names
+from utils.settings import add_flags, flag, job_defaults, setting, setting_names
 
 # LR pixels of the tracing input. ESA needs at least 15; the traced graph, and so the pruning, does not depend on
 # the size, while each trace (several per frontier plan check) costs about four times as much at 64.
@@ -212,9 +212,12 @@ def prune(
     get below it is refused before any step.
     """
     if importance not in IMPORTANCES:
-        raise HarnessError(f"--importance {importance}: expected one of {', '.join(IMPORTANCES)}")
+        raise HarnessError(f"{flag('importance')} {importance}: expected one of {', '.join(IMPORTANCES)}")
     if importance == "taylor" and calibration is None:
-        raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
+        raise HarnessError(
+            f"{flag('importance')} taylor needs calibration patches: give {flag('train_dir')}, or use {flag('importance')} "
+            "magnitude"
+        )
     budget = target_params is not None or target_flops is not None
     start = figures(model)
     history = [{"step": 0, **start}]
@@ -274,8 +277,9 @@ def check_round_to(ratio: float, round_to: int | None, at_ratio: dict[str, float
     (ends at ``start``, the input's figures)."""
     if round_to is not None and at_ratio == start:
         raise HarnessError(
-            f"--round_to {round_to}: at --ratio {ratio} no layer loses a whole multiple of {round_to} channels, so "
-            "nothing would be pruned; lower --round_to"
+            f"{flag('round_to')} {round_to}: at {flag('ratio')} {ratio} no layer loses a whole multiple of {round_to} "
+            "channels, so "
+            f"nothing would be pruned; lower {flag('round_to')}"
         )
 
 
@@ -291,12 +295,14 @@ def _check_reachable(
     if not smaller(at_ratio, bound):
         converted = f"; pruning works on its dense form, {describe(pruning_form)}" if smaller(bound, pruning_form) else ""
         raise HarnessError(
-            f"--ratio {ratio} gives {describe(at_ratio)}, not smaller than the input ({describe(bound)}{converted}): "
-            "give a higher --ratio (with --target_params / --target_flops the steps stop once within the budget)"
-            + (", or prune a dense merge (transform.reparam --form dense)" if converted else "")
+            f"{flag('ratio')} {ratio} gives {describe(at_ratio)}, not smaller than the input ({describe(bound)}{converted}): "
+            f"give a higher {flag('ratio')} (with {flag('target_params')} / {flag('target_flops')} the steps stop once "
+            "within the budget)" + (f", or prune a dense merge ({flag('form', 'transform.reparam')} dense)" if converted else "")
         )
     if not within_budget(at_ratio, target_params, target_flops):
-        raise HarnessError(f"budget not reached at --ratio {ratio}: its last step gives {describe(at_ratio)}; raise --ratio")
+        raise HarnessError(
+            f"budget not reached at {flag('ratio')} {ratio}: its last step gives {describe(at_ratio)}; raise {flag('ratio')}"
+        )
 
 
 def auto_importance(job: PruneJob) -> str:
@@ -350,7 +356,7 @@ def _finetuner(job: PruneJob, data: TrainData | None, teacher: nn.Module | None)
     if job.finetune_iters == 0:
         return None
     if data is None:
-        raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
+        raise HarnessError(f"{flag('finetune_iters')} needs {flag('train_dir')} (training images; never the benchmark sets)")
 
     def finetune(model: nn.Module, step: int) -> None:
         freeze_helpers(model)
@@ -366,14 +372,14 @@ def _finetuner(job: PruneJob, data: TrainData | None, teacher: nn.Module | None)
 def _check_arguments(job: PruneJob) -> None:
     """Refuse impossible settings before any work."""
     if not 0 < job.ratio < 1:
-        raise HarnessError(f"--ratio {job.ratio}: must be in (0, 1)")
-    for flag in ("steps", "calibration_patches", "round_to"):
-        value = getattr(job, flag)
+        raise HarnessError(f"{flag('ratio')} {job.ratio}: must be in (0, 1)")
+    for name in ("steps", "calibration_patches", "round_to"):
+        value = getattr(job, name)
         if value is not None and value < 1:
-            raise HarnessError(f"--{flag} {value}: must be at least 1")
+            raise HarnessError(f"{flag(name)} {value}: must be at least 1")
     if job.calibration_patches is not None and job.calibration_patches > MAX_CALIBRATION_PATCHES:
         raise HarnessError(
-            f"--calibration_patches {job.calibration_patches}: must be at most {MAX_CALIBRATION_PATCHES} (they are held "
+            f"{flag('calibration_patches')} {job.calibration_patches}: must be at most {MAX_CALIBRATION_PATCHES} (they are held "
             "in memory: 4096 patches of 48 LR pixels take about 2 GB)"
         )
     if job.batch_size is not None:
@@ -381,18 +387,21 @@ def _check_arguments(job: PruneJob) -> None:
     check_patch_size(job.patch_size)
     check_seed(job.seed)
     if job.finetune_iters < 0:
-        raise HarnessError(f"--finetune_iters {job.finetune_iters}: must not be negative")
-    for flag in ("target_params", "target_flops"):
-        value = getattr(job, flag)
+        raise HarnessError(f"{flag('finetune_iters')} {job.finetune_iters}: must not be negative")
+    for name in ("target_params", "target_flops"):
+        value = getattr(job, name)
         if value is not None and not 0 < value < math.inf:
-            raise HarnessError(f"--{flag} {value}: must be positive and finite")
+            raise HarnessError(f"{flag(name)} {value}: must be positive and finite")
     if job.importance not in ("auto", *IMPORTANCES):
-        raise HarnessError(f"--importance {job.importance}: expected auto, {' or '.join(IMPORTANCES)}")
+        raise HarnessError(f"{flag('importance')} {job.importance}: expected auto, {' or '.join(IMPORTANCES)}")
     job.importance = auto_importance(job)
     if job.importance == "taylor" and not job.train_dir:
-        raise HarnessError("--importance taylor needs calibration patches: give --train_dir, or use --importance magnitude")
+        raise HarnessError(
+            f"{flag('importance')} taylor needs calibration patches: give {flag('train_dir')}, or use {flag('importance')} "
+            "magnitude"
+        )
     if job.finetune_iters and not job.train_dir:
-        raise HarnessError("--finetune_iters needs --train_dir (training images; never the benchmark sets)")
+        raise HarnessError(f"{flag('finetune_iters')} needs {flag('train_dir')} (training images; never the benchmark sets)")
     resolve_device(job.device)  # refuses cuda on a machine without it
     fill_fast_path(job)
     if job.finetune_iters:

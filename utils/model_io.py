@@ -10,6 +10,7 @@ import torch.nn as nn
 from models.registry import UnknownArchitectureError, build_model
 from utils.checkpoint import ModelCheckpoint, load_state, read_model_checkpoint
 from utils.errors import HarnessError, first_line
+from utils.settings import flag
 
 
 def load_model(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> nn.Module:
@@ -43,11 +44,12 @@ def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
 
 def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
     """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range."""
-    checkpoint = read_flag_checkpoint(path, "--teacher")
-    teacher = load_model(checkpoint, f"--teacher {path}")
+    label = flag("teacher")
+    checkpoint = read_flag_checkpoint(path, label)
+    teacher = load_model(checkpoint, f"{label} {path}")
     if (checkpoint.scale, checkpoint.data_range) != (student.scale, student.data_range):
         raise HarnessError(
-            f"--teacher {path}: x{checkpoint.scale} on [0, {checkpoint.data_range:g}] does not match the student's "
+            f"{label} {path}: x{checkpoint.scale} on [0, {checkpoint.data_range:g}] does not match the student's "
             f"x{student.scale} on [0, {student.data_range:g}]"
         )
     return teacher.eval()

@@ -3,25 +3,53 @@ flag, the config file's key and the stage function's argument.
 
 ``setting(default, help)`` declares a field; ``add_flags`` declares its ``--name`` flag; ``optional_section`` derives
 the config section of a settings class: the same names, each ``None`` (not given: the stage's default applies, or on
-a resumed training the resumed run's value).
+a resumed training the resumed run's value). A check's message names a setting with ``flag(name)``: ``--name`` from a
+command line, the config file's key where the config reader checks its settings under ``named_as``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from utils.errors import HarnessError
 
+Naming = Callable[[str, "str | None"], str]
 
-def setting(default: Any, help: str, **flag: Any) -> Any:
-    """A dataclass field that is a user setting; ``flag`` holds extra ``add_argument`` keywords (``choices``)."""
-    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+
+def command_line_name(name: str, command: str | None = None) -> str:
+    """``--name``; with ``command``, a setting of another command: ``transform.reparam --form``."""
+    return f"--{name}" if command is None else f"{command} --{name}"
+
+
+_naming: contextvars.ContextVar[Naming] = contextvars.ContextVar("naming", default=command_line_name)
+
+
+def flag(name: str, command: str | None = None) -> str:
+    """Setting ``name`` as the user gave it: ``--name`` on a command line, or as ``named_as`` says (a config key)."""
+    return _naming.get()(name, command)
+
+
+@contextlib.contextmanager
+def named_as(naming: Naming) -> Iterator[None]:
+    """Within it, ``flag`` names settings by ``naming(name, command)`` (``command``: another command's setting)."""
+    token = _naming.set(naming)
+    try:
+        yield
+    finally:
+        _naming.reset(token)
+
+
+def setting(default: Any, help: str, **argument: Any) -> Any:
+    """A dataclass field that is a user setting; ``argument`` holds extra ``add_argument`` keywords (``choices``)."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": argument})
 
 
 def setting_names(cls: type) -> tuple[str, ...]:
