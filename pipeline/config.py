@@ -408,7 +408,7 @@ def check_data(data: DataSection) -> None:
     if data.val_crop is not None and data.val_crop < SCALE:
         raise HarnessError(f"data.val_crop {data.val_crop}: must be at least {SCALE} (HR pixels)")
     # the weights' count is checked by the stage that trains: a training phase may give other extra_train_dir
-    check_sampling(data.mix, data.flat_threshold, len(data.mix or ()), "data.")
+    run_stage_check(lambda: check_sampling(data.mix, data.flat_threshold, len(data.mix or ())), "data")
     if data.val_seed is not None and data.val_seed < 0:
         raise HarnessError(f"data.val_seed {data.val_seed}: must not be negative")
 

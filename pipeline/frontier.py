@@ -26,7 +26,7 @@ import shlex
 from pathlib import Path
 
 from models.helpers import HelperPRFDN
-from pipeline.config import FrontierPoint, PipelineConfig, parse_config
+from pipeline.config import FrontierPoint, PipelineConfig, config_keys, parse_config
 from pipeline.run import (
     Step,
     check_devices,
@@ -47,6 +47,7 @@ from utils.cli import ArgumentParser, run_command
 from utils.errors import HarnessError
 from utils.fileio import check_distinct, check_output_file, exclusive_run
 from utils.model_io import load_model
+from utils.settings import named_as
 
 
 def merged_input(config: PipelineConfig) -> Path:
@@ -110,10 +111,9 @@ def check_kept_pruning(step: Step, point: FrontierPoint) -> None:
 
 
 def planned_size(model: HelperPRFDN, bound: dict[str, float], job: prune.PruneJob, where: str) -> dict[str, float]:
-    try:
+    """Where a pruning of ``job`` ends, its refusal naming the config's keys of section ``where``."""
+    with named_as(config_keys(where)):
         return prune.planned_with(model, bound, job)
-    except HarnessError as err:
-        raise HarnessError(f"{where}: {err}") from None
 
 
 def check_plans(config: PipelineConfig, points: list[FrontierPoint], steps: dict[str, list[Step]], source: Path) -> None:

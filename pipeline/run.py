@@ -315,7 +315,9 @@ def check_training_data(pending: list[Step], force: bool = False, accept_data_ch
         state = resumed_state(step, force)
         if state is not None:
             train_prfdn.resolve_data_args(job, state["run"]["data_args"])  # the flags the resumed run reads
-        fill_data_defaults(job)
+        section = STAGE_SECTIONS.get(step.stage, step.stage)
+        with named_as(config_keys(section)):
+            fill_data_defaults(job)
         key = (
             *data_folders(job),
             job.val_fraction,
@@ -326,7 +328,6 @@ def check_training_data(pending: list[Step], force: bool = False, accept_data_ch
             tuple(job.scale_aug or ()),
         )
         if key not in loaded:
-            section = STAGE_SECTIONS.get(step.stage, step.stage)
             try:  # what the loader says as it loads, the stage says
                 with contextlib.redirect_stderr(io.StringIO()), named_as(config_keys(section)):
                     loaded[key] = load_data_from_args(

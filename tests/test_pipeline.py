@@ -524,6 +524,7 @@ def test_a_loop_of_links_for_a_data_folder_is_one_line(
         ("final_tuning", {"ema_decay": 1}, "final_tuning.ema_decay 1.0: must be at least 0 (off) and below 1"),
         ("final_training", {"teacher_cache": True}, "final_training.teacher_cache: nothing to cache; it needs a data.teacher"),
         ("data", {"val_fraction": 1}, "data.val_fraction 1: must be in [0, 1)"),
+        ("data", {"mix": [1, 1]}, "data.mix: give one weight per training folder (data.train_dir, then data.extra_train_dir: 1)"),
         ("branch_training", {"seed": -1}, "branch_training.seed -1: must not be negative"),
         ("branch_training", {"distill_weight": 1}, "branch_training.distill_weight 1: needs data.teacher"),
         ("final_tuning", {"min_lr": 1e-6}, "final_tuning.min_lr: only with final_tuning.schedule cosine"),
@@ -787,6 +788,12 @@ def test_frontier_points_prune_the_merged_network_to_their_budgets(
     assert run_frontier.main([str(tiny_run), "--only", "half", "--force"]) == 2
     assert "frontier[0] (half): its pruning ends at step 1 with" in capsys.readouterr().err
     assert sorted((path, path.stat().st_mtime_ns) for path in (points / "half").iterdir()) == before  # nothing written
+    config["frontier"][0]["prune"]["round_to"] = 512  # a rounding that prunes nothing: refused in the point's keys
+    tiny_run.write_text(json.dumps(config))
+    assert run_frontier.main([str(tiny_run), "--only", "half", "--force"]) == 2
+    assert "frontier[0].prune.round_to 512: at frontier[0].prune.ratio 0.3 no layer loses" in capsys.readouterr().err
+    del config["frontier"][0]["prune"]["round_to"]
+    tiny_run.write_text(json.dumps(config))
 
     (tmp_path / "work" / "merged.pth").unlink()
     assert run_frontier.main([str(tiny_run), "--only", "half", "--force"]) == 2  # refused before any work

@@ -359,20 +359,19 @@ def holdout_split(names: Sequence[str], fraction: float, seed: int) -> set[str]:
     return {ordered[i] for i in order[:count]}
 
 
-def check_sampling(mix: Sequence[float] | None, flat_threshold: float | None, folders: int, where: str = "--") -> None:
+def check_sampling(mix: Sequence[float] | None, flat_threshold: float | None, folders: int) -> None:
     """``mix``: one finite weight >= 0 per training folder, not all 0; ``flat_threshold``: finite, >= 0."""
     if mix is not None:
         if len(mix) != folders:
             raise HarnessError(
-                f"{where}mix: give one weight per training folder ({flag('train_dir')}, then {flag('extra_train_dir')}: "
-                f"{folders}), "
-                f"got {len(mix)}"
+                f"{flag('mix')}: give one weight per training folder ({flag('train_dir')}, then "
+                f"{flag('extra_train_dir')}: {folders}), got {len(mix)}"
             )
         if not all(math.isfinite(w) and w >= 0 for w in mix) or sum(mix) <= 0:
-            raise HarnessError(f"{where}mix {' '.join(f'{w:g}' for w in mix)}: weights must be finite, at least 0, not all 0")
+            raise HarnessError(f"{flag('mix')} {' '.join(f'{w:g}' for w in mix)}: weights must be finite, at least 0, not all 0")
     if flat_threshold is not None and not (math.isfinite(flat_threshold) and 0 <= flat_threshold < MAX_GRADIENT_ENERGY):
         raise HarnessError(
-            f"{where}flat_threshold {flat_threshold}: must be at least 0 (0: off) and below {MAX_GRADIENT_ENERGY} (the "
+            f"{flag('flat_threshold')} {flat_threshold}: must be at least 0 (0: off) and below {MAX_GRADIENT_ENERGY} (the "
             "gradient energy of 0-255 images is below it, so every patch would count as flat)"
         )
 
