@@ -24,7 +24,7 @@ an interrupted run of it; once every stage is done, the output and the training 
 ``--from`` to use there.
 
 Nothing runs before everything is checked (one line naming the key or file, exit code 2): the config's keys,
-types and ranges and every stage's flags (``pipeline_config.py``); then, for the stages to run, their inputs (the
+types and ranges and every stage's flags (``pipeline/config.py``); then, for the stages to run, their inputs (the
 RFDN, the data folders, the teacher), that ``work_dir`` and ``output`` can be written, that ``output`` is not an
 input, the config or one of the run's own stage files, and that a stage set to ``cuda`` has it.
 """

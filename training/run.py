@@ -1,4 +1,4 @@
-"""Fine-tune a checkpoint of any PRFDN stage (RFDN, branch, prfdn, prfdn_helpers) on folders of HR images.
+"""Fine-tune a checkpoint of any stage (RFDN, branch, prfdn, prfdn_helpers, rfdn_chain) on folders of HR images.
 
     python train_prfdn.py SRC.pth OUT.pth --train_dir D [D ...] [--val_dir V | --val_fraction F]
     python train_prfdn.py SRC.pth OUT.pth --train_dir D --teacher team00_rfdn.pth --distill_weight 1
@@ -487,6 +487,7 @@ def parse_args(argv: list[str] | None = None) -> TrainJob:
         unlisted=RARE_SETTINGS,
         default_text={
             "lr": "1e-5 branch, 1e-6 prfdn*, 1e-5 other",
+            "iters": "10000; with --minutes, no bound but the time",
             "distill_weight": "1 with --teacher, else 0",
             "device": "cuda when available",
             "grad_clip": "off",
