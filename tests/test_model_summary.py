@@ -2,7 +2,7 @@ import torch
 import torch.nn as nn
 
 from models.team00_RFDN import RFDN
-from utils.model_summary import count_parameters, summarize
+from utils.model_summary import _summarize, count_parameters, structure_key, summarize
 
 
 def test_hand_counted_network() -> None:
@@ -79,3 +79,18 @@ def test_hooks_of_the_model_see_one_real_pass_and_lazy_modules_are_counted() -> 
     lazy = nn.Sequential(nn.LazyConv2d(4, 3, padding=1))  # no weights until a real pass
     s = summarize(lazy, (3, 8, 8))
     assert (s.flops, s.num_parameters) == (3 * 3 * 3 * 4 * 64, 3 * 9 * 4 + 4)
+
+
+def test_a_network_counted_again_by_its_structure_gives_the_same_figures() -> None:
+    """Summaries are kept by structure: other weights share one, another stride or width does not."""
+    torch.manual_seed(0)
+    first, second = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(3, 8, 3, padding=1)
+    strided = nn.Conv2d(3, 8, 3, padding=1, stride=2)  # the same weight shape, a quarter of the positions
+    wider = nn.Conv2d(3, 16, 3, padding=1)
+    assert structure_key(first) == structure_key(second) != structure_key(strided)
+    assert summarize(first, (3, 16, 16)) == summarize(second, (3, 16, 16))
+    assert summarize(strided, (3, 16, 16)).flops * 4 == summarize(first, (3, 16, 16)).flops
+    assert summarize(wider, (3, 16, 16)).flops == 2 * summarize(first, (3, 16, 16)).flops
+    assert summarize(first, (3, 8, 8)).flops * 4 == summarize(first, (3, 16, 16)).flops  # per input size
+    rfdn = RFDN()
+    assert summarize(rfdn, (3, 32, 32)) == summarize(RFDN(), (3, 32, 32)) == _summarize(rfdn, (3, 32, 32))

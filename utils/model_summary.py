@@ -19,7 +19,10 @@ counted at all). The rules of the official ``utils/model_summary.py``, restated:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +31,7 @@ import torch.nn as nn
 OFFICIAL_INPUT_DIM = (3, 256, 256)
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
+_CACHE_SIZE = 256  # summaries kept per process, by structure: a pruning schedule traced twice is counted once
 _ELEMENTWISE_TYPES = (nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6)
 
 
@@ -68,7 +72,44 @@ def summarize(model: nn.Module, input_dim: tuple[int, int, int] = OFFICIAL_INPUT
     ``meta`` device (no memory, no arithmetic: a wide network is counted in a fraction of a second). A real pass
     counts instead when the model has hooks of its own (they would see the copy's tensors) or when its forward
     needs real values (``.item()``, lazy or scripted modules): any error of the ``meta`` pass. A forward that
-    branches on its input's device sees the device ``meta`` (count such a model on a copy without that branch)."""
+    branches on its input's device sees the device ``meta`` (count such a model on a copy without that branch).
+    Summaries are kept by the model's structure (``structure_key``), so a network counted again is not run again."""
+    if _has_user_hooks(model):
+        return _summarize(model, input_dim)
+    key = (tuple(input_dim), structure_key(model))
+    if key not in _summaries:
+        _summaries[key] = _summarize(model, input_dim)
+        if len(_summaries) > _CACHE_SIZE:
+            _summaries.popitem(last=False)
+    _summaries.move_to_end(key)
+    return _summaries[key]
+
+
+_summaries: OrderedDict[tuple, ModelSummary] = OrderedDict()
+
+
+def structure_key(model: nn.Module) -> Hashable:
+    """What the counts depend on, and nothing else: every submodule's name, class, ``extra_repr`` (a conv's stride,
+    padding, dilation, groups) and plain attributes (widths, flags, config dataclasses), and the shape and dtype of
+    its own parameters and buffers. Two modules with the same key run the same forward on the same shapes."""
+    key = []
+    for name, module in model.named_modules():
+        attributes = tuple(
+            (attr, repr(value))
+            for attr, value in sorted(vars(module).items())
+            if not attr.startswith("_")
+            and (isinstance(value, (bool, int, float, str, tuple, type(None))) or dataclasses.is_dataclass(value))
+        )
+        tensors = tuple(
+            (tensor_name, tuple(tensor.shape), str(tensor.dtype))
+            for tensor_name, tensor in (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False))
+            if tensor is not None
+        )
+        key.append((name, type(module).__module__, type(module).__qualname__, module.extra_repr(), attributes, tensors))
+    return tuple(key)
+
+
+def _summarize(model: nn.Module, input_dim: tuple[int, int, int]) -> ModelSummary:
     counts = None
     if not _has_user_hooks(model):
         try:
