@@ -211,10 +211,10 @@ def test_whole_run_on_fake_packages(fake_debs: Path, tmp_path: Path, capsys: pyt
     out = tmp_path / "free"
     quick = ["--procedural_count", "1", "--procedural_size", "192"]
     assert ffi.main(["--out", str(out), "--debs", str(fake_debs), "--train_count", "5", *quick]) == 0
-    assert "structured_val/ 18, clipart_train/ 5, val/ " in capsys.readouterr().out
+    assert "structured_val/ 20, clipart_train/ 5, val/ " in capsys.readouterr().out
     val = sorted(p.name for p in (out / "structured_val").iterdir())
     train = sorted(p.name for p in (out / "clipart_train").iterdir())
-    assert len(val) == 18 and len(train) == 5
+    assert len(val) == 20 and len(train) == 5
     assert "opencv_building.png" in val and "skimage_brick.png" in val and "clipart_d0__x00_blank.png" not in val
     assert sum(n.startswith("clipart_") for n in val) == 8 and not set(val) & set(train)
     assert not any("small" in n or "blank" in n for n in val + train)
@@ -224,7 +224,7 @@ def test_whole_run_on_fake_packages(fake_debs: Path, tmp_path: Path, capsys: pyt
     sources = (out / "SOURCES.md").read_text()
     assert "| opencv-doc | 4.6.0+dfsg-12 |" in sources and "| openclipart-png | 1:0.18+dfsg-19 |" in sources
     assert f"--debs {fake_debs} --train_count 5 --procedural_count 1" in sources
-    assert sources.count("| structured_val/") == 18 and sources.count("| clipart_train/") == 5
+    assert sources.count("| structured_val/") == 20 and sources.count("| clipart_train/") == 5
     assert "`usr/share/doc/opencv-doc/examples/text/scenetext04.jpg` | Apache-2.0 AND BSD-3-Clause" in sources
 
     # the content: textures (maps, blurred and other folders left out) and wallpapers, a share held out in val/

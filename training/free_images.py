@@ -86,7 +86,11 @@ LICENSES = {
     OPENCV: ("License: Apache-2.0 AND BSD-3-Clause", "Apache-2.0 AND BSD-3-Clause (debian/copyright, Files: *)"),
     CLIPART: ("Public Domain Dedication", "public domain (Creative Commons Public Domain Dedication, debian/copyright)"),
 }
-SKIMAGE_FILES = {"brick": "CC0 (CC0Textures, per skimage.data.brick)"}
+SKIMAGE_FILES = {  # three pictures, so the group's figure does not follow one picture
+    "brick": "CC0 (CC0Textures, per skimage.data.brick)",
+    "grass": "CC0 (DeviantArt, per skimage.data.grass)",
+    "gravel": "CC0 (CC0Textures, per skimage.data.gravel)",
+}
 VAL_CLIPART, VAL_MAX_SIDE, VAL_MIN_SIDE = 8, 512, 192
 TRAIN_MAX_SIDE, TRAIN_MIN_SIDE = 1024, 256
 INK_LEVEL, MIN_INK = 224, 0.02  # a pixel is ink when some channel is below INK_LEVEL
