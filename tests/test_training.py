@@ -609,6 +609,23 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
         return args, f"OUT_snapshot {train_prfdn.snapshot_path(out)}: is a folder"
     if name == "teacher_x8 without distillation":
         return [*cli_args(workdir, out), "--teacher_x8", "--distill_weight", "0"], "--teacher_x8: no teacher's SR to ensemble"
+    if name == "select_against without worst_gap":
+        return [*cli_args(workdir, out), "--select_against", str(workdir / "src.pth")], (
+            "--select_against: only with --select worst_gap (not mean)"
+        )
+    if name == "select_against missing":
+        args = [*cli_args(workdir, out), "--select", "worst_gap", "--select_against", str(tmp / "gone.pth")]
+        return args, f"--select_against {tmp / 'gone.pth'}: "
+    if name == "select_against is OUT":
+        args = [*cli_args(workdir, out), "--select", "worst_gap", "--select_against", str(out)]
+        out.write_bytes((workdir / "src.pth").read_bytes())
+        return [*args, "--overwrite"], "--select_against"
+    if name == "resume with another selection reference":  # a run that chose by the worst gap to its --teacher
+        state = torch.load(train_prfdn.output_paths(cli_run)["state"], weights_only=True)
+        state["settings"]["select"] = "worst_gap"
+        torch.save(state, paths["state"])
+        args = [*cli_args(workdir, out), "--resume", "--select_against", str(workdir / "src.pth")]
+        return args, f"--select_against {workdir / 'src.pth'}: {paths['state']} measured its validation groups against"
     if name == "worst_gap without validation images":
         args = [*cli_args(workdir, out), "--select", "worst_gap", "--val_fraction", "0"]
         return args, "--select worst_gap: needs validation images"
@@ -669,6 +686,10 @@ ERROR_CASES = [
     "snapshot path is a folder",
     "teacher_x8 without distillation",
     "worst_gap without validation images",
+    "select_against without worst_gap",
+    "select_against missing",
+    "select_against is OUT",
+    "resume with another selection reference",
 ]
 
 
@@ -967,6 +988,31 @@ def test_select_worst_gap_keeps_the_weights_whose_worst_group_is_closest_to_the_
     assert result.best_iteration == best["iter"] and result.best_psnr == pytest.approx(best["val_psnr"])
     with pytest.raises(HarnessError, match="--select worst_gap needs a --teacher"):
         fit(tiny_prfdn(), data.train, data.val, settings(select="worst_gap"))
+
+
+def test_select_against_measures_the_groups_against_the_weights_given(workdir: Path, tmp_path: Path) -> None:
+    data = load_training_data([workdir / "train"], patch_size=PATCH, val_fraction=0.25, val_crop=96)
+    start = tiny_prfdn(seed=3)
+    incumbent = copy.deepcopy(start)  # the weights in use: the start scores a gap of 0 on every group against them
+    chosen = settings(iters=4, val_every=2, select="worst_gap", select_against="incumbent.pth")
+    result = fit(start, data.train, data.val, chosen, teacher=tiny_prfdn(seed=9), reference=incumbent)
+    first = next(r for r in result.history if "val_psnr" in r)
+    assert first["iter"] == 0 and first["reference_groups"] == pytest.approx(first["val_groups"])
+    assert first["val_worst_gap"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(HarnessError, match="--select_against: only with --select worst_gap"):
+        fit(tiny_prfdn(), data.train, data.val, settings(iters=2), reference=incumbent)
+
+
+def test_cli_select_against_records_the_reference(workdir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "against.pth"
+    args = cli_args(workdir, out, "--iters", "1", "--select", "worst_gap", "--select_against", str(workdir / "src.pth"))
+    assert train_prfdn.cli(args) == 0
+    records = [json.loads(line) for line in train_prfdn.output_paths(out)["log"].read_text().splitlines()]
+    first = next(r for r in records if "val_psnr" in r)
+    assert first["val_worst_gap"] == pytest.approx(0.0, abs=1e-9)  # SRC against itself
+    state = torch.load(train_prfdn.output_paths(out)["state"], weights_only=True)
+    assert state["settings"]["select_against"] == str(workdir / "src.pth")
+    assert state["run"]["select_against_sha256"] == sha256_of(workdir / "src.pth")
 
 
 @pytest.mark.parametrize("failure", ["python", "torch", "torch, space left"])

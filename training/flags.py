@@ -33,6 +33,7 @@ RARE_SETTINGS = (
     "grad_clip",
     "warmup",
     "min_lr",
+    "select_against",
 )
 
 

@@ -184,6 +184,11 @@ class TrainSettings:
         "furthest below the --teacher, e.g. the official RFDN, whose PSNR per group is measured once at the start)",
         choices=SELECTIONS,
     )
+    select_against: str | None = setting(
+        None,
+        "with --select worst_gap: measure each validation group against this checkpoint instead of the --teacher, e.g. "
+        "the weights in use, so the weights kept are those furthest above them on their weakest group",
+    )
     validate_at_start: bool = True  # score the starting weights: the best can then be "no change"
     progress: bool = True  # tqdm bar on rank 0
 
@@ -215,6 +220,8 @@ class TrainSettings:
             raise HarnessError(f"{flag('ema_decay')} {self.ema_decay}: must be at least 0 (off) and below 1")
         if self.select not in SELECTIONS:
             raise HarnessError(f"{flag('select')} {self.select}: must be one of {', '.join(SELECTIONS)}")
+        if self.select_against is not None and self.select != "worst_gap":
+            raise HarnessError(f"{flag('select_against')}: only with {flag('select')} worst_gap (not {self.select})")
         if self.schedule not in SCHEDULES:
             raise HarnessError(f"{flag('schedule')} {self.schedule}: must be one of {', '.join(SCHEDULES)}")
         if self.warmup < 0:
@@ -569,13 +576,16 @@ class _Trainer:
         log: LogFn | None,
         save_state: Callable[[dict[str, Any]], None] | None,
         save_snapshot: Callable[[dict[str, torch.Tensor], int], None] | None = None,
+        reference: nn.Module | None = None,
     ) -> None:
         settings.check()
         if train_set.patch_size != settings.patch_size:
             raise ValueError(f"train_set has patch size {train_set.patch_size}, settings {settings.patch_size}")
         if settings.distill_weight > 0 and teacher is None:
             raise HarnessError(f"{flag('distill_weight')} > 0 needs a {flag('teacher')}")
-        if settings.select == "worst_gap" and teacher is None:
+        if reference is not None and settings.select != "worst_gap":
+            raise HarnessError(f"{flag('select_against')}: only with {flag('select')} worst_gap (not {settings.select})")
+        if settings.select == "worst_gap" and teacher is None and reference is None:
             raise HarnessError(
                 f"{flag('select')} worst_gap needs a {flag('teacher')} (the reference each validation group is measured against)"
             )
@@ -590,7 +600,9 @@ class _Trainer:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.data_range = train_set.data_range
         self.model = model.to(self.device).train()
-        self.reference = teacher.to(self.device).eval() if teacher is not None and settings.select == "worst_gap" else None
+        if reference is None and settings.select == "worst_gap":
+            reference = teacher
+        self.reference = reference.to(self.device).eval() if reference is not None else None
         if teacher is not None and settings.teacher_x8:
             teacher = SelfEnsemble(teacher)
         self.teacher = None
@@ -791,7 +803,7 @@ class _Trainer:
 
     def worst_gap(self) -> float:
         """The lowest of the validation groups' PSNR minus the reference's on the same group (``--select worst_gap``;
-        the reference is scored once, at the first validation of this process)."""
+        the reference, the teacher or ``--select_against``, is scored once, at the first validation of this process)."""
         if not self.reference_groups:
             reference_scores = psnr_scores(self.reference, self.val_set, self.data_range, self.device)
             self.reference_groups = group_means(self.val_set, reference_scores)
@@ -926,6 +938,7 @@ def fit(
     log: LogFn | None = None,
     save_state: Callable[[dict[str, Any]], None] | None = None,
     save_snapshot: Callable[[dict[str, torch.Tensor], int], None] | None = None,
+    reference: nn.Module | None = None,
 ) -> FitResult:
     """Train ``model`` in place for ``settings.iters`` iterations in all, or ``settings.minutes`` of training time
     (continuing ``state`` if given).
@@ -935,9 +948,10 @@ def fit(
     ``ema_decay`` > 0, validation, best and ``last_state_dict`` are the EMA weights.
     ``log`` gets one dict per log interval / validation (rank 0). ``save_state`` gets the resumable state at
     every validation and on interruption (rank 0); ``save_snapshot`` the evaluated weights and the iteration every
-    ``snapshot_minutes``. Raises ``TrainingInterruptedError`` after a Ctrl-C / SIGTERM.
+    ``snapshot_minutes``. ``reference``: what ``select`` worst_gap measures each validation group against (default
+    the teacher). Raises ``TrainingInterruptedError`` after a Ctrl-C / SIGTERM.
     """
-    trainer = _Trainer(model, train_set, val_set, copy.copy(settings), teacher, log, save_state, save_snapshot)
+    trainer = _Trainer(model, train_set, val_set, copy.copy(settings), teacher, log, save_state, save_snapshot, reference)
     if state is not None:
         trainer.restore(state)
     else:

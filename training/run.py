@@ -134,7 +134,7 @@ def labelled_outputs(paths: dict[str, Path]) -> dict[str, Path]:
 def check_apart_from_inputs(job: TrainJob, paths: dict[str, Path]) -> None:
     """Refuse an output that is SRC, --teacher, an image of the data folders, or another output."""
     outputs = {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(job.out)}
-    check_distinct(outputs, {"SRC": job.src, "--teacher": job.teacher})
+    check_distinct(outputs, {"SRC": job.src, "--teacher": job.teacher, "--select_against": job.select_against})
     check_apart_from_data(outputs, job)
 
 
@@ -202,6 +202,11 @@ def check_resumed_settings(state: dict[str, Any], path: Path, settings: TrainSet
         raise HarnessError(
             f"--select {settings.select}: {path} chose its best weights by --select {saved.get('select', TrainSettings.select)}; "
             "a resumed run keeps it (start a new run from its OUT_last.pth to choose by another rule)"
+        )
+    if settings.select_against != saved.get("select_against"):
+        raise HarnessError(
+            f"--select_against {settings.select_against}: {path} measured its validation groups against "
+            f"{saved.get('select_against') or 'the --teacher'}; a resumed run keeps it"
         )
 
 
@@ -408,13 +413,17 @@ def main(job: TrainJob) -> FitResult:
     check_snapshot_output(job, settings)
     if settings.distill_weight > 0 and not job.teacher:
         raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")
-    if settings.select == "worst_gap" and not job.teacher:
-        raise HarnessError("--select worst_gap needs a --teacher (the reference each validation group is measured against)")
+    if settings.select == "worst_gap" and not (job.teacher or settings.select_against):
+        raise HarnessError(
+            "--select worst_gap needs a --teacher or --select_against (the reference each validation group is measured against)"
+        )
     if settings.select == "worst_gap" and not (job.val_fraction or job.val_dir):
         raise HarnessError(
             "--select worst_gap: needs validation images (--val_dir, or --val_fraction above 0) to measure the groups on"
         )
     teacher = load_teacher(job.teacher, checkpoint) if job.teacher else None
+    against = settings.select_against
+    reference = load_teacher(against, checkpoint, "select_against") if against else None
     if settings.feature_distill > 0:
         check_feature_distill(model, teacher)
     check_teacher_cache(settings, teacher is not None)
@@ -437,6 +446,7 @@ def main(job: TrainJob) -> FitResult:
         "config": checkpoint.config,
         "teacher": job.teacher,
         "teacher_sha256": sha256_of(job.teacher) if job.teacher else None,
+        "select_against_sha256": sha256_of(against) if against else None,
         "data_args": {name: getattr(job, name) for name in DATA_FLAGS},
         "data_images": data.images,
     }
@@ -460,6 +470,7 @@ def main(job: TrainJob) -> FitResult:
             log=JsonlLog(paths["log"]) if rank == 0 else None,
             save_state=lambda st: write_state(paths["state"], st, run),
             save_snapshot=snapshot_writer(snapshot_path(job.out), checkpoint, run, data, settings),
+            reference=reference,
         )
         if rank == 0:
             for key, weights in (("best", result.best_state_dict), ("last", result.last_state_dict)):

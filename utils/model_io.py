@@ -42,9 +42,10 @@ def read_flag_checkpoint(path: str | Path, flag: str) -> ModelCheckpoint:
         raise HarnessError(f"{flag} {err}") from None
 
 
-def load_teacher(path: str, student: ModelCheckpoint) -> nn.Module:
-    """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range."""
-    label = flag("teacher")
+def load_teacher(path: str, student: ModelCheckpoint, name: str = "teacher") -> nn.Module:
+    """The teacher (the official RFDN, or any checkpoint of this project) of the student's scale and input range;
+    ``name``: the setting that gives it (``select_against``: the reference of the worst-group selection)."""
+    label = flag(name)
     checkpoint = read_flag_checkpoint(path, label)
     teacher = load_model(checkpoint, f"{label} {path}")
     if (checkpoint.scale, checkpoint.data_range) != (student.scale, student.data_range):
