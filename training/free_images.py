@@ -21,8 +21,8 @@ drawn in (``fonts-dejavu-core``, ``fonts-noto-cjk``): ``training.content``. The 
   is still at least 192 px; training drawings are downscaled so the longer side is at most 1024 px and pass when
   the shorter side is still at least 256 px. Nearly blank drawings never pass: at least 2% of the pixels must be
   ink (some channel below 224) and at least 1% edges (gray Sobel gradient magnitude above 64), in the final image.
-- scikit-image: ``brick()`` (CC0, CC0Textures), gray made 3-channel. ``text()`` (public domain) is left out:
-  it is 172 px high, under the 192 px every validation image has.
+- scikit-image: ``brick()``, ``grass()``, ``gravel()`` (CC0: CC0Textures, DeviantArt), gray made 3-channel.
+  ``text()`` (public domain) is left out: it is 172 px high, under the 192 px every validation image has.
 
 Written: OUT/structured_val/*.png (opencv_*, clipart_*, skimage_*), OUT/clipart_train/*.png (clipart_*),
 OUT/texture_train/*.png (texture_*), OUT/wallpaper_train/*.png (wallpaper_*), OUT/procedural_train/*.png (proc_*),
