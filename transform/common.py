@@ -62,7 +62,7 @@ def check_equivalent(reference: nn.Module, candidate: nn.Module, what: str, tole
     return difference
 
 
-INPUT_FLAGS = ("rfdn", "teacher")  # checkpoint flags some stages read besides SRC
+INPUT_FLAGS = ("rfdn", "teacher", "toward")  # checkpoint flags some stages read besides SRC
 
 
 # The fields every stage's job has besides its settings: ``python -m transform.<stage> SRC DST [--overwrite]``.
