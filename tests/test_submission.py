@@ -38,15 +38,25 @@ LINEAGES = {
 }
 
 
-def test_submission_provenance_goes_back_to_rfdn_through_every_stage() -> None:
-    checkpoint = read_model_checkpoint(SUBMISSION)
-    chain, stages = checkpoint.provenance, []
+def stages_back_to_rfdn(record: dict, arch: str) -> list[str]:
+    """The stages of a provenance chain, latest first, each checked: trainings and blends of two trainings
+    (``transform.interpolate``, whose other end must go back the same way), then the stages that made the network."""
+    chain, stages = record, []
     while chain:
         stages.append(chain["stage"])
+        if chain["stage"] == "interpolated":
+            stages_back_to_rfdn(chain["toward_provenance"], arch)
         chain = chain.get("parent_provenance")
-    made = LINEAGES[checkpoint.arch]
-    trainings = len(stages) - len(made)
-    assert trainings >= 1 and stages == ["train"] * trainings + made, stages
+    made = LINEAGES[arch]
+    after = stages[: len(stages) - len(made)]
+    assert stages[len(after) :] == made and "train" in after, stages
+    assert set(after) <= {"train", "interpolated"}, stages
+    return stages
+
+
+def test_submission_provenance_goes_back_to_rfdn_through_every_stage() -> None:
+    checkpoint = read_model_checkpoint(SUBMISSION)
+    stages_back_to_rfdn(checkpoint.provenance, checkpoint.arch)
 
 
 def test_committed_results_are_the_submission_scores(benchmark_dir: Path) -> None:
