@@ -619,13 +619,23 @@ def _error_case(name: str, workdir: Path, tmp: Path, cli_run: Path) -> tuple[lis
     if name == "select_against is OUT":
         args = [*cli_args(workdir, out), "--select", "worst_gap", "--select_against", str(out)]
         out.write_bytes((workdir / "src.pth").read_bytes())
-        return [*args, "--overwrite"], "--select_against"
+        return [*args, "--overwrite"], f"OUT {out}: is the same file as --select_against"
     if name == "resume with another selection reference":  # a run that chose by the worst gap to its --teacher
         state = torch.load(train_prfdn.output_paths(cli_run)["state"], weights_only=True)
         state["settings"]["select"] = "worst_gap"
         torch.save(state, paths["state"])
         args = [*cli_args(workdir, out), "--resume", "--select_against", str(workdir / "src.pth")]
         return args, f"--select_against {workdir / 'src.pth'}: {paths['state']} measured its validation groups against"
+    if name in ("resume against a replaced reference", "resume against its own output"):
+        state = torch.load(train_prfdn.output_paths(cli_run)["state"], weights_only=True)
+        reference = workdir / "src.pth" if name == "resume against a replaced reference" else paths["last"]
+        state["settings"].update(select="worst_gap", select_against=str(reference))
+        state["run"]["select_against_sha256"] = "0" * 64  # the digest of the weights the run measured against
+        torch.save(state, paths["state"])
+        if name == "resume against its own output":
+            shutil.copyfile(workdir / "src.pth", paths["last"])
+            return [*cli_args(workdir, out), "--resume"], f"OUT_last {paths['last']}: is the same file as --select_against"
+        return [*cli_args(workdir, out), "--resume"], f"--select_against {reference}: changed since {paths['state']}"
     if name == "worst_gap without validation images":
         args = [*cli_args(workdir, out), "--select", "worst_gap", "--val_fraction", "0"]
         return args, "--select worst_gap: needs validation images"
@@ -690,6 +700,8 @@ ERROR_CASES = [
     "select_against missing",
     "select_against is OUT",
     "resume with another selection reference",
+    "resume against a replaced reference",
+    "resume against its own output",
 ]
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.registry import model_config
+from models.team00_RFDN import RFDN
 from models.team13_PRFDN import PRFDN, PRFDNConfig
 from transform import interpolate
 from utils.checkpoint import ModelCheckpoint, read_model_checkpoint, save_model_checkpoint
@@ -71,15 +72,41 @@ def bad_case(name: str, start: Path, trained: Path, tmp_path: Path) -> tuple[lis
         return [str(start), str(out), "--toward", str(wide)], f"--toward {wide}: a 'prfdn' network of other widths"
     if name == "toward missing":
         return [str(start), str(out), "--toward", str(tmp_path / "gone.pth")], f"--toward {tmp_path / 'gone.pth'}: "
+    if name in ("toward without a tensor", "toward with a tensor of another shape"):
+        checkpoint = read_model_checkpoint(trained)
+        weights = dict(checkpoint.state_dict)
+        if name == "toward without a tensor":
+            del weights["head_skip.bias"]
+        else:
+            weights["head_skip.bias"] = weights["head_skip.bias"][:1]
+        bad = tmp_path / "bad.pth"
+        save_model_checkpoint(bad, ModelCheckpoint(checkpoint.arch, checkpoint.config, weights))
+        return [str(start), str(out), "--toward", str(bad)], f"--toward {bad}: "
+    if name == "another architecture":
+        rfdn = tmp_path / "rfdn.pth"
+        torch.save(RFDN().state_dict(), rfdn)
+        return [str(start), str(out), "--toward", str(rfdn)], f"--toward {rfdn}: a 'rfdn' network, SRC a 'prfdn' one"
     if name == "DST is --toward":
-        return [str(start), str(trained), "--toward", str(trained), "--overwrite"], "--toward"
+        args = [str(start), str(trained), "--toward", str(trained), "--overwrite"]
+        return args, f"DST {trained}: is the same file as --toward"
     assert name == "DST exists"
     out.write_bytes(b"a user's file")
     return [str(start), str(out), "--toward", str(trained)], f"DST {out}: exists"
 
 
 @pytest.mark.parametrize(
-    "case", ["alpha above 1", "alpha not a number", "other widths", "toward missing", "DST is --toward", "DST exists"]
+    "case",
+    [
+        "alpha above 1",
+        "alpha not a number",
+        "other widths",
+        "another architecture",
+        "toward missing",
+        "toward without a tensor",
+        "toward with a tensor of another shape",
+        "DST is --toward",
+        "DST exists",
+    ],
 )
 def test_bad_input_is_one_line_and_nothing_is_written(
     case: str, ends: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]

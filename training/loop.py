@@ -583,6 +583,8 @@ class _Trainer:
             raise ValueError(f"train_set has patch size {train_set.patch_size}, settings {settings.patch_size}")
         if settings.distill_weight > 0 and teacher is None:
             raise HarnessError(f"{flag('distill_weight')} > 0 needs a {flag('teacher')}")
+        if settings.select_against is not None and reference is None:
+            raise HarnessError(f"{flag('select_against')} {settings.select_against}: give fit() its network as reference")
         if reference is not None and settings.select != "worst_gap":
             raise HarnessError(f"{flag('select_against')}: only with {flag('select')} worst_gap (not {settings.select})")
         if settings.select == "worst_gap" and teacher is None and reference is None:

@@ -210,6 +210,19 @@ def check_resumed_settings(state: dict[str, Any], path: Path, settings: TrainSet
         )
 
 
+def check_same_reference(state: dict[str, Any], path: Path, job: TrainJob, paths: dict[str, Path], against: str) -> None:
+    """A resumed run's ``select_against``: not one of its outputs, and the same weights its best so far was measured
+    against (a file replaced since, e.g. the submission a cycle measures against, would mix figures of two kinds)."""
+    outputs = {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(job.out)}
+    check_distinct(outputs, {"--select_against": against})
+    saved = state["run"].get("select_against_sha256")
+    if saved is not None and Path(against).is_file() and sha256_of(against) != saved:
+        raise HarnessError(
+            f"--select_against {against}: changed since {path} was written (another sha256); a resumed run measures "
+            "against the same weights: restore the file, or start a new run"
+        )
+
+
 def check_snapshot_output(job: TrainJob, settings: TrainSettings) -> None:
     """With ``--snapshot_minutes``: OUT_snapshot.pth can be written, and one already there is replaced only by the run
     it belongs to (``--resume``) or on request (``--overwrite``)."""
@@ -336,6 +349,7 @@ def training_record(
         settings=asdict(settings),
         teacher=run["teacher"],
         teacher_sha256=run["teacher_sha256"],
+        select_against_sha256=run.get("select_against_sha256"),
         **extra,
     )
 
@@ -410,6 +424,8 @@ def main(job: TrainJob) -> FitResult:
     check_schedule_settings(settings.schedule, given)
     if state:
         check_resumed_settings(state, paths["state"], settings)
+        if settings.select_against:
+            check_same_reference(state, paths["state"], job, paths, settings.select_against)
     check_snapshot_output(job, settings)
     if settings.distill_weight > 0 and not job.teacher:
         raise HarnessError("--distill_weight > 0 needs a --teacher (a checkpoint of the official RFDN)")

@@ -31,8 +31,10 @@ def check_alpha(alpha: float) -> None:
 
 def check_same_network(src: ModelCheckpoint, toward: ModelCheckpoint, toward_path: str) -> None:
     """Refuse, in one line, a --toward that is not the same network as SRC (another architecture, widths, scale)."""
-    if (toward.arch, toward.config) != (src.arch, src.config):
-        raise HarnessError(f"--toward {toward_path}: a {toward.arch!r} network of other widths than SRC's {src.arch!r}")
+    if toward.arch != src.arch:
+        raise HarnessError(f"--toward {toward_path}: a {toward.arch!r} network, SRC a {src.arch!r} one")
+    if toward.config != src.config:
+        raise HarnessError(f"--toward {toward_path}: a {toward.arch!r} network of other widths than SRC's")
     if (toward.scale, toward.data_range) != (src.scale, src.data_range):
         raise HarnessError(
             f"--toward {toward_path}: x{toward.scale} on [0, {toward.data_range:g}], SRC is x{src.scale} on "
@@ -63,11 +65,12 @@ def _run(job: InterpolateJob) -> None:
     toward = read_flag_checkpoint(job.toward, "--toward")
     check_same_network(parent, toward, job.toward)
     model = load_model(parent, f"SRC {job.src}").eval()
-    model.load_state_dict(interpolated_state(parent.state_dict, toward.state_dict, job.alpha))
+    other = load_model(toward, f"--toward {job.toward}").eval()  # its tensors checked against the network's
+    model.load_state_dict(interpolated_state(model.state_dict(), other.state_dict(), job.alpha))
     difference = None
     if job.alpha in (0.0, 1.0):  # an end point must be that checkpoint's network exactly
-        end = (parent, job.src) if job.alpha == 0.0 else (toward, job.toward)
-        difference = check_equivalent(load_model(end[0], end[1]).eval(), model, f"alpha {job.alpha:g} against {end[1]}")
+        end, name = (load_model(parent, job.src).eval(), job.src) if job.alpha == 0.0 else (other, job.toward)
+        difference = check_equivalent(end, model, f"alpha {job.alpha:g} against {name}")
     record = stage_record(
         "interpolated",
         job.src,
