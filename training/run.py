@@ -131,9 +131,14 @@ def labelled_outputs(paths: dict[str, Path]) -> dict[str, Path]:
     return {OUTPUT_LABELS[key]: path for key, path in paths.items()}
 
 
+def every_output(job: TrainJob, paths: dict[str, Path]) -> dict[str, Path]:
+    """Each file a run may write, by label: OUT, its siblings and OUT_snapshot."""
+    return {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(job.out)}
+
+
 def check_apart_from_inputs(job: TrainJob, paths: dict[str, Path]) -> None:
     """Refuse an output that is SRC, --teacher, an image of the data folders, or another output."""
-    outputs = {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(job.out)}
+    outputs = every_output(job, paths)
     check_distinct(outputs, {"SRC": job.src, "--teacher": job.teacher, "--select_against": job.select_against})
     check_apart_from_data(outputs, job)
 
@@ -213,8 +218,7 @@ def check_resumed_settings(state: dict[str, Any], path: Path, settings: TrainSet
 def check_same_reference(state: dict[str, Any], path: Path, job: TrainJob, paths: dict[str, Path], against: str) -> None:
     """A resumed run's ``select_against``: not one of its outputs, and the same weights its best so far was measured
     against (a file replaced since, e.g. the submission a cycle measures against, would mix figures of two kinds)."""
-    outputs = {**labelled_outputs(paths), "OUT_snapshot": snapshot_path(job.out)}
-    check_distinct(outputs, {"--select_against": against})
+    check_distinct(every_output(job, paths), {"--select_against": against})
     saved = state["run"].get("select_against_sha256")
     if saved is not None and Path(against).is_file() and sha256_of(against) != saved:
         raise HarnessError(

@@ -12,6 +12,7 @@ architecture at the same widths, scale and input range; ``alpha`` 0 gives SRC's 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 
 import torch
@@ -64,12 +65,13 @@ def _run(job: InterpolateJob) -> None:
     parent = read_flag_checkpoint(job.src, "SRC")
     toward = read_flag_checkpoint(job.toward, "--toward")
     check_same_network(parent, toward, job.toward)
-    model = load_model(parent, f"SRC {job.src}").eval()
+    start = load_model(parent, f"SRC {job.src}").eval()
     other = load_model(toward, f"--toward {job.toward}").eval()  # its tensors checked against the network's
-    model.load_state_dict(interpolated_state(model.state_dict(), other.state_dict(), job.alpha))
+    model = copy.deepcopy(start)
+    model.load_state_dict(interpolated_state(start.state_dict(), other.state_dict(), job.alpha))
     difference = None
     if job.alpha in (0.0, 1.0):  # an end point must be that checkpoint's network exactly
-        end, name = (load_model(parent, job.src).eval(), job.src) if job.alpha == 0.0 else (other, job.toward)
+        end, name = (start, job.src) if job.alpha == 0.0 else (other, job.toward)
         difference = check_equivalent(end, model, f"alpha {job.alpha:g} against {name}")
     record = stage_record(
         "interpolated",
