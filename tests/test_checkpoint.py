@@ -8,11 +8,13 @@ import os
 import pickle
 import time
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.nn as nn
 
 from utils.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -163,3 +165,54 @@ def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path: Pat
     state["conv.bias"] = torch.ones(2)
     torch.save(state, tmp_path / "ok.pth")
     assert read_model_checkpoint(tmp_path / "ok.pth").state_dict["steps"].item() == 3
+    # weights of several dtypes are checked per dtype: a NaN among half-precision weights, a float64 beyond float32
+    state.update(
+        {"half.weight": torch.tensor([0.5, float("nan")], dtype=torch.float16), "big": torch.tensor([1e300], dtype=torch.float64)}
+    )
+    torch.save(state, tmp_path / "nan16.pth")
+    with pytest.raises(HarnessError, match=r"not finite \(1 of 2 in half\.weight are NaN or infinity\)"):
+        read_model_checkpoint(tmp_path / "nan16.pth")
+    state["half.weight"] = torch.ones(2, dtype=torch.float16)
+    torch.save(state, tmp_path / "mixed.pth")
+    assert read_model_checkpoint(tmp_path / "mixed.pth").state_dict["big"].item() == 1e300
+
+
+def test_a_file_read_again_is_a_fresh_copy_and_a_changed_file_is_read_anew(tmp_path: Path) -> None:
+    """safe_load keeps what a file held by its contents: a caller that changes what it got changes nothing for the
+    next, and a file written since, even in place with the same size at once, gives its new contents."""
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.zeros(3), "meta": {"iteration": 1}}, path)
+    first = safe_load(path)
+    first["w"] += 1
+    first["meta"]["iteration"] = 99
+    again = safe_load(path)
+    assert again["meta"]["iteration"] == 1 and bool((again["w"] == 0).all())
+    size = path.stat().st_size
+    torch.save({"w": torch.full((3,), 2.0), "meta": {"iteration": 2}}, path)  # in place, the same size
+    changed = safe_load(path)
+    assert path.stat().st_size == size and changed["meta"]["iteration"] == 2 and bool((changed["w"] == 2).all())
+    save_model_checkpoint(path, ModelCheckpoint("rfdn", {}, {"w": torch.ones(3)}))  # replaced (atomic write)
+    assert bool((read_model_checkpoint(path).state_dict["w"] == 1).all())
+
+
+def test_a_copy_of_a_read_file_shares_no_tensor_or_container_with_the_next(tmp_path: Path) -> None:
+    """What safe_load keeps is copied for each caller: tensors cloned (parameters stay parameters), a container held
+    twice stays one container, and an optimizer resumed from one copy leaves the next copy's moments as saved."""
+    shared = [torch.zeros(2)]
+    weight = nn.Parameter(torch.ones(2))
+    torch.save({"a": shared, "b": shared, "p": weight, "size": torch.Size([2]), "ordered": OrderedDict(x=1)}, tmp_path / "s.pth")
+    first = safe_load(tmp_path / "s.pth")
+    assert first["a"] is first["b"] and isinstance(first["p"], nn.Parameter) and first["p"].requires_grad
+    assert type(first["ordered"]) is OrderedDict and first["size"] == torch.Size([2])
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    torch.save({"optimizer": optimizer.state_dict()}, tmp_path / "state.pth")
+    saved = [value.clone() for value in optimizer.state_dict()["state"][0].values()]
+    resumed = torch.optim.Adam(model.parameters())
+    resumed.load_state_dict(safe_load(tmp_path / "state.pth")["optimizer"])
+    model(torch.ones(1, 2)).sum().backward()
+    resumed.step()  # updates the moments it was given in place
+    again = list(safe_load(tmp_path / "state.pth")["optimizer"]["state"][0].values())
+    assert all(torch.equal(a, b) for a, b in zip(again, saved, strict=True))

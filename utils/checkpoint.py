@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import io
@@ -13,6 +14,7 @@ import re
 import shutil
 import warnings
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +58,57 @@ def safe_load(path: str | os.PathLike) -> Any:
         raise HarnessError(f"{path}: is a folder; expected a checkpoint file")
     if not os.path.isfile(path):
         raise HarnessError(f"{path}: checkpoint file not found{where_to_get(path)}")
+    size = os.path.getsize(path)
+    if size > _CACHE_BYTES // 4:
+        return _load_checked(path, path)
+    data = Path(path).read_bytes()
+    key = hashlib.sha256(data).digest()
+    if key not in _loaded:
+        _loaded[key] = (_load_checked(io.BytesIO(data), path), len(data))
+        while sum(size for _, size in _loaded.values()) > _CACHE_BYTES or len(_loaded) > _CACHE_FILES:
+            _loaded.popitem(last=False)
+    _loaded.move_to_end(key)
+    return _fresh_copy(_loaded[key][0], {})
+
+
+# A command checks the files it reads before any work and reads them again to work (a pipeline reads each stage's
+# output and training state several times): what a file held is kept by the sha256 of its bytes, so a file is
+# unpickled once per contents and a file written since is read anew. Every caller gets its own copy. The files of
+# one pipeline run (its stage outputs and training states) fit; a file over a quarter of the bytes is not kept.
+_CACHE_FILES = 32
+_CACHE_BYTES = 256 * 2**20
+_loaded: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+
+
+def _fresh_copy(obj: Any, memo: dict[int, Any]) -> Any:
+    """A copy of what ``torch.load`` gave that shares nothing mutable with it: containers rebuilt (a container held
+    twice stays one), tensors cloned (an optimizer resumed from a state updates its moments in place); strings,
+    numbers and other immutable values shared. ``copy.deepcopy`` does the same at several times the cost."""
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if isinstance(obj, nn.Parameter):
+        new: Any = nn.Parameter(obj.detach().clone(), requires_grad=obj.requires_grad)
+    elif isinstance(obj, torch.Tensor):
+        new = obj.detach().clone().requires_grad_(obj.requires_grad)
+    elif type(obj) in (dict, OrderedDict):
+        new = type(obj)((key, _fresh_copy(value, memo)) for key, value in obj.items())
+    elif type(obj) is list:
+        new = [_fresh_copy(value, memo) for value in obj]
+    elif type(obj) is tuple:
+        new = tuple(_fresh_copy(value, memo) for value in obj)
+    elif obj is None or isinstance(obj, (str, bytes, int, float, complex, torch.Size, torch.dtype, torch.device)):
+        return obj
+    else:
+        new = copy.deepcopy(obj)
+    memo[id(obj)] = new
+    return new
+
+
+def _load_checked(source: str | os.PathLike | io.BytesIO, path: str | os.PathLike) -> Any:
     try:
         with warnings.catch_warnings():  # torch warns of a pickle protocol it may not read: what it refuses is said below
             warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or unsafe files
         raise HarnessError(f"{path}: {_load_failure(err, path)}") from None
     check_contents(obj, str(path))
@@ -235,7 +284,14 @@ def describe_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> st
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
     """Refuse weights holding NaN or infinity (a diverged training's), naming ``source`` and the first such tensor:
-    they give no image, and a training started from them diverges at once, which would be blamed on its --lr."""
+    they give no image, and a training started from them diverges at once, which would be blamed on its --lr.
+    Checked in one pass per dtype; only weights that fail it are searched tensor by tensor for the message."""
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for tensor in state.values():
+        if tensor.is_floating_point() or tensor.is_complex():
+            by_dtype.setdefault(tensor.dtype, []).append(tensor.detach().reshape(-1))
+    if all(bool(torch.isfinite(torch.cat(tensors)).all()) for tensors in by_dtype.values()):
+        return
     for name, tensor in state.items():
         if tensor.is_floating_point() or tensor.is_complex():
             bad = int((~torch.isfinite(tensor)).sum())
