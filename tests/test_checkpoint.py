@@ -216,3 +216,29 @@ def test_a_copy_of_a_read_file_shares_no_tensor_or_container_with_the_next(tmp_p
     resumed.step()  # updates the moments it was given in place
     again = list(safe_load(tmp_path / "state.pth")["optimizer"]["state"][0].values())
     assert all(torch.equal(a, b) for a, b in zip(again, saved, strict=True))
+
+
+def test_a_copy_keeps_what_the_file_held_views_expansions_and_state_dict_metadata(tmp_path: Path) -> None:
+    base = torch.arange(6.0)
+    state = nn.BatchNorm2d(2).state_dict()  # an OrderedDict with _metadata (the module versions load_state_dict reads)
+    torch.save({"base": base, "view": base[2:4], "wide": torch.ones(1).expand(1000, 1000), "bn": state}, tmp_path / "v.pth")
+    for _ in range(2):  # the first read and a kept one
+        loaded = safe_load(tmp_path / "v.pth")
+        loaded["base"][2] = -1.0
+        assert loaded["view"][0].item() == -1.0  # still a view of the same storage
+        assert loaded["wide"].untyped_storage().nbytes() == 4 and loaded["wide"].shape == (1000, 1000)
+        assert loaded["bn"]._metadata == state._metadata
+
+
+def test_a_file_that_cannot_be_read_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.pth"
+    torch.save({"w": torch.zeros(1)}, path)
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(
+        HarnessError, match=r"locked\.pth: not a loadable weights-only checkpoint \(unreadable: .*Permission denied"
+    ):
+        safe_load(path)

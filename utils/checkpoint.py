@@ -58,15 +58,17 @@ def safe_load(path: str | os.PathLike) -> Any:
         raise HarnessError(f"{path}: is a folder; expected a checkpoint file")
     if not os.path.isfile(path):
         raise HarnessError(f"{path}: checkpoint file not found{where_to_get(path)}")
-    size = os.path.getsize(path)
-    if size > _CACHE_BYTES // 4:
-        return _load_checked(path, path)
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes() if os.path.getsize(path) <= _KEPT_FILE_BYTES else None
+    except OSError as err:  # unreadable (permissions, an I/O error) or gone since the check above
+        raise HarnessError(f"{path}: {_load_failure(err, path)}") from None
+    if data is None or len(data) > _KEPT_FILE_BYTES:
+        return _load_checked(path if data is None else io.BytesIO(data), path)
     key = hashlib.sha256(data).digest()
     if key not in _loaded:
         _loaded[key] = (_load_checked(io.BytesIO(data), path), len(data))
         while sum(size for _, size in _loaded.values()) > _CACHE_BYTES or len(_loaded) > _CACHE_FILES:
-            _loaded.popitem(last=False)
+            _loaded.popitem(last=False)  # never the file just read: it is under a quarter of the budget
     _loaded.move_to_end(key)
     return _fresh_copy(_loaded[key][0], {})
 
@@ -74,34 +76,61 @@ def safe_load(path: str | os.PathLike) -> Any:
 # A command checks the files it reads before any work and reads them again to work (a pipeline reads each stage's
 # output and training state several times): what a file held is kept by the sha256 of its bytes, so a file is
 # unpickled once per contents and a file written since is read anew. Every caller gets its own copy. The files of
-# one pipeline run (its stage outputs and training states) fit; a file over a quarter of the bytes is not kept.
+# one pipeline run (its stage outputs and training states) fit; a file over a quarter of the budget is not kept.
 _CACHE_FILES = 32
 _CACHE_BYTES = 256 * 2**20
+_KEPT_FILE_BYTES = _CACHE_BYTES // 4
 _loaded: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
 
 
-def _fresh_copy(obj: Any, memo: dict[int, Any]) -> Any:
-    """A copy of what ``torch.load`` gave that shares nothing mutable with it: containers rebuilt (a container held
-    twice stays one), tensors cloned (an optimizer resumed from a state updates its moments in place); strings,
-    numbers and other immutable values shared. ``copy.deepcopy`` does the same at several times the cost."""
+def _fresh_copy(obj: Any, memo: dict[Any, Any]) -> Any:
+    """A copy of what ``torch.load`` gave that shares nothing mutable with it (an optimizer resumed from a state
+    updates its moments in place): containers rebuilt with their attributes (a state dict's ``_metadata``), a
+    container held twice staying one; tensors copied with their storage, so views of one storage stay views of one
+    copy and an expanded tensor stays small; strings, numbers and other immutable values shared."""
     if id(obj) in memo:
         return memo[id(obj)]
-    if isinstance(obj, nn.Parameter):
-        new: Any = nn.Parameter(obj.detach().clone(), requires_grad=obj.requires_grad)
-    elif isinstance(obj, torch.Tensor):
-        new = obj.detach().clone().requires_grad_(obj.requires_grad)
-    elif type(obj) in (dict, OrderedDict):
-        new = type(obj)((key, _fresh_copy(value, memo)) for key, value in obj.items())
+    if obj is None or isinstance(obj, (str, bytes, int, float, complex, torch.Size, torch.dtype, torch.device)):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        new: Any = _tensor_copy(obj, memo)
+    elif isinstance(obj, dict):
+        new = obj.copy()  # the same class (OrderedDict, Counter, defaultdict with its factory)
+        memo[id(obj)] = new
+        for key, value in new.items():
+            new[key] = _fresh_copy(value, memo)
     elif type(obj) is list:
-        new = [_fresh_copy(value, memo) for value in obj]
+        new = []
+        memo[id(obj)] = new
+        new.extend(_fresh_copy(value, memo) for value in obj)
     elif type(obj) is tuple:
         new = tuple(_fresh_copy(value, memo) for value in obj)
-    elif obj is None or isinstance(obj, (str, bytes, int, float, complex, torch.Size, torch.dtype, torch.device)):
-        return obj
     else:
         new = copy.deepcopy(obj)
+    attributes = getattr(obj, "__dict__", None)
+    if attributes and not isinstance(obj, torch.Tensor):
+        new.__dict__.update(_fresh_copy(dict(attributes), memo))
     memo[id(obj)] = new
     return new
+
+
+def _tensor_copy(tensor: torch.Tensor, memo: dict[Any, Any]) -> torch.Tensor:
+    if tensor.layout != torch.strided or tensor.is_quantized:
+        copied = tensor.detach().clone()
+    else:
+        storage = tensor.untyped_storage()
+        key = ("storage", storage.data_ptr(), storage.nbytes())  # apart from ids: a storage pointer is not an object id
+        whole = tensor.storage_offset() == 0 and storage.nbytes() == tensor.numel() * tensor.element_size()
+        if key not in memo and whole and tensor.is_contiguous():  # the usual weight: a plain clone is its copy
+            copied = tensor.detach().clone()
+            memo[key] = copied.untyped_storage()
+        else:
+            if key not in memo:
+                memo[key] = storage.clone()
+            copied = torch.empty(0, dtype=tensor.dtype).set_(memo[key], tensor.storage_offset(), tensor.size(), tensor.stride())
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(copied, requires_grad=tensor.requires_grad)
+    return copied.requires_grad_(tensor.requires_grad)
 
 
 def _load_checked(source: str | os.PathLike | io.BytesIO, path: str | os.PathLike) -> Any:
