@@ -94,15 +94,12 @@ def _fresh_copy(obj: Any, memo: dict[Any, Any]) -> Any:
         return obj
     if isinstance(obj, torch.Tensor):
         new: Any = _tensor_copy(obj, memo)
-    elif isinstance(obj, dict):
+    elif isinstance(obj, dict):  # what loaded holds no container inside itself (check_contents refuses it)
         new = obj.copy()  # the same class (OrderedDict, Counter, defaultdict with its factory)
-        memo[id(obj)] = new
         for key, value in new.items():
             new[key] = _fresh_copy(value, memo)
     elif type(obj) is list:
-        new = []
-        memo[id(obj)] = new
-        new.extend(_fresh_copy(value, memo) for value in obj)
+        new = [_fresh_copy(value, memo) for value in obj]
     elif type(obj) is tuple:
         new = tuple(_fresh_copy(value, memo) for value in obj)
     else:
